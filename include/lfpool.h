@@ -1,0 +1,283 @@
+/*
+ * lfpool.h - a thread-safe pool of objects created on demand, with a
+ * lock-free hot path.  The one public header of liblfpool.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * RULES OF USE (read these once)
+ *
+ *  1. Every call is thread-safe unless said otherwise below: any thread may
+ *     get, any thread may return (not only the one that got the object),
+ *     stats may be read from anywhere.  lfpool_free() is the exception: no
+ *     other call on the same pool may run during or after it.
+ *  2. The pool owns nothing of an object but its bookkeeping.  The caller
+ *     owns an object between a successful lfpool_get() and the matching
+ *     lfpool_ret(); the pool owns it otherwise and ends its life with
+ *     `closer`, exactly once per created object.
+ *  3. Hooks (`fun`, opener, getter, retter, closer, health, stats, tracer,
+ *     log, clock) run on the calling thread or on the pool's housekeeper
+ *     thread.  They must not call lfpool_free() on their own pool, and must
+ *     not call into the pool from inside `closer`.  A hook's failure is
+ *     logged and never propagates, except `fun`, whose errno a get reports.
+ *  4. Closers never run inside an RCU read-side section of the library.
+ *     lfpool uses liburcu's urcu-bp flavour: your threads need no
+ *     registration.  Do not call lfpool_ret() from inside your own urcu-bp
+ *     read-side section (a return after shutdown, or of a killed object,
+ *     waits for a grace period).
+ *  5. fork(): the child never hands out an object created by the parent.
+ *     On its first use in the child the pool starts again from empty, with
+ *     its own housekeeper; inherited objects are dropped without `closer`
+ *     (they belong to the parent).  liburcu's fork rule (call
+ *     urcu_bp_before_fork() and friends around fork()) is followed by the
+ *     library itself: it registers them once with pthread_atfork().
+ *  6. Return codes are 0 or a positive errno value; nothing aborts on bad
+ *     input, and no bad input loses an object or a capacity slot.
+ *
+ * See docs/API.md for the full reference and docs/DESIGN.md for the
+ * reasoning behind the lock-free structures.
+ */
+#ifndef LFPOOL_H
+#define LFPOOL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* the library is built with hidden visibility; everything here is exported */
+#pragma GCC visibility push(default)
+
+#define LFPOOL_VERSION_MAJOR 0
+#define LFPOOL_VERSION_MINOR 1
+#define LFPOOL_VERSION_PATCH 0
+
+typedef struct lfpool lfpool;
+struct lfpool_json;
+
+/* ---------------------------------------------------------------- hooks */
+
+/* Create an object.  `n` is the creation number: the number of objects this
+ * pool created successfully before this call (0, 1, 2, ...; two concurrent
+ * creations may see the same n).  Return NULL on failure, with errno set
+ * (EIO is reported when errno is left 0).  Returning a pointer the pool
+ * already holds is refused (EEXIST, the object is not closed). */
+typedef void *(*lfpool_create_fn)(void *ctx, uint64_t n);
+/* opener, getter, retter, closer: non-zero means failure (logged only). */
+typedef int (*lfpool_hook_fn)(void *ctx, void *obj);
+/* health: > 0 healthy, 0 unhealthy (object removed), < 0 check failed
+ * (counted in hc_errors, object kept). */
+typedef int (*lfpool_health_fn)(void *ctx, void *obj);
+/* tracer: snprintf-like; writes text describing obj into buf (at most
+ * size bytes, NUL included) and returns the length it wanted, < 0 on error.
+ * Default: the object's address, "%p". */
+typedef int (*lfpool_trace_fn)(void *ctx, void *obj, char *buf, size_t size);
+/* stats: writes exactly one JSON value with the lfpool_json_* writer below;
+ * non-zero return means failure and the value becomes null. */
+typedef int (*lfpool_stats_fn)(void *ctx, void *obj, struct lfpool_json *out);
+/* log: receives one line (no trailing newline).  Default: stderr. */
+typedef void (*lfpool_log_fn)(void *log_ctx, int level, const char *msg);
+/* clock: monotonic seconds.  Default: the library's coarse monotonic clock.
+ * An injected clock is called on every get/ret (tests drive time with it
+ * and lfpool_housekeep()); bounded waits always use CLOCK_MONOTONIC. */
+typedef double (*lfpool_clock_fn)(void *clock_ctx);
+
+/* ------------------------------------------------------------ constants */
+
+#define LFPOOL_FOREVER (INFINITY) /* wait without limit */
+#define LFPOOL_DEFAULT (-1.0)     /* lfpool_get(): use the configured timeout */
+
+enum {
+    LFPOOL_LOG_ERROR = 0,
+    LFPOOL_LOG_WARNING = 1,
+    LFPOOL_LOG_INFO = 2,
+    LFPOOL_LOG_DEBUG = 3,
+};
+
+enum {
+    /* a killed object's closer runs when its holder returns it; that
+     * lfpool_ret() returns ESTALE (default) */
+    LFPOOL_KILL_DEFER = 0,
+    /* a killed object's closer runs at once on the housekeeper (after an
+     * RCU grace period); the holder's later lfpool_ret() gives ENOENT */
+    LFPOOL_KILL_CLOSE = 1,
+};
+
+/* --------------------------------------------------------- configuration */
+
+typedef struct lfpool_config {
+    lfpool_create_fn fun;       /* mandatory */
+    void *ctx;                  /* passed to every hook */
+    size_t max_size;            /* 0 = unbounded */
+    size_t min_size;            /* default 1 */
+    double timeout;             /* seconds a get may wait at max_size; default LFPOOL_FOREVER */
+    uint64_t max_use;           /* 0 = unlimited */
+    double max_avail_delay;     /* idle seconds before recycling, 0 = never */
+    double max_using_delay;     /* warn threshold, 0 = the kill threshold */
+    double max_using_delay_kill;/* kill threshold, 0 = never kill */
+    double delay;               /* housekeeping period, 0 = computed as the seed does */
+    unsigned health_freq;       /* health check every N rounds, default 1 */
+    lfpool_hook_fn opener, getter, retter, closer;
+    lfpool_health_fn health;
+    lfpool_stats_fn stats;
+    lfpool_trace_fn tracer;
+    int log_level;              /* default LFPOOL_LOG_WARNING */
+    lfpool_log_fn log;          /* default: one line on stderr */
+    void *log_ctx;
+    lfpool_clock_fn clock;      /* default: library coarse monotonic clock */
+    void *clock_ctx;
+    int kill_mode;              /* LFPOOL_KILL_DEFER (default) or LFPOOL_KILL_CLOSE */
+    bool lazy_start;            /* no thread, no objects until the first get */
+} lfpool_config;
+
+/* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
+ * timeout LFPOOL_FOREVER, health_freq 1, log_level LFPOOL_LOG_WARNING). */
+void lfpool_config_init(lfpool_config *cfg);
+
+/* ------------------------------------------------------------- life cycle */
+
+/* Create a pool from *cfg (copied; cfg may be freed afterwards).
+ * Starts the housekeeper thread when a housekeeping delay applies and
+ * creates min_size objects (creation failures are logged and retried
+ * later), unless cfg->lazy_start.
+ * Returns 0 and sets *pool, or:
+ *   EINVAL  pool or cfg NULL, no fun, min_size > max_size on a bounded pool,
+ *           a negative or NaN duration/timeout, health_freq 0, bad
+ *           kill_mode or log_level (the reason is logged)
+ *   ENOMEM  out of memory
+ *   EAGAIN  the housekeeper thread could not be started */
+int lfpool_new(lfpool **pool, const lfpool_config *cfg);
+
+/* Get an object.  `timeout` is LFPOOL_DEFAULT (the pool's timeout), 0 (do
+ * not wait), > 0 seconds, or LFPOOL_FOREVER; it only matters on a bounded
+ * pool at max_size.  Hands out an available object, else creates one.
+ * Returns 0 and sets *obj, or:
+ *   EINVAL     pool or obj NULL, timeout NaN or negative (but DEFAULT)
+ *   ESHUTDOWN  the pool is shut down (also wakes waiters)
+ *   EAGAIN     timeout 0 and nothing available at max_size
+ *   ETIMEDOUT  nothing became available within the timeout
+ *   EEXIST     `fun` returned a pointer the pool already holds
+ *   errno of `fun` (EIO if it set none) when creation failed
+ * Hot path (an object available): no lock, no system call, no allocation. */
+int lfpool_get(lfpool *pool, void **obj, double timeout);
+
+/* Return an object got from this pool.  Runs `retter`, then the object is
+ * available again, or destroyed when worn out (max_use) or after shutdown.
+ * Returns 0, or:
+ *   EINVAL  pool or obj NULL
+ *   ENOENT  obj is not out of this pool (never from it, already returned,
+ *           or killed and closed); retter and tracer are not called, the
+ *           address is logged
+ *   ESTALE  obj was killed (LFPOOL_KILL_DEFER) while held; its closer ran
+ *           in this call; the object is gone from the pool */
+int lfpool_ret(lfpool *pool, void *obj);
+
+/* Run one housekeeping round now, on the calling thread (rounds are
+ * serialised with the housekeeper's).  Returns 0, EINVAL (NULL pool) or
+ * ESHUTDOWN. */
+int lfpool_housekeep(lfpool *pool);
+
+/* Shut down: stop the housekeeper (waiting up to `delay` seconds for it),
+ * refuse further gets (ESHUTDOWN), wake every waiter, close available
+ * objects; objects still out are closed when they come back.  A second
+ * call is harmless (0).  Returns 0 or EINVAL (NULL pool, NaN/negative
+ * delay). */
+int lfpool_shutdown(lfpool *pool, double delay);
+
+/* Shut down if needed, wait for the housekeeper to finish, close every
+ * object the pool still knows (objects still out are closed too, with a
+ * warning: do not use them afterwards) and release all memory.  NULL is a
+ * no-op.  No other call on this pool may run concurrently or later. */
+void lfpool_free(lfpool *pool);
+
+/* A static description of an lfpool return code. */
+const char *lfpool_strerror(int err);
+
+/* ------------------------------------------------------------------ stats */
+
+/* Every number of the JSON stats, same names and meanings (SPEC 3.6).
+ * sem_value/sem_init are -1 on an unbounded pool; started is seconds since
+ * the epoch; timeout is LFPOOL_FOREVER (JSON null) when unlimited. */
+struct lfpool_stats {
+    uint64_t id;
+    double started;
+    uint64_t min_size, max_size, max_use;
+    double timeout, delay, max_avail_delay, max_using_delay_kill, max_using_delay_warn;
+    uint64_t health_freq;
+    double now;
+    int64_t sem_value, sem_init;
+    uint64_t navail, nusing, ntodel;
+    double running, rel_hk_last, time_per_hk;
+    bool shutdown;
+    uint64_t nobjs, ncreated, ncreating, nuses, nkilled, nrecycled, nwornout;
+    uint64_t nborrows, nreturns, ndestroys, nhealth, bad_health;
+    uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
+};
+
+/* Fill *out with every counter and setting; allocates nothing.
+ * Returns 0 or EINVAL. */
+int lfpool_stats(lfpool *pool, struct lfpool_stats *out);
+
+/* The seed's stats() as JSON text (every key, plus per-object entries),
+ * malloc'd, NUL-terminated, always valid JSON; the caller frees it.
+ * NULL with errno set (EINVAL, ENOMEM) on failure. */
+char *lfpool_stats_json(lfpool *pool);
+
+/* ------------------------------------------------------ JSON value writer */
+
+/* The writer given to the stats hook (and used by lfpool_stats_json).  It
+ * keeps the output well-formed whatever the caller does: a misuse (a key
+ * outside an object, a value where a key is expected, a second top-level
+ * value) returns EINVAL and poisons the writer, and the hook's value then
+ * becomes null; containers left open are closed.  Strings are escaped (and
+ * invalid UTF-8 replaced by U+FFFD); non-finite numbers become null.
+ * Each call returns 0, EINVAL or ENOMEM. */
+int lfpool_json_begin_object(struct lfpool_json *j);
+int lfpool_json_end_object(struct lfpool_json *j);
+int lfpool_json_begin_array(struct lfpool_json *j);
+int lfpool_json_end_array(struct lfpool_json *j);
+int lfpool_json_key(struct lfpool_json *j, const char *key);
+int lfpool_json_string(struct lfpool_json *j, const char *s);
+int lfpool_json_string_len(struct lfpool_json *j, const char *s, size_t len);
+int lfpool_json_integer(struct lfpool_json *j, int64_t v);
+int lfpool_json_number(struct lfpool_json *j, double v);
+int lfpool_json_bool(struct lfpool_json *j, bool v);
+int lfpool_json_null(struct lfpool_json *j);
+
+/* ------------------------------------------------------------ scoped use */
+
+/* LFPOOL_WITH(pool, var, timeout) { ... }
+ * Declares `void *var`, runs the block once when the get succeeds (not at
+ * all when it fails) and returns the object when the block is left by any
+ * path: falling off the end, break, continue, return, goto.
+ * Needs GCC or Clang (__attribute__((cleanup))). */
+struct lfpool__with {
+    lfpool *w_pool;
+    void *w_obj;
+    int w_entered;
+};
+static inline void lfpool__with_release(struct lfpool__with *w)
+{
+    if (w->w_obj)
+        (void)lfpool_ret(w->w_pool, w->w_obj);
+}
+#define LFPOOL__WITH_NAME(var) lfpool__with_##var
+#define LFPOOL_WITH(pool, var, timeout)                                          \
+    for (struct lfpool__with LFPOOL__WITH_NAME(var)                              \
+             __attribute__((cleanup(lfpool__with_release))) = {(pool), NULL, 0}; \
+         !LFPOOL__WITH_NAME(var).w_entered &&                                      \
+         (LFPOOL__WITH_NAME(var).w_entered = 1,                                    \
+          lfpool_get(LFPOOL__WITH_NAME(var).w_pool, &LFPOOL__WITH_NAME(var).w_obj,   \
+                     (timeout)) == 0);)                                          \
+        for (void *var = LFPOOL__WITH_NAME(var).w_obj; var != NULL; var = NULL)
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LFPOOL_H */

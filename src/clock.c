@@ -1,0 +1,53 @@
+/*
+ * clock.c - time for the pool.
+ *
+ * Owns: the library's monotonic and epoch clocks, the pool's coarse time
+ * (`coarse_now`, refreshed by the housekeeper every tick and by every slow
+ * path) and conversions to absolute CLOCK_MONOTONIC deadlines for futex
+ * waits.  Invariant: the get/ret hot path never calls clock_gettime(); it
+ * reads `coarse_now` (or calls the injected clock, which tests own).
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <time.h>
+
+double lfpool_mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double lfpool_epoch_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The pool's clock, read fresh (slow paths: refreshes the coarse time). */
+double lfpool_now_fresh(struct lfpool *p)
+{
+    if (p->cfg.clock)
+        return p->cfg.clock(p->cfg.clock_ctx);
+    double t = lfpool_mono_now();
+    atomic_store_explicit(&p->coarse_now, t, memory_order_relaxed);
+    return t;
+}
+
+/* Absolute CLOCK_MONOTONIC deadline `timeout` seconds from now (finite). */
+void lfpool_abs_deadline(double timeout, struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    double whole = floor(timeout);
+    long ns = (long)((timeout - whole) * 1e9);
+    if (whole > 1e12)
+        whole = 1e12; /* ~31700 years: treat as forever, avoid overflow */
+    ts->tv_sec += (time_t)whole;
+    ts->tv_nsec += ns;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec += 1;
+        ts->tv_nsec -= 1000000000L;
+    }
+}

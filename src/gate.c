@@ -1,0 +1,54 @@
+/*
+ * gate.c - the capacity gate: how a get waits at max_size.
+ *
+ * Owns: the waiter count and the futex event word of a bounded pool.
+ * The seed's semaphore becomes: the atomic object count `nobjs` (never
+ * above max_size; reserved by CAS before `fun` runs), the available set,
+ * and this gate, on which a get sleeps when the pool is at max_size and the
+ * set is empty.  Every event that could let a waiter proceed (an object
+ * pushed into the set, an object removed so one may be created, shutdown)
+ * calls lfpool_gate_signal() or lfpool_gate_wake().
+ *
+ * No lost wake-up: a waiter (1) increments `waiters` (seq_cst) and issues a
+ * seq_cst fence, (2) reads `seq`, (3) re-checks the set and the count, and
+ * (4) sleeps with FUTEX_WAIT_BITSET only while `seq` still equals what it
+ * read.  A producer (a) publishes with a seq_cst operation, (b) reads
+ * `waiters` (seq_cst) and, when non-zero, bumps `seq` before FUTEX_WAKE.
+ * By the seq_cst total order either the producer sees the waiter, and the
+ * bump makes the sleep return at once, or the waiter's re-check (3) sees
+ * the published object.  Deadlines are absolute CLOCK_MONOTONIC; the wait
+ * never spins.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts, uint32_t val3)
+{
+    return syscall(SYS_futex, (uint32_t *)uaddr, op, val, ts, NULL, val3);
+}
+
+void lfpool_gate_wake(struct lfpool_gate *g, bool all)
+{
+    atomic_fetch_add_explicit(&g->seq, 1, memory_order_seq_cst);
+    futex(&g->seq, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, NULL, 0);
+}
+
+/* Sleep while g->seq == seen, until woken or `deadline` (NULL: forever).
+ * Returns 0 (woken, or seq already moved), ETIMEDOUT, or EINTR. */
+int lfpool_gate_sleep(struct lfpool_gate *g, uint32_t seen, const struct timespec *deadline)
+{
+    long r = futex(&g->seq, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, deadline,
+                   FUTEX_BITSET_MATCH_ANY);
+    if (r == 0)
+        return 0;
+    if (errno == ETIMEDOUT)
+        return ETIMEDOUT;
+    if (errno == EINTR)
+        return EINTR;
+    return 0; /* EAGAIN: seq changed before we slept */
+}

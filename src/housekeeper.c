@@ -1,0 +1,352 @@
+/*
+ * housekeeper.c - housekeeping rounds (§3.3), kills (§3.4) and destruction
+ * (§3.5), on the pool's housekeeper thread or in lfpool_housekeep().
+ *
+ * Owns: the housekeeper thread, the round lock (serialises rounds; never
+ * taken by get or ret) and the destruction lists.  A round:
+ *   1. walks the meta table inside one RCU read-side section, without
+ *      calling user code: counts objects out longer than the warn threshold,
+ *      kills those out longer than the kill threshold (CAS OUT->KILLED in
+ *      DEFER mode, OUT->DEAD in CLOSE mode), recycles objects idle at least
+ *      max_avail_delay while the pool holds more than min_size (CAS
+ *      AVAIL->DEAD_SET); every removal frees a slot and wakes a waiter;
+ *   2. every health_freq rounds, borrows each available object in place
+ *      (CAS AVAIL->BORROWED, one at a time, outside any read-side section)
+ *      and runs the health hook: a hanging check holds one object, never
+ *      get or ret;
+ *   3. reaps: takes the pending (worn out, killed) and zombie lists, waits
+ *      for one grace period for the whole batch, then runs closers and frees
+ *      records - never inside a read-side section, never on call_rcu;
+ *   4. refills to min_size; 5. moves idle per-CPU caches to the stack.
+ * The thread also refreshes the pool's coarse time every tick, and reaps
+ * when a ret kicks it (an object wore out).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static int vec_reserve(struct lfpool_ptrvec *v, size_t n)
+{
+    if (n <= v->cap)
+        return 0;
+    size_t cap = v->cap ? v->cap : 64;
+    while (cap < n)
+        cap *= 2;
+    void **nv = realloc(v->v, cap * sizeof *nv);
+    if (!nv)
+        return ENOMEM;
+    v->v = nv;
+    v->cap = cap;
+    return 0;
+}
+
+int lfpool_hk_init(struct lfpool *p)
+{
+    pthread_mutex_init(&p->hk.round_lock, NULL);
+    p->hk.tick = p->delay > 0 ? fmin(fmax(p->delay / 8.0, 0.001), 1.0) : 1.0;
+    p->hk.cache_snap = calloc((size_t)p->ncaches * LFPOOL_CACHE_SLOTS, sizeof *p->hk.cache_snap);
+    return p->hk.cache_snap ? 0 : ENOMEM;
+}
+
+void lfpool_hk_fini(struct lfpool *p)
+{
+    free(p->hk.close_only.v);
+    free(p->hk.scratch.v);
+    free(p->hk.cache_snap);
+    memset(&p->hk.close_only, 0, sizeof p->hk.close_only);
+    memset(&p->hk.scratch, 0, sizeof p->hk.scratch);
+    p->hk.cache_snap = NULL;
+}
+
+/* A removal: slot freed, a waiter may create; count it for ntodel. */
+static void removed(struct lfpool *p)
+{
+    INC(p->c.todel);
+    lfpool_unreserve(p);
+}
+
+/* Phase 1. */
+static void walk(struct lfpool *p, double now)
+{
+    const lfpool_config *cfg = &p->cfg;
+    uint64_t long_run = 0, long_kill = 0;
+    double long_time = 0;
+    struct cds_lfht_iter iter;
+    struct lfpool_rec *rec;
+
+    rcu_read_lock();
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+        uint32_t s = atomic_load_explicit(&rec->state, memory_order_acquire);
+        if (s == REC_OUT && p->warn > 0) {
+            double running = now - LD(rec->last_get);
+            if (running < p->warn)
+                continue;
+            long_run++;
+            long_time += running;
+            if (cfg->max_using_delay_kill <= 0 || running < cfg->max_using_delay_kill)
+                continue;
+            if (cfg->kill_mode == LFPOOL_KILL_DEFER) {
+                if (!atomic_compare_exchange_strong(&rec->state, &s, REC_KILLED))
+                    continue;
+            } else {
+                if (!atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD))
+                    continue;
+                lfpool_meta_del(p, rec);
+                lfpool_list_push(&p->pending, rec);
+            }
+            long_kill++;
+            INC(p->c.nkilled);
+            removed(p);
+        } else if (s == REC_AVAIL && cfg->max_avail_delay > 0 &&
+                   (size_t)LD(p->nobjs) > cfg->min_size) {
+            if (now - LD(rec->last_ret) < cfg->max_avail_delay)
+                continue;
+            if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
+                INC(p->c.hk_errors);
+                continue;
+            }
+            if (!atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD_SET))
+                continue;
+            lfpool_meta_del(p, rec);
+            p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
+            INC(p->c.nrecycled);
+            removed(p);
+        }
+    }
+    rcu_read_unlock();
+    if (long_run || long_kill)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "long running objects: %llu (%g seconds, %llu to kill)",
+                   (unsigned long long)long_run, long_run ? long_time / (double)long_run : 0.0,
+                   (unsigned long long)long_kill);
+}
+
+/* Phase 2. */
+static void health(struct lfpool *p)
+{
+    struct lfpool_ptrvec *v = &p->hk.scratch;
+    struct cds_lfht_iter iter;
+    struct lfpool_rec *rec;
+    char buf[256];
+
+    INC(p->c.hc_rounds);
+    v->n = 0;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+        if (atomic_load_explicit(&rec->state, memory_order_relaxed) != REC_AVAIL)
+            continue;
+        if (vec_reserve(v, v->n + 1)) {
+            INC(p->c.hk_errors);
+            break;
+        }
+        v->v[v->n++] = rec->obj;
+    }
+    rcu_read_unlock();
+
+    for (size_t i = 0; i < v->n && !atomic_load(&p->shutdown); i++) {
+        void *obj = v->v[i];
+        if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
+            INC(p->c.hk_errors);
+            break;
+        }
+        rcu_read_lock();
+        rec = lfpool_meta_lookup(p, obj);
+        uint32_t s = REC_AVAIL;
+        bool borrowed = rec && atomic_compare_exchange_strong(&rec->state, &s, REC_BORROWED);
+        rcu_read_unlock();
+        if (!borrowed)
+            continue; /* taken meanwhile: skip, as the seed does */
+        /* BORROWED pins rec: only this thread moves it out of that state */
+        INC(p->c.nborrows);
+        INC(p->c.nhealth);
+        int h = p->cfg.health(p->cfg.ctx, obj);
+        if (h < 0) {
+            INC(p->c.hc_errors);
+            lfpool_trace(p, obj, buf, sizeof buf);
+            lfpool_log(p, LFPOOL_LOG_ERROR, "health check error (%d): %s", h, buf);
+        } else if (h == 0) {
+            INC(p->c.bad_health);
+            lfpool_trace(p, obj, buf, sizeof buf);
+            lfpool_log(p, LFPOOL_LOG_ERROR, "bad health: %s", buf);
+        }
+        INC(p->c.nreturns);
+        rcu_read_lock();
+        if (h == 0 || atomic_load(&p->shutdown)) {
+            atomic_store_explicit(&rec->state, REC_DEAD_SET, memory_order_release);
+            lfpool_meta_del(p, rec);
+            p->hk.close_only.v[p->hk.close_only.n++] = obj;
+            rcu_read_unlock();
+            removed(p);
+        } else {
+            atomic_store_explicit(&rec->state, REC_AVAIL, memory_order_seq_cst);
+            rcu_read_unlock();
+            lfpool_gate_signal(&p->gate);
+        }
+    }
+}
+
+/* Phase 3: one grace period for everything removed, then closers.
+ * Caller holds the round lock. */
+void lfpool_hk_reap(struct lfpool *p)
+{
+    struct lfpool_rec *pend = lfpool_list_take_all(&p->pending);
+    struct lfpool_rec *zomb = lfpool_list_take_all(&p->zombies);
+    struct lfpool_ptrvec *co = &p->hk.close_only;
+    struct lfpool_rec *rec, *next;
+    if (!pend && !zomb && co->n == 0)
+        return;
+    synchronize_rcu();
+    for (rec = pend; rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_close_obj(p, rec->obj);
+        lfpool_rec_free(rec);
+        DEC(p->c.todel);
+    }
+    for (size_t i = 0; i < co->n; i++) {
+        lfpool_close_obj(p, co->v[i]);
+        DEC(p->c.todel);
+    }
+    co->n = 0;
+    for (rec = zomb; rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_rec_free(rec);
+    }
+}
+
+/* One full round.  Caller holds the round lock. */
+int lfpool_hk_round(struct lfpool *p)
+{
+    double t0 = lfpool_now_fresh(p);
+    uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
+    atomic_store(&p->hk_last, t0);
+
+    walk(p, t0);
+    if (p->cfg.health && round % p->cfg.health_freq == 0)
+        health(p);
+    lfpool_hk_reap(p);
+    uint32_t life = atomic_load(&p->lp->life);
+    if (life == LIFE_READY || life == LIFE_STARTING)
+        lfpool_fill(p);
+    lfpool_set_drain_idle(p, p->hk.cache_snap);
+    lfpool_meta_resize(p, true);
+
+    double t1 = lfpool_now_fresh(p);
+    double took = t1 >= t0 ? t1 - t0 : 0;
+    atomic_store(&p->hk_time, atomic_load(&p->hk_time) + took);
+    return 0;
+}
+
+/* ---- the thread */
+
+static long futex_wait_abs(_Atomic uint32_t *w, uint32_t seen, const struct timespec *ts)
+{
+    return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, ts, NULL,
+                   FUTEX_BITSET_MATCH_ANY);
+}
+
+void lfpool_hk_kick(struct lfpool *p)
+{
+    atomic_fetch_add(&p->hk.kick, 1);
+    syscall(SYS_futex, (uint32_t *)&p->hk.kick, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void *hk_main(void *arg)
+{
+    struct lfpool *p = arg;
+    double next_round = p->delay > 0 ? lfpool_mono_now() + p->delay : INFINITY;
+    uint32_t seen = 0; /* kick is 0 when the thread is created */
+    lfpool_log(p, LFPOOL_LOG_INFO, "housekeeper running every %g s", p->delay);
+
+    while (!atomic_load(&p->hk.stop)) {
+        double now = lfpool_mono_now();
+        atomic_store_explicit(&p->coarse_now, now, memory_order_relaxed);
+        uint32_t k = atomic_load(&p->hk.kick);
+        if (now >= next_round) {
+            pthread_mutex_lock(&p->hk.round_lock);
+            if (!atomic_load(&p->shutdown))
+                lfpool_hk_round(p);
+            pthread_mutex_unlock(&p->hk.round_lock);
+            next_round = lfpool_mono_now() + p->delay;
+            seen = k;
+            continue;
+        }
+        if (k != seen || ck_pr_load_ptr(&p->pending.head) || ck_pr_load_ptr(&p->zombies.head)) {
+            seen = k;
+            pthread_mutex_lock(&p->hk.round_lock);
+            lfpool_hk_reap(p);
+            uint32_t life = atomic_load(&p->lp->life);
+            if (life == LIFE_READY || life == LIFE_STARTING)
+                lfpool_fill(p);
+            pthread_mutex_unlock(&p->hk.round_lock);
+            continue;
+        }
+        double wake = fmin(next_round, now + p->hk.tick);
+        struct timespec ts;
+        ts.tv_sec = (time_t)wake;
+        ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
+        futex_wait_abs(&p->hk.kick, k, &ts);
+    }
+    atomic_store(&p->hk.running, false);
+    return NULL;
+}
+
+int lfpool_hk_start(struct lfpool *p)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    atomic_store(&p->hk.kick, 0);
+    atomic_store(&p->hk.stop, false);
+    atomic_store(&p->hk.running, true);
+    int r = pthread_create(&p->hk.thread, &attr, hk_main, p);
+    pthread_attr_destroy(&attr);
+    if (r) {
+        atomic_store(&p->hk.running, false);
+        lfpool_log(p, LFPOOL_LOG_ERROR, "cannot start housekeeper thread: %s", strerror(r));
+        return EAGAIN;
+    }
+    p->hk.has_thread = true;
+    return 0;
+}
+
+/* Ask the thread to stop and wait up to `wait` seconds (LFPOOL_FOREVER:
+ * until it is gone).  True when no thread is left. */
+bool lfpool_hk_stop(struct lfpool *p, double wait)
+{
+    if (!p->hk.has_thread)
+        return true;
+    atomic_store(&p->hk.stop, true);
+    lfpool_hk_kick(p);
+    if (pthread_equal(pthread_self(), p->hk.thread))
+        return false; /* called from a hook on the housekeeper itself */
+    int r;
+    if (isinf(wait)) {
+        r = pthread_join(p->hk.thread, NULL);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double whole = floor(wait);
+        ts.tv_sec += (time_t)whole;
+        ts.tv_nsec += (long)((wait - whole) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        r = pthread_timedjoin_np(p->hk.thread, NULL, &ts);
+    }
+    if (r == 0) {
+        p->hk.has_thread = false;
+        return true;
+    }
+    return false;
+}

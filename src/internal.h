@@ -1,0 +1,256 @@
+/*
+ * internal.h - the pool's private structures, shared by the components.
+ *
+ * Owns: the layout of `struct lfpool` (hot fields first, each writer on its
+ * own cache line), of the per-object record `struct lfpool_rec`, and the
+ * record state machine below, which every component obeys.
+ *
+ * Record states and who may change them (all transitions are CAS on
+ * rec->state; the winner of a CAS owns the record for what follows):
+ *
+ *   AVAIL     in the available set (a cache slot or the shared stack) exactly
+ *             once, free to take.           AVAIL -> OUT        (a getter)
+ *                                           AVAIL -> BORROWED   (health check)
+ *                                           AVAIL -> DEAD_SET   (idle recycling)
+ *   OUT       held by a user, not in the set.  OUT -> AVAIL     (ret)
+ *                                           OUT -> DEAD         (ret: worn out,
+ *                                                                shutdown; kill CLOSE)
+ *                                           OUT -> KILLED       (kill DEFER)
+ *   BORROWED  still physically in the set (a tombstone others step over),
+ *             held by the health checker.   BORROWED -> AVAIL | DEAD_SET
+ *   DEAD_SET  removed from the pool and from the table, still physically in
+ *             the set; whoever pops it hands it to the zombie list.
+ *   KILLED    killed while out (DEFER); still in the table so that the
+ *             holder's ret finds it.         KILLED -> DEAD     (ret, free)
+ *   DEAD      removed, not in the set; on its way to closer and free().
+ *
+ * Invariants: a record is physically in the set at most once (only the
+ * thread that popped it, or that moved it into AVAIL, pushes it); a record
+ * is in the hash table from creation until the transition that removes it
+ * from the pool; its memory is freed only after an RCU grace period that
+ * follows both its table removal and its last pop from the set.
+ */
+#ifndef LFPOOL_INTERNAL_H
+#define LFPOOL_INTERNAL_H
+
+#define _LGPL_SOURCE 1 /* inline urcu-bp read-side fast paths (LGPL lib) */
+
+#include "lfpool.h"
+
+#include <ck_stack.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <urcu-bp.h>
+#include <urcu/rculfhash.h>
+
+#define LFPOOL_CACHELINE 64
+#define LFPOOL_CACHE_SLOTS 8
+#define LFPOOL_ALIGNED __attribute__((aligned(LFPOOL_CACHELINE)))
+#define lfpool_likely(x) __builtin_expect(!!(x), 1)
+#define lfpool_unlikely(x) __builtin_expect(!!(x), 0)
+
+#ifdef LFPOOL_BUILDING
+#define LFPOOL_INTERNAL __attribute__((visibility("hidden")))
+#else
+#define LFPOOL_INTERNAL
+#endif
+
+enum lfpool_rec_state {
+    REC_AVAIL = 1,
+    REC_OUT,
+    REC_BORROWED,
+    REC_DEAD_SET,
+    REC_KILLED,
+    REC_DEAD,
+};
+
+/* One record per object; 64 bytes.  `entry` links the record into the
+ * shared stack while it is in the set, and into the pending/zombie lists
+ * after it left it (never both at once). */
+struct lfpool_rec {
+    struct cds_lfht_node node; /* meta table (key: obj) */
+    ck_stack_entry_t entry;    /* shared stack / pending / zombie link */
+    void *obj;
+    _Atomic uint32_t state;
+    uint32_t spare;
+    _Atomic uint64_t uses;      /* written by the holder only */
+    _Atomic double last_get;    /* written by the holder only */
+    _Atomic double last_ret;    /* written by the returner before AVAIL */
+};
+
+/* Per-CPU magazine: one cache line of slots (cache.c). */
+struct lfpool_cache {
+    _Atomic(struct lfpool_rec *) slot[LFPOOL_CACHE_SLOTS];
+} LFPOOL_ALIGNED;
+
+/* Capacity gate: waiter count + futex event word (gate.c). */
+struct lfpool_gate {
+    _Atomic uint32_t seq;     /* bumped by every wake; futex word */
+    _Atomic int32_t waiters;  /* threads inside lfpool_gate wait loops */
+};
+
+/* Process-life word, in a MADV_WIPEONFORK page: a fork child reads 0. */
+enum lfpool_life {
+    LIFE_WIPED = 0,  /* fork child: must reset before use */
+    LIFE_RESETTING,  /* a thread of the child is resetting */
+    LIFE_LAZY,       /* not started (lazy_start, or a fresh child) */
+    LIFE_STARTING,   /* first get is starting housekeeper and fill */
+    LIFE_READY,
+};
+struct lfpool_life_page {
+    _Atomic uint32_t life;
+};
+
+/* Growable array of pointers, housekeeper-private (housekeeper.c). */
+struct lfpool_ptrvec {
+    void **v;
+    size_t n, cap;
+};
+
+struct lfpool_hk {
+    pthread_t thread;
+    bool has_thread;
+    _Atomic uint32_t kick;   /* futex word: pending work or stop */
+    _Atomic bool stop;
+    _Atomic bool running;    /* thread inside its loop */
+    pthread_mutex_t round_lock; /* serialises rounds (never taken by get/ret) */
+    double tick;             /* seconds between coarse-clock refreshes */
+    struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
+    struct lfpool_ptrvec close_free; /* recs to close and free */
+    struct lfpool_ptrvec scratch;
+    struct lfpool_rec **cache_snap;  /* previous round's slots, for idle drain */
+};
+
+struct lfpool_counters {
+    _Atomic uint64_t ncreated, ncreating, nkilled, nrecycled, nwornout;
+    _Atomic uint64_t nborrows, nreturns, ndestroys, nhealth, bad_health;
+    _Atomic uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
+    _Atomic uint64_t dead_uses; /* uses of records no longer in the table */
+    _Atomic uint64_t todel;     /* removed, closer not yet run */
+};
+
+struct lfpool {
+    /* read-mostly, hot */
+    struct lfpool_cache *caches;
+    unsigned ncaches;
+    struct cds_lfht *ht;
+    _Atomic unsigned long ht_buckets;
+    _Atomic bool ht_resizing;
+    struct lfpool_life_page *lp;
+    lfpool_config cfg;
+    double warn;           /* effective warn threshold */
+    double delay;          /* effective housekeeping period */
+    uint64_t id;
+    double started_epoch, started_mono;
+
+    /* the shared Treiber stack (stack.c), on its own lines */
+    ck_stack_t stack __attribute__((aligned(2 * LFPOOL_CACHELINE)));
+    char pad0[2 * LFPOOL_CACHELINE - sizeof(ck_stack_t)];
+
+    struct lfpool_gate gate LFPOOL_ALIGNED;
+    _Atomic bool shutdown LFPOOL_ALIGNED;
+    _Atomic double coarse_now LFPOOL_ALIGNED;
+    _Atomic int64_t nobjs LFPOOL_ALIGNED; /* AVAIL+OUT+BORROWED (+reserved) */
+    ck_stack_t pending LFPOOL_ALIGNED;    /* DEAD recs awaiting closer+free */
+    ck_stack_t zombies LFPOOL_ALIGNED;    /* popped DEAD_SET recs: free only */
+    struct lfpool_counters c LFPOOL_ALIGNED;
+    _Atomic double hk_last, hk_time;
+
+    struct lfpool_hk hk;
+};
+
+/* ---- clock.c */
+LFPOOL_INTERNAL double lfpool_mono_now(void);
+LFPOOL_INTERNAL double lfpool_epoch_now(void);
+LFPOOL_INTERNAL double lfpool_now_fresh(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_abs_deadline(double timeout, struct timespec *ts);
+/* hot path: the injected clock, or the pool's coarse time */
+static inline double lfpool_now(struct lfpool *p)
+{
+    if (p->cfg.clock)
+        return p->cfg.clock(p->cfg.clock_ctx);
+    return atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+}
+
+/* ---- log.c */
+LFPOOL_INTERNAL void lfpool_log(const struct lfpool *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+LFPOOL_INTERNAL void lfpool_log_cfg(const lfpool_config *cfg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+LFPOOL_INTERNAL int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size);
+
+/* ---- stack.c */
+LFPOOL_INTERNAL void lfpool_stack_push(ck_stack_t *s, struct lfpool_rec *rec);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_stack_pop(ck_stack_t *s);
+LFPOOL_INTERNAL void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_take_all(ck_stack_t *s);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
+
+/* ---- cache.c: the available set (caches over the shared stack) */
+LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_set_drain_idle(struct lfpool *p, struct lfpool_rec **snap);
+
+/* ---- meta.c: the RCU hash table of records */
+LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_rec_alloc(void);
+LFPOOL_INTERNAL void lfpool_rec_free(struct lfpool_rec *rec);
+LFPOOL_INTERNAL int lfpool_meta_insert(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj);
+LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
+
+/* ---- gate.c */
+LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
+LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, uint32_t seen, const struct timespec *deadline);
+/* after making an object or capacity available: wake one waiter if any.
+ * The caller's publishing store must be seq_cst (or followed by a fence). */
+static inline void lfpool_gate_signal(struct lfpool_gate *g)
+{
+    if (lfpool_unlikely(atomic_load_explicit(&g->waiters, memory_order_seq_cst) > 0))
+        lfpool_gate_wake(g, false);
+}
+
+/* ---- housekeeper.c */
+LFPOOL_INTERNAL int lfpool_hk_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_fini(struct lfpool *p);
+LFPOOL_INTERNAL int lfpool_hk_start(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
+LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
+LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
+
+/* ---- pool.c (shared by housekeeper) */
+LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out);
+LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);
+LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);
+LFPOOL_INTERNAL void lfpool_close_obj(struct lfpool *p, void *obj);
+LFPOOL_INTERNAL void lfpool_close_available(struct lfpool *p);
+
+/* ---- json.c (internal helpers for hook isolation) */
+struct lfpool_json {
+    char *buf;
+    size_t len, cap;
+    int depth;
+    int base;              /* hook isolation: depth the hook started at */
+    int base_values;       /* values written at `base` */
+    bool in_hook;
+    bool failed;           /* misuse inside a hook */
+    bool nomem;
+    bool key_pending[64];
+    bool need_comma[64];
+    uint8_t kind[64];      /* 1 = object, 2 = array */
+};
+LFPOOL_INTERNAL void lfpool_json_init(struct lfpool_json *j);
+LFPOOL_INTERNAL void lfpool_json_fini(struct lfpool_json *j);
+LFPOOL_INTERNAL int lfpool_json_hook(struct lfpool_json *j, lfpool_stats_fn fn, void *ctx, void *obj);
+
+#endif /* LFPOOL_INTERNAL_H */

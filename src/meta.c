@@ -1,0 +1,135 @@
+/*
+ * meta.c - the meta table: one usage record per object.
+ *
+ * Owns: record allocation and the liburcu lock-free hash table (cds_lfht,
+ * urcu-bp flavour) keyed by the object pointer.  A record is inserted once,
+ * at creation (insertion is unique: a second object with the same address
+ * is refused with EEXIST), and deleted once, by the thread that won the
+ * state transition removing the object from the pool.
+ *
+ * Correctness: lookups, walks and deletions run inside urcu-bp read-side
+ * critical sections (callers hold rcu_read_lock); cds_lfht gives lock-free
+ * lookups concurrent with add/del and resizes.  A deleted node stays
+ * readable until a grace period has passed; the pool frees records only
+ * after synchronize_rcu() (housekeeper, deferred-kill ret, shutdown), never
+ * through liburcu's call_rcu thread.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static unsigned long hash_ptr(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return (unsigned long)x;
+}
+
+static int match_obj(struct cds_lfht_node *node, const void *key)
+{
+    const struct lfpool_rec *rec = caa_container_of(node, struct lfpool_rec, node);
+    return rec->obj == key;
+}
+
+static unsigned long pow2_at_least(size_t n)
+{
+    unsigned long v = 64;
+    while (v < n && v < (1UL << 30))
+        v <<= 1;
+    return v;
+}
+
+/* No CDS_LFHT_AUTO_RESIZE: automatic resizes run on liburcu's workqueue
+ * thread, which does not survive fork() and then hangs cds_lfht_destroy()
+ * in the child.  The pool resizes the table itself, synchronously, outside
+ * read-side sections: on creation when the load passes 2 per bucket, and on
+ * housekeeping rounds when it falls under 1/8 (lfpool_meta_resize). */
+int lfpool_meta_init(struct lfpool *p)
+{
+    size_t hint = p->cfg.max_size ? p->cfg.max_size : p->cfg.min_size;
+    unsigned long init = pow2_at_least(hint);
+    p->ht = cds_lfht_new(init, 64, 0, 0, NULL);
+    atomic_store(&p->ht_buckets, init);
+    return p->ht ? 0 : ENOMEM;
+}
+
+/* Grow (or shrink) the table towards one bucket per object.  Not inside a
+ * read-side section.  One resizer at a time; others skip. */
+void lfpool_meta_resize(struct lfpool *p, bool may_shrink)
+{
+    int64_t n = atomic_load_explicit(&p->nobjs, memory_order_relaxed);
+    unsigned long b = atomic_load_explicit(&p->ht_buckets, memory_order_relaxed);
+    unsigned long want = pow2_at_least(n > 0 ? (size_t)n : 1);
+    if (!((uint64_t)n > 2 * (uint64_t)b || (may_shrink && want * 8 <= b)))
+        return;
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&p->ht_resizing, &idle, true))
+        return;
+    cds_lfht_resize(p->ht, want);
+    atomic_store(&p->ht_buckets, want);
+    atomic_store(&p->ht_resizing, false);
+}
+
+/* Remove every remaining node and destroy the table (no concurrent user). */
+void lfpool_meta_fini(struct lfpool *p)
+{
+    if (!p->ht)
+        return;
+    struct cds_lfht_iter iter;
+    struct lfpool_rec *rec;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node)
+        (void)cds_lfht_del(p->ht, &rec->node);
+    rcu_read_unlock();
+    if (cds_lfht_destroy(p->ht, NULL) != 0)
+        lfpool_log(p, LFPOOL_LOG_ERROR, "meta table destroy failed (leaked)");
+    p->ht = NULL;
+}
+
+struct lfpool_rec *lfpool_rec_alloc(void)
+{
+    struct lfpool_rec *rec = calloc(1, sizeof *rec);
+    if (rec)
+        cds_lfht_node_init(&rec->node);
+    return rec;
+}
+
+void lfpool_rec_free(struct lfpool_rec *rec)
+{
+    free(rec);
+}
+
+/* Insert rec (rec->obj set).  Caller holds rcu_read_lock. */
+int lfpool_meta_insert(struct lfpool *p, struct lfpool_rec *rec)
+{
+    struct cds_lfht_node *got =
+        cds_lfht_add_unique(p->ht, hash_ptr(rec->obj), match_obj, rec->obj, &rec->node);
+    return got == &rec->node ? 0 : EEXIST;
+}
+
+/* Caller holds rcu_read_lock; the record stays readable until unlock. */
+struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
+{
+    struct cds_lfht_iter iter;
+    cds_lfht_lookup(p->ht, hash_ptr(obj), match_obj, obj, &iter);
+    struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
+    return node ? caa_container_of(node, struct lfpool_rec, node) : NULL;
+}
+
+/* Delete rec from the table; true for the one caller that removed it.
+ * Its use count moves to dead_uses so that nuses stays exact.
+ * Caller holds rcu_read_lock. */
+bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
+{
+    if (cds_lfht_del(p->ht, &rec->node) != 0)
+        return false;
+    atomic_fetch_add_explicit(&p->c.dead_uses,
+                              atomic_load_explicit(&rec->uses, memory_order_relaxed),
+                              memory_order_relaxed);
+    return true;
+}

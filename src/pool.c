@@ -1,0 +1,688 @@
+/*
+ * pool.c - the pool glue: configuration, life cycle, get and ret.
+ *
+ * Owns: lfpool_new/get/ret/shutdown/free, object creation (§3.1), the
+ * get/ret protocol of §3.2 and §3.4 (ret side), lazy start and fork reset
+ * (§3.7), shutdown (§3.8).  Invariants: nobjs never exceeds max_size (it is
+ * reserved by CAS before `fun` runs and released on every failure path);
+ * every removal from the pool wakes a waiter; a record is freed only after
+ * an RCU grace period that follows its removal from the table.
+ *
+ * The hot path, get with an object available:
+ *   life word check -> shutdown check -> rcu_read_lock -> per-CPU slot
+ *   exchange -> CAS AVAIL->OUT -> uses/last_get stores -> rcu_read_unlock.
+ * and ret: rcu_read_lock -> hash lookup -> CAS OUT->AVAIL -> slot CAS ->
+ *   waiter check -> rcu_read_unlock.
+ * No lock, no system call, no allocation, no clock_gettime.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
+
+/* Process-wide state, kept to what liburcu requires plus the seed's pool
+ * numbering: liburcu-bp's fork rule (urcu_bp_before_fork & co around
+ * fork(), registered once with pthread_atfork) and the pool id counter. */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t pool_ids;
+
+static void register_atfork(void)
+{
+    pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent, urcu_bp_after_fork_child);
+}
+
+void lfpool_config_init(lfpool_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_size = 1;
+    cfg->timeout = LFPOOL_FOREVER;
+    cfg->health_freq = 1;
+    cfg->log_level = LFPOOL_LOG_WARNING;
+    cfg->kill_mode = LFPOOL_KILL_DEFER;
+}
+
+static bool bad_duration(double d)
+{
+    return isnan(d) || d < 0 || isinf(d);
+}
+
+static int validate(const lfpool_config *cfg)
+{
+    const char *why = NULL;
+    if (!cfg->fun)
+        why = "fun is mandatory";
+    else if (cfg->max_size && cfg->min_size > cfg->max_size)
+        why = "min_size > max_size";
+    else if (isnan(cfg->timeout) || cfg->timeout < 0)
+        why = "timeout must be >= 0 or LFPOOL_FOREVER";
+    else if (bad_duration(cfg->max_avail_delay))
+        why = "max_avail_delay must be finite and >= 0";
+    else if (bad_duration(cfg->max_using_delay))
+        why = "max_using_delay must be finite and >= 0";
+    else if (bad_duration(cfg->max_using_delay_kill))
+        why = "max_using_delay_kill must be finite and >= 0";
+    else if (bad_duration(cfg->delay))
+        why = "delay must be finite and >= 0";
+    else if (cfg->health_freq == 0)
+        why = "health_freq must be >= 1";
+    else if (cfg->kill_mode != LFPOOL_KILL_DEFER && cfg->kill_mode != LFPOOL_KILL_CLOSE)
+        why = "kill_mode must be LFPOOL_KILL_DEFER or LFPOOL_KILL_CLOSE";
+    else if (cfg->log_level < LFPOOL_LOG_ERROR || cfg->log_level > LFPOOL_LOG_DEBUG)
+        why = "log_level must be LFPOOL_LOG_ERROR..LFPOOL_LOG_DEBUG";
+    if (why) {
+        lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid configuration: %s", why);
+        return EINVAL;
+    }
+    return 0;
+}
+
+/* The seed's default delay: explicit, else half of the smaller non-zero of
+ * max_avail_delay and the warn threshold, else 60 s with a health hook. */
+static double compute_delay(const lfpool_config *cfg, double warn)
+{
+    if (cfg->delay > 0)
+        return cfg->delay;
+    if (cfg->max_avail_delay > 0 || warn > 0) {
+        double d = cfg->max_avail_delay;
+        if (d == 0 || (warn > 0 && d > warn))
+            d = warn;
+        return d / 2.0;
+    }
+    return cfg->health ? 60.0 : 0.0;
+}
+
+/* ---- objects */
+
+bool lfpool_reserve(struct lfpool *p, size_t limit)
+{
+    int64_t n = LD(p->nobjs);
+    do {
+        if ((uint64_t)n >= limit)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&p->nobjs, &n, n + 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+/* Give back a reserved or removed slot; a waiter may now create. */
+void lfpool_unreserve(struct lfpool *p)
+{
+    atomic_fetch_sub_explicit(&p->nobjs, 1, memory_order_seq_cst);
+    lfpool_gate_signal(&p->gate);
+}
+
+void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what)
+{
+    if (!fn)
+        return;
+    int r = fn(p->cfg.ctx, obj);
+    if (r != 0)
+        lfpool_log(p, LFPOOL_LOG_ERROR, "%s hook failed (%d) on %p", what, r, obj);
+}
+
+void lfpool_close_obj(struct lfpool *p, void *obj)
+{
+    if (p->cfg.log_level >= LFPOOL_LOG_DEBUG) {
+        char buf[256];
+        lfpool_trace(p, obj, buf, sizeof buf);
+        lfpool_log(p, LFPOOL_LOG_DEBUG, "close %s", buf);
+    }
+    lfpool_call_hook(p, p->cfg.closer, obj, "closer");
+    INC(p->c.ndestroys);
+}
+
+/* Create one object in state OUT (a slot of nobjs is already reserved and
+ * is released here on failure).  for_get: count the use and set last_get.
+ * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
+int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
+{
+    struct lfpool_rec *rec = lfpool_rec_alloc();
+    if (!rec) {
+        lfpool_unreserve(p);
+        return ENOMEM;
+    }
+    INC(p->c.ncreating);
+    uint64_t n = LD(p->c.ncreated);
+    errno = 0;
+    void *obj = p->cfg.fun(p->cfg.ctx, n);
+    if (!obj) {
+        int e = errno ? errno : EIO;
+        lfpool_log(p, LFPOOL_LOG_ERROR, "object creation failed: %s", strerror(e));
+        lfpool_rec_free(rec);
+        lfpool_unreserve(p);
+        return e;
+    }
+    double now = lfpool_now_fresh(p);
+    rec->obj = obj;
+    atomic_init(&rec->state, REC_OUT);
+    atomic_init(&rec->uses, 0);
+    atomic_init(&rec->last_get, now);
+    atomic_init(&rec->last_ret, now);
+    rcu_read_lock();
+    int r = lfpool_meta_insert(p, rec);
+    rcu_read_unlock();
+    if (r) {
+        lfpool_log(p, LFPOOL_LOG_ERROR, "fun returned %p, which the pool already holds", obj);
+        lfpool_rec_free(rec);
+        lfpool_unreserve(p);
+        return EEXIST;
+    }
+    INC(p->c.ncreated);
+    lfpool_meta_resize(p, false);
+    lfpool_call_hook(p, p->cfg.opener, obj, "opener");
+    *out = rec;
+    return 0;
+}
+
+/* Create available objects up to min_size; a failure stops the fill (it
+ * is retried on the next round: the pool stays usable meanwhile). */
+void lfpool_fill(struct lfpool *p)
+{
+    size_t limit = p->cfg.min_size;
+    if (p->cfg.max_size && p->cfg.max_size < limit)
+        limit = p->cfg.max_size;
+    while (!atomic_load(&p->shutdown) && (size_t)LD(p->nobjs) < limit) {
+        struct lfpool_rec *rec;
+        if (!lfpool_reserve(p, limit))
+            break;
+        if (lfpool_create(p, &rec) != 0)
+            break;
+        rcu_read_lock();
+        uint32_t s = REC_OUT;
+        if (atomic_compare_exchange_strong(&rec->state, &s, REC_AVAIL))
+            lfpool_set_put(p, rec);
+        rcu_read_unlock();
+    }
+}
+
+/* ---- life: lazy start and fork */
+
+static void fork_reset(struct lfpool *p);
+
+/* Make the pool usable in this process (reset after fork).  Every entry
+ * point but the get fast path calls this; get checks the life word. */
+LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
+int lfpool_enter(struct lfpool *p)
+{
+    for (;;) {
+        uint32_t l = atomic_load_explicit(&p->lp->life, memory_order_acquire);
+        if (l >= LIFE_LAZY)
+            return 0;
+        if (l == LIFE_WIPED) {
+            uint32_t w = LIFE_WIPED;
+            if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_RESETTING)) {
+                fork_reset(p);
+                atomic_store_explicit(&p->lp->life, LIFE_LAZY, memory_order_release);
+                return 0;
+            }
+            continue;
+        }
+        sched_yield();
+    }
+}
+
+static int start(struct lfpool *p)
+{
+    if (p->delay > 0 || p->cfg.max_use > 0) {
+        int r = lfpool_hk_start(p);
+        if (r)
+            return r;
+    }
+    lfpool_fill(p);
+    return 0;
+}
+
+/* Slow entry of get: fork reset, lazy start. */
+static int get_prepare(struct lfpool *p)
+{
+    for (;;) {
+        lfpool_enter(p);
+        uint32_t l = atomic_load_explicit(&p->lp->life, memory_order_acquire);
+        if (l == LIFE_READY || l == LIFE_STARTING)
+            return 0;
+        if (l == LIFE_LAZY) {
+            uint32_t w = LIFE_LAZY;
+            if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_STARTING)) {
+                int r = start(p);
+                atomic_store_explicit(&p->lp->life, r ? LIFE_LAZY : LIFE_READY,
+                                      memory_order_release);
+                return r;
+            }
+        }
+    }
+}
+
+/* In a fork child: drop every inherited record without closer (the
+ * objects belong to the parent), start again from an empty pool. */
+static void fork_reset(struct lfpool *p)
+{
+    struct lfpool_rec *rec, *next;
+    p->hk.has_thread = false;
+    pthread_mutex_init(&p->hk.round_lock, NULL);
+    atomic_store(&p->hk.kick, 0);
+    atomic_store(&p->hk.stop, false);
+    atomic_store(&p->hk.running, false);
+
+    rcu_read_lock();
+    while ((rec = lfpool_set_pop_any(p)) != NULL)
+        if (atomic_load(&rec->state) == REC_DEAD_SET)
+            lfpool_list_push(&p->zombies, rec); /* not in the table */
+    rcu_read_unlock();
+    for (int l = 0; l < 2; l++)
+        for (rec = lfpool_list_take_all(l ? &p->zombies : &p->pending); rec; rec = next) {
+            next = lfpool_list_next(rec);
+            lfpool_rec_free(rec);
+        }
+    struct lfpool_rec *dead = NULL;
+    struct cds_lfht_iter iter;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+        if (cds_lfht_del(p->ht, &rec->node) == 0) {
+            rec->entry.next = (ck_stack_entry_t *)dead;
+            dead = rec;
+        }
+    }
+    rcu_read_unlock();
+    synchronize_rcu();
+    for (rec = dead; rec; rec = next) {
+        next = (struct lfpool_rec *)rec->entry.next;
+        lfpool_rec_free(rec);
+    }
+    memset(&p->c, 0, sizeof p->c);
+    atomic_store(&p->nobjs, 0);
+    atomic_store(&p->gate.waiters, 0);
+    atomic_store(&p->gate.seq, 0);
+    atomic_store(&p->hk_last, 0.0);
+    atomic_store(&p->hk_time, 0.0);
+    lfpool_now_fresh(p);
+    lfpool_log(p, LFPOOL_LOG_INFO, "fork child: pool reset, inherited objects dropped");
+}
+
+/* ---- new */
+
+int lfpool_new(lfpool **pool, const lfpool_config *cfg)
+{
+    if (!pool || !cfg) {
+        lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid arguments: NULL %s", pool ? "cfg" : "pool");
+        return EINVAL;
+    }
+    *pool = NULL;
+    int r = validate(cfg);
+    if (r)
+        return r;
+    pthread_once(&atfork_once, register_atfork);
+
+    struct lfpool *p = aligned_alloc(2 * LFPOOL_CACHELINE,
+                                     (sizeof *p + 2 * LFPOOL_CACHELINE - 1) & ~(size_t)(2 * LFPOOL_CACHELINE - 1));
+    if (!p)
+        return ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->cfg = *cfg;
+    p->id = atomic_fetch_add(&pool_ids, 1) + 1;
+    p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
+    p->delay = compute_delay(cfg, p->warn);
+    if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "inconsistent max_using_delay_warn > max_using_delay_kill");
+    p->started_epoch = lfpool_epoch_now();
+    p->started_mono = cfg->clock ? cfg->clock(cfg->clock_ctx) : lfpool_mono_now();
+    atomic_init(&p->coarse_now, lfpool_mono_now());
+    ck_stack_init(&p->pending);
+    ck_stack_init(&p->zombies);
+
+    p->lp = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p->lp == MAP_FAILED) {
+        free(p);
+        return ENOMEM;
+    }
+    if (madvise(p->lp, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) != 0)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "MADV_WIPEONFORK unavailable: fork safety disabled");
+
+    if ((r = lfpool_set_init(p)) || (r = lfpool_meta_init(p)) || (r = lfpool_hk_init(p))) {
+        lfpool_hk_fini(p);
+        lfpool_meta_fini(p);
+        lfpool_set_fini(p);
+        munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
+        free(p);
+        return r;
+    }
+    atomic_store(&p->lp->life, LIFE_LAZY);
+    if (!cfg->lazy_start) {
+        atomic_store(&p->lp->life, LIFE_STARTING);
+        r = start(p);
+        if (r) {
+            atomic_store(&p->lp->life, LIFE_LAZY);
+            lfpool_free(p);
+            return r;
+        }
+        atomic_store(&p->lp->life, LIFE_READY);
+    }
+    lfpool_log(p, LFPOOL_LOG_INFO, "pool created (min %zu, max %zu, delay %g)", cfg->min_size,
+               cfg->max_size, p->delay);
+    *pool = p;
+    return 0;
+}
+
+/* ---- get */
+
+static int get_slow(struct lfpool *p, double timeout, struct lfpool_rec **out)
+{
+    struct timespec deadline;
+    const struct timespec *dl = NULL;
+    bool waiting = false, timed_out = false;
+    uint32_t seen = 0;
+    int r;
+    size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
+
+    for (;;) {
+        if (waiting)
+            seen = atomic_load_explicit(&p->gate.seq, memory_order_seq_cst);
+        rcu_read_lock();
+        struct lfpool_rec *rec = lfpool_set_take(p);
+        if (rec) {
+            atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+            atomic_store_explicit(&rec->last_get, lfpool_now(p), memory_order_relaxed);
+            *out = rec;
+            rcu_read_unlock();
+            r = 0;
+            break;
+        }
+        rcu_read_unlock();
+        if (lfpool_reserve(p, limit)) {
+            r = lfpool_create(p, out);
+            if (r == 0) {
+                /* fresh and OUT: nobody else can change it but a kill, which
+                 * needs last_get (now) to age first */
+                atomic_store_explicit(&(*out)->uses, 1, memory_order_relaxed);
+            }
+            break;
+        }
+        if (atomic_load(&p->shutdown)) {
+            r = ESHUTDOWN;
+            break;
+        }
+        if (timeout == 0) {
+            r = EAGAIN;
+            break;
+        }
+        if (timed_out) {
+            r = ETIMEDOUT;
+            break;
+        }
+        if (!waiting) {
+            atomic_fetch_add_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
+            atomic_thread_fence(memory_order_seq_cst);
+            waiting = true;
+            if (!isinf(timeout)) {
+                lfpool_abs_deadline(timeout, &deadline);
+                dl = &deadline;
+            }
+            continue; /* re-check after registering */
+        }
+        if (lfpool_gate_sleep(&p->gate, seen, dl) == ETIMEDOUT)
+            timed_out = true; /* one last look, then give up */
+    }
+    if (waiting)
+        atomic_fetch_sub_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
+    return r;
+}
+
+int lfpool_get(lfpool *p, void **obj, double timeout)
+{
+    if (lfpool_unlikely(!p || !obj))
+        return EINVAL;
+    if (lfpool_unlikely(isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))) {
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get: invalid timeout %g", timeout);
+        return EINVAL;
+    }
+    if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY)) {
+        int r = get_prepare(p);
+        if (r)
+            return r;
+    }
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        return ESHUTDOWN;
+
+    rcu_read_lock();
+    struct lfpool_rec *rec = lfpool_set_take(p);
+    if (lfpool_likely(rec != NULL)) {
+        atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+        atomic_store_explicit(&rec->last_get, lfpool_now(p), memory_order_relaxed);
+        rcu_read_unlock();
+    } else {
+        rcu_read_unlock();
+        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &rec);
+        if (r)
+            return r;
+    }
+    void *o = rec->obj; /* rec is OUT: ours until ret (or a kill) */
+    if (p->cfg.getter)
+        lfpool_call_hook(p, p->cfg.getter, o, "getter");
+    *obj = o;
+    return 0;
+}
+
+/* ---- ret */
+
+/* Close an object after its record left the table (not on the hot path):
+ * wait for readers that might still see it, then closer and free. */
+static void close_now(struct lfpool *p, struct lfpool_rec *rec)
+{
+    synchronize_rcu();
+    lfpool_close_obj(p, rec->obj);
+    lfpool_rec_free(rec);
+}
+
+static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
+                       bool retter_done)
+{
+    if (s == REC_KILLED) {
+        uint32_t k = REC_KILLED;
+        if (atomic_compare_exchange_strong(&rec->state, &k, REC_DEAD) && lfpool_meta_del(p, rec)) {
+            rcu_read_unlock();
+            if (!retter_done)
+                lfpool_call_hook(p, p->cfg.retter, obj, "retter");
+            lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %p returned: closing it", obj);
+            close_now(p, rec);
+            DEC(p->c.todel);
+            return ESTALE;
+        }
+    }
+    rcu_read_unlock();
+    lfpool_log(p, LFPOOL_LOG_WARNING, "unexpected object returned: %p", obj);
+    return ENOENT;
+}
+
+int lfpool_ret(lfpool *p, void *obj)
+{
+    if (lfpool_unlikely(!p || !obj))
+        return EINVAL;
+    if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING))
+        lfpool_enter(p);
+
+    rcu_read_lock();
+    struct lfpool_rec *rec = lfpool_meta_lookup(p, obj);
+    uint32_t s = rec ? atomic_load_explicit(&rec->state, memory_order_acquire) : 0;
+    if (lfpool_unlikely(s != REC_OUT))
+        return ret_not_out(p, rec, obj, s, false);
+    if (p->cfg.retter) {
+        /* user code runs outside our read-side section; look again after */
+        rcu_read_unlock();
+        lfpool_call_hook(p, p->cfg.retter, obj, "retter");
+        rcu_read_lock();
+        rec = lfpool_meta_lookup(p, obj);
+        s = rec ? atomic_load_explicit(&rec->state, memory_order_acquire) : 0;
+        if (s != REC_OUT)
+            return ret_not_out(p, rec, obj, s, true);
+    }
+
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
+                        (p->cfg.max_use && LD(rec->uses) >= p->cfg.max_use))) {
+        if (!atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD))
+            return ret_not_out(p, rec, obj, s, true);
+        lfpool_meta_del(p, rec);
+        rcu_read_unlock();
+        lfpool_unreserve(p);
+        if (atomic_load(&p->shutdown)) {
+            lfpool_log(p, LFPOOL_LOG_INFO, "object %p returned after shutdown: closing it", obj);
+            close_now(p, rec);
+        } else {
+            INC(p->c.nwornout);
+            INC(p->c.todel);
+            lfpool_list_push(&p->pending, rec);
+            lfpool_hk_kick(p);
+        }
+        return 0;
+    }
+
+    atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
+    if (lfpool_unlikely(!atomic_compare_exchange_strong_explicit(
+            &rec->state, &s, REC_AVAIL, memory_order_acq_rel, memory_order_acquire)))
+        return ret_not_out(p, rec, obj, s, true);
+    lfpool_set_put(p, rec);
+    rcu_read_unlock();
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        lfpool_close_available(p); /* raced with shutdown's drain */
+    return 0;
+}
+
+/* ---- housekeep, shutdown, free */
+
+int lfpool_housekeep(lfpool *p)
+{
+    if (!p)
+        return EINVAL;
+    lfpool_enter(p);
+    if (atomic_load(&p->shutdown))
+        return ESHUTDOWN;
+    pthread_mutex_lock(&p->hk.round_lock);
+    int r = lfpool_hk_round(p);
+    pthread_mutex_unlock(&p->hk.round_lock);
+    return r;
+}
+
+/* Close every object sitting in the available set (shutdown, free). */
+void lfpool_close_available(struct lfpool *p)
+{
+    struct lfpool_rec *dead = NULL, *aside = NULL, *rec, *next;
+    rcu_read_lock();
+    while ((rec = lfpool_set_pop_any(p)) != NULL) {
+        uint32_t s = REC_AVAIL;
+        if (atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD)) {
+            lfpool_meta_del(p, rec);
+            atomic_fetch_sub(&p->nobjs, 1);
+            rec->entry.next = (ck_stack_entry_t *)dead;
+            dead = rec;
+        } else if (s == REC_DEAD_SET) {
+            lfpool_list_push(&p->zombies, rec);
+        } else { /* BORROWED: the health check closes it (it sees shutdown) */
+            rec->entry.next = (ck_stack_entry_t *)aside;
+            aside = rec;
+        }
+    }
+    for (rec = aside; rec; rec = next) {
+        next = (struct lfpool_rec *)rec->entry.next;
+        lfpool_stack_push(&p->stack, rec);
+    }
+    rcu_read_unlock();
+    if (!dead)
+        return;
+    synchronize_rcu();
+    for (rec = dead; rec; rec = next) {
+        next = (struct lfpool_rec *)rec->entry.next;
+        lfpool_close_obj(p, rec->obj);
+        lfpool_rec_free(rec);
+    }
+}
+
+int lfpool_shutdown(lfpool *p, double delay)
+{
+    if (!p || isnan(delay) || delay < 0)
+        return EINVAL;
+    lfpool_enter(p);
+    if (!atomic_exchange(&p->shutdown, true))
+        lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
+    lfpool_gate_wake(&p->gate, true);
+    if (!lfpool_hk_stop(p, delay))
+        lfpool_log(p, LFPOOL_LOG_WARNING, "shutting down pool with live housekeeper");
+    lfpool_close_available(p);
+    if (pthread_mutex_trylock(&p->hk.round_lock) == 0) {
+        lfpool_hk_reap(p);
+        pthread_mutex_unlock(&p->hk.round_lock);
+    }
+    return 0;
+}
+
+void lfpool_free(lfpool *p)
+{
+    if (!p)
+        return;
+    lfpool_enter(p);
+    lfpool_shutdown(p, LFPOOL_FOREVER); /* waits for the housekeeper */
+    lfpool_close_available(p);
+    pthread_mutex_lock(&p->hk.round_lock);
+    lfpool_hk_reap(p);
+    pthread_mutex_unlock(&p->hk.round_lock);
+
+    /* whatever is left in the table is out (or killed and never returned) */
+    struct lfpool_rec *left = NULL, *rec, *next;
+    struct cds_lfht_iter iter;
+    size_t nout = 0;
+    rcu_read_lock();
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+        if (lfpool_meta_del(p, rec)) {
+            rec->entry.next = (ck_stack_entry_t *)left;
+            left = rec;
+            nout++;
+        }
+    }
+    rcu_read_unlock();
+    if (nout)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "freeing pool with %zu objects still out: closing them", nout);
+    synchronize_rcu();
+    for (rec = left; rec; rec = next) {
+        next = (struct lfpool_rec *)rec->entry.next;
+        lfpool_close_obj(p, rec->obj);
+        lfpool_rec_free(rec);
+    }
+    /* DEAD_SET records still physically in the set were handed to zombies
+     * by close_available; reap once more for them */
+    for (rec = lfpool_list_take_all(&p->zombies); rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_rec_free(rec);
+    }
+    lfpool_meta_fini(p);
+    lfpool_hk_fini(p);
+    lfpool_set_fini(p);
+    munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
+    free(p);
+}
+
+const char *lfpool_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case EINVAL: return "invalid argument or configuration";
+    case ENOMEM: return "out of memory";
+    case EAGAIN: return "no object available and told not to wait";
+    case ETIMEDOUT: return "no object became available within the timeout";
+    case ESHUTDOWN: return "pool is shut down";
+    case ENOENT: return "object is not out of this pool";
+    case ESTALE: return "object was killed while held; it has been closed";
+    case EEXIST: return "creator returned an object the pool already holds";
+    case EIO: return "object creation failed";
+    default: return strerror(err);
+    }
+}

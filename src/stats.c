@@ -1,0 +1,239 @@
+/*
+ * stats.c - the seed's stats(): lfpool_stats() and lfpool_stats_json().
+ *
+ * Owns: the figures derived from the meta table (navail, nusing, nuses) and
+ * their rendering.  The hot path keeps no counter: navail/nusing come from
+ * record states, nuses from per-record use counts plus the uses of records
+ * already removed (dead_uses), so statistics cost nothing when unused.
+ * Invariant: reads only; the walk runs in one RCU read-side section, so a
+ * record (and its object, whose closer waits for a grace period) stays
+ * valid while the tracer or stats hook looks at it.  Figures are a
+ * snapshot: exact when the pool is quiescent.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static bool is_using(uint32_t s)
+{
+    return s == REC_OUT || s == REC_BORROWED;
+}
+
+/* Everything but the per-object lists.  Caller holds rcu_read_lock. */
+static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
+{
+    memset(o, 0, sizeof *o);
+    o->id = p->id;
+    o->started = p->started_epoch;
+    o->min_size = p->cfg.min_size;
+    o->max_size = p->cfg.max_size;
+    o->max_use = p->cfg.max_use;
+    o->timeout = p->cfg.timeout;
+    o->delay = p->delay;
+    o->max_avail_delay = p->cfg.max_avail_delay;
+    o->max_using_delay_kill = p->cfg.max_using_delay_kill;
+    o->max_using_delay_warn = p->warn;
+    o->health_freq = p->cfg.health_freq;
+    o->now = now;
+
+    uint64_t uses = LD(p->c.dead_uses);
+    struct cds_lfht_iter iter;
+    struct lfpool_rec *rec;
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+        uint32_t s = LD(rec->state);
+        uses += LD(rec->uses);
+        if (s == REC_AVAIL)
+            o->navail++;
+        else if (is_using(s))
+            o->nusing++;
+    }
+    o->nuses = uses;
+    if (p->cfg.max_size) {
+        o->sem_init = (int64_t)p->cfg.max_size;
+        o->sem_value = (int64_t)p->cfg.max_size - (int64_t)o->nusing;
+        if (o->sem_value < 0)
+            o->sem_value = 0;
+    } else {
+        o->sem_init = o->sem_value = -1;
+    }
+    o->ntodel = LD(p->c.todel);
+    o->running = p->cfg.clock ? now - p->started_mono : lfpool_mono_now() - p->started_mono;
+    double hk_last = LD(p->hk_last);
+    o->rel_hk_last = hk_last - now;
+    uint64_t rounds = LD(p->c.hk_rounds);
+    o->time_per_hk = LD(p->hk_time) / (double)(rounds ? rounds : 1);
+    o->shutdown = atomic_load(&p->shutdown);
+    int64_t nobjs = LD(p->nobjs);
+    o->nobjs = nobjs > 0 ? (uint64_t)nobjs : 0;
+    o->ncreated = LD(p->c.ncreated);
+    o->ncreating = LD(p->c.ncreating);
+    o->nkilled = LD(p->c.nkilled);
+    o->nrecycled = LD(p->c.nrecycled);
+    o->nwornout = LD(p->c.nwornout);
+    o->nborrows = LD(p->c.nborrows);
+    o->nreturns = LD(p->c.nreturns);
+    o->ndestroys = LD(p->c.ndestroys);
+    o->nhealth = LD(p->c.nhealth);
+    o->bad_health = LD(p->c.bad_health);
+    o->hk_rounds = rounds;
+    o->hk_errors = LD(p->c.hk_errors);
+    o->hc_rounds = LD(p->c.hc_rounds);
+    o->hc_errors = LD(p->c.hc_errors);
+}
+
+LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
+
+int lfpool_stats(lfpool *p, struct lfpool_stats *out)
+{
+    if (!p || !out)
+        return EINVAL;
+    lfpool_enter(p);
+    double now = lfpool_now_fresh(p);
+    rcu_read_lock();
+    collect(p, out, now);
+    rcu_read_unlock();
+    return 0;
+}
+
+/* ---- JSON */
+
+static void kv_num(struct lfpool_json *j, const char *k, double v)
+{
+    lfpool_json_key(j, k);
+    lfpool_json_number(j, v);
+}
+
+static void kv_int(struct lfpool_json *j, const char *k, uint64_t v)
+{
+    lfpool_json_key(j, k);
+    lfpool_json_integer(j, (int64_t)v);
+}
+
+static void iso_time(double epoch, char *buf, size_t size)
+{
+    time_t sec = (time_t)epoch;
+    long usec = (long)((epoch - (double)sec) * 1e6);
+    struct tm tm;
+    localtime_r(&sec, &tm);
+    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, size - n, ".%06ld", usec);
+}
+
+static void object_entry(struct lfpool *p, struct lfpool_json *j, struct lfpool_rec *rec, double now)
+{
+    lfpool_json_begin_object(j);
+    if (p->cfg.stats) {
+        lfpool_json_key(j, "stats");
+        lfpool_json_hook(j, p->cfg.stats, p->cfg.ctx, rec->obj);
+    } else {
+        char buf[512];
+        int n = lfpool_trace(p, rec->obj, buf, sizeof buf);
+        lfpool_json_key(j, "trace");
+        lfpool_json_string_len(j, buf, (size_t)n);
+    }
+    kv_int(j, "uses", LD(rec->uses));
+    kv_num(j, "last_get", LD(rec->last_get) - now);
+    kv_num(j, "last_ret", LD(rec->last_ret) - now);
+    lfpool_json_end_object(j);
+}
+
+static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key, bool avail, double now)
+{
+    struct cds_lfht_iter iter;
+    struct lfpool_rec *rec;
+    lfpool_json_key(j, key);
+    lfpool_json_begin_array(j);
+    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+        uint32_t s = LD(rec->state);
+        if (avail ? s == REC_AVAIL : is_using(s))
+            object_entry(p, j, rec, now);
+    }
+    lfpool_json_end_array(j);
+}
+
+char *lfpool_stats_json(lfpool *p)
+{
+    if (!p) {
+        errno = EINVAL;
+        return NULL;
+    }
+    lfpool_enter(p);
+    struct lfpool_stats s;
+    struct lfpool_json jw, *j = &jw;
+    char iso[64];
+    double now = lfpool_now_fresh(p);
+    lfpool_json_init(j);
+    rcu_read_lock();
+    collect(p, &s, now);
+    iso_time(s.started, iso, sizeof iso);
+
+    lfpool_json_begin_object(j);
+    kv_int(j, "id", s.id);
+    lfpool_json_key(j, "started");
+    lfpool_json_string(j, iso);
+    kv_int(j, "min_size", s.min_size);
+    kv_int(j, "max_size", s.max_size);
+    kv_int(j, "max_use", s.max_use);
+    lfpool_json_key(j, "timeout");
+    if (isinf(s.timeout))
+        lfpool_json_null(j);
+    else
+        lfpool_json_number(j, s.timeout);
+    kv_num(j, "delay", s.delay);
+    kv_num(j, "max_avail_delay", s.max_avail_delay);
+    kv_num(j, "max_using_delay_kill", s.max_using_delay_kill);
+    kv_num(j, "max_using_delay_warn", s.max_using_delay_warn);
+    kv_int(j, "health_freq", s.health_freq);
+    kv_num(j, "now", s.now);
+    lfpool_json_key(j, "sem");
+    if (s.sem_init >= 0) {
+        lfpool_json_begin_object(j);
+        kv_int(j, "value", (uint64_t)s.sem_value);
+        kv_int(j, "init", (uint64_t)s.sem_init);
+        lfpool_json_end_object(j);
+    } else {
+        lfpool_json_null(j);
+    }
+    kv_int(j, "navail", s.navail);
+    kv_int(j, "nusing", s.nusing);
+    kv_int(j, "ntodel", s.ntodel);
+    kv_num(j, "running", s.running);
+    kv_num(j, "rel_hk_last", s.rel_hk_last);
+    kv_num(j, "time_per_hk", s.time_per_hk);
+    lfpool_json_key(j, "shutdown");
+    lfpool_json_bool(j, s.shutdown);
+    object_list(p, j, "avail", true, now);
+    object_list(p, j, "using", false, now);
+    kv_int(j, "nobjs", s.nobjs);
+    kv_int(j, "ncreated", s.ncreated);
+    kv_int(j, "ncreating", s.ncreating);
+    kv_int(j, "nuses", s.nuses);
+    kv_int(j, "nkilled", s.nkilled);
+    kv_int(j, "nrecycled", s.nrecycled);
+    kv_int(j, "nwornout", s.nwornout);
+    kv_int(j, "nborrows", s.nborrows);
+    kv_int(j, "nreturns", s.nreturns);
+    kv_int(j, "ndestroys", s.ndestroys);
+    kv_int(j, "nhealth", s.nhealth);
+    kv_int(j, "bad_health", s.bad_health);
+    kv_int(j, "hk_rounds", s.hk_rounds);
+    kv_int(j, "hk_errors", s.hk_errors);
+    kv_int(j, "hc_rounds", s.hc_rounds);
+    kv_int(j, "hc_errors", s.hc_errors);
+    lfpool_json_end_object(j);
+    rcu_read_unlock();
+
+    if (j->nomem || j->depth != 0 || !j->buf) {
+        lfpool_json_fini(j);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return j->buf; /* ownership to the caller */
+}
