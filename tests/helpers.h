@@ -1,0 +1,146 @@
+/* helpers.h - shared fixtures for the unit tests: counting hooks, a fake
+ * clock, a log capture.  Objects are `struct tobj`, created by tfun(). */
+#ifndef LFPOOL_TEST_HELPERS_H
+#define LFPOOL_TEST_HELPERS_H
+
+#include <lfpool.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tobj {
+    uint64_t n;
+    _Atomic int held;    /* 1 while a test thread holds it */
+    _Atomic int closed;  /* closer calls on it */
+    int healthy;         /* health hook answer */
+    const char *trace;   /* tracer text */
+};
+
+struct tctx {
+    _Atomic int created, opened, closed, got, retted, fail_open, fail_all_hooks;
+    _Atomic int fail_fun; /* >0: that many next calls fail */
+    int fun_errno;
+    uint64_t seen_n[64];
+    _Atomic int nseen;
+    _Atomic double now;  /* fake clock */
+    char log[8192];
+    pthread_mutex_t log_lock;
+    int nlogs;
+    struct tobj *objs[4096];
+    _Atomic int nobjs;
+};
+
+static inline void tctx_init(struct tctx *t)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->log_lock, NULL);
+    atomic_store(&t->now, 1000.0);
+}
+
+static inline void *tfun(void *ctx, uint64_t n)
+{
+    struct tctx *t = ctx;
+    int i = atomic_fetch_add(&t->nseen, 1);
+    if (i < 64)
+        t->seen_n[i] = n;
+    if (atomic_load(&t->fail_fun) > 0) {
+        atomic_fetch_sub(&t->fail_fun, 1);
+        errno = t->fun_errno;
+        return NULL;
+    }
+    struct tobj *o = calloc(1, sizeof *o);
+    o->n = n;
+    o->healthy = 1;
+    int k = atomic_fetch_add(&t->nobjs, 1);
+    if (k < 4096)
+        t->objs[k] = o;
+    atomic_fetch_add(&t->created, 1);
+    return o;
+}
+
+static inline int thook_open(void *ctx, void *o)
+{
+    (void)o;
+    struct tctx *t = ctx;
+    atomic_fetch_add(&t->opened, 1);
+    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
+}
+static inline int thook_get(void *ctx, void *o)
+{
+    (void)o;
+    struct tctx *t = ctx;
+    atomic_fetch_add(&t->got, 1);
+    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
+}
+static inline int thook_ret(void *ctx, void *o)
+{
+    (void)o;
+    struct tctx *t = ctx;
+    atomic_fetch_add(&t->retted, 1);
+    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
+}
+/* closer: counts, marks closed; objects are freed by tctx_free_objs() so
+ * that tests can inspect them after closing */
+static inline int thook_close(void *ctx, void *o)
+{
+    struct tctx *t = ctx;
+    atomic_fetch_add(&((struct tobj *)o)->closed, 1);
+    atomic_fetch_add(&t->closed, 1);
+    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
+}
+static inline int thealth(void *ctx, void *o)
+{
+    (void)ctx;
+    return ((struct tobj *)o)->healthy;
+}
+static inline double tclock(void *ctx)
+{
+    return atomic_load(&((struct tctx *)ctx)->now);
+}
+static inline void tlog(void *ctx, int level, const char *msg)
+{
+    struct tctx *t = ctx;
+    (void)level;
+    pthread_mutex_lock(&t->log_lock);
+    size_t len = strlen(t->log);
+    snprintf(t->log + len, sizeof t->log - len, "%s\n", msg);
+    t->nlogs++;
+    pthread_mutex_unlock(&t->log_lock);
+}
+static inline void tctx_free_objs(struct tctx *t)
+{
+    int n = atomic_load(&t->nobjs);
+    for (int i = 0; i < n && i < 4096; i++)
+        free(t->objs[i]);
+    atomic_store(&t->nobjs, 0);
+}
+
+/* A config with every counting hook, the fake clock and the log capture. */
+static inline void tcfg(lfpool_config *c, struct tctx *t)
+{
+    lfpool_config_init(c);
+    c->fun = tfun;
+    c->ctx = t;
+    c->opener = thook_open;
+    c->getter = thook_get;
+    c->retter = thook_ret;
+    c->closer = thook_close;
+    c->clock = tclock;
+    c->clock_ctx = t;
+    c->log = tlog;
+    c->log_ctx = t;
+    c->log_level = LFPOOL_LOG_WARNING;
+}
+
+static inline struct lfpool_stats tstats(lfpool *p)
+{
+    struct lfpool_stats s;
+    lfpool_stats(p, &s);
+    return s;
+}
+
+#endif

@@ -1,0 +1,253 @@
+/* stress.c - many threads against one pool, invariants checked:
+ * no object held by two threads at once, none handed out after its closer
+ * ran, max_size never exceeded, closer exactly once per created object, no
+ * capacity slot leaked, counters consistent.  Kills, wear-out, health
+ * checks and recycling fire during the run (a driver thread advances the
+ * injected clock and runs rounds). */
+#include <lfpool.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAXOBJS 200000
+#define THREADS 8
+
+struct sobj {
+    _Atomic int held;
+    _Atomic int closed;
+};
+
+struct sctx {
+    lfpool *p;
+    size_t max_size;
+    int kill_mode;
+    bool kill;
+    int iters;
+    _Atomic double now;
+    _Atomic int created, closed, stop, rounds, nchecks;
+    _Atomic long gets, estale, enoent, errors, timeouts;
+    _Atomic int in_hand, max_in_hand, max_nobjs;
+    struct sobj *objs[MAXOBJS];
+};
+
+static void *sfun(void *ctx, uint64_t n)
+{
+    struct sctx *s = ctx;
+    (void)n;
+    int i = atomic_fetch_add(&s->created, 1);
+    if (i >= MAXOBJS) {
+        atomic_fetch_sub(&s->created, 1);
+        errno = ENOSPC;
+        return NULL;
+    }
+    struct sobj *o = calloc(1, sizeof *o);
+    s->objs[i] = o;
+    return o;
+}
+static int sclose(void *ctx, void *obj)
+{
+    struct sctx *s = ctx;
+    if (atomic_fetch_add(&((struct sobj *)obj)->closed, 1) != 0)
+        atomic_fetch_add(&s->errors, 1); /* closed twice */
+    atomic_fetch_add(&s->closed, 1);
+    return 0;
+}
+static int shealth(void *ctx, void *obj)
+{
+    struct sctx *s = ctx;
+    if (atomic_load(&((struct sobj *)obj)->held))
+        atomic_fetch_add(&s->errors, 1); /* health must only see available objects */
+    int r = atomic_fetch_add(&s->nchecks, 1) % 6;
+    return r == 0 ? 0 : r == 1 ? -1 : 1;
+}
+static double sclock(void *ctx)
+{
+    return atomic_load(&((struct sctx *)ctx)->now);
+}
+static void slog(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    (void)msg;
+}
+
+static void *worker(void *arg)
+{
+    struct sctx *s = arg;
+    unsigned seed = (unsigned)(uintptr_t)&seed;
+    /* run at least `iters` operations and until 60 rounds have happened */
+    for (int i = 0; i < s->iters || atomic_load(&s->rounds) < 60; i++) {
+        void *o;
+        int r = lfpool_get(s->p, &o, 2.0);
+        if (r == ETIMEDOUT) {
+            atomic_fetch_add(&s->timeouts, 1);
+            continue;
+        }
+        if (r != 0) {
+            atomic_fetch_add(&s->errors, 1);
+            continue;
+        }
+        atomic_fetch_add(&s->gets, 1);
+        struct sobj *so = o;
+        int h = atomic_fetch_add(&s->in_hand, 1) + 1;
+        int m = atomic_load(&s->max_in_hand);
+        while (h > m && !atomic_compare_exchange_weak(&s->max_in_hand, &m, h))
+            ;
+        if (atomic_exchange(&so->held, 1) != 0)
+            atomic_fetch_add(&s->errors, 1); /* handed to two holders */
+        if (atomic_load(&so->closed) != 0 && !(s->kill && s->kill_mode == LFPOOL_KILL_CLOSE))
+            atomic_fetch_add(&s->errors, 1); /* handed out after close */
+        if (s->kill && rand_r(&seed) % 512 == 0) {
+            /* long hold across several rounds: lets kills fire */
+            double until = atomic_load(&s->now) + 4.0;
+            for (int k = 0; k < 2000 && atomic_load(&s->now) < until; k++)
+                usleep(100);
+        } else if (rand_r(&seed) % 64 == 0) {
+            usleep(50);
+        }
+        atomic_store(&so->held, 0);
+        atomic_fetch_sub(&s->in_hand, 1);
+        r = lfpool_ret(s->p, o);
+        if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
+            atomic_fetch_add(&s->estale, 1);
+        else if (r == ENOENT && s->kill && s->kill_mode == LFPOOL_KILL_CLOSE)
+            atomic_fetch_add(&s->enoent, 1);
+        else if (r != 0)
+            atomic_fetch_add(&s->errors, 1);
+    }
+    return NULL;
+}
+
+static void *driver(void *arg)
+{
+    struct sctx *s = arg;
+    int round = 0;
+    while (!atomic_load(&s->stop)) {
+        atomic_store(&s->now, atomic_load(&s->now) + 1.0);
+        if (lfpool_housekeep(s->p) != 0)
+            atomic_fetch_add(&s->errors, 1);
+        atomic_fetch_add(&s->rounds, 1);
+        struct lfpool_stats st;
+        lfpool_stats(s->p, &st);
+        int n = (int)st.nobjs;
+        if (n > atomic_load(&s->max_nobjs))
+            atomic_store(&s->max_nobjs, n);
+        if (++round % 16 == 0) {
+            char *txt = lfpool_stats_json(s->p);
+            json_error_t e;
+            json_t *j = txt ? json_loads(txt, 0, &e) : NULL;
+            if (!j)
+                atomic_fetch_add(&s->errors, 1);
+            json_decref(j);
+            free(txt);
+        }
+        usleep(100);
+    }
+    return NULL;
+}
+
+static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
+                double avail_delay, int iters)
+{
+    struct sctx *s = calloc(1, sizeof *s);
+    s->max_size = max_size;
+    s->kill = kill;
+    s->kill_mode = kill_mode;
+    s->iters = iters;
+    atomic_store(&s->now, 100.0);
+    lfpool_config c;
+    lfpool_config_init(&c);
+    c.fun = sfun;
+    c.ctx = s;
+    c.closer = sclose;
+    c.max_size = max_size;
+    c.min_size = 2;
+    c.max_use = max_use;
+    c.max_using_delay_kill = kill ? 3.0 : 0;
+    c.kill_mode = kill_mode;
+    c.health = health ? shealth : NULL;
+    c.max_avail_delay = avail_delay;
+    c.delay = 1000; /* rounds are driven by the driver thread */
+    c.clock = sclock;
+    c.clock_ctx = s;
+    c.log = slog;
+    cr_assert_eq(lfpool_new(&s->p, &c), 0);
+
+    pthread_t th[THREADS], drv;
+    pthread_create(&drv, NULL, driver, s);
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, worker, s);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&s->stop, 1);
+    pthread_join(drv, NULL);
+
+    cr_assert_eq(atomic_load(&s->errors), 0, "invariant violations: %ld", atomic_load(&s->errors));
+    cr_assert_eq(atomic_load(&s->timeouts), 0);
+    if (max_size) {
+        cr_assert_leq((size_t)atomic_load(&s->max_nobjs), max_size);
+        if (!kill)
+            cr_assert_leq((size_t)atomic_load(&s->max_in_hand), max_size);
+    }
+    if (kill)
+        cr_assert_gt(atomic_load(&s->estale) + atomic_load(&s->enoent), 0, "kills fired");
+
+    lfpool_housekeep(s->p);
+    struct lfpool_stats st;
+    lfpool_stats(s->p, &st);
+    cr_assert_eq(st.nusing, 0);
+    cr_assert_eq(st.ncreated, (uint64_t)atomic_load(&s->created));
+    cr_assert_eq(st.nuses, (uint64_t)atomic_load(&s->gets));
+    cr_assert_eq(st.ntodel, 0);
+    cr_assert_eq(st.ndestroys, (uint64_t)atomic_load(&s->closed));
+    cr_assert_eq(st.nobjs, st.navail);
+    if (max_use)
+        cr_assert_gt(st.nwornout, 0);
+    if (health)
+        cr_assert_gt(st.bad_health, 0, "nhealth %llu hc_rounds %llu hk_rounds %llu",
+                     (unsigned long long)st.nhealth, (unsigned long long)st.hc_rounds,
+                     (unsigned long long)st.hk_rounds);
+
+    /* no capacity leaked: max_size objects can be out at once again */
+    if (max_size) {
+        void *o[64];
+        for (size_t i = 0; i < max_size; i++)
+            cr_assert_eq(lfpool_get(s->p, &o[i], 0), 0, "slot %zu leaked", i);
+        void *extra;
+        cr_assert_eq(lfpool_get(s->p, &extra, 0), EAGAIN);
+        for (size_t i = 0; i < max_size; i++)
+            cr_assert_eq(lfpool_ret(s->p, o[i]), 0);
+    }
+    lfpool_free(s->p);
+    int created = atomic_load(&s->created);
+    cr_assert_eq(atomic_load(&s->closed), created, "closer exactly once per created object");
+    for (int i = 0; i < created; i++) {
+        cr_assert_eq(atomic_load(&s->objs[i]->closed), 1, "object %d closed %d times", i,
+                     atomic_load(&s->objs[i]->closed));
+        free(s->objs[i]);
+    }
+    free(s);
+}
+
+Test(stress, unbounded_wearout_health_recycle, .timeout = 120)
+{
+    run(0, 7, false, 0, true, 2.0, 20000);
+}
+Test(stress, bounded_kill_defer, .timeout = 120)
+{
+    run(4, 11, true, LFPOOL_KILL_DEFER, true, 0, 20000);
+}
+Test(stress, bounded_kill_close, .timeout = 120)
+{
+    run(4, 5, true, LFPOOL_KILL_CLOSE, true, 0, 20000);
+}
+Test(stress, bounded_two_slots_high_contention, .timeout = 120)
+{
+    run(2, 0, false, 0, false, 0, 20000);
+}
