@@ -65,7 +65,10 @@ static inline unsigned cpu_id(void)
 int lfpool_set_init(struct lfpool *p)
 {
     int n = get_nprocs_conf();
-    p->ncaches = n > 0 ? (unsigned)n : 1;
+    /* a power of two: the cpu id is reduced with a mask, not a division */
+    p->ncaches = 1;
+    while (p->ncaches < (unsigned)(n > 0 ? n : 1))
+        p->ncaches <<= 1;
     p->caches = aligned_alloc(LFPOOL_CACHELINE, p->ncaches * sizeof *p->caches);
     if (!p->caches)
         return ENOMEM;
@@ -145,7 +148,7 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
 struct lfpool_rec *lfpool_set_take(struct lfpool *p)
 {
     struct lfpool_rec *aside = NULL, *rec;
-    unsigned me = cpu_id() % p->ncaches;
+    unsigned me = cpu_id() & (p->ncaches - 1);
 
     rec = take_from_cache(p, &p->caches[me], &aside);
     if (lfpool_likely(rec != NULL))
@@ -160,7 +163,7 @@ struct lfpool_rec *lfpool_set_take(struct lfpool *p)
         }
     }
     for (unsigned i = 1; i < p->ncaches; i++) {
-        rec = take_from_cache(p, &p->caches[(me + i) % p->ncaches], &aside);
+        rec = take_from_cache(p, &p->caches[(me + i) & (p->ncaches - 1)], &aside);
         if (rec)
             goto out;
     }
@@ -174,7 +177,7 @@ out:
  * waiter if any.  Caller holds rcu_read_lock or owns rec outright. */
 void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
 {
-    struct lfpool_cache *c = &p->caches[cpu_id() % p->ncaches];
+    struct lfpool_cache *c = &p->caches[cpu_id() & (p->ncaches - 1)];
     for (unsigned i = 0; i < LFPOOL_CACHE_SLOTS; i++) {
         struct lfpool_rec *expect = NULL;
         if (atomic_load_explicit(&c->slot[i], memory_order_relaxed) == NULL &&

@@ -86,7 +86,7 @@ static void walk(struct lfpool *p, double now)
     struct lfpool_rec *rec;
 
     rcu_read_lock();
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t s = atomic_load_explicit(&rec->state, memory_order_acquire);
         if (s == REC_OUT && p->warn > 0) {
             double running = now - LD(rec->last_get);
@@ -142,7 +142,7 @@ static void health(struct lfpool *p)
     INC(p->c.hc_rounds);
     v->n = 0;
     rcu_read_lock();
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         if (atomic_load_explicit(&rec->state, memory_order_relaxed) != REC_AVAIL)
             continue;
         if (vec_reserve(v, v->n + 1)) {

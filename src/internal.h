@@ -80,6 +80,17 @@ struct lfpool_rec {
     _Atomic double last_ret;    /* written by the returner before AVAIL */
 };
 
+static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
+{
+    return n ? caa_container_of(n, struct lfpool_rec, node) : NULL;
+}
+/* Walk every record of the table (caller holds rcu_read_lock).  Unlike
+ * cds_lfht_for_each_entry() it never does container_of arithmetic on NULL. */
+#define LFPOOL_FOR_EACH_REC(ht, iter, rec)                                      \
+    for (cds_lfht_first((ht), (iter)), (rec) = lfpool_rec_of(cds_lfht_iter_get_node(iter)); \
+         (rec) != NULL;                                                          \
+         cds_lfht_next((ht), (iter)), (rec) = lfpool_rec_of(cds_lfht_iter_get_node(iter)))
+
 /* Per-CPU magazine: one cache line of slots (cache.c). */
 struct lfpool_cache {
     _Atomic(struct lfpool_rec *) slot[LFPOOL_CACHE_SLOTS];

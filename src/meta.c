@@ -83,7 +83,7 @@ void lfpool_meta_fini(struct lfpool *p)
     struct cds_lfht_iter iter;
     struct lfpool_rec *rec;
     rcu_read_lock();
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node)
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec)
         (void)cds_lfht_del(p->ht, &rec->node);
     rcu_read_unlock();
     if (cds_lfht_destroy(p->ht, NULL) != 0)

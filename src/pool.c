@@ -288,7 +288,7 @@ static void fork_reset(struct lfpool *p)
     struct lfpool_rec *dead = NULL;
     struct cds_lfht_iter iter;
     rcu_read_lock();
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         if (cds_lfht_del(p->ht, &rec->node) == 0) {
             rec->entry.next = (ck_stack_entry_t *)dead;
             dead = rec;
@@ -641,7 +641,7 @@ void lfpool_free(lfpool *p)
     struct cds_lfht_iter iter;
     size_t nout = 0;
     rcu_read_lock();
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         if (lfpool_meta_del(p, rec)) {
             rec->entry.next = (ck_stack_entry_t *)left;
             left = rec;

@@ -46,7 +46,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     uint64_t uses = LD(p->c.dead_uses);
     struct cds_lfht_iter iter;
     struct lfpool_rec *rec;
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t s = LD(rec->state);
         uses += LD(rec->uses);
         if (s == REC_AVAIL)
@@ -150,7 +150,7 @@ static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key
     struct lfpool_rec *rec;
     lfpool_json_key(j, key);
     lfpool_json_begin_array(j);
-    cds_lfht_for_each_entry(p->ht, &iter, rec, node) {
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t s = LD(rec->state);
         if (avail ? s == REC_AVAIL : is_using(s))
             object_entry(p, j, rec, now);
