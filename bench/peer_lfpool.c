@@ -1,0 +1,76 @@
+/*
+ * peer_lfpool.c - the "lfpool" peer: this project's pool, through its public
+ * API only (lfpool_get with LFPOOL_FOREVER, lfpool_ret).
+ *
+ * Default configuration, i.e. all bookkeeping on (use counts, last get/ret
+ * times, counters); unbounded when max_size is 0, bounded otherwise.  `fun`
+ * allocates a bench_obj, `closer` frees it.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "peers.h"
+
+#include <errno.h>
+#include <lfpool.h>
+
+static void *lf_create(void *ctx, uint64_t n)
+{
+    (void)ctx;
+    (void)n;
+    return bench_obj_new(); /* errno ENOMEM on failure */
+}
+
+static int lf_close_obj(void *ctx, void *obj)
+{
+    (void)ctx;
+    bench_obj_free(obj);
+    return 0;
+}
+
+static int lf_open(void **self, size_t max_size, size_t prefill)
+{
+    lfpool_config cfg;
+    lfpool *pool = NULL;
+
+    lfpool_config_init(&cfg);
+    cfg.fun = lf_create;
+    cfg.closer = lf_close_obj;
+    cfg.max_size = max_size;
+    if (max_size && prefill > max_size)
+        prefill = max_size;
+    /* min_size: the objects created at start (and kept) */
+    cfg.min_size = prefill;
+    int err = lfpool_new(&pool, &cfg);
+    if (err)
+        return err;
+    *self = pool;
+    return 0;
+}
+
+static int lf_get(void *self, void **obj)
+{
+    return lfpool_get(self, obj, LFPOOL_FOREVER);
+}
+
+static int lf_put(void *self, void *obj)
+{
+    return lfpool_ret(self, obj);
+}
+
+static void lf_close(void *self)
+{
+    lfpool_free(self);
+}
+
+const struct bench_peer bench_peer_lfpool = {
+    .name = "lfpool",
+    .desc = "this project: lock-free hot path (lfpool_get/lfpool_ret)",
+    .can_wait = true,
+    .open = lf_open,
+    .get = lf_get,
+    .put = lf_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
