@@ -1,0 +1,815 @@
+/*
+ * fuzz_pool.c - libFuzzer target: byte strings decoded into sequences of
+ * pool operations, checked against a small sequential model of SPEC §3.
+ *
+ * Build: see fuzz/meson.build (clang, -fsanitize=fuzzer,address,undefined)
+ * or fuzz/run.sh.  Without libFuzzer, replay_main.c replays the corpus
+ * (the `fuzz_replay` test of the default suite).
+ *
+ * Input layout
+ *   bytes 0..7   configuration (max_size, min_size, max_use, kill threshold,
+ *                max_avail_delay, flags: kill mode, health hook, stats hook,
+ *                lazy start, invalid-config probe; tracer garbage)
+ *   then pairs   (op, arg): get(0), get(1 ms), ret, double ret, foreign
+ *                ret, clock jump, housekeep, stats/stats_json, next fun
+ *                verdicts (ok/fail/duplicate), EINVAL probes, health
+ *                verdicts, shutdown.
+ *
+ * The model owns a fixed arena of 48 objects.  Hooks (fun, closer, health,
+ * which may run on the pool's housekeeper thread) update it under a mutex
+ * and check every event against the states the model allows:
+ *   FREE -> POOL (fun) -> HELD (get) -> POOL (ret) | DYING (worn out)
+ *   POOL -> CLOSED (closer, only if recycle-eligible, unhealthy, worn out,
+ *           shut down or freed), HELD -> CLOSED only for a kill in CLOSE
+ *           mode, a DEFER-killed ret (ESTALE), a ret after shutdown, or free.
+ * Return codes are exact where the spec makes them so (EINVAL, ENOENT,
+ * ESTALE, ESHUTDOWN, EEXIST, the creator's errno, EAGAIN at max_size);
+ * the counters (nuses, nkilled, nusing, ncreated, ncreating) are compared
+ * at the points where no background work can be in flight.
+ * Any violation prints a line and abort()s (libFuzzer keeps the input).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <lfpool.h>
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef FUZZ_HAVE_JANSSON
+#include <jansson.h>
+#endif
+
+#define NSLOT 48
+
+enum { S_FREE = 0, S_POOL, S_HELD, S_DYING, S_CLOSED };
+
+struct fobj {
+    uint64_t magic;
+    int idx;
+    char junk[16];
+};
+
+struct fslot {
+    int state;
+    int closes;          /* closer calls since the last creation */
+    bool may_close;      /* the pool may remove it now */
+    bool killed;         /* held and killed (model) */
+    bool stale;          /* CLOSE-mode killed and closed, holder not told yet */
+    double get_time, last_ret;
+    uint64_t uses;
+    int health;          /* verdict for its next health check */
+    bool ever;           /* created at least once */
+};
+
+static struct fobj OBJ[NSLOT];
+static struct fobj FOREIGN[4];
+static int local_dummy_for_einval;
+
+static struct model {
+    pthread_mutex_t mu;
+    struct fslot s[NSLOT];
+    lfpool_config cfg;
+    bool bounded, shutdown;
+    _Atomic uint64_t clock_us;
+    uint64_t fun_calls, fun_ok, gets, kills;
+    uint8_t verdict[32];
+    unsigned nverdict, vi;
+    uint8_t tracer_junk;
+    pthread_t me;
+} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* per-API-call record of what fun did on the fuzzing thread */
+static _Thread_local struct {
+    int calls, ok, fail, dup;
+    int err;
+} TL;
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "\nFUZZ MODEL VIOLATION: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    abort();
+}
+
+static double now_s(void)
+{
+    return (double)atomic_load(&M.clock_us) * 1e-6;
+}
+
+static double clock_fn(void *ctx)
+{
+    (void)ctx;
+    return now_s();
+}
+
+static int slot_of(void *p)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)OBJ;
+    if (a < b || a >= b + sizeof OBJ || (a - b) % sizeof(struct fobj))
+        return -1;
+    return (int)((a - b) / sizeof(struct fobj));
+}
+
+static bool on_fuzz_thread(void)
+{
+    return pthread_equal(pthread_self(), M.me);
+}
+
+/* ------------------------------------------------------------- hooks */
+
+static void *h_fun(void *ctx, uint64_t n)
+{
+    (void)ctx;
+    (void)n;
+    pthread_mutex_lock(&M.mu);
+    M.fun_calls++;
+    bool mine = on_fuzz_thread();
+    if (mine)
+        TL.calls++;
+    uint8_t v = M.vi < M.nverdict ? M.verdict[M.vi++] : 0;
+    void *ret = NULL;
+    if (v % 4 == 1) { /* failure with an errno */
+        static const int errs[] = {0, ECONNREFUSED, ENOMEM, ETIMEDOUT};
+        int e = errs[(v / 4) % 4];
+        if (mine) {
+            TL.fail++;
+            TL.err = e ? e : EIO;
+        }
+        pthread_mutex_unlock(&M.mu);
+        errno = e;
+        return NULL;
+    }
+    if (v % 4 == 2) { /* a pointer the pool holds */
+        int pick = -1, k = (v / 4) % NSLOT;
+        for (int i = 0; i < NSLOT; i++) {
+            int j = (k + i) % NSLOT;
+            if (M.s[j].state == S_POOL || M.s[j].state == S_HELD) {
+                pick = j;
+                break;
+            }
+        }
+        if (pick >= 0) {
+            if (mine)
+                TL.dup++;
+            pthread_mutex_unlock(&M.mu);
+            return &OBJ[pick];
+        }
+    }
+    /* success: a free slot, preferring reuse of a closed one (address
+     * reuse, as malloc does) unless its holder still has it */
+    int pick = -1;
+    for (int i = 0; i < NSLOT && pick < 0; i++)
+        if (M.s[i].state == S_CLOSED && !M.s[i].stale)
+            pick = i;
+    for (int i = 0; i < NSLOT && pick < 0; i++)
+        if (M.s[i].state == S_FREE)
+            pick = i;
+    if (pick < 0) {
+        if (mine) {
+            TL.fail++;
+            TL.err = ENOSPC;
+        }
+        pthread_mutex_unlock(&M.mu);
+        errno = ENOSPC;
+        return NULL;
+    }
+    struct fslot *s = &M.s[pick];
+    int health = s->health;
+    memset(s, 0, sizeof *s);
+    s->health = health ? health : 1;
+    s->state = S_POOL;
+    s->ever = true;
+    s->last_ret = now_s();
+    s->get_time = now_s();
+    OBJ[pick].magic = 0xF0F0;
+    OBJ[pick].idx = pick;
+    M.fun_ok++;
+    if (mine)
+        TL.ok++;
+    ret = &OBJ[pick];
+    pthread_mutex_unlock(&M.mu);
+    return ret;
+}
+
+static int h_closer(void *ctx, void *obj)
+{
+    (void)ctx;
+    int i = slot_of(obj);
+    if (i < 0)
+        die("closer on a foreign pointer %p", obj);
+    pthread_mutex_lock(&M.mu);
+    struct fslot *s = &M.s[i];
+    if (s->state == S_FREE || s->state == S_CLOSED || s->closes)
+        die("closer twice / on a never-created object: slot %d state %d closes %d", i, s->state,
+            s->closes);
+    if (!s->may_close && !M.shutdown)
+        die("closer on slot %d (state %d) the pool had no reason to remove", i, s->state);
+    if (s->state == S_HELD) {
+        if (!(s->killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE) && !s->may_close)
+            die("closer on held slot %d", i);
+        s->stale = true;
+    }
+    s->closes++;
+    s->state = S_CLOSED;
+    pthread_mutex_unlock(&M.mu);
+    return (i % 3 == 0) ? -1 : 0; /* closer failures are logged only */
+}
+
+static int h_health(void *ctx, void *obj)
+{
+    (void)ctx;
+    int i = slot_of(obj);
+    if (i < 0)
+        die("health on a foreign pointer");
+    pthread_mutex_lock(&M.mu);
+    struct fslot *s = &M.s[i];
+    if (s->state != S_POOL)
+        die("health check on slot %d in state %d (held, dying or closed)", i, s->state);
+    int v = s->health;
+    if (v == 0)
+        s->may_close = true; /* unhealthy: removed */
+    pthread_mutex_unlock(&M.mu);
+    return v;
+}
+
+static int h_hook(void *ctx, void *obj)
+{
+    (void)ctx;
+    int i = slot_of(obj);
+    if (i < 0)
+        die("hook on a foreign pointer");
+    return i % 2; /* odd slots' hooks fail */
+}
+
+static int h_tracer(void *ctx, void *obj, char *buf, size_t size)
+{
+    (void)ctx;
+    int i = slot_of(obj);
+    if (i < 0)
+        die("tracer on a foreign pointer (spec: never on a pointer not out)");
+    char tmp[64];
+    int n = snprintf(tmp, sizeof tmp, "slot %d ", i);
+    tmp[n++] = (char)M.tracer_junk;       /* any byte: quote, control, bad UTF-8 */
+    tmp[n++] = (char)(M.tracer_junk ^ 0x80);
+    tmp[n++] = '"';
+    tmp[n++] = '\\';
+    tmp[n] = 0;
+    if (size)
+        snprintf(buf, size, "%s", tmp);
+    return n;
+}
+
+static int h_stats(void *ctx, void *obj, struct lfpool_json *j)
+{
+    (void)ctx;
+    int i = slot_of(obj);
+    switch ((i + M.tracer_junk) % 4) {
+    case 0:
+        lfpool_json_begin_object(j);
+        lfpool_json_key(j, "slot");
+        lfpool_json_integer(j, i);
+        lfpool_json_key(j, "junk");
+        lfpool_json_string_len(j, (const char *)&M.tracer_junk, 1);
+        return lfpool_json_end_object(j);
+    case 1: /* misuse: a key at top level, values after */
+        lfpool_json_key(j, "x");
+        lfpool_json_number(j, NAN);
+        return 0;
+    case 2:
+        return -1;
+    default: /* left open */
+        lfpool_json_begin_array(j);
+        lfpool_json_bool(j, true);
+        return 0;
+    }
+}
+
+static void h_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    static int echo = -1;
+    if (echo < 0)
+        echo = getenv("FUZZ_TRACE") != NULL;
+    if (echo)
+        fprintf(stderr, "    [log %d] %s\n", level, msg);
+}
+
+/* ----------------------------------------------------------- helpers */
+
+static int held_live(void) /* held and not killed: counted by the pool */
+{
+    int n = 0;
+    for (int i = 0; i < NSLOT; i++)
+        if (M.s[i].state == S_HELD && !M.s[i].killed)
+            n++;
+    return n;
+}
+
+static int count_state(int st)
+{
+    int n = 0;
+    for (int i = 0; i < NSLOT; i++)
+        n += M.s[i].state == st;
+    return n;
+}
+
+static void check_stats(lfpool *pool, bool exact_created)
+{
+    struct lfpool_stats st;
+    if (lfpool_stats(pool, &st) != 0)
+        die("lfpool_stats failed");
+    pthread_mutex_lock(&M.mu);
+    int hl = held_live();
+    uint64_t gets = M.gets, kills = M.kills, fok = M.fun_ok, fcalls = M.fun_calls;
+    pthread_mutex_unlock(&M.mu);
+    if (st.nusing != (uint64_t)hl)
+        die("nusing %llu, model holds %d", (unsigned long long)st.nusing, hl);
+    if (st.nuses != gets)
+        die("nuses %llu, model gets %llu", (unsigned long long)st.nuses, (unsigned long long)gets);
+    if (st.nkilled != kills)
+        die("nkilled %llu, model kills %llu", (unsigned long long)st.nkilled,
+            (unsigned long long)kills);
+    if (M.bounded && st.nobjs > M.cfg.max_size)
+        die("nobjs %llu > max_size", (unsigned long long)st.nobjs);
+    if (st.ncreated > fok || st.ncreating > fcalls)
+        die("ncreated %llu > fun successes %llu", (unsigned long long)st.ncreated,
+            (unsigned long long)fok);
+    if (exact_created && (st.ncreated != fok - 0 || st.ncreating != fcalls))
+        die("ncreated %llu / ncreating %llu != fun %llu / %llu", (unsigned long long)st.ncreated,
+            (unsigned long long)st.ncreating, (unsigned long long)fok,
+            (unsigned long long)fcalls);
+    if (st.shutdown != M.shutdown)
+        die("stats shutdown flag");
+
+    char *js = lfpool_stats_json(pool);
+    if (!js)
+        die("stats_json NULL");
+#ifdef FUZZ_HAVE_JANSSON
+    json_error_t err;
+    json_t *root = json_loads(js, JSON_ALLOW_NUL, &err);
+    if (!root)
+        die("invalid stats JSON: %s at %d: %s", err.text, err.position, js);
+    static const char *keys[] = {"id", "started", "min_size", "max_size", "max_use", "timeout",
+        "delay", "max_avail_delay", "max_using_delay_kill", "max_using_delay_warn", "health_freq",
+        "now", "sem", "navail", "nusing", "ntodel", "running", "rel_hk_last", "time_per_hk",
+        "shutdown", "avail", "using", "nobjs", "ncreated", "ncreating", "nuses", "nkilled",
+        "nrecycled", "nwornout", "nborrows", "nreturns", "ndestroys", "nhealth", "bad_health",
+        "hk_rounds", "hk_errors", "hc_rounds", "hc_errors"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+        if (!json_object_get(root, keys[k]))
+            die("stats JSON lacks \"%s\"", keys[k]);
+    json_t *using = json_object_get(root, "using");
+    if (!json_is_array(using))
+        die("using is not an array");
+    json_t *nu = json_object_get(root, "nusing");
+    if (json_integer_value(nu) != (json_int_t)json_array_size(using))
+        die("nusing %lld != len(using) %zu", (long long)json_integer_value(nu),
+            json_array_size(using));
+    if (json_integer_value(json_object_get(root, "nuses")) != (json_int_t)gets)
+        die("JSON nuses");
+    if (M.cfg.timeout == INFINITY && !json_is_null(json_object_get(root, "timeout")))
+        die("FOREVER timeout not null");
+    json_decref(root);
+#endif
+    free(js);
+}
+
+/* ----------------------------------------------------------- the run */
+
+static void reset_model(void)
+{
+    pthread_mutex_lock(&M.mu);
+    memset(M.s, 0, sizeof M.s);
+    for (int i = 0; i < NSLOT; i++)
+        M.s[i].health = 1;
+    M.shutdown = false;
+    M.fun_calls = M.fun_ok = M.gets = M.kills = 0;
+    M.nverdict = M.vi = 0;
+    atomic_store(&M.clock_us, 1000000000ull); /* 1000 s */
+    M.me = pthread_self();
+    pthread_mutex_unlock(&M.mu);
+}
+
+static bool STARTED; /* a lazy pool's first get also fills to min_size */
+
+static void do_get(lfpool *pool, double timeout)
+{
+    bool first = !STARTED;
+    STARTED = true;
+    memset(&TL, 0, sizeof TL);
+    pthread_mutex_lock(&M.mu);
+    int hl = held_live();
+    bool full = M.bounded && (size_t)hl >= M.cfg.max_size;
+    pthread_mutex_unlock(&M.mu);
+    void *o = NULL;
+    int rc = lfpool_get(pool, &o, timeout);
+    if (M.shutdown) {
+        if (rc != ESHUTDOWN)
+            die("get after shutdown gave %d", rc);
+        return;
+    }
+    if (rc != 0 && TL.fail && !TL.ok && !TL.dup && rc == TL.err)
+        return; /* the creator's errno, whatever it is (even ETIMEDOUT) */
+    if (rc == EAGAIN || rc == ETIMEDOUT) {
+        if (rc == EAGAIN && timeout != 0)
+            die("EAGAIN with a timeout");
+        if (rc == ETIMEDOUT && timeout == 0)
+            die("ETIMEDOUT with timeout 0");
+        if (TL.calls)
+            die("get called fun and then gave %d", rc);
+        if (full)
+            return;
+        /* capacity is free per the model: only a background fill/reap can
+         * hold it for a moment; a patient get must then succeed */
+        memset(&TL, 0, sizeof TL);
+        rc = lfpool_get(pool, &o, 2.0);
+        if (rc == EAGAIN || rc == ETIMEDOUT)
+            die("get(0) gave EAGAIN/ETIMEDOUT with %d of %zu held, and again after 2 s", hl,
+                M.cfg.max_size);
+    }
+    if (first && M.cfg.lazy_start) {
+        /* the start-up fill ran fun on this thread too: only the result
+         * matters here */
+        if (rc != 0) {
+            if (rc != EEXIST && rc != TL.err && rc != EIO)
+                die("first get of a lazy pool gave %d", rc);
+            return;
+        }
+        TL.fail = TL.dup = 0;
+        TL.ok = 0;
+    }
+    if (rc != 0) {
+        if (rc == EEXIST) {
+            if (!TL.dup)
+                die("EEXIST without a duplicate from fun");
+            return;
+        }
+        if (TL.dup)
+            die("fun returned a held pointer, get gave %d (want EEXIST)", rc);
+        if (TL.fail && rc == TL.err)
+            return;
+        die("get gave %d (fun calls %d fail %d err %d)", rc, TL.calls, TL.fail, TL.err);
+    }
+    if (TL.dup)
+        die("fun returned a held pointer and get succeeded");
+    if (TL.fail && !TL.ok)
+        die("fun failed and get succeeded");
+    int i = slot_of(o);
+    if (i < 0)
+        die("get returned a foreign pointer %p", o);
+    pthread_mutex_lock(&M.mu);
+    struct fslot *s = &M.s[i];
+    if (s->state != S_POOL)
+        die("get returned slot %d in state %d (held/dying/closed)", i, s->state);
+    if (!TL.ok) {
+        /* handed an available one: fine */
+    }
+    if (full)
+        die("get succeeded beyond max_size");
+    if (TL.ok && !TL.fail) {
+        /* it created: was an available object stranded? */
+        int avail = 0;
+        for (int k = 0; k < NSLOT; k++)
+            if (k != i && M.s[k].state == S_POOL && !M.s[k].may_close)
+                avail++;
+        if (avail)
+            die("get created an object while %d were available (stranded)", avail);
+    }
+    s->state = S_HELD;
+    s->may_close = false;
+    s->killed = false;
+    s->uses++;
+    s->get_time = now_s();
+    M.gets++;
+    pthread_mutex_unlock(&M.mu);
+}
+
+static void do_ret(lfpool *pool, int i)
+{
+    pthread_mutex_lock(&M.mu);
+    struct fslot *s = &M.s[i];
+    bool killed = s->killed, stale = s->stale;
+    bool wornout = M.cfg.max_use && s->uses >= M.cfg.max_use;
+    if (M.shutdown || (killed && M.cfg.kill_mode == LFPOOL_KILL_DEFER) || wornout)
+        s->may_close = true;
+    pthread_mutex_unlock(&M.mu);
+    int rc = lfpool_ret(pool, &OBJ[i]);
+    pthread_mutex_lock(&M.mu);
+    s->stale = false; /* the holder has given it back, whatever happened */
+    if (killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE) {
+        if (rc != ENOENT)
+            die("ret of a CLOSE-killed object gave %d", rc);
+        if (!stale && s->state != S_CLOSED)
+            die("CLOSE-killed slot %d not closed by the round", i);
+        s->stale = false;
+    } else if (killed) {
+        if (rc != ESTALE)
+            die("ret of a DEFER-killed object gave %d", rc);
+        if (s->state != S_CLOSED)
+            die("ESTALE but the closer did not run");
+    } else if (rc != 0) {
+        die("ret of held slot %d gave %d", i, rc);
+    } else if (M.shutdown) {
+        if (s->state != S_CLOSED)
+            die("ret after shutdown did not close");
+    } else if (wornout) {
+        if (s->state != S_CLOSED)
+            s->state = S_DYING; /* closer comes from the housekeeper */
+    } else {
+        s->state = S_POOL;
+        s->last_ret = now_s();
+    }
+    pthread_mutex_unlock(&M.mu);
+}
+
+static void do_housekeep(lfpool *pool)
+{
+    if (M.shutdown) {
+        int rc = lfpool_housekeep(pool);
+        if (rc != ESHUTDOWN)
+            die("housekeep after shutdown gave %d", rc);
+        return;
+    }
+    pthread_mutex_lock(&M.mu);
+    double now = now_s();
+    uint64_t kills = 0;
+    for (int i = 0; i < NSLOT; i++) {
+        struct fslot *s = &M.s[i];
+        /* as in the seed, the kill test sits inside the warn test: with a
+         * warn threshold above the kill one (accepted, logged), an object
+         * is killed once it is out for max(warn, kill) */
+        double warn = M.cfg.max_using_delay > 0 ? M.cfg.max_using_delay
+                                                : M.cfg.max_using_delay_kill;
+        if (s->state == S_HELD && !s->killed && M.cfg.max_using_delay_kill > 0 &&
+            now - s->get_time >= M.cfg.max_using_delay_kill && now - s->get_time >= warn) {
+            s->killed = true;
+            kills++;
+            if (M.cfg.kill_mode == LFPOOL_KILL_CLOSE)
+                s->may_close = true;
+        }
+        if (s->state == S_POOL && M.cfg.max_avail_delay > 0 &&
+            now - s->last_ret >= M.cfg.max_avail_delay)
+            s->may_close = true; /* eligible for recycling */
+    }
+    M.kills += kills;
+    pthread_mutex_unlock(&M.mu);
+    memset(&TL, 0, sizeof TL);
+    int rc = lfpool_housekeep(pool);
+    if (rc != 0)
+        die("housekeep gave %d", rc);
+    /* the round's own removals were reaped in the round: recycling
+     * eligibility ends with it */
+    pthread_mutex_lock(&M.mu);
+    for (int i = 0; i < NSLOT; i++)
+        if (M.s[i].state == S_POOL)
+            M.s[i].may_close = false;
+    pthread_mutex_unlock(&M.mu);
+}
+
+static int pick_state(uint8_t arg, int st)
+{
+    for (int k = 0; k < NSLOT; k++) {
+        int i = (arg + k) % NSLOT;
+        if (M.s[i].state == st)
+            return i;
+    }
+    return -1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 8)
+        return 0;
+    reset_model();
+    STARTED = false;
+    lfpool_config *c = &M.cfg;
+    lfpool_config_init(c);
+    c->fun = h_fun;
+    c->closer = h_closer;
+    c->opener = h_hook;
+    c->getter = h_hook;
+    c->retter = h_hook;
+    c->tracer = h_tracer;
+    c->log = h_log;
+    c->clock = clock_fn;
+    c->max_size = data[0] % 7;                 /* 0 = unbounded */
+    c->min_size = data[1] % 4;
+    if (c->max_size && c->min_size > c->max_size)
+        c->min_size = c->max_size;
+    c->max_use = data[2] % 4 == 0 ? 0 : data[2] % 4;
+    c->max_using_delay_kill = data[3] % 3 == 0 ? 0 : 0.5 + data[3] % 16;
+    c->max_avail_delay = data[4] % 3 == 0 ? 0 : 0.5 + data[4] % 16;
+    uint8_t f = data[5];
+    c->kill_mode = f & 1 ? LFPOOL_KILL_CLOSE : LFPOOL_KILL_DEFER;
+    if (f & 2)
+        c->health = h_health;
+    if (f & 4)
+        c->stats = h_stats;
+    c->lazy_start = f & 8;
+    if (f & 16)
+        c->max_using_delay = 0.25 + data[6] % 8; /* warn threshold */
+    c->health_freq = 1 + data[6] % 3;
+    c->timeout = data[6] & 0x80 ? 0.002 : LFPOOL_FOREVER;
+    M.tracer_junk = data[7];
+    /* rounds only when the fuzzer asks: the housekeeper thread (if any)
+     * only reaps and refills */
+    if (c->max_avail_delay > 0 || c->max_using_delay_kill > 0 || c->max_using_delay > 0 ||
+        c->health)
+        c->delay = 1e6;
+    M.bounded = c->max_size != 0;
+    if ((f & 0xE0) == 0xE0) {
+        /* an invalid configuration must be refused, creating nothing */
+        lfpool_config bad = *c;
+        switch (data[7] % 5) {
+        case 0: bad.fun = NULL; break;
+        case 1: bad.max_size = 1; bad.min_size = 2; break;
+        case 2: bad.timeout = -1; break;
+        case 3: bad.delay = NAN; break;
+        default: bad.health_freq = 0; break;
+        }
+        lfpool *bp = NULL;
+        int rc = lfpool_new(&bp, &bad);
+        if (rc != EINVAL)
+            die("invalid configuration accepted (%d)", rc);
+        if (M.fun_calls)
+            die("refused configuration called fun");
+    }
+
+    lfpool *pool = NULL;
+    int rc = lfpool_new(&pool, c);
+    if (rc != 0)
+        die("lfpool_new refused a valid configuration: %d", rc);
+    if (c->lazy_start && M.fun_calls)
+        die("lazy pool created objects before the first get");
+    if (!c->lazy_start)
+        STARTED = true;
+
+    static int trace = -1;
+    if (trace < 0)
+        trace = getenv("FUZZ_TRACE") != NULL;
+    if (trace)
+        fprintf(stderr, "config max %zu min %zu max_use %llu kill %g mad %g mode %d health %d "
+                "lazy %d\n", c->max_size, c->min_size, (unsigned long long)c->max_use,
+                c->max_using_delay_kill, c->max_avail_delay, c->kill_mode, c->health != NULL,
+                c->lazy_start);
+    for (size_t k = 8; k + 1 < size; k += 2) {
+        uint8_t op = data[k] % 16, arg = data[k + 1];
+        int i;
+        if (trace) {
+            fprintf(stderr, "op %u arg %u |", op, arg);
+            for (int q = 0; q < NSLOT; q++)
+                if (M.s[q].state)
+                    fprintf(stderr, " %d:%c%s", q, "FPHDC"[M.s[q].state],
+                            M.s[q].killed ? "k" : "");
+            struct lfpool_stats tst;
+            if (lfpool_stats(pool, &tst) == 0)
+                fprintf(stderr, " | nobjs %llu avail %llu using %llu todel %llu killed %llu",
+                        (unsigned long long)tst.nobjs, (unsigned long long)tst.navail,
+                        (unsigned long long)tst.nusing, (unsigned long long)tst.ntodel,
+                        (unsigned long long)tst.nkilled);
+            fprintf(stderr, "\n");
+        }
+        switch (op) {
+        case 0: case 1: case 2: case 3:
+            do_get(pool, 0);
+            break;
+        case 4:
+            /* a short wait, or the configured timeout when it is short */
+            do_get(pool, (arg % 2 && M.cfg.timeout < 1) ? LFPOOL_DEFAULT : 0.001);
+            break;
+        case 5: case 6:
+            pthread_mutex_lock(&M.mu);
+            i = pick_state(arg, S_HELD);
+            if (i < 0) { /* a CLOSE-killed, closed, holder not told yet */
+                for (int k2 = 0; k2 < NSLOT && i < 0; k2++)
+                    if (M.s[k2].stale)
+                        i = k2;
+            }
+            pthread_mutex_unlock(&M.mu);
+            if (i >= 0)
+                do_ret(pool, i);
+            break;
+        case 7: { /* double ret: an object not out */
+            pthread_mutex_lock(&M.mu);
+            int j = -1;
+            for (int k2 = 0; k2 < NSLOT; k2++) {
+                int x = (arg + k2) % NSLOT;
+                if (M.s[x].state != S_HELD && !M.s[x].stale) {
+                    j = x;
+                    break;
+                }
+            }
+            pthread_mutex_unlock(&M.mu);
+            if (j >= 0 && (rc = lfpool_ret(pool, &OBJ[j])) != ENOENT)
+                die("ret of slot %d not out (state %d) gave %d", j, M.s[j].state, rc);
+            break;
+        }
+        case 8: { /* foreign pointers */
+            int local;
+            void *p = arg % 3 == 0 ? (void *)&FOREIGN[arg % 4]
+                      : arg % 3 == 1 ? (void *)&local : (void *)((char *)&OBJ[arg % NSLOT] + 1);
+            if ((rc = lfpool_ret(pool, p)) != ENOENT)
+                die("foreign ret gave %d", rc);
+            break;
+        }
+        case 9: /* clock jump, 0.25 s steps */
+            atomic_fetch_add(&M.clock_us, (uint64_t)(arg % 64) * 250000ull);
+            break;
+        case 10:
+            do_housekeep(pool);
+            break;
+        case 11:
+            check_stats(pool, false);
+            break;
+        case 12: /* next fun verdicts */
+            pthread_mutex_lock(&M.mu);
+            if (M.nverdict < sizeof M.verdict)
+                M.verdict[M.nverdict++] = arg;
+            pthread_mutex_unlock(&M.mu);
+            break;
+        case 13: { /* EINVAL probes: nothing may change */
+            void *o = &local_dummy_for_einval;
+            int e = 0;
+            switch (arg % 6) {
+            case 0: e = lfpool_ret(pool, NULL); break;
+            case 1: e = lfpool_get(pool, &o, NAN); break;
+            case 2: e = lfpool_get(pool, &o, -1.0 - arg); break;
+            case 3: e = lfpool_get(pool, NULL, 0); break;
+            case 4: e = lfpool_stats(pool, NULL); break;
+            default: e = lfpool_shutdown(pool, -1); break;
+            }
+            if (e != EINVAL)
+                die("EINVAL probe %d gave %d", arg % 6, e);
+            break;
+        }
+        case 14: /* health verdict for a slot: 1 healthy, 0 unhealthy, -1 error */
+            pthread_mutex_lock(&M.mu);
+            M.s[arg % NSLOT].health = (arg / NSLOT) % 3 == 0 ? 0 : (arg / NSLOT) % 3 == 1 ? -1 : 1;
+            pthread_mutex_unlock(&M.mu);
+            break;
+        case 15:
+            if (arg % 4 == 0) {
+                pthread_mutex_lock(&M.mu);
+                M.shutdown = true;
+                for (int k2 = 0; k2 < NSLOT; k2++)
+                    if (M.s[k2].state == S_POOL || M.s[k2].state == S_DYING)
+                        M.s[k2].may_close = true;
+                pthread_mutex_unlock(&M.mu);
+                if ((rc = lfpool_shutdown(pool, 1.0)) != 0)
+                    die("shutdown gave %d", rc);
+                pthread_mutex_lock(&M.mu);
+                int left = count_state(S_POOL);
+                pthread_mutex_unlock(&M.mu);
+                if (left)
+                    die("%d available objects not closed by shutdown", left);
+                check_stats(pool, true);
+            } else {
+                check_stats(pool, false);
+            }
+            break;
+        }
+    }
+
+    /* the end: everything back, shut down, exact counters, free */
+    for (;;) {
+        pthread_mutex_lock(&M.mu);
+        int i = pick_state(0, S_HELD);
+        if (i < 0)
+            for (int k2 = 0; k2 < NSLOT && i < 0; k2++)
+                if (M.s[k2].stale)
+                    i = k2;
+        pthread_mutex_unlock(&M.mu);
+        if (i < 0)
+            break;
+        do_ret(pool, i);
+    }
+    check_stats(pool, false);
+    pthread_mutex_lock(&M.mu);
+    M.shutdown = true;
+    for (int k2 = 0; k2 < NSLOT; k2++)
+        M.s[k2].may_close = true;
+    pthread_mutex_unlock(&M.mu);
+    if ((rc = lfpool_shutdown(pool, 1.0)) != 0)
+        die("final shutdown gave %d", rc);
+    check_stats(pool, true);
+    lfpool_free(pool);
+    pthread_mutex_lock(&M.mu);
+    for (int k2 = 0; k2 < NSLOT; k2++)
+        if (M.s[k2].state != S_FREE && M.s[k2].state != S_CLOSED)
+            die("slot %d (state %d) not closed after free", k2, M.s[k2].state);
+    pthread_mutex_unlock(&M.mu);
+    return 0;
+}

@@ -1,0 +1,445 @@
+/*
+ * rel_common.h - shared helpers of the reliability tests (tests/reliability).
+ *
+ * Everything here goes through the public API of lfpool.h only.
+ *
+ *  - rel_clock: an injected monotonic clock (cfg.clock) that tests advance.
+ *  - rel_obj: pool objects taken from a static arena (never freed, so that a
+ *    stale pointer can still be inspected safely), each with a `held` flag
+ *    (set with a CAS by whoever the pool handed it to: exclusivity), a
+ *    `closed` counter (closer calls), the pid of the creating process and a
+ *    use counter.
+ *  - rel_world: the hooks (fun, opener, getter, retter, closer, health,
+ *    tracer, stats) with fault knobs (failure rates in per-mille, a hang,
+ *    slow closers) and the counters the tests compare with lfpool_stats().
+ *  - rel_log: a log sink that counts lines per level instead of printing.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifndef REL_COMMON_H
+#define REL_COMMON_H
+
+#include <lfpool.h>
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ real time */
+
+static inline double rel_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void rel_sleep(double s)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* true when running under valgrind (the wrapper sets LD_PRELOAD to its
+ * vgpreload libraries) or when the caller asked for a slow-machine mode */
+static inline bool rel_slow_env(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    if (p && strstr(p, "vgpreload"))
+        return true;
+    p = getenv("REL_SLOW");
+    return p && *p && *p != '0';
+}
+
+/* --------------------------------------------------------------- random */
+
+/* xorshift64*, one state per thread */
+static inline uint64_t rel_rand_r(uint64_t *s)
+{
+    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static _Thread_local uint64_t rel_tls_seed;
+static _Atomic uint64_t rel_seed_base = 0x1234567ull;
+
+static inline uint64_t rel_rand(void)
+{
+    if (!rel_tls_seed)
+        rel_tls_seed = atomic_fetch_add(&rel_seed_base, 0x9E3779B97F4A7C15ull) | 1;
+    return rel_rand_r(&rel_tls_seed);
+}
+
+/* true with probability permille/1000 */
+static inline bool rel_chance(unsigned permille)
+{
+    return permille && (rel_rand() % 1000) < permille;
+}
+
+/* ---------------------------------------------------------------- clock */
+
+/* Injected clock in microseconds, so that it advances atomically. */
+struct rel_clock {
+    _Atomic uint64_t us;
+};
+
+static inline double rel_clock_fn(void *ctx)
+{
+    struct rel_clock *c = ctx;
+    return (double)atomic_load(&c->us) * 1e-6;
+}
+
+static inline void rel_clock_advance(struct rel_clock *c, double s)
+{
+    atomic_fetch_add(&c->us, (uint64_t)llround(s * 1e6));
+}
+
+static inline double rel_clock_now(struct rel_clock *c)
+{
+    return rel_clock_fn(c);
+}
+
+/* ------------------------------------------------------------------ log */
+
+struct rel_log {
+    _Atomic uint64_t count[4];
+    _Atomic int echo; /* print lines to stderr too (debugging) */
+    pthread_mutex_t mu;
+    char last[512];
+};
+
+static inline void rel_log_fn(void *ctx, int level, const char *msg)
+{
+    struct rel_log *l = ctx;
+    if (level >= 0 && level < 4)
+        atomic_fetch_add(&l->count[level], 1);
+    pthread_mutex_lock(&l->mu);
+    snprintf(l->last, sizeof l->last, "%s", msg ? msg : "(null)");
+    pthread_mutex_unlock(&l->mu);
+    if (atomic_load(&l->echo) || getenv("REL_LOG"))
+        fprintf(stderr, "[lfpool %d] %s\n", level, msg ? msg : "(null)");
+}
+
+static inline void rel_log_init(struct rel_log *l)
+{
+    memset(l, 0, sizeof *l);
+    pthread_mutex_init(&l->mu, NULL);
+}
+
+static inline uint64_t rel_log_total(struct rel_log *l)
+{
+    return atomic_load(&l->count[0]) + atomic_load(&l->count[1]) +
+           atomic_load(&l->count[2]) + atomic_load(&l->count[3]);
+}
+
+/* -------------------------------------------------------------- objects */
+
+#define REL_MAGIC 0x6C66706F6F6C4F42ull /* "lfpoolOB" */
+
+struct rel_obj {
+    uint64_t magic;
+    uint32_t index;          /* slot in the arena */
+    int32_t pid;             /* process that created it */
+    uint64_t n;              /* creation number passed to fun */
+    _Atomic int held;        /* 1 while a user or a health check holds it */
+    _Atomic int closed;      /* number of closer calls */
+    _Atomic int killed_close;/* closer ran while held (LFPOOL_KILL_CLOSE) */
+    _Atomic uint64_t uses;   /* successful gets of it */
+    _Atomic int borrowed;    /* inside a health check */
+    char pad[8];
+};
+
+/* ---------------------------------------------------------------- world */
+
+struct rel_world {
+    /* arena */
+    struct rel_obj *objs;
+    uint32_t cap;
+    _Atomic uint32_t next;
+
+    /* fault knobs, per mille */
+    _Atomic unsigned fun_fail, opener_fail, getter_fail, retter_fail, closer_fail;
+    _Atomic unsigned health_bad, health_err, stats_fail;
+    _Atomic unsigned slow_closer;      /* per mille of closers that sleep */
+    _Atomic int slow_closer_us;
+    _Atomic int hang_armed;            /* next health call hangs hang_s */
+    double hang_s;
+    _Atomic int hanging;               /* a health call is hanging now */
+    _Atomic int kill_mode;             /* copy of cfg.kill_mode */
+
+    /* counters */
+    _Atomic uint64_t fun_calls, fun_ok, fun_fail_count, fun_dup;
+    _Atomic uint64_t closer_calls, closer_on_held, closer_twice, closer_foreign;
+    _Atomic uint64_t closer_on_borrowed, closer_wrong_pid;
+    _Atomic uint64_t opener_calls, getter_calls, retter_calls;
+    _Atomic uint64_t health_calls, health_bad_count, health_err_count, health_on_held;
+    _Atomic uint64_t tracer_calls, stats_calls;
+    _Atomic int64_t live; /* created - closed */
+    _Atomic int64_t live_max;
+    _Atomic int32_t pid_expected; /* closer must see this pid, 0 = no check */
+};
+
+static inline void rel_world_init(struct rel_world *w, uint32_t cap)
+{
+    memset(w, 0, sizeof *w);
+    w->cap = cap;
+    w->objs = calloc(cap, sizeof *w->objs);
+    if (!w->objs)
+        abort();
+    w->hang_s = 1.5;
+    w->slow_closer_us = 20000;
+}
+
+static inline void rel_world_fini(struct rel_world *w)
+{
+    free(w->objs);
+    w->objs = NULL;
+}
+
+static inline bool rel_is_obj(struct rel_world *w, void *p)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)w->objs;
+    return a >= b && a < b + (uintptr_t)w->cap * sizeof(struct rel_obj) &&
+           (a - b) % sizeof(struct rel_obj) == 0;
+}
+
+static inline void rel_max64(_Atomic int64_t *m, int64_t v)
+{
+    int64_t cur = atomic_load(m);
+    while (v > cur && !atomic_compare_exchange_weak(m, &cur, v))
+        ;
+}
+
+static inline void *rel_fun(void *ctx, uint64_t n)
+{
+    struct rel_world *w = ctx;
+    atomic_fetch_add(&w->fun_calls, 1);
+    if (rel_chance(atomic_load(&w->fun_fail))) {
+        atomic_fetch_add(&w->fun_fail_count, 1);
+        static const int errs[] = {ECONNREFUSED, EHOSTUNREACH, 0};
+        errno = errs[rel_rand() % 3];
+        return NULL;
+    }
+    uint32_t i = atomic_fetch_add(&w->next, 1);
+    if (i >= w->cap) {
+        atomic_fetch_add(&w->fun_fail_count, 1);
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct rel_obj *o = &w->objs[i];
+    o->magic = REL_MAGIC;
+    o->index = i;
+    o->pid = (int32_t)getpid();
+    o->n = n;
+    atomic_store(&o->held, 0);
+    atomic_store(&o->closed, 0);
+    atomic_fetch_add(&w->fun_ok, 1);
+    rel_max64(&w->live_max, atomic_fetch_add(&w->live, 1) + 1);
+    return o;
+}
+
+static inline int rel_opener(void *ctx, void *obj)
+{
+    struct rel_world *w = ctx;
+    (void)obj;
+    atomic_fetch_add(&w->opener_calls, 1);
+    return rel_chance(atomic_load(&w->opener_fail)) ? -1 : 0;
+}
+
+static inline int rel_getter(void *ctx, void *obj)
+{
+    struct rel_world *w = ctx;
+    (void)obj;
+    atomic_fetch_add(&w->getter_calls, 1);
+    return rel_chance(atomic_load(&w->getter_fail)) ? 1 : 0;
+}
+
+static inline int rel_retter(void *ctx, void *obj)
+{
+    struct rel_world *w = ctx;
+    (void)obj;
+    atomic_fetch_add(&w->retter_calls, 1);
+    return rel_chance(atomic_load(&w->retter_fail)) ? -5 : 0;
+}
+
+static inline int rel_closer(void *ctx, void *obj)
+{
+    struct rel_world *w = ctx;
+    atomic_fetch_add(&w->closer_calls, 1);
+    if (!rel_is_obj(w, obj)) {
+        atomic_fetch_add(&w->closer_foreign, 1);
+        return -1;
+    }
+    struct rel_obj *o = obj;
+    int32_t pe = atomic_load(&w->pid_expected);
+    if (pe && o->pid != pe)
+        atomic_fetch_add(&w->closer_wrong_pid, 1);
+    if (atomic_load(&o->borrowed))
+        atomic_fetch_add(&w->closer_on_borrowed, 1);
+    if (atomic_load(&o->held)) {
+        /* legitimate only for a kill in LFPOOL_KILL_CLOSE mode */
+        atomic_fetch_add(&w->closer_on_held, 1);
+        atomic_store(&o->killed_close, 1);
+    }
+    if (atomic_fetch_add(&o->closed, 1) != 0)
+        atomic_fetch_add(&w->closer_twice, 1);
+    else
+        atomic_fetch_sub(&w->live, 1);
+    if (rel_chance(atomic_load(&w->slow_closer)))
+        usleep((useconds_t)atomic_load(&w->slow_closer_us));
+    return rel_chance(atomic_load(&w->closer_fail)) ? -1 : 0;
+}
+
+static inline int rel_health(void *ctx, void *obj)
+{
+    struct rel_world *w = ctx;
+    struct rel_obj *o = obj;
+    atomic_fetch_add(&w->health_calls, 1);
+    int expect = 0;
+    /* a borrowed object must not be held by anyone else */
+    if (!atomic_compare_exchange_strong(&o->held, &expect, 1)) {
+        atomic_fetch_add(&w->health_on_held, 1);
+        return 1;
+    }
+    atomic_store(&o->borrowed, 1);
+    if (atomic_load(&o->closed))
+        atomic_fetch_add(&w->health_on_held, 1);
+    int one = 1;
+    if (atomic_compare_exchange_strong(&w->hang_armed, &one, 0)) {
+        atomic_store(&w->hanging, 1);
+        rel_sleep(w->hang_s);
+        atomic_store(&w->hanging, 0);
+    }
+    int r = 1;
+    uint64_t x = rel_rand() % 1000;
+    unsigned bad = atomic_load(&w->health_bad), err = atomic_load(&w->health_err);
+    if (x < bad) {
+        r = 0;
+        atomic_fetch_add(&w->health_bad_count, 1);
+    } else if (x < bad + err) {
+        r = -1;
+        atomic_fetch_add(&w->health_err_count, 1);
+    }
+    atomic_store(&o->borrowed, 0);
+    atomic_store(&o->held, 0);
+    return r;
+}
+
+static inline int rel_tracer(void *ctx, void *obj, char *buf, size_t size)
+{
+    struct rel_world *w = ctx;
+    atomic_fetch_add(&w->tracer_calls, 1);
+    if (!rel_is_obj(w, obj))
+        return snprintf(buf, size, "foreign %p", obj);
+    struct rel_obj *o = obj;
+    /* quotes, backslashes and a control character: the JSON must escape */
+    return snprintf(buf, size, "obj \"%u\" \\ pid=%d\t", o->index, (int)o->pid);
+}
+
+static inline int rel_stats_hook(void *ctx, void *obj, struct lfpool_json *j)
+{
+    struct rel_world *w = ctx;
+    struct rel_obj *o = obj;
+    atomic_fetch_add(&w->stats_calls, 1);
+    if (rel_chance(atomic_load(&w->stats_fail)))
+        return -1;
+    lfpool_json_begin_object(j);
+    lfpool_json_key(j, "index");
+    lfpool_json_integer(j, o->index);
+    lfpool_json_key(j, "uses");
+    lfpool_json_integer(j, (int64_t)atomic_load(&o->uses));
+    lfpool_json_end_object(j);
+    return 0;
+}
+
+/* config with every hook of the world wired, the log captured */
+static inline void rel_config(lfpool_config *cfg, struct rel_world *w, struct rel_log *l,
+                              struct rel_clock *c)
+{
+    lfpool_config_init(cfg);
+    cfg->fun = rel_fun;
+    cfg->ctx = w;
+    cfg->opener = rel_opener;
+    cfg->getter = rel_getter;
+    cfg->retter = rel_retter;
+    cfg->closer = rel_closer;
+    cfg->tracer = rel_tracer;
+    if (l) {
+        cfg->log = rel_log_fn;
+        cfg->log_ctx = l;
+    }
+    if (c) {
+        cfg->clock = rel_clock_fn;
+        cfg->clock_ctx = c;
+    }
+}
+
+/* user-side checks around get/ret: exclusivity and liveness */
+struct rel_viol {
+    _Atomic uint64_t double_handout; /* got an object someone holds */
+    _Atomic uint64_t closed_handout; /* got an object already closed */
+    _Atomic uint64_t foreign_handout;/* got a pointer that is not ours */
+    _Atomic uint64_t bad_ret;        /* unexpected ret code */
+    _Atomic uint64_t ret_ok_after_close; /* ret 0 for an object closed while held */
+};
+
+/* take ownership of an object just got; false on a violation */
+static inline bool rel_take(struct rel_world *w, struct rel_viol *v, void *p)
+{
+    if (!rel_is_obj(w, p) || ((struct rel_obj *)p)->magic != REL_MAGIC) {
+        atomic_fetch_add(&v->foreign_handout, 1);
+        return false;
+    }
+    struct rel_obj *o = p;
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&o->held, &expect, 1)) {
+        atomic_fetch_add(&v->double_handout, 1);
+        return false;
+    }
+    if (atomic_load(&o->closed)) {
+        atomic_fetch_add(&v->closed_handout, 1);
+    }
+    atomic_fetch_add(&o->uses, 1);
+    return true;
+}
+
+static inline void rel_release(struct rel_obj *o)
+{
+    atomic_store(&o->held, 0);
+}
+
+static inline uint64_t rel_viol_total(struct rel_viol *v)
+{
+    return atomic_load(&v->double_handout) + atomic_load(&v->closed_handout) +
+           atomic_load(&v->foreign_handout) + atomic_load(&v->bad_ret) +
+           atomic_load(&v->ret_ok_after_close);
+}
+
+/* compare the counters that no failed bad-input call may change */
+static inline bool rel_stats_same(const struct lfpool_stats *a, const struct lfpool_stats *b)
+{
+    return a->nobjs == b->nobjs && a->navail == b->navail && a->nusing == b->nusing &&
+           a->ncreated == b->ncreated && a->ncreating == b->ncreating &&
+           a->nuses == b->nuses && a->nkilled == b->nkilled &&
+           a->nrecycled == b->nrecycled && a->nwornout == b->nwornout &&
+           a->ndestroys == b->ndestroys && a->sem_value == b->sem_value &&
+           a->shutdown == b->shutdown;
+}
+
+#endif /* REL_COMMON_H */
