@@ -17,8 +17,8 @@
  *   slot holds a plain pointer and no decision is made on a stale read.
  * - put: CAS NULL -> rec (seq_cst: it also orders the store before the
  *   gate's waiter check, see gate.c).
- * - reclamation: a slot never dereferences another thread's record; the
- *   record's memory rules are those of the stack (stack.c).
+ * - reclamation: a slot never dereferences another thread's record; a
+ *   record taken from a slot is owned, and record memory is type-stable.
  *
  * Claim: a popped record is usually AVAIL and the CAS AVAIL -> OUT hands it
  * to the getter.  It may instead be BORROWED by the health check (set it
@@ -87,11 +87,14 @@ void lfpool_set_fini(struct lfpool *p)
 
 enum claim { CLAIM_TAKEN, CLAIM_ASIDE, CLAIM_DROPPED };
 
-static enum claim claim(struct lfpool *p, struct lfpool_rec *rec)
+static enum claim claim(struct lfpool *p, struct lfpool_rec *rec, double now)
 {
     uint32_t s = atomic_load_explicit(&rec->state, memory_order_acquire);
     for (;;) {
         if (s == REC_AVAIL) {
+            /* last_get first: once OUT, a kill judges the record by it.
+             * Harmless if the CAS fails: only OUT records' last_get is read */
+            atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
             if (atomic_compare_exchange_weak_explicit(&rec->state, &s, REC_OUT,
                                                       memory_order_acq_rel, memory_order_acquire))
                 return CLAIM_TAKEN;
@@ -110,7 +113,7 @@ static enum claim claim(struct lfpool *p, struct lfpool_rec *rec)
 }
 
 static struct lfpool_rec *take_from_cache(struct lfpool *p, struct lfpool_cache *c,
-                                          struct lfpool_rec **aside)
+                                          struct lfpool_rec **aside, double now)
 {
     for (unsigned i = 0; i < LFPOOL_CACHE_SLOTS; i++) {
         if (!atomic_load_explicit(&c->slot[i], memory_order_relaxed))
@@ -118,7 +121,7 @@ static struct lfpool_rec *take_from_cache(struct lfpool *p, struct lfpool_cache 
         struct lfpool_rec *rec = atomic_exchange_explicit(&c->slot[i], NULL, memory_order_acquire);
         if (!rec)
             continue;
-        switch (claim(p, rec)) {
+        switch (claim(p, rec, now)) {
         case CLAIM_TAKEN:
             return rec;
         case CLAIM_ASIDE:
@@ -143,18 +146,18 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
     lfpool_gate_signal(&p->gate);
 }
 
-/* Take an available record and make it OUT.  Caller holds rcu_read_lock
- * (the stack pop dereferences records, see stack.c).  NULL when none. */
-struct lfpool_rec *lfpool_set_take(struct lfpool *p)
+/* Take an available record and make it OUT, with last_get = now.  NULL
+ * when none.  No read-side section needed: records are type-stable. */
+struct lfpool_rec *lfpool_set_take(struct lfpool *p, double now)
 {
     struct lfpool_rec *aside = NULL, *rec;
     unsigned me = cpu_id() & (p->ncaches - 1);
 
-    rec = take_from_cache(p, &p->caches[me], &aside);
+    rec = take_from_cache(p, &p->caches[me], &aside, now);
     if (lfpool_likely(rec != NULL))
         goto out;
     while ((rec = lfpool_stack_pop(&p->stack)) != NULL) {
-        enum claim c = claim(p, rec);
+        enum claim c = claim(p, rec, now);
         if (c == CLAIM_TAKEN)
             goto out;
         if (c == CLAIM_ASIDE) {
@@ -163,7 +166,7 @@ struct lfpool_rec *lfpool_set_take(struct lfpool *p)
         }
     }
     for (unsigned i = 1; i < p->ncaches; i++) {
-        rec = take_from_cache(p, &p->caches[(me + i) & (p->ncaches - 1)], &aside);
+        rec = take_from_cache(p, &p->caches[(me + i) & (p->ncaches - 1)], &aside, now);
         if (rec)
             goto out;
     }
@@ -174,7 +177,7 @@ out:
 }
 
 /* Put a record (already AVAIL, not in the set) into the set and wake a
- * waiter if any.  Caller holds rcu_read_lock or owns rec outright. */
+ * waiter if any. */
 void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
 {
     struct lfpool_cache *c = &p->caches[cpu_id() & (p->ncaches - 1)];
@@ -193,7 +196,7 @@ void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
 }
 
 /* Pop any record physically in the set, whatever its state (shutdown,
- * fork reset, free).  Caller holds rcu_read_lock or is alone. */
+ * fork reset, free). */
 struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++)

@@ -209,7 +209,7 @@ void lfpool_hk_reap(struct lfpool *p)
     for (rec = pend; rec; rec = next) {
         next = lfpool_list_next(rec);
         lfpool_close_obj(p, rec->obj);
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
         DEC(p->c.todel);
     }
     for (size_t i = 0; i < co->n; i++) {
@@ -219,7 +219,7 @@ void lfpool_hk_reap(struct lfpool *p)
     co->n = 0;
     for (rec = zomb; rec; rec = next) {
         next = lfpool_list_next(rec);
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
     }
 }
 

@@ -27,8 +27,10 @@
  * Invariants: a record is physically in the set at most once (only the
  * thread that popped it, or that moved it into AVAIL, pushes it); a record
  * is in the hash table from creation until the transition that removes it
- * from the pool; its memory is freed only after an RCU grace period that
- * follows both its table removal and its last pop from the set.
+ * from the pool; it is released (to the pool's record free list, for reuse)
+ * only after an RCU grace period that follows both its table removal and
+ * its last pop from the set; record memory is type-stable and returns to
+ * malloc only in lfpool_free() (meta.c).
  */
 #ifndef LFPOOL_INTERNAL_H
 #define LFPOOL_INTERNAL_H
@@ -166,6 +168,7 @@ struct lfpool {
     _Atomic int64_t nobjs LFPOOL_ALIGNED; /* AVAIL+OUT+BORROWED (+reserved) */
     ck_stack_t pending LFPOOL_ALIGNED;    /* DEAD recs awaiting closer+free */
     ck_stack_t zombies LFPOOL_ALIGNED;    /* popped DEAD_SET recs: free only */
+    ck_stack_t rec_free LFPOOL_ALIGNED;   /* released records, type-stable */
     struct lfpool_counters c LFPOOL_ALIGNED;
     _Atomic double hk_last, hk_time;
 
@@ -202,7 +205,7 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
 /* ---- cache.c: the available set (caches over the shared stack) */
 LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take(struct lfpool *p);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take(struct lfpool *p, double now);
 LFPOOL_INTERNAL void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_drain_idle(struct lfpool *p, struct lfpool_rec **snap);
@@ -210,8 +213,9 @@ LFPOOL_INTERNAL void lfpool_set_drain_idle(struct lfpool *p, struct lfpool_rec *
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_rec_alloc(void);
-LFPOOL_INTERNAL void lfpool_rec_free(struct lfpool_rec *rec);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_rec_alloc(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_rec_release(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_rec_free_all(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_meta_insert(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj);
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);

@@ -91,17 +91,39 @@ void lfpool_meta_fini(struct lfpool *p)
     p->ht = NULL;
 }
 
-struct lfpool_rec *lfpool_rec_alloc(void)
+/* Records are type-stable: once allocated, a record's memory stays a
+ * record until lfpool_free().  A released record (after the grace period
+ * that follows its removal from the table) goes to the pool's free list and
+ * is reused for a later object.  This is what lets the hot path read a
+ * record it is not sure about (a Treiber-stack head, a per-thread hint)
+ * without an RCU read-side section: the read may be stale, never freed. */
+struct lfpool_rec *lfpool_rec_alloc(struct lfpool *p)
 {
-    struct lfpool_rec *rec = calloc(1, sizeof *rec);
-    if (rec)
-        cds_lfht_node_init(&rec->node);
+    struct lfpool_rec *rec = lfpool_stack_pop(&p->rec_free);
+    if (!rec) {
+        rec = calloc(1, sizeof *rec);
+        if (!rec)
+            return NULL;
+    }
+    cds_lfht_node_init(&rec->node);
     return rec;
 }
 
-void lfpool_rec_free(struct lfpool_rec *rec)
+/* Caller: rec is out of the set, out of the table, and a grace period has
+ * passed since it left the table (or it never entered it). */
+void lfpool_rec_release(struct lfpool *p, struct lfpool_rec *rec)
 {
-    free(rec);
+    atomic_store_explicit(&rec->state, REC_DEAD, memory_order_relaxed);
+    __atomic_store_n(&rec->obj, NULL, __ATOMIC_RELAXED);
+    lfpool_stack_push(&p->rec_free, rec);
+}
+
+/* lfpool_free(): give the memory of every released record back. */
+void lfpool_rec_free_all(struct lfpool *p)
+{
+    struct lfpool_rec *rec;
+    while ((rec = lfpool_stack_pop(&p->rec_free)) != NULL)
+        free(rec);
 }
 
 /* Insert rec (rec->obj set).  Caller holds rcu_read_lock. */

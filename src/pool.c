@@ -9,11 +9,13 @@
  * an RCU grace period that follows its removal from the table.
  *
  * The hot path, get with an object available:
- *   life word check -> shutdown check -> rcu_read_lock -> per-CPU slot
- *   exchange -> CAS AVAIL->OUT -> uses/last_get stores -> rcu_read_unlock.
- * and ret: rcu_read_lock -> hash lookup -> CAS OUT->AVAIL -> slot CAS ->
- *   waiter check -> rcu_read_unlock.
- * No lock, no system call, no allocation, no clock_gettime.
+ *   life word check -> shutdown check -> per-CPU slot exchange ->
+ *   CAS AVAIL->OUT -> uses/last_get stores -> per-thread hint store.
+ * and ret: per-thread hint probe (validated: record still OUT for obj) ->
+ *   CAS OUT->AVAIL -> slot CAS -> waiter check; on a hint miss, the same
+ *   under rcu_read_lock after a hash lookup.
+ * No lock, no system call, no allocation, no clock_gettime.  Neither needs
+ * an RCU read-side section: records are type-stable (meta.c).
  */
 #include "internal.h"
 
@@ -148,7 +150,7 @@ void lfpool_close_obj(struct lfpool *p, void *obj)
  * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
 int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
 {
-    struct lfpool_rec *rec = lfpool_rec_alloc();
+    struct lfpool_rec *rec = lfpool_rec_alloc(p);
     if (!rec) {
         lfpool_unreserve(p);
         return ENOMEM;
@@ -160,12 +162,12 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
     if (!obj) {
         int e = errno ? errno : EIO;
         lfpool_log(p, LFPOOL_LOG_ERROR, "object creation failed: %s", strerror(e));
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
         lfpool_unreserve(p);
         return e;
     }
     double now = lfpool_now_fresh(p);
-    rec->obj = obj;
+    __atomic_store_n(&rec->obj, obj, __ATOMIC_RELAXED);
     atomic_init(&rec->state, REC_OUT);
     atomic_init(&rec->uses, 0);
     atomic_init(&rec->last_get, now);
@@ -175,7 +177,7 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
     rcu_read_unlock();
     if (r) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "fun returned %p, which the pool already holds", obj);
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
         lfpool_unreserve(p);
         return EEXIST;
     }
@@ -283,7 +285,7 @@ static void fork_reset(struct lfpool *p)
     for (int l = 0; l < 2; l++)
         for (rec = lfpool_list_take_all(l ? &p->zombies : &p->pending); rec; rec = next) {
             next = lfpool_list_next(rec);
-            lfpool_rec_free(rec);
+            lfpool_rec_release(p, rec);
         }
     struct lfpool_rec *dead = NULL;
     struct cds_lfht_iter iter;
@@ -298,7 +300,7 @@ static void fork_reset(struct lfpool *p)
     synchronize_rcu();
     for (rec = dead; rec; rec = next) {
         next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
     }
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
@@ -340,6 +342,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     atomic_init(&p->coarse_now, lfpool_mono_now());
     ck_stack_init(&p->pending);
     ck_stack_init(&p->zombies);
+    ck_stack_init(&p->rec_free);
 
     p->lp = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -375,6 +378,48 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     return 0;
 }
 
+/* ---- per-thread hints: recently handed-out records
+ *
+ * A small direct-mapped cache per thread, {pool id, object, record}, filled
+ * by get and probed by ret to skip the hash lookup.  A hint may be stale in
+ * every way (object returned by another thread, killed, record reused for
+ * another object, pool freed); it is trusted only after re-reading the
+ * record: same object and state OUT, for a pool whose id matches (ids are
+ * never reused, so a freed pool's hints never match a live pool).  Reading
+ * a stale record is safe because record memory is type-stable while its
+ * pool lives.  Thread-local and initial-exec: no lock, no __tls_get_addr. */
+#define HINTS 8
+struct hint {
+    uint64_t pool_id;
+    void *obj;
+    struct lfpool_rec *rec;
+};
+static __thread struct hint hints[HINTS] __attribute__((tls_model("initial-exec")));
+
+static inline struct hint *hint_slot(const void *obj)
+{
+    return &hints[((uintptr_t)obj >> 4) & (HINTS - 1)];
+}
+
+static inline void hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
+{
+    struct hint *h = hint_slot(obj);
+    h->pool_id = p->id;
+    h->obj = obj;
+    h->rec = rec;
+}
+
+static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj)
+{
+    struct hint *h = hint_slot(obj);
+    if (h->obj != obj || h->pool_id != p->id)
+        return NULL;
+    struct lfpool_rec *rec = h->rec;
+    if (__atomic_load_n(&rec->obj, __ATOMIC_RELAXED) != obj)
+        return NULL;
+    return rec;
+}
+
 /* ---- get */
 
 static int get_slow(struct lfpool *p, double timeout, struct lfpool_rec **out)
@@ -389,17 +434,13 @@ static int get_slow(struct lfpool *p, double timeout, struct lfpool_rec **out)
     for (;;) {
         if (waiting)
             seen = atomic_load_explicit(&p->gate.seq, memory_order_seq_cst);
-        rcu_read_lock();
-        struct lfpool_rec *rec = lfpool_set_take(p);
+        struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p));
         if (rec) {
             atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
-            atomic_store_explicit(&rec->last_get, lfpool_now(p), memory_order_relaxed);
             *out = rec;
-            rcu_read_unlock();
             r = 0;
             break;
         }
-        rcu_read_unlock();
         if (lfpool_reserve(p, limit)) {
             r = lfpool_create(p, out);
             if (r == 0) {
@@ -455,19 +496,16 @@ int lfpool_get(lfpool *p, void **obj, double timeout)
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
         return ESHUTDOWN;
 
-    rcu_read_lock();
-    struct lfpool_rec *rec = lfpool_set_take(p);
+    struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p));
     if (lfpool_likely(rec != NULL)) {
         atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
-        atomic_store_explicit(&rec->last_get, lfpool_now(p), memory_order_relaxed);
-        rcu_read_unlock();
     } else {
-        rcu_read_unlock();
         int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &rec);
         if (r)
             return r;
     }
     void *o = rec->obj; /* rec is OUT: ours until ret (or a kill) */
+    hint_put(p, o, rec);
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
     *obj = o;
@@ -482,7 +520,7 @@ static void close_now(struct lfpool *p, struct lfpool_rec *rec)
 {
     synchronize_rcu();
     lfpool_close_obj(p, rec->obj);
-    lfpool_rec_free(rec);
+    lfpool_rec_release(p, rec);
 }
 
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
@@ -512,8 +550,26 @@ int lfpool_ret(lfpool *p, void *obj)
     if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING))
         lfpool_enter(p);
 
+    /* fast path: a validated hint, nothing but a plain return to make */
+    struct lfpool_rec *rec = hint_get(p, obj);
+    if (lfpool_likely(rec != NULL) && !p->cfg.retter &&
+        atomic_load_explicit(&rec->state, memory_order_acquire) == REC_OUT &&
+        (!p->cfg.max_use || LD(rec->uses) < p->cfg.max_use) &&
+        !atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
+        uint32_t s = REC_OUT;
+        atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
+        if (lfpool_likely(atomic_compare_exchange_strong_explicit(
+                &rec->state, &s, REC_AVAIL, memory_order_acq_rel, memory_order_acquire))) {
+            lfpool_set_put(p, rec);
+            if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+                lfpool_close_available(p); /* raced with shutdown's drain */
+            return 0;
+        }
+        /* not OUT any more (killed, returned twice...): the careful path */
+    }
+
     rcu_read_lock();
-    struct lfpool_rec *rec = lfpool_meta_lookup(p, obj);
+    rec = lfpool_meta_lookup(p, obj);
     uint32_t s = rec ? atomic_load_explicit(&rec->state, memory_order_acquire) : 0;
     if (lfpool_unlikely(s != REC_OUT))
         return ret_not_out(p, rec, obj, s, false);
@@ -603,7 +659,7 @@ void lfpool_close_available(struct lfpool *p)
     for (rec = dead; rec; rec = next) {
         next = (struct lfpool_rec *)rec->entry.next;
         lfpool_close_obj(p, rec->obj);
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
     }
 }
 
@@ -655,15 +711,16 @@ void lfpool_free(lfpool *p)
     for (rec = left; rec; rec = next) {
         next = (struct lfpool_rec *)rec->entry.next;
         lfpool_close_obj(p, rec->obj);
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
     }
     /* DEAD_SET records still physically in the set were handed to zombies
      * by close_available; reap once more for them */
     for (rec = lfpool_list_take_all(&p->zombies); rec; rec = next) {
         next = lfpool_list_next(rec);
-        lfpool_rec_free(rec);
+        lfpool_rec_release(p, rec);
     }
     lfpool_meta_fini(p);
+    lfpool_rec_free_all(p);
     lfpool_hk_fini(p);
     lfpool_set_fini(p);
     munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));

@@ -13,10 +13,11 @@
  *   before reading head->next (acquire).  Whatever the pusher wrote into a
  *   record before pushing (state AVAIL, last_ret) is visible to the popper.
  * - Reclamation: pop dereferences head->next of an entry that another thread
- *   may pop concurrently.  Every pop runs inside an urcu-bp read-side
- *   critical section, and a record's memory is freed only after a grace
- *   period that follows its last pop (see the zombie list and DESIGN.md),
- *   so that dereference never touches freed memory.
+ *   may pop (and push elsewhere, or release and reuse) concurrently.
+ *   Record memory is type-stable (meta.c): a record is never returned to
+ *   malloc while its pool lives, so that read may see a stale `next` but
+ *   never freed memory, and the generation CAS then fails and retries.
+ *   The record free list itself is such a stack, with the same argument.
  *
  * The pending and zombie lists are many-producer / single-consumer: pushers
  * use ck_stack_push_upmc, the housekeeper takes the whole list with one

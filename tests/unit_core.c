@@ -271,3 +271,39 @@ Test(core, duplicate_pointer_from_fun_is_refused)
     P = NULL;
     cr_assert_eq(atomic_load(&same_obj.closed), 1, "closer exactly once for the real one");
 }
+
+/* ret's per-thread hint must never be trusted blindly */
+static void *ret_in_thread(void *arg)
+{
+    void **a = arg;
+    *(int *)a[2] = lfpool_ret(a[0], a[1]);
+    return NULL;
+}
+
+Test(core, stale_return_hints_are_refused)
+{
+    C.min_size = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *x;
+    cr_assert_eq(lfpool_get(P, &x, 0), 0);
+    /* returned by another thread: this thread's hint is now stale */
+    int rc = -1;
+    void *args[3] = {P, x, &rc};
+    pthread_t th;
+    pthread_create(&th, NULL, ret_in_thread, args);
+    pthread_join(th, NULL);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(lfpool_ret(P, x), ENOENT, "double return through a stale hint");
+    cr_assert_eq(tstats(P).navail, 1);
+    /* a hint for a freed pool never matches a new pool */
+    void *y;
+    cr_assert_eq(lfpool_get(P, &y, 0), 0);
+    lfpool_free(P);
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    cr_assert_eq(lfpool_ret(P, y), ENOENT);
+    /* a record reused for another object: the hint's object no longer matches */
+    void *z;
+    cr_assert_eq(lfpool_get(P, &z, 0), 0);
+    cr_assert_eq(lfpool_ret(P, z), 0);
+    cr_assert_eq(lfpool_ret(P, z), ENOENT);
+}
