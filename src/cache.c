@@ -89,13 +89,14 @@ enum claim { CLAIM_TAKEN, CLAIM_ASIDE, CLAIM_DROPPED };
 
 static enum claim claim(struct lfpool *p, struct lfpool_rec *rec, double now)
 {
-    uint32_t s = atomic_load_explicit(&rec->state, memory_order_acquire);
+    uint32_t w = rec_load(rec);
     for (;;) {
+        uint32_t s = rec_st(w);
         if (s == REC_AVAIL) {
             /* last_get first: once OUT, a kill judges the record by it.
              * Harmless if the CAS fails: only OUT records' last_get is read */
             atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
-            if (atomic_compare_exchange_weak_explicit(&rec->state, &s, REC_OUT,
+            if (atomic_compare_exchange_weak_explicit(&rec->state, &w, rec_word(w, REC_OUT),
                                                       memory_order_acq_rel, memory_order_acquire))
                 return CLAIM_TAKEN;
             continue;

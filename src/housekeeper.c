@@ -87,7 +87,7 @@ static void walk(struct lfpool *p, double now)
 
     rcu_read_lock();
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        uint32_t s = atomic_load_explicit(&rec->state, memory_order_acquire);
+        uint32_t w = rec_load(rec), s = rec_st(w);
         if (s == REC_OUT && p->warn > 0) {
             double running = now - LD(rec->last_get);
             if (running < p->warn)
@@ -97,12 +97,12 @@ static void walk(struct lfpool *p, double now)
             if (cfg->max_using_delay_kill <= 0 || running < cfg->max_using_delay_kill)
                 continue;
             if (cfg->kill_mode == LFPOOL_KILL_DEFER) {
-                if (!atomic_compare_exchange_strong(&rec->state, &s, REC_KILLED))
+                if (!rec_cas(rec, &w, REC_OUT, REC_KILLED))
                     continue;
             } else {
-                if (!atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD))
+                if (!rec_cas(rec, &w, REC_OUT, REC_DEAD))
                     continue;
-                lfpool_meta_del(p, rec);
+                lfpool_meta_del_uncounted(p, rec);
                 lfpool_list_push(&p->pending, rec);
             }
             long_kill++;
@@ -116,7 +116,7 @@ static void walk(struct lfpool *p, double now)
                 INC(p->c.hk_errors);
                 continue;
             }
-            if (!atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD_SET))
+            if (!rec_cas(rec, &w, REC_AVAIL, REC_DEAD_SET))
                 continue;
             lfpool_meta_del(p, rec);
             p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
@@ -143,7 +143,7 @@ static void health(struct lfpool *p)
     v->n = 0;
     rcu_read_lock();
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        if (atomic_load_explicit(&rec->state, memory_order_relaxed) != REC_AVAIL)
+        if (rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed)) != REC_AVAIL)
             continue;
         if (vec_reserve(v, v->n + 1)) {
             INC(p->c.hk_errors);
@@ -161,8 +161,8 @@ static void health(struct lfpool *p)
         }
         rcu_read_lock();
         rec = lfpool_meta_lookup(p, obj);
-        uint32_t s = REC_AVAIL;
-        bool borrowed = rec && atomic_compare_exchange_strong(&rec->state, &s, REC_BORROWED);
+        uint32_t w = rec ? rec_load(rec) : 0;
+        bool borrowed = rec && rec_cas(rec, &w, REC_AVAIL, REC_BORROWED);
         rcu_read_unlock();
         if (!borrowed)
             continue; /* taken meanwhile: skip, as the seed does */
@@ -182,13 +182,13 @@ static void health(struct lfpool *p)
         INC(p->c.nreturns);
         rcu_read_lock();
         if (h == 0 || atomic_load(&p->shutdown)) {
-            atomic_store_explicit(&rec->state, REC_DEAD_SET, memory_order_release);
+            rec_store(rec, REC_DEAD_SET, memory_order_release);
             lfpool_meta_del(p, rec);
             p->hk.close_only.v[p->hk.close_only.n++] = obj;
             rcu_read_unlock();
             removed(p);
         } else {
-            atomic_store_explicit(&rec->state, REC_AVAIL, memory_order_seq_cst);
+            rec_store(rec, REC_AVAIL, memory_order_seq_cst);
             rcu_read_unlock();
             lfpool_gate_signal(&p->gate);
         }
@@ -208,6 +208,10 @@ void lfpool_hk_reap(struct lfpool *p)
     synchronize_rcu();
     for (rec = pend; rec; rec = next) {
         next = lfpool_list_next(rec);
+        if (rec->uncounted) {
+            atomic_fetch_add_explicit(&p->c.dead_uses, LD(rec->uses), memory_order_relaxed);
+            rec->uncounted = 0;
+        }
         lfpool_close_obj(p, rec->obj);
         lfpool_rec_release(p, rec);
         DEC(p->c.todel);

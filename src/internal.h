@@ -76,7 +76,7 @@ struct lfpool_rec {
     ck_stack_entry_t entry;    /* shared stack / pending / zombie link */
     void *obj;
     _Atomic uint32_t state;
-    uint32_t spare;
+    uint32_t uncounted; /* kill CLOSE: uses join dead_uses at reap, after the grace period */
     _Atomic uint64_t uses;      /* written by the holder only */
     _Atomic double last_get;    /* written by the holder only */
     _Atomic double last_ret;    /* written by the returner before AVAIL */
@@ -92,6 +92,36 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
     for (cds_lfht_first((ht), (iter)), (rec) = lfpool_rec_of(cds_lfht_iter_get_node(iter)); \
          (rec) != NULL;                                                          \
          cds_lfht_next((ht), (iter)), (rec) = lfpool_rec_of(cds_lfht_iter_get_node(iter)))
+
+/* The state word: the state in the low 4 bits, a generation above them,
+ * bumped each time the record is released for reuse.  Every transition
+ * keeps the generation, so a CAS that expects (generation, state) fails on
+ * a record that was reused meanwhile (the per-thread return hints rely on
+ * this, pool.c). */
+#define REC_ST_MASK 0xfu
+static inline uint32_t rec_st(uint32_t w) { return w & REC_ST_MASK; }
+static inline uint32_t rec_gen(uint32_t w) { return w >> 4; }
+static inline uint32_t rec_word(uint32_t w, uint32_t st) { return (w & ~REC_ST_MASK) | st; }
+static inline uint32_t rec_load(struct lfpool_rec *r)
+{
+    return atomic_load_explicit(&r->state, memory_order_acquire);
+}
+/* CAS the state `from` -> `to` keeping the generation.  *w is the caller's
+ * last read of the word, refreshed on failure; false once it is not `from`. */
+static inline bool rec_cas(struct lfpool_rec *r, uint32_t *w, uint32_t from, uint32_t to)
+{
+    while (rec_st(*w) == from)
+        if (atomic_compare_exchange_weak_explicit(&r->state, w, rec_word(*w, to),
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return true;
+    return false;
+}
+/* Owner-only state change (no other thread may move it meanwhile). */
+static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
+{
+    uint32_t w = atomic_load_explicit(&r->state, memory_order_relaxed);
+    atomic_store_explicit(&r->state, rec_word(w, st), mo);
+}
 
 /* Per-CPU magazine: one cache line of slots (cache.c). */
 struct lfpool_cache {
@@ -154,6 +184,7 @@ struct lfpool {
     struct lfpool_life_page *lp;
     lfpool_config cfg;
     double warn;           /* effective warn threshold */
+    bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
     double delay;          /* effective housekeeping period */
     uint64_t id;
     double started_epoch, started_mono;
@@ -219,6 +250,7 @@ LFPOOL_INTERNAL void lfpool_rec_free_all(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_meta_insert(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj);
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
 
 /* ---- gate.c */
@@ -243,7 +275,7 @@ LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 
 /* ---- pool.c (shared by housekeeper) */
-LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out);
+LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get);
 LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);
 LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);

@@ -113,7 +113,8 @@ struct lfpool_rec *lfpool_rec_alloc(struct lfpool *p)
  * passed since it left the table (or it never entered it). */
 void lfpool_rec_release(struct lfpool *p, struct lfpool_rec *rec)
 {
-    atomic_store_explicit(&rec->state, REC_DEAD, memory_order_relaxed);
+    uint32_t w = atomic_load_explicit(&rec->state, memory_order_relaxed);
+    atomic_store_explicit(&rec->state, ((rec_gen(w) + 1) << 4) | REC_DEAD, memory_order_release);
     __atomic_store_n(&rec->obj, NULL, __ATOMIC_RELAXED);
     lfpool_stack_push(&p->rec_free, rec);
 }
@@ -146,6 +147,17 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
 /* Delete rec from the table; true for the one caller that removed it.
  * Its use count moves to dead_uses so that nuses stays exact.
  * Caller holds rcu_read_lock. */
+/* For a kill in CLOSE mode: the holder's get may still be storing the use
+ * count; the reaper adds it to dead_uses after the grace period that the
+ * guarded get (pool.c) waits for. */
+bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
+{
+    if (cds_lfht_del(p->ht, &rec->node) != 0)
+        return false;
+    rec->uncounted = 1;
+    return true;
+}
+
 bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)

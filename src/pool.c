@@ -148,7 +148,7 @@ void lfpool_close_obj(struct lfpool *p, void *obj)
 /* Create one object in state OUT (a slot of nobjs is already reserved and
  * is released here on failure).  for_get: count the use and set last_get.
  * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
-int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
+int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get)
 {
     struct lfpool_rec *rec = lfpool_rec_alloc(p);
     if (!rec) {
@@ -168,8 +168,8 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
     }
     double now = lfpool_now_fresh(p);
     __atomic_store_n(&rec->obj, obj, __ATOMIC_RELAXED);
-    atomic_init(&rec->state, REC_OUT);
-    atomic_init(&rec->uses, 0);
+    rec_store(rec, REC_OUT, memory_order_release);
+    atomic_store_explicit(&rec->uses, for_get ? 1 : 0, memory_order_relaxed);
     atomic_init(&rec->last_get, now);
     atomic_init(&rec->last_ret, now);
     rcu_read_lock();
@@ -185,6 +185,8 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out)
     lfpool_meta_resize(p, false);
     lfpool_call_hook(p, p->cfg.opener, obj, "opener");
     *out = rec;
+    if (obj_out)
+        *obj_out = obj;
     return 0;
 }
 
@@ -199,11 +201,11 @@ void lfpool_fill(struct lfpool *p)
         struct lfpool_rec *rec;
         if (!lfpool_reserve(p, limit))
             break;
-        if (lfpool_create(p, &rec) != 0)
+        if (lfpool_create(p, &rec, NULL, false) != 0)
             break;
         rcu_read_lock();
-        uint32_t s = REC_OUT;
-        if (atomic_compare_exchange_strong(&rec->state, &s, REC_AVAIL))
+        uint32_t w = rec_load(rec);
+        if (rec_cas(rec, &w, REC_OUT, REC_AVAIL))
             lfpool_set_put(p, rec);
         rcu_read_unlock();
     }
@@ -279,7 +281,7 @@ static void fork_reset(struct lfpool *p)
 
     rcu_read_lock();
     while ((rec = lfpool_set_pop_any(p)) != NULL)
-        if (atomic_load(&rec->state) == REC_DEAD_SET)
+        if (rec_st(rec_load(rec)) == REC_DEAD_SET)
             lfpool_list_push(&p->zombies, rec); /* not in the table */
     rcu_read_unlock();
     for (int l = 0; l < 2; l++)
@@ -334,6 +336,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     p->cfg = *cfg;
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
+    p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
     p->delay = compute_delay(cfg, p->warn);
     if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
         lfpool_log(p, LFPOOL_LOG_WARNING, "inconsistent max_using_delay_warn > max_using_delay_kill");
@@ -393,6 +396,7 @@ struct hint {
     uint64_t pool_id;
     void *obj;
     struct lfpool_rec *rec;
+    uint32_t word; /* the record's state word when handed out: gen | OUT */
 };
 static __thread struct hint hints[HINTS] __attribute__((tls_model("initial-exec")));
 
@@ -407,22 +411,56 @@ static inline void hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
     h->pool_id = p->id;
     h->obj = obj;
     h->rec = rec;
+    h->word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
 }
 
-static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj)
+/* The hinted record and the exact state word (generation and OUT) it must
+ * still have; the caller's CAS on that word is the validation: a record
+ * released and reused since has another generation, one returned since is
+ * not OUT. */
+static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t *word)
 {
     struct hint *h = hint_slot(obj);
     if (h->obj != obj || h->pool_id != p->id)
         return NULL;
-    struct lfpool_rec *rec = h->rec;
-    if (__atomic_load_n(&rec->obj, __ATOMIC_RELAXED) != obj)
-        return NULL;
-    return rec;
+    *word = h->word;
+    return h->rec;
 }
 
 /* ---- get */
 
-static int get_slow(struct lfpool *p, double timeout, struct lfpool_rec **out)
+/* Take an available record, count the use.  Once a record is OUT only its
+ * holder can end that, except a kill: in KILL_CLOSE mode the record may be
+ * closed and reused while this thread is still between the claim and its
+ * last touch of the record, so that stretch runs in a read-side section the
+ * reaper's grace period waits for (guard_get).  Without CLOSE kills the
+ * hot path needs none. */
+static inline struct lfpool_rec *take(struct lfpool *p)
+{
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_lock();
+    struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p));
+    if (lfpool_likely(rec != NULL))
+        atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+    return rec;
+}
+
+static inline void take_done(struct lfpool *p)
+{
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_unlock();
+}
+
+/* Finish a get: the object, a return hint; then leave the guard. */
+static inline void *took(struct lfpool *p, struct lfpool_rec *rec)
+{
+    void *o = rec->obj;
+    hint_put(p, o, rec);
+    take_done(p);
+    return o;
+}
+
+static int get_slow(struct lfpool *p, double timeout, void **obj)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
@@ -434,20 +472,17 @@ static int get_slow(struct lfpool *p, double timeout, struct lfpool_rec **out)
     for (;;) {
         if (waiting)
             seen = atomic_load_explicit(&p->gate.seq, memory_order_seq_cst);
-        struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p));
+        struct lfpool_rec *rec = take(p);
         if (rec) {
-            atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
-            *out = rec;
+            *obj = took(p, rec);
             r = 0;
             break;
         }
+        take_done(p);
         if (lfpool_reserve(p, limit)) {
-            r = lfpool_create(p, out);
-            if (r == 0) {
-                /* fresh and OUT: nobody else can change it but a kill, which
-                 * needs last_get (now) to age first */
-                atomic_store_explicit(&(*out)->uses, 1, memory_order_relaxed);
-            }
+            r = lfpool_create(p, &rec, obj, true);
+            if (r == 0) /* a stale hint (CLOSE kill after a stall) is harmless */
+                hint_put(p, *obj, rec);
             break;
         }
         if (atomic_load(&p->shutdown)) {
@@ -496,16 +531,16 @@ int lfpool_get(lfpool *p, void **obj, double timeout)
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
         return ESHUTDOWN;
 
-    struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p));
+    void *o;
+    struct lfpool_rec *rec = take(p);
     if (lfpool_likely(rec != NULL)) {
-        atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+        o = took(p, rec);
     } else {
-        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &rec);
+        take_done(p);
+        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o);
         if (r)
             return r;
     }
-    void *o = rec->obj; /* rec is OUT: ours until ret (or a kill) */
-    hint_put(p, o, rec);
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
     *obj = o;
@@ -526,9 +561,9 @@ static void close_now(struct lfpool *p, struct lfpool_rec *rec)
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
                        bool retter_done)
 {
-    if (s == REC_KILLED) {
-        uint32_t k = REC_KILLED;
-        if (atomic_compare_exchange_strong(&rec->state, &k, REC_DEAD) && lfpool_meta_del(p, rec)) {
+    if (rec_st(s) == REC_KILLED) {
+        uint32_t k = s;
+        if (rec_cas(rec, &k, REC_KILLED, REC_DEAD) && lfpool_meta_del(p, rec)) {
             rcu_read_unlock();
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -551,15 +586,17 @@ int lfpool_ret(lfpool *p, void *obj)
         lfpool_enter(p);
 
     /* fast path: a validated hint, nothing but a plain return to make */
-    struct lfpool_rec *rec = hint_get(p, obj);
-    if (lfpool_likely(rec != NULL) && !p->cfg.retter &&
-        atomic_load_explicit(&rec->state, memory_order_acquire) == REC_OUT &&
+    uint32_t word = 0;
+    struct lfpool_rec *rec = hint_get(p, obj, &word);
+    if (lfpool_likely(rec != NULL) && !p->cfg.retter && rec_load(rec) == word &&
         (!p->cfg.max_use || LD(rec->uses) < p->cfg.max_use) &&
         !atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
-        uint32_t s = REC_OUT;
+        /* last_ret before the CAS (it publishes it); a stale store here on
+         * a record that is OUT for another holder is overwritten by its ret */
         atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
         if (lfpool_likely(atomic_compare_exchange_strong_explicit(
-                &rec->state, &s, REC_AVAIL, memory_order_acq_rel, memory_order_acquire))) {
+                &rec->state, &word, rec_word(word, REC_AVAIL), memory_order_acq_rel,
+                memory_order_acquire))) {
             lfpool_set_put(p, rec);
             if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
                 lfpool_close_available(p); /* raced with shutdown's drain */
@@ -570,8 +607,8 @@ int lfpool_ret(lfpool *p, void *obj)
 
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
-    uint32_t s = rec ? atomic_load_explicit(&rec->state, memory_order_acquire) : 0;
-    if (lfpool_unlikely(s != REC_OUT))
+    uint32_t s = rec ? rec_load(rec) : 0;
+    if (lfpool_unlikely(rec_st(s) != REC_OUT))
         return ret_not_out(p, rec, obj, s, false);
     if (p->cfg.retter) {
         /* user code runs outside our read-side section; look again after */
@@ -579,14 +616,14 @@ int lfpool_ret(lfpool *p, void *obj)
         lfpool_call_hook(p, p->cfg.retter, obj, "retter");
         rcu_read_lock();
         rec = lfpool_meta_lookup(p, obj);
-        s = rec ? atomic_load_explicit(&rec->state, memory_order_acquire) : 0;
-        if (s != REC_OUT)
+        s = rec ? rec_load(rec) : 0;
+        if (rec_st(s) != REC_OUT)
             return ret_not_out(p, rec, obj, s, true);
     }
 
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
                         (p->cfg.max_use && LD(rec->uses) >= p->cfg.max_use))) {
-        if (!atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD))
+        if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
             return ret_not_out(p, rec, obj, s, true);
         lfpool_meta_del(p, rec);
         rcu_read_unlock();
@@ -604,8 +641,7 @@ int lfpool_ret(lfpool *p, void *obj)
     }
 
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
-    if (lfpool_unlikely(!atomic_compare_exchange_strong_explicit(
-            &rec->state, &s, REC_AVAIL, memory_order_acq_rel, memory_order_acquire)))
+    if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_AVAIL)))
         return ret_not_out(p, rec, obj, s, true);
     lfpool_set_put(p, rec);
     rcu_read_unlock();
@@ -635,13 +671,13 @@ void lfpool_close_available(struct lfpool *p)
     struct lfpool_rec *dead = NULL, *aside = NULL, *rec, *next;
     rcu_read_lock();
     while ((rec = lfpool_set_pop_any(p)) != NULL) {
-        uint32_t s = REC_AVAIL;
-        if (atomic_compare_exchange_strong(&rec->state, &s, REC_DEAD)) {
+        uint32_t s = rec_load(rec);
+        if (rec_cas(rec, &s, REC_AVAIL, REC_DEAD)) {
             lfpool_meta_del(p, rec);
             atomic_fetch_sub(&p->nobjs, 1);
             rec->entry.next = (ck_stack_entry_t *)dead;
             dead = rec;
-        } else if (s == REC_DEAD_SET) {
+        } else if (rec_st(s) == REC_DEAD_SET) {
             lfpool_list_push(&p->zombies, rec);
         } else { /* BORROWED: the health check closes it (it sees shutdown) */
             rec->entry.next = (ck_stack_entry_t *)aside;

@@ -47,7 +47,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     struct cds_lfht_iter iter;
     struct lfpool_rec *rec;
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        uint32_t s = LD(rec->state);
+        uint32_t s = rec_st(LD(rec->state));
         uses += LD(rec->uses);
         if (s == REC_AVAIL)
             o->navail++;
@@ -151,7 +151,7 @@ static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key
     lfpool_json_key(j, key);
     lfpool_json_begin_array(j);
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        uint32_t s = LD(rec->state);
+        uint32_t s = rec_st(LD(rec->state));
         if (avail ? s == REC_AVAIL : is_using(s))
             object_entry(p, j, rec, now);
     }
