@@ -143,4 +143,25 @@ static inline struct lfpool_stats tstats(lfpool *p)
     return s;
 }
 
+/* One test file's fixture: the context T, the config C (every counting
+ * hook, fake clock, log capture) and the pool P, freed after each test.
+ * EXTRA is run after the config is made (file-specific defaults). */
+#define LFPOOL_TEST_FIXTURE(suite, EXTRA)                                     \
+    static struct tctx T;                                                  \
+    static lfpool_config C;                                                \
+    static lfpool *P;                                                      \
+    static void setup(void)                                                \
+    {                                                                      \
+        tctx_init(&T);                                                     \
+        tcfg(&C, &T);                                                      \
+        EXTRA;                                                             \
+        P = NULL;                                                          \
+    }                                                                      \
+    static void teardown(void)                                             \
+    {                                                                      \
+        lfpool_free(P);                                                    \
+        tctx_free_objs(&T);                                                \
+    }                                                                      \
+    TestSuite(suite, .init = setup, .fini = teardown)
+
 #endif

@@ -7,23 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct tctx T;
-static lfpool_config C;
-static lfpool *P;
+LFPOOL_TEST_FIXTURE(api, (void)0);
 
-static void setup(void)
-{
-    tctx_init(&T);
-    tcfg(&C, &T);
-    P = NULL;
-}
-static void teardown(void)
-{
-    lfpool_free(P);
-    tctx_free_objs(&T);
-}
-
-TestSuite(api, .init = setup, .fini = teardown);
 
 Test(api, invalid_configurations)
 {

@@ -6,23 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static struct tctx T;
-static lfpool_config C;
-static lfpool *P;
+LFPOOL_TEST_FIXTURE(core, (void)0);
 
-static void setup(void)
-{
-    tctx_init(&T);
-    tcfg(&C, &T);
-    P = NULL;
-}
-static void teardown(void)
-{
-    lfpool_free(P);
-    tctx_free_objs(&T);
-}
-
-TestSuite(core, .init = setup, .fini = teardown);
 
 Test(core, min_size_fill_with_creation_numbers)
 {

@@ -5,28 +5,12 @@
 #include <criterion/criterion.h>
 #include <unistd.h>
 
-static struct tctx T;
-static lfpool_config C;
-static lfpool *P;
-
-static void setup(void)
-{
-    tctx_init(&T);
-    tcfg(&C, &T);
-    C.delay = 1000; /* a housekeeper exists, but rounds are driven by hand */
-    P = NULL;
-}
-static void teardown(void)
-{
-    lfpool_free(P);
-    tctx_free_objs(&T);
-}
+LFPOOL_TEST_FIXTURE(hk, C.delay = 1000);
 static void advance(double s)
 {
     atomic_store(&T.now, atomic_load(&T.now) + s);
 }
 
-TestSuite(hk, .init = setup, .fini = teardown);
 
 Test(hk, default_delay_as_the_seed)
 {

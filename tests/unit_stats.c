@@ -6,23 +6,8 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 
-static struct tctx T;
-static lfpool_config C;
-static lfpool *P;
+LFPOOL_TEST_FIXTURE(stats, (void)0);
 
-static void setup(void)
-{
-    tctx_init(&T);
-    tcfg(&C, &T);
-    P = NULL;
-}
-static void teardown(void)
-{
-    lfpool_free(P);
-    tctx_free_objs(&T);
-}
-
-TestSuite(stats, .init = setup, .fini = teardown);
 
 static json_t *parse(lfpool *p)
 {
