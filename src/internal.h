@@ -22,7 +22,11 @@
  *             the set; whoever pops it hands it to the zombie list.
  *   KILLED    killed while out (DEFER); still in the table so that the
  *             holder's ret finds it.         KILLED -> DEAD     (ret, free)
- *   DEAD      removed, not in the set; on its way to closer and free().
+ *   DEAD      removed, not in the set; on its way to closer and release.
+ *   NEW       just created, opener running: in the table (so a duplicate
+ *             pointer is refused) but neither available, in use nor
+ *             killable.              NEW -> OUT (get) | AVAIL (fill), by the
+ *                                    creating thread only
  *
  * Invariants: a record is physically in the set at most once (only the
  * thread that popped it, or that moved it into AVAIL, pushes it); a record
@@ -66,6 +70,7 @@ enum lfpool_rec_state {
     REC_DEAD_SET,
     REC_KILLED,
     REC_DEAD,
+    REC_NEW,
 };
 
 /* One record per object; 64 bytes.  `entry` links the record into the
@@ -276,6 +281,7 @@ LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 
 /* ---- pool.c (shared by housekeeper) */
 LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get);
+/* for_get: the record ends OUT (uses 1), else AVAIL and in the set */
 LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);
 LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);

@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *const level_names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
 
@@ -76,5 +77,6 @@ int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size)
     if ((size_t)n >= size)
         n = (int)size - 1;
     buf[n] = '\0';
-    return n;
+    /* a tracer may claim more than it wrote (embedded NUL): trust the text */
+    return (int)strnlen(buf, (size_t)n);
 }

@@ -145,8 +145,10 @@ void lfpool_close_obj(struct lfpool *p, void *obj)
     INC(p->c.ndestroys);
 }
 
-/* Create one object in state OUT (a slot of nobjs is already reserved and
- * is released here on failure).  for_get: count the use and set last_get.
+/* Create one object (a slot of nobjs is already reserved and is released
+ * here on failure).  The record enters the table as NEW while `opener`
+ * runs, then becomes OUT for the getter (for_get: one use) or AVAIL and
+ * goes into the set (fill).
  * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
 int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get)
 {
@@ -168,7 +170,7 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, boo
     }
     double now = lfpool_now_fresh(p);
     __atomic_store_n(&rec->obj, obj, __ATOMIC_RELAXED);
-    rec_store(rec, REC_OUT, memory_order_release);
+    rec_store(rec, REC_NEW, memory_order_release);
     atomic_store_explicit(&rec->uses, for_get ? 1 : 0, memory_order_relaxed);
     atomic_init(&rec->last_get, now);
     atomic_init(&rec->last_ret, now);
@@ -184,6 +186,13 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, boo
     INC(p->c.ncreated);
     lfpool_meta_resize(p, false);
     lfpool_call_hook(p, p->cfg.opener, obj, "opener");
+    now = lfpool_now_fresh(p);
+    atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
+    atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+    /* only this thread moves a NEW record */
+    rec_store(rec, for_get ? REC_OUT : REC_AVAIL, memory_order_release);
+    if (!for_get)
+        lfpool_set_put(p, rec);
     *out = rec;
     if (obj_out)
         *obj_out = obj;
@@ -203,11 +212,6 @@ void lfpool_fill(struct lfpool *p)
             break;
         if (lfpool_create(p, &rec, NULL, false) != 0)
             break;
-        rcu_read_lock();
-        uint32_t w = rec_load(rec);
-        if (rec_cas(rec, &w, REC_OUT, REC_AVAIL))
-            lfpool_set_put(p, rec);
-        rcu_read_unlock();
     }
 }
 
@@ -278,6 +282,10 @@ static void fork_reset(struct lfpool *p)
     atomic_store(&p->hk.kick, 0);
     atomic_store(&p->hk.stop, false);
     atomic_store(&p->hk.running, false);
+    /* a parent round may have been mid-way: its lists name parent objects */
+    p->hk.close_only.n = 0;
+    p->hk.scratch.n = 0;
+    memset(p->hk.cache_snap, 0, (size_t)p->ncaches * LFPOOL_CACHE_SLOTS * sizeof *p->hk.cache_snap);
 
     rcu_read_lock();
     while ((rec = lfpool_set_pop_any(p)) != NULL)
