@@ -537,6 +537,57 @@ Test(bad, hostile_tracer_and_stats_hooks)
     CFG.max_size = MAX;
 }
 
+/* A tracer whose return value (the length it "wanted") exceeds the text it
+ * wrote, e.g. text with an embedded NUL written with "%s": the pool must not
+ * copy the bytes past the NUL (its own uninitialized stack) into the JSON.
+ * The stack is poisoned with 'Z' first so that such bytes are recognisable. */
+static int short_tracer(void *ctx, void *obj, char *buf, size_t size)
+{
+    (void)ctx;
+    (void)obj;
+    snprintf(buf, size, "%s", "ab\0cdefgh"); /* writes "ab" */
+    return 9;                                 /* claims 9 */
+}
+
+static __attribute__((noinline)) void poison_stack(void)
+{
+    volatile char big[16384];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = 'Z';
+}
+
+static __attribute__((noinline)) char *json_after_poison(void)
+{
+    poison_stack();
+    return lfpool_stats_json(P);
+}
+
+Test(bad, tracer_shorter_than_its_return_value)
+{
+    lfpool_free(P);
+    CFG.tracer = short_tracer;
+    CFG.stats = NULL;
+    cr_assert_eq(lfpool_new(&P, &CFG), 0);
+    char *js = json_after_poison();
+    cr_assert_not_null(js);
+    cr_expect_null(strstr(js, "ZZZ"), "stats JSON contains uninitialized stack bytes: %.400s", js);
+#ifdef REL_HAVE_JANSSON
+    json_error_t err;
+    json_t *root = json_loads(js, JSON_ALLOW_NUL, &err);
+    cr_expect_not_null(root, "invalid JSON: %s", err.text);
+    json_t *avail = json_object_get(root, "avail");
+    json_t *tr = json_object_get(json_array_get(avail, 0), "trace");
+    cr_expect(json_is_string(tr), "no trace for the available object");
+    if (json_is_string(tr))
+        cr_expect_eq(json_string_length(tr), 2,
+                     "trace is %zu bytes: the pool copied past the tracer's NUL (the text "
+                     "is \"ab\"; the rest of its buffer was never written)",
+                     json_string_length(tr));
+    json_decref(root);
+#endif
+    free(js);
+}
+
 /* concurrent bad calls next to good traffic */
 struct storm {
     _Atomic int stop;
