@@ -136,15 +136,24 @@ static struct lfpool_rec *take_from_cache(struct lfpool *p, struct lfpool_cache 
     return NULL;
 }
 
+/* Put back records stepped over because the health check holds them.  No
+ * wake-up for those (waking waiters for an object they cannot take made
+ * them spin): only for one whose check ended while it was set aside, as the
+ * checker's own wake-up may have found it missing.  Push, fence, then read
+ * the state: either we see AVAIL and wake, or the checker's AVAIL store
+ * comes later and its wake-up finds the record in the set. */
 static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
 {
+    bool wake = false;
     while (aside) {
         struct lfpool_rec *next = (struct lfpool_rec *)aside->entry.next;
         lfpool_stack_push(&p->stack, aside);
+        atomic_thread_fence(memory_order_seq_cst);
+        wake = wake || rec_st(atomic_load_explicit(&aside->state, memory_order_seq_cst)) != REC_BORROWED;
         aside = next;
     }
-    atomic_thread_fence(memory_order_seq_cst);
-    lfpool_gate_signal(&p->gate);
+    if (wake)
+        lfpool_gate_signal(&p->gate);
 }
 
 /* Take an available record and make it OUT, with last_get = now.  NULL

@@ -51,3 +51,12 @@ void lfpool_abs_deadline(double timeout, struct timespec *ts)
         ts->tv_nsec -= 1000000000L;
     }
 }
+
+/* Has the CLOCK_MONOTONIC deadline passed (a waiter woken often must still
+ * time out)? */
+bool lfpool_deadline_passed(const struct timespec *ts)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}

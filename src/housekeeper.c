@@ -170,6 +170,7 @@ static void health(struct lfpool *p)
         INC(p->c.nborrows);
         INC(p->c.nhealth);
         int h = p->cfg.health(p->cfg.ctx, obj);
+        lfpool_now_fresh(p); /* a slow check must not freeze coarse time */
         if (h < 0) {
             INC(p->c.hc_errors);
             lfpool_trace(p, obj, buf, sizeof buf);
@@ -195,18 +196,31 @@ static void health(struct lfpool *p)
     }
 }
 
-/* Phase 3: one grace period for everything removed, then closers.
- * Caller holds the round lock. */
-void lfpool_hk_reap(struct lfpool *p)
+/* Phase 3, reaping, in two halves: what was removed is collected under the
+ * round lock, then one grace period covers the whole batch and closers run
+ * with no lock held (a closer may call back into the pool). */
+struct reap_batch {
+    struct lfpool_rec *pend, *zomb;
+    struct lfpool_ptrvec objs; /* closer only: records still in the set */
+};
+
+static void reap_collect(struct lfpool *p, struct reap_batch *b)
 {
-    struct lfpool_rec *pend = lfpool_list_take_all(&p->pending);
-    struct lfpool_rec *zomb = lfpool_list_take_all(&p->zombies);
-    struct lfpool_ptrvec *co = &p->hk.close_only;
+    b->pend = lfpool_list_take_all(&p->pending);
+    b->zomb = lfpool_list_take_all(&p->zombies);
+    b->objs = p->hk.close_only;
+    memset(&p->hk.close_only, 0, sizeof p->hk.close_only);
+}
+
+static void reap_finish(struct lfpool *p, struct reap_batch *b)
+{
     struct lfpool_rec *rec, *next;
-    if (!pend && !zomb && co->n == 0)
+    if (!b->pend && !b->zomb && b->objs.n == 0) {
+        free(b->objs.v);
         return;
+    }
     synchronize_rcu();
-    for (rec = pend; rec; rec = next) {
+    for (rec = b->pend; rec; rec = next) {
         next = lfpool_list_next(rec);
         if (rec->uncounted) {
             atomic_fetch_add_explicit(&p->c.dead_uses, LD(rec->uses), memory_order_relaxed);
@@ -216,32 +230,56 @@ void lfpool_hk_reap(struct lfpool *p)
         lfpool_rec_release(p, rec);
         DEC(p->c.todel);
     }
-    for (size_t i = 0; i < co->n; i++) {
-        lfpool_close_obj(p, co->v[i]);
+    for (size_t i = 0; i < b->objs.n; i++) {
+        lfpool_close_obj(p, b->objs.v[i]);
         DEC(p->c.todel);
     }
-    co->n = 0;
-    for (rec = zomb; rec; rec = next) {
+    free(b->objs.v);
+    for (rec = b->zomb; rec; rec = next) {
         next = lfpool_list_next(rec);
         lfpool_rec_release(p, rec);
     }
+    lfpool_now_fresh(p); /* closers may have been slow: keep coarse time moving */
 }
 
-/* One full round.  Caller holds the round lock. */
+/* Reap now.  try_lock: give up if a round holds the lock (shutdown must not
+ * wait for a hook stuck on the housekeeper). */
+void lfpool_hk_reap(struct lfpool *p, bool try_lock)
+{
+    struct reap_batch b;
+    if (try_lock) {
+        if (pthread_mutex_trylock(&p->hk.round_lock) != 0)
+            return;
+    } else {
+        pthread_mutex_lock(&p->hk.round_lock);
+    }
+    reap_collect(p, &b);
+    pthread_mutex_unlock(&p->hk.round_lock);
+    reap_finish(p, &b);
+}
+
+/* One full round.  Takes the round lock for the walk and the health checks
+ * (rounds are serialised), never for closers, `fun` or opener. */
 int lfpool_hk_round(struct lfpool *p)
 {
+    struct reap_batch b;
+    pthread_mutex_lock(&p->hk.round_lock);
     double t0 = lfpool_now_fresh(p);
     uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
     atomic_store(&p->hk_last, t0);
-
     walk(p, t0);
     if (p->cfg.health && round % p->cfg.health_freq == 0)
         health(p);
-    lfpool_hk_reap(p);
+    reap_collect(p, &b);
+    pthread_mutex_unlock(&p->hk.round_lock);
+
+    reap_finish(p, &b);
     uint32_t life = atomic_load(&p->lp->life);
     if (life == LIFE_READY || life == LIFE_STARTING)
         lfpool_fill(p);
+    pthread_mutex_lock(&p->hk.round_lock);
     lfpool_set_drain_idle(p, p->hk.cache_snap);
+    pthread_mutex_unlock(&p->hk.round_lock);
     lfpool_meta_resize(p, true);
 
     double t1 = lfpool_now_fresh(p);
@@ -276,22 +314,18 @@ static void *hk_main(void *arg)
         atomic_store_explicit(&p->coarse_now, now, memory_order_relaxed);
         uint32_t k = atomic_load(&p->hk.kick);
         if (now >= next_round) {
-            pthread_mutex_lock(&p->hk.round_lock);
             if (!atomic_load(&p->shutdown))
                 lfpool_hk_round(p);
-            pthread_mutex_unlock(&p->hk.round_lock);
             next_round = lfpool_mono_now() + p->delay;
             seen = k;
             continue;
         }
         if (k != seen || ck_pr_load_ptr(&p->pending.head) || ck_pr_load_ptr(&p->zombies.head)) {
             seen = k;
-            pthread_mutex_lock(&p->hk.round_lock);
-            lfpool_hk_reap(p);
+            lfpool_hk_reap(p, false);
             uint32_t life = atomic_load(&p->lp->life);
             if (life == LIFE_READY || life == LIFE_STARTING)
                 lfpool_fill(p);
-            pthread_mutex_unlock(&p->hk.round_lock);
             continue;
         }
         double wake = fmin(next_round, now + p->hk.tick);

@@ -216,6 +216,7 @@ LFPOOL_INTERNAL double lfpool_mono_now(void);
 LFPOOL_INTERNAL double lfpool_epoch_now(void);
 LFPOOL_INTERNAL double lfpool_now_fresh(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_abs_deadline(double timeout, struct timespec *ts);
+LFPOOL_INTERNAL bool lfpool_deadline_passed(const struct timespec *ts);
 /* hot path: the injected clock, or the pool's coarse time */
 static inline double lfpool_now(struct lfpool *p)
 {
@@ -276,7 +277,7 @@ LFPOOL_INTERNAL int lfpool_hk_start(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
 LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p, bool try_lock);
 LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 
 /* ---- pool.c (shared by housekeeper) */

@@ -282,6 +282,7 @@ static void fork_reset(struct lfpool *p)
     atomic_store(&p->hk.kick, 0);
     atomic_store(&p->hk.stop, false);
     atomic_store(&p->hk.running, false);
+    atomic_store(&p->ht_resizing, false); /* a parent thread may have been resizing */
     /* a parent round may have been mid-way: its lists name parent objects */
     p->hk.close_only.n = 0;
     p->hk.scratch.n = 0;
@@ -480,6 +481,10 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
     for (;;) {
         if (waiting)
             seen = atomic_load_explicit(&p->gate.seq, memory_order_seq_cst);
+        if (atomic_load(&p->shutdown)) { /* waiters woken by shutdown leave empty-handed */
+            r = ESHUTDOWN;
+            break;
+        }
         struct lfpool_rec *rec = take(p);
         if (rec) {
             *obj = took(p, rec);
@@ -515,7 +520,8 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
             }
             continue; /* re-check after registering */
         }
-        if (lfpool_gate_sleep(&p->gate, seen, dl) == ETIMEDOUT)
+        if (lfpool_gate_sleep(&p->gate, seen, dl) == ETIMEDOUT ||
+            (dl && lfpool_deadline_passed(dl)))
             timed_out = true; /* one last look, then give up */
     }
     if (waiting)
@@ -667,10 +673,7 @@ int lfpool_housekeep(lfpool *p)
     lfpool_enter(p);
     if (atomic_load(&p->shutdown))
         return ESHUTDOWN;
-    pthread_mutex_lock(&p->hk.round_lock);
-    int r = lfpool_hk_round(p);
-    pthread_mutex_unlock(&p->hk.round_lock);
-    return r;
+    return lfpool_hk_round(p);
 }
 
 /* Close every object sitting in the available set (shutdown, free). */
@@ -718,10 +721,7 @@ int lfpool_shutdown(lfpool *p, double delay)
     if (!lfpool_hk_stop(p, delay))
         lfpool_log(p, LFPOOL_LOG_WARNING, "shutting down pool with live housekeeper");
     lfpool_close_available(p);
-    if (pthread_mutex_trylock(&p->hk.round_lock) == 0) {
-        lfpool_hk_reap(p);
-        pthread_mutex_unlock(&p->hk.round_lock);
-    }
+    lfpool_hk_reap(p, true);
     return 0;
 }
 
@@ -732,9 +732,7 @@ void lfpool_free(lfpool *p)
     lfpool_enter(p);
     lfpool_shutdown(p, LFPOOL_FOREVER); /* waits for the housekeeper */
     lfpool_close_available(p);
-    pthread_mutex_lock(&p->hk.round_lock);
-    lfpool_hk_reap(p);
-    pthread_mutex_unlock(&p->hk.round_lock);
+    lfpool_hk_reap(p, false);
 
     /* whatever is left in the table is out (or killed and never returned) */
     struct lfpool_rec *left = NULL, *rec, *next;

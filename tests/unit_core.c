@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -291,4 +292,94 @@ Test(core, stale_return_hints_are_refused)
     cr_assert_eq(lfpool_get(P, &z, 0), 0);
     cr_assert_eq(lfpool_ret(P, z), 0);
     cr_assert_eq(lfpool_ret(P, z), ENOENT);
+}
+
+/* regression: a waiter woken by shutdown must leave with ESHUTDOWN, never
+ * take or create an object (both threads on one CPU makes the race certain) */
+static _Atomic int after_shutdown, down_flag;
+static void *count_fun(void *ctx, uint64_t n)
+{
+    if (atomic_load(&down_flag))
+        atomic_fetch_add(&after_shutdown, 1);
+    return tfun(ctx, n);
+}
+static void pin0(void)
+{
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(0, &s);
+    sched_setaffinity(0, sizeof s, &s);
+}
+static void *pinned_wait_get(void *arg)
+{
+    pin0();
+    return wait_get(arg);
+}
+
+Test(core, shutdown_waiters_never_get_an_object)
+{
+    pin0();
+    C.fun = count_fun;
+    C.max_size = 1;
+    for (int i = 0; i < 50; i++) {
+        atomic_store(&down_flag, 0);
+        cr_assert_eq(lfpool_new(&P, &C), 0);
+        void *o;
+        cr_assert_eq(lfpool_get(P, &o, 0), 0);
+        struct waiter w = {.p = P, .timeout = LFPOOL_FOREVER};
+        pthread_t th;
+        pthread_create(&th, NULL, pinned_wait_get, &w);
+        usleep(2000);
+        atomic_store(&down_flag, 1);
+        cr_assert_eq(lfpool_shutdown(P, 0), 0);
+        cr_assert_eq(lfpool_ret(P, o), 0); /* frees capacity after shutdown */
+        pthread_join(th, NULL);
+        cr_assert_eq(w.rc, ESHUTDOWN, "iteration %d: waiter got %d", i, w.rc);
+        lfpool_free(P);
+        P = NULL;
+    }
+    cr_assert_eq(atomic_load(&after_shutdown), 0, "fun called after shutdown");
+}
+
+/* regression: while the health check holds the only available object, a
+ * waiter at max_size sleeps (it does not spin) and still times out */
+static _Atomic int hold_check, checking;
+static int holding_health(void *ctx, void *o)
+{
+    (void)ctx;
+    (void)o;
+    atomic_store(&checking, 1);
+    while (atomic_load(&hold_check))
+        usleep(1000);
+    return 1;
+}
+static void *round_thread(void *arg)
+{
+    lfpool_housekeep(arg);
+    return NULL;
+}
+
+Test(core, waiter_sleeps_and_times_out_while_health_holds_the_object)
+{
+    C.max_size = 1;
+    C.health = holding_health;
+    C.delay = 1000;
+    atomic_store(&hold_check, 1);
+    atomic_store(&checking, 0);
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, round_thread, P);
+    while (!atomic_load(&checking))
+        usleep(1000);
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    void *o;
+    cr_assert_eq(lfpool_get(P, &o, 0.3), ETIMEDOUT);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
+    cr_assert_lt(cpu, 0.15, "the waiter burnt %g s of CPU in a 0.3 s wait", cpu);
+    atomic_store(&hold_check, 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(lfpool_get(P, &o, 1.0), 0);
+    lfpool_ret(P, o);
 }
