@@ -16,14 +16,18 @@
  *     `closer`, exactly once per created object.
  *  3. Hooks (`fun`, opener, getter, retter, closer, health, stats, tracer,
  *     log, clock) run on the calling thread or on the pool's housekeeper
- *     thread.  They must not call lfpool_free() on their own pool, and must
- *     not call into the pool from inside `closer`.  A hook's failure is
- *     logged and never propagates, except `fun`, whose errno a get reports.
- *  4. Closers never run inside an RCU read-side section of the library.
- *     lfpool uses liburcu's urcu-bp flavour: your threads need no
- *     registration.  Do not call lfpool_ret() from inside your own urcu-bp
- *     read-side section (a return after shutdown, or of a killed object,
- *     waits for a grace period).
+ *     thread.  No hook may call lfpool_free() on its own pool; hooks that
+ *     run on the housekeeper (health, and closer, fun, opener there) must
+ *     not call lfpool_housekeep() or lfpool_shutdown() on it; tracer and
+ *     stats must not call into the pool at all (they run while stats walk
+ *     the pool).  A hook's failure is logged and never propagates, except
+ *     `fun`, whose errno a get reports.
+ *  4. Closers never run inside an RCU read-side section of the library, nor
+ *     with a lock of the pool held.  lfpool uses liburcu's urcu-bp flavour:
+ *     your threads need no registration, but do not call lfpool from inside
+ *     your own urcu-bp read-side section (several calls may wait for a grace
+ *     period: a return after shutdown or of a killed object, housekeeping,
+ *     shutdown, free).
  *  5. fork(): the child never hands out an object created by the parent.
  *     On its first use in the child the pool starts again from empty, with
  *     its own housekeeper; inherited objects are dropped without `closer`
@@ -140,9 +144,10 @@ void lfpool_config_init(lfpool_config *cfg);
 /* ------------------------------------------------------------- life cycle */
 
 /* Create a pool from *cfg (copied; cfg may be freed afterwards).
- * Starts the housekeeper thread when a housekeeping delay applies and
- * creates min_size objects (creation failures are logged and retried
- * later), unless cfg->lazy_start.
+ * Starts the housekeeper thread when a housekeeping delay applies (rounds)
+ * or max_use is set (worn-out objects are closed there, after a grace
+ * period), and creates min_size objects (creation failures are logged and
+ * retried later), unless cfg->lazy_start: then both wait for the first get.
  * Returns 0 and sets *pool, or:
  *   EINVAL  pool or cfg NULL, no fun, min_size > max_size on a bounded pool,
  *           a negative or NaN duration/timeout, health_freq 0, bad
@@ -160,6 +165,9 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg);
  *   EAGAIN     timeout 0 and nothing available at max_size
  *   ETIMEDOUT  nothing became available within the timeout
  *   EEXIST     `fun` returned a pointer the pool already holds
+ *   ENOMEM     no memory for the object's record
+ *   EAGAIN     also: the first get of a lazy pool could not start its
+ *              housekeeper thread
  *   errno of `fun` (EIO if it set none) when creation failed
  * Hot path (an object available): no lock, no system call, no allocation. */
 int lfpool_get(lfpool *pool, void **obj, double timeout);

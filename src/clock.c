@@ -2,8 +2,8 @@
  * clock.c - time for the pool.
  *
  * Owns: the library's monotonic and epoch clocks, the pool's coarse time
- * (`coarse_now`, refreshed by the housekeeper every tick and by every slow
- * path) and conversions to absolute CLOCK_MONOTONIC deadlines for futex
+ * (`coarse_now`, refreshed by the housekeeper every tick, after each health
+ * check and closer batch, and by creation, rounds and stats) and conversions to absolute CLOCK_MONOTONIC deadlines for futex
  * waits.  Invariant: the get/ret hot path never calls clock_gettime(); it
  * reads `coarse_now` (or calls the injected clock, which tests own).
  */

@@ -16,8 +16,9 @@
  * `waiters` (seq_cst) and, when non-zero, bumps `seq` before FUTEX_WAKE.
  * By the seq_cst total order either the producer sees the waiter, and the
  * bump makes the sleep return at once, or the waiter's re-check (3) sees
- * the published object.  Deadlines are absolute CLOCK_MONOTONIC; the wait
- * never spins.
+ * the published object.  Deadlines are absolute CLOCK_MONOTONIC and are
+ * also checked after every wake-up.  Nothing wakes the gate for an object
+ * a waiter cannot take (a record under a health check), so a wait sleeps.
  */
 #include "internal.h"
 

@@ -11,13 +11,15 @@
  *      max_avail_delay while the pool holds more than min_size (CAS
  *      AVAIL->DEAD_SET); every removal frees a slot and wakes a waiter;
  *   2. every health_freq rounds, borrows each available object in place
- *      (CAS AVAIL->BORROWED, one at a time, outside any read-side section)
- *      and runs the health hook: a hanging check holds one object, never
- *      get or ret;
- *   3. reaps: takes the pending (worn out, killed) and zombie lists, waits
- *      for one grace period for the whole batch, then runs closers and frees
- *      records - never inside a read-side section, never on call_rcu;
- *   4. refills to min_size; 5. moves idle per-CPU caches to the stack.
+ *      (CAS AVAIL->BORROWED, one at a time; the hook runs outside any
+ *      read-side section): a hanging check holds one object, never get or
+ *      ret;
+ *   3. reaps: takes the pending (worn out, killed) and zombie lists under
+ *      the round lock, then, with no lock held, waits for one grace period
+ *      for the whole batch, runs closers and releases records - never
+ *      inside a read-side section, never on call_rcu;
+ *   4. refills to min_size (no lock held); 5. moves idle per-CPU caches to
+ *      the stack; 6. shrinks the meta table when it is mostly empty.
  * The thread also refreshes the pool's coarse time every tick, and reaps
  * when a ret kicks it (an object wore out).
  */

@@ -5,8 +5,10 @@
  * own cache line), of the per-object record `struct lfpool_rec`, and the
  * record state machine below, which every component obeys.
  *
- * Record states and who may change them (all transitions are CAS on
- * rec->state; the winner of a CAS owns the record for what follows):
+ * Record states and who may change them.  Transitions between threads are
+ * CAS on rec->state (the winner owns the record for what follows); a few
+ * are plain stores by the record's sole owner (NEW -> OUT|AVAIL by its
+ * creator, BORROWED -> AVAIL|DEAD_SET by the health checker, the release):
  *
  *   AVAIL     in the available set (a cache slot or the shared stack) exactly
  *             once, free to take.           AVAIL -> OUT        (a getter)
@@ -15,6 +17,8 @@
  *   OUT       held by a user, not in the set.  OUT -> AVAIL     (ret)
  *                                           OUT -> DEAD         (ret: worn out,
  *                                                                shutdown; kill CLOSE)
+ *                                           (and AVAIL -> DEAD: shutdown closing
+ *                                            the set, lfpool_close_available)
  *                                           OUT -> KILLED       (kill DEFER)
  *   BORROWED  still physically in the set (a tombstone others step over),
  *             held by the health checker.   BORROWED -> AVAIL | DEAD_SET

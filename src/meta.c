@@ -10,8 +10,9 @@
  * Correctness: lookups, walks and deletions run inside urcu-bp read-side
  * critical sections (callers hold rcu_read_lock); cds_lfht gives lock-free
  * lookups concurrent with add/del and resizes.  A deleted node stays
- * readable until a grace period has passed; the pool frees records only
- * after synchronize_rcu() (housekeeper, deferred-kill ret, shutdown), never
+ * readable until a grace period has passed; the pool releases a record for
+ * reuse (its memory is type-stable, see lfpool_rec_alloc) only after
+ * synchronize_rcu() (housekeeper, deferred-kill ret, shutdown), never
  * through liburcu's call_rcu thread.
  */
 #include "internal.h"
@@ -144,12 +145,10 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
     return node ? caa_container_of(node, struct lfpool_rec, node) : NULL;
 }
 
-/* Delete rec from the table; true for the one caller that removed it.
- * Its use count moves to dead_uses so that nuses stays exact.
- * Caller holds rcu_read_lock. */
-/* For a kill in CLOSE mode: the holder's get may still be storing the use
- * count; the reaper adds it to dead_uses after the grace period that the
- * guarded get (pool.c) waits for. */
+/* Delete rec from the table without counting its uses: for a kill in
+ * CLOSE mode, whose holder's get may still be storing the use count; the
+ * reaper adds it to dead_uses after the grace period that the guarded get
+ * (pool.c) waits for.  Caller holds rcu_read_lock. */
 bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
@@ -158,6 +157,9 @@ bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
     return true;
 }
 
+/* Delete rec from the table; true for the one caller that removed it.
+ * Its use count moves to dead_uses so that nuses stays exact.
+ * Caller holds rcu_read_lock. */
 bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)

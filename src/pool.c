@@ -5,8 +5,9 @@
  * get/ret protocol of §3.2 and §3.4 (ret side), lazy start and fork reset
  * (§3.7), shutdown (§3.8).  Invariants: nobjs never exceeds max_size (it is
  * reserved by CAS before `fun` runs and released on every failure path);
- * every removal from the pool wakes a waiter; a record is freed only after
- * an RCU grace period that follows its removal from the table.
+ * every removal from the pool wakes a waiter; a record is released for
+ * reuse only after an RCU grace period that follows its removal from the
+ * table.
  *
  * The hot path, get with an object available:
  *   life word check -> shutdown check -> per-CPU slot exchange ->
@@ -531,8 +532,13 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
 
 int lfpool_get(lfpool *p, void **obj, double timeout)
 {
-    if (lfpool_unlikely(!p || !obj))
+    if (lfpool_unlikely(!p || !obj)) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "get: NULL obj");
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get: NULL pool");
         return EINVAL;
+    }
     if (lfpool_unlikely(isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "get: invalid timeout %g", timeout);
         return EINVAL;
@@ -594,8 +600,13 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
 
 int lfpool_ret(lfpool *p, void *obj)
 {
-    if (lfpool_unlikely(!p || !obj))
+    if (lfpool_unlikely(!p || !obj)) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret: NULL object");
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret: NULL pool");
         return EINVAL;
+    }
     if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING))
         lfpool_enter(p);
 
@@ -668,8 +679,10 @@ int lfpool_ret(lfpool *p, void *obj)
 
 int lfpool_housekeep(lfpool *p)
 {
-    if (!p)
+    if (!p) {
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_housekeep: NULL pool");
         return EINVAL;
+    }
     lfpool_enter(p);
     if (atomic_load(&p->shutdown))
         return ESHUTDOWN;
@@ -685,7 +698,7 @@ void lfpool_close_available(struct lfpool *p)
         uint32_t s = rec_load(rec);
         if (rec_cas(rec, &s, REC_AVAIL, REC_DEAD)) {
             lfpool_meta_del(p, rec);
-            atomic_fetch_sub(&p->nobjs, 1);
+            lfpool_unreserve(p);
             rec->entry.next = (ck_stack_entry_t *)dead;
             dead = rec;
         } else if (rec_st(s) == REC_DEAD_SET) {
@@ -712,8 +725,13 @@ void lfpool_close_available(struct lfpool *p)
 
 int lfpool_shutdown(lfpool *p, double delay)
 {
-    if (!p || isnan(delay) || delay < 0)
+    if (!p || isnan(delay) || delay < 0) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "shutdown: invalid delay %g", delay);
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_shutdown: NULL pool");
         return EINVAL;
+    }
     lfpool_enter(p);
     if (!atomic_exchange(&p->shutdown, true))
         lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");

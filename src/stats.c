@@ -41,7 +41,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->max_using_delay_kill = p->cfg.max_using_delay_kill;
     o->max_using_delay_warn = p->warn;
     o->health_freq = p->cfg.health_freq;
-    o->now = now;
+    o->now = lfpool_epoch_now(); /* the seed's now: a wall-clock timestamp */
 
     uint64_t uses = LD(p->c.dead_uses);
     struct cds_lfht_iter iter;
@@ -92,8 +92,10 @@ LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
 
 int lfpool_stats(lfpool *p, struct lfpool_stats *out)
 {
-    if (!p || !out)
+    if (!p || !out) {
+        lfpool_log_cfg(p ? &p->cfg : NULL, LFPOOL_LOG_ERROR, "lfpool_stats: NULL %s", p ? "out" : "pool");
         return EINVAL;
+    }
     lfpool_enter(p);
     double now = lfpool_now_fresh(p);
     rcu_read_lock();
@@ -161,6 +163,7 @@ static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key
 char *lfpool_stats_json(lfpool *p)
 {
     if (!p) {
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_stats_json: NULL pool");
         errno = EINVAL;
         return NULL;
     }
