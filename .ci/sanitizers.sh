@@ -7,7 +7,7 @@
 #   SAN_FUZZ_SECONDS=300 bash .ci/sanitizers.sh
 #
 # Steps (each in its own build directory under $SAN_ROOT, default
-# /tmp/lfpool-san; never the source tree's build/):
+# build-san/ in the source tree, next to (never inside) build/):
 #   asan      clang, -Db_sanitize=address,undefined, LSan on (detect_leaks=1):
 #             the default `meson test` run (unit, stress, reliability, fuzz
 #             corpus replay, tools smoke).
@@ -24,7 +24,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-san=${SAN_ROOT:-/tmp/lfpool-san}
+# build dirs live in the tree they build (a shared /tmp dir could hold builds
+# configured from another checkout, which meson would silently reuse)
+san=${SAN_ROOT:-$root/build-san}
 steps=${SAN_STEPS:-asan valgrind tsan fuzz}
 fuzz_secs=${SAN_FUZZ_SECONDS:-60}
 tsan_soak=${SAN_TSAN_SOAK_SECONDS:-40}

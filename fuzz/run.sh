@@ -5,13 +5,13 @@
 # into the repository; a crash leaves its input (crash-*) in the build dir
 # and makes the script fail.
 #
-#   FUZZ_BUILD=/tmp/lfpool-fuzz  build dir (default)
+#   FUZZ_BUILD=DIR               build dir (default: build-fuzz/ in the tree)
 #   FUZZ_JOBS=1                  parallel fuzzing processes
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-60}
-build=${FUZZ_BUILD:-/tmp/lfpool-fuzz}
+build=${FUZZ_BUILD:-$root/build-fuzz}
 jobs=${FUZZ_JOBS:-1}
 
 if ! command -v clang >/dev/null; then
