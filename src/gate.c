@@ -16,7 +16,15 @@
  * `waiters` (seq_cst) and, when non-zero, bumps `seq` before FUTEX_WAKE.
  * By the seq_cst total order either the producer sees the waiter, and the
  * bump makes the sleep return at once, or the waiter's re-check (3) sees
- * the published object.  Deadlines are absolute CLOCK_MONOTONIC and are
+ * the published object.
+ *
+ * The system call is saved when nobody sleeps: a waiter increments
+ * `sleepers` (seq_cst) right before FUTEX_WAIT; a producer bumps `seq`
+ * first, then calls FUTEX_WAKE only if `sleepers` is non-zero.  If the
+ * producer reads sleepers == 0, the waiter's increment comes later in the
+ * total order, so its FUTEX_WAIT compares against the bumped `seq` and
+ * returns at once.  (Waiters that are registered but preempted, common
+ * with many threads on few cores, no longer cost every ret a syscall.)  Deadlines are absolute CLOCK_MONOTONIC and are
  * also checked after every wake-up.  Nothing wakes the gate for an object
  * a waiter cannot take (a record under a health check), so a wait sleeps.
  */
@@ -36,15 +44,20 @@ static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct ti
 void lfpool_gate_wake(struct lfpool_gate *g, bool all)
 {
     atomic_fetch_add_explicit(&g->seq, 1, memory_order_seq_cst);
-    futex(&g->seq, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, NULL, 0);
+    if (all || atomic_load_explicit(&g->sleepers, memory_order_seq_cst) > 0)
+        futex(&g->seq, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, NULL, 0);
 }
 
 /* Sleep while g->seq == seen, until woken or `deadline` (NULL: forever).
  * Returns 0 (woken, or seq already moved), ETIMEDOUT, or EINTR. */
 int lfpool_gate_sleep(struct lfpool_gate *g, uint32_t seen, const struct timespec *deadline)
 {
+    atomic_fetch_add_explicit(&g->sleepers, 1, memory_order_seq_cst);
     long r = futex(&g->seq, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, deadline,
                    FUTEX_BITSET_MATCH_ANY);
+    int e = errno;
+    atomic_fetch_sub_explicit(&g->sleepers, 1, memory_order_relaxed);
+    errno = e;
     if (r == 0)
         return 0;
     if (errno == ETIMEDOUT)

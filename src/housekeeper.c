@@ -33,6 +33,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdbool.h>
 
 #define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
 #define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
@@ -206,12 +207,18 @@ struct reap_batch {
     struct lfpool_ptrvec objs; /* closer only: records still in the set */
 };
 
+/* Set while this thread runs closers of a batch (a closer that calls
+ * lfpool_housekeep() must not wait for its own batch). */
+static __thread bool in_reap __attribute__((tls_model("initial-exec")));
+
 static void reap_collect(struct lfpool *p, struct reap_batch *b)
 {
     b->pend = lfpool_list_take_all(&p->pending);
     b->zomb = lfpool_list_take_all(&p->zombies);
     b->objs = p->hk.close_only;
     memset(&p->hk.close_only, 0, sizeof p->hk.close_only);
+    if (b->pend || b->zomb || b->objs.n)
+        atomic_fetch_add(&p->hk.reaping, 1);
 }
 
 static void reap_finish(struct lfpool *p, struct reap_batch *b)
@@ -221,6 +228,8 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
         free(b->objs.v);
         return;
     }
+    bool outer = in_reap;
+    in_reap = true;
     synchronize_rcu();
     for (rec = b->pend; rec; rec = next) {
         next = lfpool_list_next(rec);
@@ -242,6 +251,16 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
         lfpool_rec_release(p, rec);
     }
     lfpool_now_fresh(p); /* closers may have been slow: keep coarse time moving */
+    in_reap = outer;
+    atomic_fetch_sub(&p->hk.reaping, 1);
+}
+
+/* lfpool_housekeep() is synchronous: once it returns, what any reaper had
+ * already collected has been closed too (unless called from a closer). */
+void lfpool_hk_wait_reaps(struct lfpool *p)
+{
+    while (!in_reap && atomic_load(&p->hk.reaping) > 0)
+        usleep(100);
 }
 
 /* Reap now.  try_lock: give up if a round holds the lock (shutdown must not

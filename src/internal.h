@@ -141,6 +141,7 @@ struct lfpool_cache {
 struct lfpool_gate {
     _Atomic uint32_t seq;     /* bumped by every wake; futex word */
     _Atomic int32_t waiters;  /* threads inside lfpool_gate wait loops */
+    _Atomic int32_t sleepers; /* of those, the ones in (or entering) FUTEX_WAIT */
 };
 
 /* Process-life word, in a MADV_WIPEONFORK page: a fork child reads 0. */
@@ -168,6 +169,7 @@ struct lfpool_hk {
     _Atomic bool stop;
     _Atomic bool running;    /* thread inside its loop */
     pthread_mutex_t round_lock; /* serialises rounds (never taken by get/ret) */
+    _Atomic int reaping;     /* batches collected whose closers have not all run */
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
     struct lfpool_ptrvec close_free; /* recs to close and free */
@@ -282,6 +284,7 @@ LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
 LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p, bool try_lock);
+LFPOOL_INTERNAL void lfpool_hk_wait_reaps(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 
 /* ---- pool.c (shared by housekeeper) */

@@ -317,6 +317,7 @@ static void fork_reset(struct lfpool *p)
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
     atomic_store(&p->gate.waiters, 0);
+    atomic_store(&p->gate.sleepers, 0);
     atomic_store(&p->gate.seq, 0);
     atomic_store(&p->hk_last, 0.0);
     atomic_store(&p->hk_time, 0.0);
@@ -412,7 +413,8 @@ static __thread struct hint hints[HINTS] __attribute__((tls_model("initial-exec"
 
 static inline struct hint *hint_slot(const void *obj)
 {
-    return &hints[((uintptr_t)obj >> 4) & (HINTS - 1)];
+    /* multiplicative hash: aligned objects (64, 4096...) still spread */
+    return &hints[((uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ULL) >> 61];
 }
 
 static inline void hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
@@ -686,7 +688,9 @@ int lfpool_housekeep(lfpool *p)
     lfpool_enter(p);
     if (atomic_load(&p->shutdown))
         return ESHUTDOWN;
-    return lfpool_hk_round(p);
+    int r = lfpool_hk_round(p);
+    lfpool_hk_wait_reaps(p);
+    return r;
 }
 
 /* Close every object sitting in the available set (shutdown, free). */
