@@ -100,7 +100,8 @@ for step in $steps; do
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$ubsan_supp" \
     LSAN_OPTIONS="suppressions=$root/.ci/lsan.supp:print_suppressions=0" \
-      meson test -C "$san/asan" --print-errorlogs --num-processes "$jobs" --timeout-multiplier 3 ||
+      meson test -C "$san/asan" --print-errorlogs --num-processes "$jobs" --timeout-multiplier 3 \
+        --no-suite fork ||
       failed+=(asan)
     scan asan "$san/asan" "$san_pat"
     ;;

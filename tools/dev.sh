@@ -47,7 +47,7 @@ asan() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/.ci/ubsan.supp \
         meson test -C "$b" --print-errorlogs --no-rebuild --suite unit --suite stress \
-        --suite reliability
+        --suite reliability --no-suite fork  # fork under ASan: tests/reliability/meson.build
 }
 
 case "${1:-}" in
