@@ -158,7 +158,11 @@ static void *h_fun(void *ctx, uint64_t n)
         int pick = -1, k = (v / 4) % NSLOT;
         for (int i = 0; i < NSLOT; i++) {
             int j = (k + i) % NSLOT;
-            if (M.s[j].state == S_POOL || M.s[j].state == S_HELD) {
+            /* a CLOSE kill removed its object from the pool at once: the
+             * pool no longer holds it, even while its holder does */
+            if (M.s[j].state == S_POOL ||
+                (M.s[j].state == S_HELD &&
+                 !(M.s[j].killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE))) {
                 pick = j;
                 break;
             }

@@ -96,7 +96,10 @@ static enum claim claim(struct lfpool *p, struct lfpool_rec *rec, double now)
             /* last_get first: once OUT, a kill judges the record by it.
              * Harmless if the CAS fails: only OUT records' last_get is read */
             atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
-            if (atomic_compare_exchange_weak_explicit(&rec->state, &w, rec_word(w, REC_OUT),
+            /* a claim also bumps the generation, so that a housekeeper CAS
+             * prepared on an earlier hand-out of this record fails */
+            if (atomic_compare_exchange_weak_explicit(&rec->state, &w,
+                                                      ((rec_gen(w) + 1) << 4) | REC_OUT,
                                                       memory_order_acq_rel, memory_order_acquire))
                 return CLAIM_TAKEN;
             continue;

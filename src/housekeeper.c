@@ -255,8 +255,24 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
     atomic_fetch_sub(&p->hk.reaping, 1);
 }
 
+/* The housekeeper thread's own work (a round, or a reap and refill) counts
+ * as in flight too, so that lfpool_housekeep() also waits for a refill the
+ * thread is doing. */
+static void hk_work_begin(struct lfpool *p)
+{
+    atomic_fetch_add(&p->hk.reaping, 1);
+    in_reap = true;
+}
+
+static void hk_work_end(struct lfpool *p)
+{
+    in_reap = false;
+    atomic_fetch_sub(&p->hk.reaping, 1);
+}
+
 /* lfpool_housekeep() is synchronous: once it returns, what any reaper had
- * already collected has been closed too (unless called from a closer). */
+ * already collected has been closed too, and a refill by the housekeeper
+ * thread is complete (unless called from a hook of that work). */
 void lfpool_hk_wait_reaps(struct lfpool *p)
 {
     while (!in_reap && atomic_load(&p->hk.reaping) > 0)
@@ -335,18 +351,22 @@ static void *hk_main(void *arg)
         atomic_store_explicit(&p->coarse_now, now, memory_order_relaxed);
         uint32_t k = atomic_load(&p->hk.kick);
         if (now >= next_round) {
+            hk_work_begin(p);
             if (!atomic_load(&p->shutdown))
                 lfpool_hk_round(p);
+            hk_work_end(p);
             next_round = lfpool_mono_now() + p->delay;
             seen = k;
             continue;
         }
         if (k != seen || ck_pr_load_ptr(&p->pending.head) || ck_pr_load_ptr(&p->zombies.head)) {
             seen = k;
+            hk_work_begin(p);
             lfpool_hk_reap(p, false);
             uint32_t life = atomic_load(&p->lp->life);
             if (life == LIFE_READY || life == LIFE_STARTING)
                 lfpool_fill(p);
+            hk_work_end(p);
             continue;
         }
         double wake = fmin(next_round, now + p->hk.tick);

@@ -103,10 +103,12 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
          cds_lfht_next((ht), (iter)), (rec) = lfpool_rec_of(cds_lfht_iter_get_node(iter)))
 
 /* The state word: the state in the low 4 bits, a generation above them,
- * bumped each time the record is released for reuse.  Every transition
- * keeps the generation, so a CAS that expects (generation, state) fails on
- * a record that was reused meanwhile (the per-thread return hints rely on
- * this, pool.c). */
+ * bumped each time the record is handed out (AVAIL -> OUT) and each time it
+ * is released for reuse.  Other transitions keep it, so a CAS that expects
+ * (generation, state) fails on a record that was handed out again or reused
+ * meanwhile: the per-thread return hints (pool.c) and the housekeeper's
+ * kill and recycle decisions (made on values read before the CAS) rely on
+ * this.  28 bits: a wrap needs 2^28 hand-outs inside one such window. */
 #define REC_ST_MASK 0xfu
 static inline uint32_t rec_st(uint32_t w) { return w & REC_ST_MASK; }
 static inline uint32_t rec_gen(uint32_t w) { return w >> 4; }

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAXOBJS 200000
+#define MAXOBJS (1 << 20)
 #define THREADS 8
 
 struct sobj {
@@ -31,7 +31,7 @@ struct sctx {
     int iters;
     _Atomic double now;
     _Atomic int created, closed, stop, rounds, nchecks;
-    _Atomic long gets, estale, enoent, errors, timeouts;
+    _Atomic long gets, estale, enoent, errors, timeouts, e_get, e_double, e_closed, e_ret, e_hk, e_json, e_health, last_get_rc;
     _Atomic int in_hand, max_in_hand, max_nobjs;
     struct sobj *objs[MAXOBJS];
 };
@@ -82,7 +82,7 @@ static void *worker(void *arg)
     struct sctx *s = arg;
     unsigned seed = (unsigned)(uintptr_t)&seed;
     /* run at least `iters` operations and until 60 rounds have happened */
-    for (int i = 0; i < s->iters || atomic_load(&s->rounds) < 60; i++) {
+    for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
         void *o;
         int r = lfpool_get(s->p, &o, 2.0);
         if (r == ETIMEDOUT) {
@@ -91,6 +91,8 @@ static void *worker(void *arg)
         }
         if (r != 0) {
             atomic_fetch_add(&s->errors, 1);
+            atomic_fetch_add(&s->e_get, 1);
+            atomic_store(&s->last_get_rc, r);
             continue;
         }
         atomic_fetch_add(&s->gets, 1);
@@ -99,8 +101,10 @@ static void *worker(void *arg)
         int m = atomic_load(&s->max_in_hand);
         while (h > m && !atomic_compare_exchange_weak(&s->max_in_hand, &m, h))
             ;
-        if (atomic_exchange(&so->held, 1) != 0)
+        if (atomic_exchange(&so->held, 1) != 0) {
             atomic_fetch_add(&s->errors, 1); /* handed to two holders */
+            atomic_fetch_add(&s->e_double, 1);
+        }
         if (atomic_load(&so->closed) != 0 && !(s->kill && s->kill_mode == LFPOOL_KILL_CLOSE))
             atomic_fetch_add(&s->errors, 1); /* handed out after close */
         if (s->kill && rand_r(&seed) % 512 == 0) {
@@ -118,8 +122,10 @@ static void *worker(void *arg)
             atomic_fetch_add(&s->estale, 1);
         else if (r == ENOENT && s->kill && s->kill_mode == LFPOOL_KILL_CLOSE)
             atomic_fetch_add(&s->enoent, 1);
-        else if (r != 0)
+        else if (r != 0) {
             atomic_fetch_add(&s->errors, 1);
+            atomic_fetch_add(&s->e_ret, 1);
+        }
     }
     return NULL;
 }
@@ -188,7 +194,11 @@ static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, boo
     atomic_store(&s->stop, 1);
     pthread_join(drv, NULL);
 
-    cr_assert_eq(atomic_load(&s->errors), 0, "invariant violations: %ld", atomic_load(&s->errors));
+    cr_assert_eq(atomic_load(&s->errors), 0,
+                 "invariant violations: %ld (get errors %ld, last rc %ld; double hand-outs %ld; "
+                 "ret errors %ld)",
+                 atomic_load(&s->errors), atomic_load(&s->e_get), atomic_load(&s->last_get_rc),
+                 atomic_load(&s->e_double), atomic_load(&s->e_ret));
     cr_assert_eq(atomic_load(&s->timeouts), 0);
     if (max_size) {
         cr_assert_leq((size_t)atomic_load(&s->max_nobjs), max_size);
