@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct tobj {
     uint64_t n;
@@ -141,6 +142,39 @@ static inline struct lfpool_stats tstats(lfpool *p)
     struct lfpool_stats s;
     lfpool_stats(p, &s);
     return s;
+}
+
+/* A health hook that holds its object until released: hung_health_hold(),
+ * wait for hung_health_checking, then hung_health_release().  And a thread
+ * body running one round (the round blocks in that hook). */
+static _Atomic int hung_health_open, hung_health_checking;
+static inline void hung_health_hold(void)
+{
+    atomic_store(&hung_health_open, 0);
+    atomic_store(&hung_health_checking, 0);
+}
+static inline void hung_health_release(void)
+{
+    atomic_store(&hung_health_open, 1);
+}
+static inline int hung_health(void *ctx, void *o)
+{
+    (void)ctx;
+    (void)o;
+    atomic_store(&hung_health_checking, 1);
+    while (!atomic_load(&hung_health_open))
+        usleep(1000);
+    return 1;
+}
+static inline void *round_in_thread(void *pool)
+{
+    lfpool_housekeep(pool);
+    return NULL;
+}
+static inline void wait_hung_health_checking(void)
+{
+    while (!atomic_load(&hung_health_checking))
+        usleep(1000);
 }
 
 /* One test file's fixture: the context T, the config C (every counting

@@ -343,34 +343,16 @@ Test(core, shutdown_waiters_never_get_an_object)
 
 /* regression: while the health check holds the only available object, a
  * waiter at max_size sleeps (it does not spin) and still times out */
-static _Atomic int hold_check, checking;
-static int holding_health(void *ctx, void *o)
-{
-    (void)ctx;
-    (void)o;
-    atomic_store(&checking, 1);
-    while (atomic_load(&hold_check))
-        usleep(1000);
-    return 1;
-}
-static void *round_thread(void *arg)
-{
-    lfpool_housekeep(arg);
-    return NULL;
-}
-
 Test(core, waiter_sleeps_and_times_out_while_health_holds_the_object)
 {
     C.max_size = 1;
-    C.health = holding_health;
+    C.health = hung_health;
     C.delay = 1000;
-    atomic_store(&hold_check, 1);
-    atomic_store(&checking, 0);
+    hung_health_hold();
     cr_assert_eq(lfpool_new(&P, &C), 0);
     pthread_t th;
-    pthread_create(&th, NULL, round_thread, P);
-    while (!atomic_load(&checking))
-        usleep(1000);
+    pthread_create(&th, NULL, round_in_thread, P);
+    wait_hung_health_checking();
     struct timespec c0, c1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     void *o;
@@ -378,7 +360,7 @@ Test(core, waiter_sleeps_and_times_out_while_health_holds_the_object)
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
     double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
     cr_assert_lt(cpu, 0.15, "the waiter burnt %g s of CPU in a 0.3 s wait", cpu);
-    atomic_store(&hold_check, 0);
+    hung_health_release();
     pthread_join(th, NULL);
     cr_assert_eq(lfpool_get(P, &o, 1.0), 0);
     lfpool_ret(P, o);

@@ -224,34 +224,16 @@ Test(hk, health_every_health_freq_rounds_and_skips_busy)
     lfpool_ret(P, busy);
 }
 
-static _Atomic int gate_open, in_check;
-static int slow_health(void *ctx, void *o)
-{
-    (void)ctx;
-    (void)o;
-    atomic_store(&in_check, 1);
-    while (!atomic_load(&gate_open))
-        usleep(1000);
-    return 1;
-}
-static void *run_round(void *arg)
-{
-    lfpool_housekeep(arg);
-    return NULL;
-}
-
 Test(hk, hanging_health_check_blocks_neither_get_nor_ret)
 {
     C.min_size = 2;
     C.max_size = 3;
-    C.health = slow_health;
-    atomic_store(&gate_open, 0);
-    atomic_store(&in_check, 0);
+    C.health = hung_health;
+    hung_health_hold();
     cr_assert_eq(lfpool_new(&P, &C), 0);
     pthread_t th;
-    pthread_create(&th, NULL, run_round, P);
-    while (!atomic_load(&in_check))
-        usleep(1000);
+    pthread_create(&th, NULL, round_in_thread, P);
+    wait_hung_health_checking();
     /* one object is borrowed; it counts as in use, as in the seed */
     struct lfpool_stats s = tstats(P);
     cr_assert_eq(s.nusing, 1);
@@ -266,7 +248,7 @@ Test(hk, hanging_health_check_blocks_neither_get_nor_ret)
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_get(P, &b, 0), 0);
     cr_assert_eq(lfpool_get(P, &c, 0), EAGAIN, "the borrowed object holds a slot");
-    atomic_store(&gate_open, 1);
+    hung_health_release();
     pthread_join(th, NULL);
     cr_assert_eq(lfpool_get(P, &c, 1.0), 0);
     lfpool_ret(P, a);
