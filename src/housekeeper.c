@@ -35,9 +35,6 @@
 #include <unistd.h>
 #include <stdbool.h>
 
-#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
-#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static int vec_reserve(struct lfpool_ptrvec *v, size_t n)
 {
@@ -375,7 +372,6 @@ static void *hk_main(void *arg)
         ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
         futex_wait_abs(&p->hk.kick, k, &ts);
     }
-    atomic_store(&p->hk.running, false);
     return NULL;
 }
 
@@ -386,12 +382,10 @@ int lfpool_hk_start(struct lfpool *p)
     pthread_attr_setstacksize(&attr, 256 * 1024);
     atomic_store(&p->hk.kick, 0);
     atomic_store(&p->hk.stop, false);
-    atomic_store(&p->hk.running, true);
     int r = pthread_create(&p->hk.thread, &attr, hk_main, p);
     pthread_attr_destroy(&attr);
     if (r) {
-        atomic_store(&p->hk.running, false);
-        lfpool_log(p, LFPOOL_LOG_ERROR, "cannot start housekeeper thread: %s", strerror(r));
+            lfpool_log(p, LFPOOL_LOG_ERROR, "cannot start housekeeper thread: %s", strerror(r));
         return EAGAIN;
     }
     p->hk.has_thread = true;

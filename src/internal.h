@@ -58,6 +58,10 @@
 #define LFPOOL_CACHELINE 64
 #define LFPOOL_CACHE_SLOTS 8
 #define LFPOOL_ALIGNED __attribute__((aligned(LFPOOL_CACHELINE)))
+/* relaxed counter access: statistics and counts read without ordering */
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
 #define lfpool_likely(x) __builtin_expect(!!(x), 1)
 #define lfpool_unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -169,12 +173,10 @@ struct lfpool_hk {
     bool has_thread;
     _Atomic uint32_t kick;   /* futex word: pending work or stop */
     _Atomic bool stop;
-    _Atomic bool running;    /* thread inside its loop */
     pthread_mutex_t round_lock; /* serialises rounds (never taken by get/ret) */
     _Atomic int reaping;     /* batches collected whose closers have not all run */
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
-    struct lfpool_ptrvec close_free; /* recs to close and free */
     struct lfpool_ptrvec scratch;
     struct lfpool_rec **cache_snap;  /* previous round's slots, for idle drain */
 };
@@ -290,6 +292,9 @@ LFPOOL_INTERNAL void lfpool_hk_wait_reaps(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 
 /* ---- pool.c (shared by housekeeper) */
+/* make the pool usable in this process (reset after fork); every entry
+ * point but the get fast path calls it */
+LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get);
 /* for_get: the record ends OUT (uses 1), else AVAIL and in the set */
 LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);

@@ -29,9 +29,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
-#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
 
 /* Process-wide state, kept to what liburcu requires plus the seed's pool
  * numbering: liburcu-bp's fork rule (urcu_bp_before_fork & co around
@@ -222,7 +219,6 @@ static void fork_reset(struct lfpool *p);
 
 /* Make the pool usable in this process (reset after fork).  Every entry
  * point but the get fast path calls this; get checks the life word. */
-LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
 int lfpool_enter(struct lfpool *p)
 {
     for (;;) {
@@ -282,7 +278,6 @@ static void fork_reset(struct lfpool *p)
     pthread_mutex_init(&p->hk.round_lock, NULL);
     atomic_store(&p->hk.kick, 0);
     atomic_store(&p->hk.stop, false);
-    atomic_store(&p->hk.running, false);
     atomic_store(&p->ht_resizing, false); /* a parent thread may have been resizing */
     /* a parent round may have been mid-way: its lists name parent objects */
     p->hk.close_only.n = 0;
@@ -600,6 +595,16 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
     return ENOENT;
 }
 
+/* A returned record, now AVAIL, goes back into the set.  A ret that raced
+ * with shutdown's drain closes what it just put back. */
+static inline int put_back(struct lfpool *p, struct lfpool_rec *rec)
+{
+    lfpool_set_put(p, rec);
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        lfpool_close_available(p);
+    return 0;
+}
+
 int lfpool_ret(lfpool *p, void *obj)
 {
     if (lfpool_unlikely(!p || !obj)) {
@@ -624,10 +629,7 @@ int lfpool_ret(lfpool *p, void *obj)
         if (lfpool_likely(atomic_compare_exchange_strong_explicit(
                 &rec->state, &word, rec_word(word, REC_AVAIL), memory_order_acq_rel,
                 memory_order_acquire))) {
-            lfpool_set_put(p, rec);
-            if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
-                lfpool_close_available(p); /* raced with shutdown's drain */
-            return 0;
+            return put_back(p, rec);
         }
         /* not OUT any more (killed, returned twice...): the careful path */
     }
@@ -670,11 +672,8 @@ int lfpool_ret(lfpool *p, void *obj)
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_AVAIL)))
         return ret_not_out(p, rec, obj, s, true);
-    lfpool_set_put(p, rec);
-    rcu_read_unlock();
-    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
-        lfpool_close_available(p); /* raced with shutdown's drain */
-    return 0;
+    rcu_read_unlock(); /* rec is ours until put back (type-stable anyway) */
+    return put_back(p, rec);
 }
 
 /* ---- housekeep, shutdown, free */

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 static bool is_using(uint32_t s)
 {
@@ -88,7 +87,6 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->hc_errors = LD(p->c.hc_errors);
 }
 
-LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
 
 int lfpool_stats(lfpool *p, struct lfpool_stats *out)
 {
