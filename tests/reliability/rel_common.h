@@ -226,6 +226,23 @@ static inline void rel_max64(_Atomic int64_t *m, int64_t v)
         ;
 }
 
+/* Make slot i a fresh object with creation number n (a new or reused slot). */
+static inline struct rel_obj *rel_obj_make(struct rel_world *w, uint32_t i, uint64_t n)
+{
+    struct rel_obj *o = &w->objs[i];
+    o->magic = REL_MAGIC;
+    o->index = i;
+    o->pid = (int32_t)getpid();
+    o->n = n;
+    atomic_store(&o->uses, 0);
+    atomic_store(&o->killed_close, 0);
+    atomic_store(&o->held, 0);
+    atomic_store(&o->closed, 0);
+    atomic_fetch_add(&w->fun_ok, 1);
+    rel_max64(&w->live_max, atomic_fetch_add(&w->live, 1) + 1);
+    return o;
+}
+
 static inline void *rel_fun(void *ctx, uint64_t n)
 {
     struct rel_world *w = ctx;
@@ -242,16 +259,7 @@ static inline void *rel_fun(void *ctx, uint64_t n)
         errno = ENOMEM;
         return NULL;
     }
-    struct rel_obj *o = &w->objs[i];
-    o->magic = REL_MAGIC;
-    o->index = i;
-    o->pid = (int32_t)getpid();
-    o->n = n;
-    atomic_store(&o->held, 0);
-    atomic_store(&o->closed, 0);
-    atomic_fetch_add(&w->fun_ok, 1);
-    rel_max64(&w->live_max, atomic_fetch_add(&w->live, 1) + 1);
-    return o;
+    return rel_obj_make(w, i, n);
 }
 
 static inline int rel_opener(void *ctx, void *obj)

@@ -62,18 +62,7 @@ static void *soak_fun(void *ctx, uint64_t n)
             return NULL;
         }
     }
-    struct rel_obj *o = &w->objs[i];
-    o->magic = REL_MAGIC;
-    o->index = i;
-    o->pid = (int32_t)getpid();
-    o->n = n;
-    atomic_store(&o->uses, 0);
-    atomic_store(&o->killed_close, 0);
-    atomic_store(&o->held, 0);
-    atomic_store(&o->closed, 0);
-    atomic_fetch_add(&w->fun_ok, 1);
-    atomic_fetch_add(&w->live, 1);
-    return o;
+    return rel_obj_make(w, i, n);
 }
 
 static int soak_closer(void *ctx, void *obj)
