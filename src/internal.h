@@ -81,7 +81,7 @@ enum lfpool_rec_state {
     REC_NEW,
 };
 
-/* One record per object; 64 bytes.  `entry` links the record into the
+/* One record per object; 72 bytes (an 80-byte malloc chunk, as 64 would be).  `entry` links the record into the
  * shared stack while it is in the set, and into the pending/zombie lists
  * after it left it (never both at once). */
 struct lfpool_rec {
@@ -93,6 +93,7 @@ struct lfpool_rec {
     _Atomic uint64_t uses;      /* written by the holder only */
     _Atomic double last_get;    /* written by the holder only */
     _Atomic double last_ret;    /* written by the returner before AVAIL */
+    struct lfpool_rec *all_next; /* every record ever allocated (meta.c) */
 };
 
 static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
@@ -215,6 +216,7 @@ struct lfpool {
     ck_stack_t pending LFPOOL_ALIGNED;    /* DEAD recs awaiting closer+free */
     ck_stack_t zombies LFPOOL_ALIGNED;    /* popped DEAD_SET recs: free only */
     ck_stack_t rec_free LFPOOL_ALIGNED;   /* released records, type-stable */
+    _Atomic(struct lfpool_rec *) all_recs; /* push-only list of every record */
     struct lfpool_counters c LFPOOL_ALIGNED;
     _Atomic double hk_last, hk_time;
 

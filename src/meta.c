@@ -105,6 +105,12 @@ struct lfpool_rec *lfpool_rec_alloc(struct lfpool *p)
         rec = calloc(1, sizeof *rec);
         if (!rec)
             return NULL;
+        /* push-only list (nothing is ever unlinked before lfpool_free): a
+         * plain CAS push has no ABA; lfpool_free walks it with no other user */
+        rec->all_next = atomic_load_explicit(&p->all_recs, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&p->all_recs, &rec->all_next, rec,
+                                                      memory_order_release, memory_order_relaxed))
+            ;
     }
     cds_lfht_node_init(&rec->node);
     return rec;
@@ -120,12 +126,17 @@ void lfpool_rec_release(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_stack_push(&p->rec_free, rec);
 }
 
-/* lfpool_free(): give the memory of every released record back. */
+/* lfpool_free(): give the memory of every record back, wherever it is -
+ * released, or lost in transit in a thread that did not survive fork(). */
 void lfpool_rec_free_all(struct lfpool *p)
 {
-    struct lfpool_rec *rec;
-    while ((rec = lfpool_stack_pop(&p->rec_free)) != NULL)
+    struct lfpool_rec *rec = atomic_load(&p->all_recs), *next;
+    for (; rec; rec = next) {
+        next = rec->all_next;
         free(rec);
+    }
+    atomic_store(&p->all_recs, NULL);
+    ck_stack_init(&p->rec_free);
 }
 
 /* Insert rec (rec->obj set).  Caller holds rcu_read_lock. */
