@@ -123,14 +123,16 @@ static inline uint32_t rec_load(struct lfpool_rec *r)
     return atomic_load_explicit(&r->state, memory_order_acquire);
 }
 /* CAS the state `from` -> `to` keeping the generation.  *w is the caller's
- * last read of the word, refreshed on failure; false once it is not `from`. */
+ * read of the word, and the CAS expects exactly that word: it fails (and
+ * refreshes *w) if the record changed at all since, even back to the same
+ * state with a new generation - the caller's decision was made on that read.
+ * (A retrying loop here once let a kill prepared on one hand-out hit the
+ * next one.) */
 static inline bool rec_cas(struct lfpool_rec *r, uint32_t *w, uint32_t from, uint32_t to)
 {
-    while (rec_st(*w) == from)
-        if (atomic_compare_exchange_weak_explicit(&r->state, w, rec_word(*w, to),
-                                                  memory_order_acq_rel, memory_order_acquire))
-            return true;
-    return false;
+    return rec_st(*w) == from &&
+           atomic_compare_exchange_strong_explicit(&r->state, w, rec_word(*w, to),
+                                                   memory_order_acq_rel, memory_order_acquire);
 }
 /* Owner-only state change (no other thread may move it meanwhile). */
 static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
