@@ -672,8 +672,11 @@ int lfpool_ret(lfpool *p, void *obj)
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_AVAIL)))
         return ret_not_out(p, rec, obj, s, true);
-    rcu_read_unlock(); /* rec is ours until put back (type-stable anyway) */
-    return put_back(p, rec);
+    lfpool_set_put(p, rec);
+    rcu_read_unlock();
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        lfpool_close_available(p); /* raced with shutdown's drain */
+    return 0;
 }
 
 /* ---- housekeep, shutdown, free */
