@@ -141,7 +141,8 @@ for step in $steps; do
     ;;
   fuzz)
     log "libFuzzer for ${fuzz_secs}s"
-    FUZZ_BUILD="$san/fuzz" bash "$root/fuzz/run.sh" "$fuzz_secs" || failed+=(fuzz)
+    # a fixed seed: a CI failure can be replayed exactly (FUZZ_SEED= for random)
+    FUZZ_SEED=${FUZZ_SEED-1} FUZZ_BUILD="$san/fuzz" bash "$root/fuzz/run.sh" "$fuzz_secs" || failed+=(fuzz)
     ;;
   *)
     echo "sanitizers.sh: unknown step $step" >&2

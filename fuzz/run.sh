@@ -7,6 +7,7 @@
 #
 #   FUZZ_BUILD=DIR               build dir (default: build-fuzz/ in the tree)
 #   FUZZ_JOBS=1                  parallel fuzzing processes
+#   FUZZ_SEED=N                  fixed libFuzzer seed (CI: reproducible runs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -29,7 +30,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_erro
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppressions=$root/.ci/ubsan.supp}
 echo "fuzz/run.sh: fuzzing $bin for ${secs}s ($jobs job(s)), corpus $work + $here/corpus"
 set +e
-"$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -max_len=512 \
+"$bin" -max_total_time="$secs" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -timeout=20 -rss_limit_mb=4096 -max_len=512 \
   -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/" \
   ${FUZZ_JOBS:+-jobs=$jobs -workers=$jobs} "$work" "$here/corpus" 2>"$build/fuzz.log"
 rc=$?
