@@ -223,6 +223,11 @@ struct lfpool_stats {
     uint64_t nobjs, ncreated, ncreating, nuses, nkilled, nrecycled, nwornout;
     uint64_t nborrows, nreturns, ndestroys, nhealth, bad_health;
     uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
+    /* not in the seed: records each per-CPU cache holds (0: per-CPU caches
+     * off - no rseq, or a bounded pool too small for them), and how many
+     * times the caches were flushed to the shared stack (each flush is one
+     * membarrier system call: housekeeping rounds, waits, cross-CPU gets) */
+    uint64_t cpu_cache, nflushes;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

@@ -1,80 +1,90 @@
 /*
- * cache.c - the available set: per-CPU caches (magazines) over the shared
- * Treiber stack.
+ * cache.c - the available set: per-CPU caches over the shared Treiber
+ * stack, and the claim protocol.
  *
- * Owns: where available records sit, and the claim protocol that turns a
- * popped record into a held one.  Invariant: a record is physically in the
- * set (one slot or the stack) at most once; only the thread that popped it
- * or moved it into AVAIL may push it.
+ * Owns: where available records sit.  Invariant: an available record is
+ * physically in exactly one place - one per-CPU cache (state CACHED), the
+ * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
+ * hands of the one thread moving it between them; only that thread pushes
+ * it.
  *
- * Per-CPU caches: one cache line of LFPOOL_CACHE_SLOTS atomic pointers per
- * possible CPU, indexed by the rseq cpu id that glibc keeps in the thread's
- * rseq area (__rseq_offset), or sched_getcpu() where rseq is not
- * registered.  A thread may be migrated or preempted at any point, so the
- * slots are touched only with single-word atomics:
- * - take: atomic exchange of a non-empty slot with NULL (acquire).  Whoever
- *   gets the non-NULL value owns the record; there is no ABA because the
- *   slot holds a plain pointer and no decision is made on a stale read.
- * - put: CAS NULL -> rec (seq_cst: it also orders the store before the
- *   gate's waiter check, see gate.c).
- * - reclamation: a slot never dereferences another thread's record; a
- *   record taken from a slot is owned, and record memory is type-stable.
+ * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
+ * popper may take: no in-place claim, so get from a cache is an rseq pop
+ * plus a plain store (CACHED -> OUT), and ret is its state CAS
+ * (OUT -> CACHED, arbitrating with kills) plus an rseq push.  No atomic
+ * read-modify-write on the cache itself.  The housekeeper, which claims
+ * available records in place (health, recycling), sees only the shared
+ * stack: every round starts with lfpool_set_flush(), which moves every
+ * cached record to the stack as AVAIL; records cached again during the
+ * round are recently used and left for the next one.
  *
- * Claim: a popped record is usually AVAIL and the CAS AVAIL -> OUT hands it
- * to the getter.  It may instead be BORROWED by the health check (set it
- * aside and push it back after the scan: it must stay in the set) or
- * DEAD_SET (recycled/unhealthy while in the set: hand it to the zombie list,
- * the housekeeper frees it after a grace period).
+ * Shared stack claim: a popped record is usually AVAIL and the CAS
+ * AVAIL -> OUT hands it to the getter.  It may instead be BORROWED by the
+ * health check (set it aside and push it back after the scan: it must stay
+ * in the set) or DEAD_SET (recycled/unhealthy while in the set: hand it to
+ * the zombie list, the housekeeper frees it after a grace period).
  *
- * Never stranded: a get that misses its own cache and the shared stack
- * scans every other CPU's cache before it creates or waits; the
- * housekeeper moves caches that stayed unchanged for a whole round to the
- * shared stack.
+ * No lost wake-up with caches.  A bounded pool's ret that pushes into a
+ * cache reads the gate's waiter count after the push with no fence between
+ * (store then load: TSO may reorder them).  The other half is heavy: a
+ * getter that registered as a waiter flushes, whose membarrier runs a full
+ * barrier on every CPU running the process.  Either the returner's push
+ * was visible before that barrier (the flush moves it to the stack and
+ * the waiter finds it), or its later read of the waiter count sees the
+ * registration and it signals the gate.  A ret that already sees waiters
+ * bypasses the caches (the stack path, fenced), so that a waiter on
+ * another CPU can take the object without a flush.
+ *
+ * Never stranded: a get that misses its cache and the stack flushes before
+ * it creates (when another cache looks non-empty) or waits (always).
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/rseq.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <unistd.h>
 
-static inline unsigned cpu_id(void)
+static int membarrier(int cmd, unsigned flags, int cpu)
 {
-#if defined(__x86_64__)
-    if (lfpool_likely(__rseq_size > 0)) {
-        char *tp;
-        __asm__("mov %%fs:0, %0" : "=r"(tp));
-        int32_t c = ((volatile struct rseq *)(tp + __rseq_offset))->cpu_id;
-        if (lfpool_likely(c >= 0))
-            return (unsigned)c;
-    }
-#elif defined(__aarch64__)
-    if (lfpool_likely(__rseq_size > 0)) {
-        char *tp = __builtin_thread_pointer();
-        int32_t c = ((volatile struct rseq *)(tp + __rseq_offset))->cpu_id;
-        if (lfpool_likely(c >= 0))
-            return (unsigned)c;
-    }
-#endif
-    int c = sched_getcpu();
-    return c < 0 ? 0 : (unsigned)c;
+    return (int)syscall(__NR_membarrier, cmd, flags, cpu);
+}
+
+/* Per-CPU caches need glibc's rseq registration, the expedited rseq
+ * membarrier (Linux >= 5.10), and x86-64.  Registration is per process:
+ * repeated for every pool (cheap) and after fork. */
+static bool pcpu_available(unsigned ncaches)
+{
+    if (!LFPOOL_HAVE_PCPU || __rseq_size < 20)
+        return false;
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0 ||
+        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
+        return false;
+    uint32_t cpu = lfpool_pcpu_cpu();
+    return cpu < ncaches; /* a registered thread reads a real cpu id */
 }
 
 int lfpool_set_init(struct lfpool *p)
 {
     int n = get_nprocs_conf();
-    /* a power of two: the cpu id is reduced with a mask, not a division */
-    p->ncaches = 1;
-    while (p->ncaches < (unsigned)(n > 0 ? n : 1))
-        p->ncaches <<= 1;
-    p->caches = aligned_alloc(LFPOOL_CACHELINE, p->ncaches * sizeof *p->caches);
+    p->ncaches = (unsigned)(n > 0 ? n : 1);
+    p->caches = aligned_alloc(sizeof(struct lfpool_cache), p->ncaches * sizeof *p->caches);
     if (!p->caches)
         return ENOMEM;
-    for (unsigned i = 0; i < p->ncaches; i++)
-        for (unsigned s = 0; s < LFPOOL_CACHE_SLOTS; s++)
-            atomic_init(&p->caches[i].slot[s], NULL);
+    memset(p->caches, 0, p->ncaches * sizeof *p->caches);
+    /* A bounded pool keeps at most half its objects in caches (DPDK's
+     * mempool has the same kind of rule): objects cached on one CPU are a
+     * flush away from a waiter on another, and a small pool that is often
+     * exhausted gains nothing from caches. */
+    size_t cap = LFPOOL_CACHE_SLOTS;
+    if (p->cfg.max_size && p->cfg.max_size / (2 * p->ncaches) < cap)
+        cap = p->cfg.max_size / (2 * p->ncaches);
+    p->cache_cap = (uint32_t)cap;
+    p->pcpu = cap > 0 && pcpu_available(p->ncaches);
     ck_stack_init(&p->stack);
     return 0;
 }
@@ -83,6 +93,88 @@ void lfpool_set_fini(struct lfpool *p)
 {
     free(p->caches);
     p->caches = NULL;
+}
+
+/* In a fork child (one thread): locks held by parent threads are void, and
+ * the membarrier registration is the child's to make again. */
+void lfpool_set_fork_reset(struct lfpool *p)
+{
+    for (unsigned i = 0; i < p->ncaches; i++)
+        __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
+    if (p->pcpu)
+        p->pcpu = pcpu_available(p->ncaches);
+    if (!p->pcpu) { /* without the fence nobody may lock: empty them here */
+        for (unsigned i = 0; i < p->ncaches; i++) {
+            struct lfpool_cache *c = &p->caches[i];
+            uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
+            for (uint32_t s = 0; s < n; s++) {
+                rec_store(c->slot[s], REC_AVAIL, memory_order_release);
+                lfpool_stack_push(&p->stack, c->slot[s]);
+            }
+            __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+/* Move every cached record to the shared stack, as AVAIL.  Locks the
+ * caches (all of them: wait, or those no other flusher holds), then one
+ * membarrier makes them ours (percpu.h) and is the waiters' fence (above).
+ * Returns the number of records moved; wakes a waiter if any. */
+size_t lfpool_set_flush(struct lfpool *p, bool wait)
+{
+    if (!p->pcpu)
+        return 0;
+    unsigned char mine[p->ncaches];
+    for (unsigned i = 0; i < p->ncaches; i++) {
+        uint32_t *lk = &p->caches[i].lock;
+        for (;;) {
+            uint32_t z = 0;
+            mine[i] = __atomic_compare_exchange_n(lk, &z, 1, false, __ATOMIC_ACQUIRE,
+                                                  __ATOMIC_RELAXED);
+            if (mine[i] || !wait)
+                break;
+            sched_yield(); /* another flusher: it is brief */
+        }
+    }
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
+        /* registered in lfpool_set_init: cannot fail short of a kernel bug,
+         * and without it the caches are not ours */
+        lfpool_log(p, LFPOOL_LOG_ERROR, "membarrier(RSEQ) failed: %s", strerror(errno));
+        abort();
+    }
+    INC(p->c.nflushes);
+    size_t moved = 0;
+    for (unsigned i = 0; i < p->ncaches; i++) {
+        if (!mine[i])
+            continue;
+        struct lfpool_cache *c = &p->caches[i];
+        /* count atomically: others_cached() peeks at it */
+        uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
+        for (uint32_t s = 0; s < n; s++) {
+            struct lfpool_rec *rec = c->slot[s];
+            (void)rec_load(rec); /* acquire: after the pusher's CACHED store */
+            rec_store(rec, REC_AVAIL, memory_order_release);
+            lfpool_stack_push(&p->stack, rec);
+        }
+        moved += n;
+        __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->lock, 0, __ATOMIC_RELEASE);
+    }
+    if (moved) {
+        atomic_thread_fence(memory_order_seq_cst);
+        lfpool_gate_signal(&p->gate);
+    }
+    return moved;
+}
+
+/* Some other cache looks non-empty (a racy peek: a hint for the miss path
+ * of gets that may create; waiters flush regardless). */
+static bool others_cached(struct lfpool *p)
+{
+    for (unsigned i = 0; i < p->ncaches; i++)
+        if (__atomic_load_n(&p->caches[i].count, __ATOMIC_RELAXED))
+            return true;
+    return false;
 }
 
 enum claim { CLAIM_TAKEN, CLAIM_ASIDE, CLAIM_DROPPED };
@@ -111,32 +203,9 @@ static enum claim claim(struct lfpool *p, struct lfpool_rec *rec, double now)
             return CLAIM_DROPPED;
         }
         /* unreachable by the state machine; keep the record out of harm */
-        lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in the set with state %u", (void *)rec, s);
+        lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in the stack with state %u", (void *)rec, s);
         return CLAIM_DROPPED;
     }
-}
-
-static struct lfpool_rec *take_from_cache(struct lfpool *p, struct lfpool_cache *c,
-                                          struct lfpool_rec **aside, double now)
-{
-    for (unsigned i = 0; i < LFPOOL_CACHE_SLOTS; i++) {
-        if (!atomic_load_explicit(&c->slot[i], memory_order_relaxed))
-            continue;
-        struct lfpool_rec *rec = atomic_exchange_explicit(&c->slot[i], NULL, memory_order_acquire);
-        if (!rec)
-            continue;
-        switch (claim(p, rec, now)) {
-        case CLAIM_TAKEN:
-            return rec;
-        case CLAIM_ASIDE:
-            rec->entry.next = (ck_stack_entry_t *)*aside;
-            *aside = rec;
-            break;
-        case CLAIM_DROPPED:
-            break;
-        }
-    }
-    return NULL;
 }
 
 /* Put back records stepped over because the health check holds them.  No
@@ -159,50 +228,43 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
         lfpool_gate_signal(&p->gate);
 }
 
-/* Take an available record and make it OUT, with last_get = now.  NULL
- * when none.  No read-side section needed: records are type-stable. */
-struct lfpool_rec *lfpool_set_take(struct lfpool *p, double now)
+static struct lfpool_rec *take_from_stack(struct lfpool *p, double now)
 {
     struct lfpool_rec *aside = NULL, *rec;
-    unsigned me = cpu_id() & (p->ncaches - 1);
-
-    rec = take_from_cache(p, &p->caches[me], &aside, now);
-    if (lfpool_likely(rec != NULL))
-        goto out;
     while ((rec = lfpool_stack_pop(&p->stack)) != NULL) {
         enum claim c = claim(p, rec, now);
         if (c == CLAIM_TAKEN)
-            goto out;
+            break;
         if (c == CLAIM_ASIDE) {
             rec->entry.next = (ck_stack_entry_t *)aside;
             aside = rec;
         }
     }
-    for (unsigned i = 1; i < p->ncaches; i++) {
-        rec = take_from_cache(p, &p->caches[(me + i) & (p->ncaches - 1)], &aside, now);
-        if (rec)
-            goto out;
-    }
-out:
     if (lfpool_unlikely(aside != NULL))
         push_aside(p, aside);
     return rec;
 }
 
-/* Put a record (already AVAIL, not in the set) into the set and wake a
- * waiter if any. */
-void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
+/* The miss path of lfpool_set_take: the shared stack, then a flush (if
+ * `waiting`, or if another CPU's cache looks non-empty) and the stack
+ * again. */
+struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting)
 {
-    struct lfpool_cache *c = &p->caches[cpu_id() & (p->ncaches - 1)];
-    for (unsigned i = 0; i < LFPOOL_CACHE_SLOTS; i++) {
-        struct lfpool_rec *expect = NULL;
-        if (atomic_load_explicit(&c->slot[i], memory_order_relaxed) == NULL &&
-            atomic_compare_exchange_strong_explicit(&c->slot[i], &expect, rec,
-                                                    memory_order_seq_cst, memory_order_relaxed)) {
-            lfpool_gate_signal(&p->gate);
-            return;
-        }
+    struct lfpool_rec *rec = take_from_stack(p, now);
+    if (rec || !p->pcpu)
+        return rec;
+    if (waiting || others_cached(p)) {
+        lfpool_set_flush(p, false);
+        rec = take_from_stack(p, now);
     }
+    return rec;
+}
+
+/* The stack path of lfpool_set_put: a record (CACHED, ours) that did not
+ * go into a cache. */
+void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
+{
+    rec_store(rec, REC_AVAIL, memory_order_release);
     lfpool_stack_push(&p->stack, rec);
     atomic_thread_fence(memory_order_seq_cst);
     lfpool_gate_signal(&p->gate);
@@ -212,42 +274,15 @@ void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
  * fork reset, free). */
 struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p)
 {
-    for (unsigned i = 0; i < p->ncaches; i++)
-        for (unsigned s = 0; s < LFPOOL_CACHE_SLOTS; s++) {
-            struct lfpool_rec *rec = atomic_exchange_explicit(&p->caches[i].slot[s], NULL,
-                                                              memory_order_acquire);
-            if (rec)
-                return rec;
-        }
-    return lfpool_stack_pop(&p->stack);
+    struct lfpool_rec *rec = lfpool_stack_pop(&p->stack);
+    if (!rec && lfpool_set_flush(p, true))
+        rec = lfpool_stack_pop(&p->stack);
+    return rec;
 }
 
-/* Housekeeper: move caches whose slots did not change since the previous
- * round to the shared stack, so that idle CPUs do not hold objects away
- * from the LIFO order recycling relies on.  snap: ncaches*SLOTS pointers. */
-void lfpool_set_drain_idle(struct lfpool *p, struct lfpool_rec **snap)
+/* A popped cached record in another state: a bug of the state machine.
+ * Logged; the record is left alone (never handed out). */
+void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w)
 {
-    for (unsigned i = 0; i < p->ncaches; i++) {
-        struct lfpool_cache *c = &p->caches[i];
-        struct lfpool_rec **prev = snap + (size_t)i * LFPOOL_CACHE_SLOTS;
-        bool same = true, empty = true;
-        for (unsigned s = 0; s < LFPOOL_CACHE_SLOTS; s++) {
-            struct lfpool_rec *cur = atomic_load_explicit(&c->slot[s], memory_order_relaxed);
-            same = same && cur == prev[s];
-            empty = empty && cur == NULL;
-            prev[s] = cur;
-        }
-        if (!same || empty)
-            continue;
-        rcu_read_lock();
-        for (unsigned s = 0; s < LFPOOL_CACHE_SLOTS; s++) {
-            struct lfpool_rec *rec = atomic_exchange_explicit(&c->slot[s], NULL, memory_order_acquire);
-            if (rec)
-                lfpool_stack_push(&p->stack, rec);
-            prev[s] = NULL;
-        }
-        rcu_read_unlock();
-        atomic_thread_fence(memory_order_seq_cst);
-        lfpool_gate_signal(&p->gate);
-    }
+    lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in a cache with state %u", (void *)rec, rec_st(w));
 }

@@ -18,8 +18,12 @@
  *      the round lock, then, with no lock held, waits for one grace period
  *      for the whole batch, runs closers and releases records - never
  *      inside a read-side section, never on call_rcu;
- *   4. refills to min_size (no lock held); 5. moves idle per-CPU caches to
- *      the stack; 6. shrinks the meta table when it is mostly empty.
+ *   4. refills to min_size (no lock held); 5. shrinks the meta table when
+ *      it is mostly empty.
+ * Before the walk, every per-CPU cache is flushed to the shared stack
+ * (cache.c): the walk and the health check claim available records in
+ * place, which only stack records allow; records cached again during the
+ * round were just used and wait for the next round.
  * The thread also refreshes the pool's coarse time every tick, and reaps
  * when a ret kicks it (an object wore out).
  */
@@ -55,18 +59,15 @@ int lfpool_hk_init(struct lfpool *p)
 {
     pthread_mutex_init(&p->hk.round_lock, NULL);
     p->hk.tick = p->delay > 0 ? fmin(fmax(p->delay / 8.0, 0.001), 1.0) : 1.0;
-    p->hk.cache_snap = calloc((size_t)p->ncaches * LFPOOL_CACHE_SLOTS, sizeof *p->hk.cache_snap);
-    return p->hk.cache_snap ? 0 : ENOMEM;
+    return 0;
 }
 
 void lfpool_hk_fini(struct lfpool *p)
 {
     free(p->hk.close_only.v);
     free(p->hk.scratch.v);
-    free(p->hk.cache_snap);
     memset(&p->hk.close_only, 0, sizeof p->hk.close_only);
     memset(&p->hk.scratch, 0, sizeof p->hk.scratch);
-    p->hk.cache_snap = NULL;
 }
 
 /* A removal: slot freed, a waiter may create; count it for ntodel. */
@@ -301,6 +302,8 @@ int lfpool_hk_round(struct lfpool *p)
     double t0 = lfpool_now_fresh(p);
     uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
     atomic_store(&p->hk_last, t0);
+    /* cached records are nobody's to claim in place: to the stack first */
+    lfpool_set_flush(p, true);
     walk(p, t0);
     if (p->cfg.health && round % p->cfg.health_freq == 0)
         health(p);
@@ -311,9 +314,6 @@ int lfpool_hk_round(struct lfpool *p)
     uint32_t life = atomic_load(&p->lp->life);
     if (life == LIFE_READY || life == LIFE_STARTING)
         lfpool_fill(p);
-    pthread_mutex_lock(&p->hk.round_lock);
-    lfpool_set_drain_idle(p, p->hk.cache_snap);
-    pthread_mutex_unlock(&p->hk.round_lock);
     lfpool_meta_resize(p, true);
 
     double t1 = lfpool_now_fresh(p);

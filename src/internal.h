@@ -7,14 +7,22 @@
  *
  * Record states and who may change them.  Transitions between threads are
  * CAS on rec->state (the winner owns the record for what follows); a few
- * are plain stores by the record's sole owner (NEW -> OUT|AVAIL by its
- * creator, BORROWED -> AVAIL|DEAD_SET by the health checker, the release):
+ * are plain stores by the record's sole owner (NEW -> OUT|CACHED by its
+ * creator, CACHED -> OUT|AVAIL by the cache's popper or flusher,
+ * BORROWED -> AVAIL|DEAD_SET by the health checker, the release):
  *
- *   AVAIL     in the available set (a cache slot or the shared stack) exactly
- *             once, free to take.           AVAIL -> OUT        (a getter)
+ *   CACHED    available, owned by a per-CPU cache (or by the thread about
+ *             to push it there): nobody claims it in place.  Set by ret's
+ *             CAS OUT -> CACHED (which a kill's CAS loses to) and by a
+ *             creator's store.  CACHED -> OUT by the thread that popped it
+ *             from a cache (a plain store: it is the only owner);
+ *             CACHED -> AVAIL by an owner that moves it to the shared stack
+ *             (cache full or locked, flush).
+ *   AVAIL     in the shared stack exactly once, free to take.
+ *                                           AVAIL -> OUT        (a getter)
  *                                           AVAIL -> BORROWED   (health check)
  *                                           AVAIL -> DEAD_SET   (idle recycling)
- *   OUT       held by a user, not in the set.  OUT -> AVAIL     (ret)
+ *   OUT       held by a user, not in the set.  OUT -> CACHED    (ret)
  *                                           OUT -> DEAD         (ret: worn out,
  *                                                                shutdown; kill CLOSE)
  *                                           (and AVAIL -> DEAD: shutdown closing
@@ -29,7 +37,7 @@
  *   DEAD      removed, not in the set; on its way to closer and release.
  *   NEW       just created, opener running: in the table (so a duplicate
  *             pointer is refused) but neither available, in use nor
- *             killable.              NEW -> OUT (get) | AVAIL (fill), by the
+ *             killable.              NEW -> OUT (get) | CACHED (fill), by the
  *                                    creating thread only
  *
  * Invariants: a record is physically in the set at most once (only the
@@ -46,6 +54,7 @@
 #define _LGPL_SOURCE 1 /* inline urcu-bp read-side fast paths (LGPL lib) */
 
 #include "lfpool.h"
+#include "percpu.h"
 
 #include <ck_stack.h>
 #include <pthread.h>
@@ -56,7 +65,6 @@
 #include <urcu/rculfhash.h>
 
 #define LFPOOL_CACHELINE 64
-#define LFPOOL_CACHE_SLOTS 8
 #define LFPOOL_ALIGNED __attribute__((aligned(LFPOOL_CACHELINE)))
 /* relaxed counter access: statistics and counts read without ordering */
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -79,6 +87,7 @@ enum lfpool_rec_state {
     REC_KILLED,
     REC_DEAD,
     REC_NEW,
+    REC_CACHED,
 };
 
 /* One record per object; 72 bytes (an 80-byte malloc chunk, as 64 would be).  `entry` links the record into the
@@ -141,10 +150,6 @@ static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
     atomic_store_explicit(&r->state, rec_word(w, st), mo);
 }
 
-/* Per-CPU magazine: one cache line of slots (cache.c). */
-struct lfpool_cache {
-    _Atomic(struct lfpool_rec *) slot[LFPOOL_CACHE_SLOTS];
-} LFPOOL_ALIGNED;
 
 /* Capacity gate: waiter count + futex event word (gate.c). */
 struct lfpool_gate {
@@ -181,7 +186,6 @@ struct lfpool_hk {
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
     struct lfpool_ptrvec scratch;
-    struct lfpool_rec **cache_snap;  /* previous round's slots, for idle drain */
 };
 
 struct lfpool_counters {
@@ -190,12 +194,15 @@ struct lfpool_counters {
     _Atomic uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
     _Atomic uint64_t dead_uses; /* uses of records no longer in the table */
     _Atomic uint64_t todel;     /* removed, closer not yet run */
+    _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
 };
 
 struct lfpool {
     /* read-mostly, hot */
     struct lfpool_cache *caches;
     unsigned ncaches;
+    bool pcpu;             /* per-CPU caches in use (rseq + membarrier, cache.c) */
+    uint32_t cache_cap;    /* records per CPU cache (cache.c) */
     struct cds_lfht *ht;
     _Atomic unsigned long ht_buckets;
     _Atomic bool ht_resizing;
@@ -253,13 +260,15 @@ LFPOOL_INTERNAL void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_take_all(ck_stack_t *s);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
 
-/* ---- cache.c: the available set (caches over the shared stack) */
+/* ---- cache.c: the available set (per-CPU caches over the shared stack) */
 LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take(struct lfpool *p, double now);
-LFPOOL_INTERNAL void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_set_fork_reset(struct lfpool *p);
+LFPOOL_INTERNAL size_t lfpool_set_flush(struct lfpool *p, bool wait);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting);
+LFPOOL_INTERNAL void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_set_drain_idle(struct lfpool *p, struct lfpool_rec **snap);
 
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
@@ -282,6 +291,62 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
 {
     if (lfpool_unlikely(atomic_load_explicit(&g->waiters, memory_order_seq_cst) > 0))
         lfpool_gate_wake(g, false);
+}
+
+/* ---- cache.c fast paths, inline in get and ret (the argument is in
+ * cache.c and percpu.h) */
+
+/* Take an available record and make it OUT, with last_get = now; NULL when
+ * none.  `waiting`: the caller is registered on the gate (it must flush). */
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_set_take(struct lfpool *p, double now, bool waiting)
+{
+    while (lfpool_likely(p->pcpu)) {
+        uint32_t cpu = lfpool_pcpu_cpu();
+        struct lfpool_rec *rec = NULL;
+        if (lfpool_unlikely(cpu >= p->ncaches))
+            break;
+        int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
+            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+            if (lfpool_unlikely(rec_st(w) != REC_CACHED)) {
+                lfpool_set_bad(p, rec, w);
+                continue;
+            }
+            atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
+            /* the only owner: a plain store, bumping the generation */
+            atomic_store_explicit(&rec->state, ((rec_gen(w) + 1) << 4) | REC_OUT,
+                                  memory_order_release);
+            return rec;
+        }
+        if (r == LFPOOL_PCPU_FAIL)
+            break;
+    }
+    return lfpool_set_take_slow(p, now, waiting);
+}
+
+/* Put a record that the caller owns in state CACHED into the set, and wake
+ * a waiter if any. */
+static inline __attribute__((always_inline)) void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
+{
+    /* with waiters, the stack: any CPU's waiter takes it without a flush */
+    while (lfpool_likely(p->pcpu) &&
+           atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) == 0) {
+        uint32_t cpu = lfpool_pcpu_cpu();
+        if (lfpool_unlikely(cpu >= p->ncaches))
+            break;
+        int r = lfpool_pcpu_push(&p->caches[cpu], cpu, p->cache_cap, rec);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
+            /* no fence: a waiter's flush fences for us (cache.c) */
+            atomic_signal_fence(memory_order_seq_cst);
+            if (lfpool_unlikely(atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) > 0))
+                lfpool_gate_wake(&p->gate, false);
+            return;
+        }
+        if (r == LFPOOL_PCPU_FAIL)
+            break;
+    }
+    lfpool_set_put_stack(p, rec);
 }
 
 /* ---- housekeeper.c */

@@ -188,7 +188,7 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, boo
     atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     /* only this thread moves a NEW record */
-    rec_store(rec, for_get ? REC_OUT : REC_AVAIL, memory_order_release);
+    rec_store(rec, for_get ? REC_OUT : REC_CACHED, memory_order_release);
     if (!for_get)
         lfpool_set_put(p, rec);
     *out = rec;
@@ -282,7 +282,7 @@ static void fork_reset(struct lfpool *p)
     /* a parent round may have been mid-way: its lists name parent objects */
     p->hk.close_only.n = 0;
     p->hk.scratch.n = 0;
-    memset(p->hk.cache_snap, 0, (size_t)p->ncaches * LFPOOL_CACHE_SLOTS * sizeof *p->hk.cache_snap);
+    lfpool_set_fork_reset(p);
 
     rcu_read_lock();
     while ((rec = lfpool_set_pop_any(p)) != NULL)
@@ -442,11 +442,11 @@ static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t 
  * last touch of the record, so that stretch runs in a read-side section the
  * reaper's grace period waits for (guard_get).  Without CLOSE kills the
  * hot path needs none. */
-static inline struct lfpool_rec *take(struct lfpool *p)
+static inline struct lfpool_rec *take(struct lfpool *p, bool waiting)
 {
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
-    struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p));
+    struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p), waiting);
     if (lfpool_likely(rec != NULL))
         atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
     return rec;
@@ -471,7 +471,7 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
-    bool waiting = false, timed_out = false;
+    bool waiting = false, fenced = false, timed_out = false;
     uint32_t seen = 0;
     int r;
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
@@ -483,7 +483,10 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
             r = ESHUTDOWN;
             break;
         }
-        struct lfpool_rec *rec = take(p);
+        /* the first look after registering must flush: the fence that
+         * lets rets push to caches unfenced (cache.c) */
+        struct lfpool_rec *rec = take(p, waiting && !fenced);
+        fenced = waiting;
         if (rec) {
             *obj = took(p, rec);
             r = 0;
@@ -549,7 +552,7 @@ int lfpool_get(lfpool *p, void **obj, double timeout)
         return ESHUTDOWN;
 
     void *o;
-    struct lfpool_rec *rec = take(p);
+    struct lfpool_rec *rec = take(p, false);
     if (lfpool_likely(rec != NULL)) {
         o = took(p, rec);
     } else {
@@ -595,7 +598,7 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
     return ENOENT;
 }
 
-/* A returned record, now AVAIL, goes back into the set.  A ret that raced
+/* A returned record, now CACHED (ours), goes back into the set.  A ret that raced
  * with shutdown's drain closes what it just put back. */
 static inline int put_back(struct lfpool *p, struct lfpool_rec *rec)
 {
@@ -627,7 +630,7 @@ int lfpool_ret(lfpool *p, void *obj)
          * a record that is OUT for another holder is overwritten by its ret */
         atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
         if (lfpool_likely(atomic_compare_exchange_strong_explicit(
-                &rec->state, &word, rec_word(word, REC_AVAIL), memory_order_acq_rel,
+                &rec->state, &word, rec_word(word, REC_CACHED), memory_order_acq_rel,
                 memory_order_acquire))) {
             return put_back(p, rec);
         }
@@ -670,7 +673,7 @@ int lfpool_ret(lfpool *p, void *obj)
     }
 
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
-    if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_AVAIL)))
+    if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
         return ret_not_out(p, rec, obj, s, true);
     lfpool_set_put(p, rec);
     rcu_read_unlock();

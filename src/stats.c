@@ -48,7 +48,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t s = rec_st(LD(rec->state));
         uses += LD(rec->uses);
-        if (s == REC_AVAIL)
+        if (s == REC_AVAIL || s == REC_CACHED)
             o->navail++;
         else if (is_using(s))
             o->nusing++;
@@ -85,6 +85,8 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->hk_errors = LD(p->c.hk_errors);
     o->hc_rounds = LD(p->c.hc_rounds);
     o->hc_errors = LD(p->c.hc_errors);
+    o->cpu_cache = p->pcpu ? p->cache_cap : 0;
+    o->nflushes = LD(p->c.nflushes);
 }
 
 
@@ -152,7 +154,7 @@ static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key
     lfpool_json_begin_array(j);
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t s = rec_st(LD(rec->state));
-        if (avail ? s == REC_AVAIL : is_using(s))
+        if (avail ? s == REC_AVAIL || s == REC_CACHED : is_using(s))
             object_entry(p, j, rec, now);
     }
     lfpool_json_end_array(j);
@@ -228,6 +230,8 @@ char *lfpool_stats_json(lfpool *p)
     kv_int(j, "hk_errors", s.hk_errors);
     kv_int(j, "hc_rounds", s.hc_rounds);
     kv_int(j, "hc_errors", s.hc_errors);
+    kv_int(j, "cpu_cache", s.cpu_cache);
+    kv_int(j, "nflushes", s.nflushes);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

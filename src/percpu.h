@@ -1,0 +1,167 @@
+/*
+ * percpu.h - one primitive: a per-CPU array of record pointers with
+ * restartable-sequence (rseq) pop and push, x86-64.
+ *
+ * Owns: struct lfpool_cache and the only code that touches it without a
+ * lock.  Invariant: slot[0, count) hold records; only code running on the
+ * cache's own CPU inside an rseq critical section, or a "remote" thread that
+ * holds `lock` and has fenced the CPU (below), reads or writes count/slot.
+ *
+ * Local operations (the hot path) use no atomic read-modify-write: each is
+ * one rseq critical section (Linux rseq(2), registered by glibc >= 2.35 for
+ * every thread) that checks it still runs on the CPU whose cache it
+ * addresses, checks `lock`, and ends with a single committing store of
+ * `count`.  Preemption, migration or a signal before that store makes the
+ * kernel restart the thread at the abort label, with nothing written that
+ * anyone can see (push writes the slot beyond `count` before committing).
+ * So on one CPU the operations are atomic with respect to each other.
+ * - ABA: none possible; no decision is taken on a value another thread can
+ *   change during the section (only the same CPU's sections touch it, and
+ *   they cannot interleave).
+ * - Ordering: x86-64 is TSO; the committing store of push comes after the
+ *   caller's stores to the record (state CACHED, last_ret), and pop reads
+ *   the slot before the caller reads the record.  The caller's acquire load
+ *   of the record state makes the hand-off visible to the C11 model (and to
+ *   ThreadSanitizer): the pusher stored CACHED with release.
+ * - Reclamation: records are type-stable (meta.c); a cache never frees.
+ *
+ * Remote access (a get that must look at other CPUs' caches, the
+ * housekeeper's flush, shutdown, fork reset) must not race with the local
+ * sections, which are only atomic against their own CPU.  A remote thread
+ * takes `lock` (CAS, among remote threads), then issues
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ): when it returns, every
+ * section in flight on any CPU was aborted or has committed and is visible,
+ * and every later section reads lock != 0 and fails.  The remote thread
+ * then owns count and slots until it stores lock = 0 (release).
+ *
+ * The same membarrier is also the heavy half of an asymmetric fence with
+ * the ret path, which pushes and then reads the gate's waiter count with no
+ * fence between (see cache.c).
+ *
+ * Elsewhere (no rseq, another architecture, valgrind) lfpool_pcpu_ok() is
+ * false and the pool uses its shared stack only.
+ */
+#ifndef LFPOOL_PERCPU_H
+#define LFPOOL_PERCPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/rseq.h>
+
+#define LFPOOL_CACHE_SLOTS 14
+
+struct lfpool_rec;
+
+struct lfpool_cache {
+    uint32_t count; /* slot[0, count) hold records */
+    uint32_t lock;  /* non-zero: a remote thread owns count and slots */
+    struct lfpool_rec *slot[LFPOOL_CACHE_SLOTS];
+} __attribute__((aligned(128))); /* two lines: no false sharing with the adjacent-line prefetch */
+
+enum { LFPOOL_PCPU_OK = 0, LFPOOL_PCPU_FAIL = 1, LFPOOL_PCPU_RETRY = 2 };
+
+#if defined(__x86_64__)
+#define LFPOOL_HAVE_PCPU 1
+/* glibc's registration signature for x86 (RSEQ_SIG); the kernel checks it
+ * in the four bytes before an abort handler. */
+#define LFPOOL_RSEQ_SIG_STR "0x53053053"
+
+/* The CPU the thread runs on (a hint: it may move right after). */
+static inline uint32_t lfpool_pcpu_cpu(void)
+{
+    uint32_t c;
+    __asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(c) : "r"((long)__rseq_offset));
+    return c; /* cpu_id_start: offset 0 of struct rseq */
+}
+
+/* The descriptor of one critical section [1, 2) with abort handler 4, and
+ * the store of its address into rseq->rseq_cs (offset 8).  The section
+ * then checks rseq->cpu_id (offset 4) against the CPU the caller chose its
+ * cache by. */
+#define LFPOOL_RSEQ_ENTER                          \
+    ".pushsection __rseq_cs, \"aw\"\n\t"          \
+    ".balign 32\n\t"                              \
+    "3:\n\t"                                      \
+    ".long 0x0, 0x0\n\t"                          \
+    ".quad 1f, (2f - 1f), 4f\n\t"                 \
+    ".popsection\n\t"                             \
+    "1:\n\t"                                      \
+    "leaq 3b(%%rip), %[st]\n\t"                   \
+    "movq %[st], %%fs:8(%[off])\n\t"              \
+    "cmpl %[cpu], %%fs:4(%[off])\n\t"             \
+    "jnz 4f\n\t"                                  \
+    "cmpl $0, 4(%[c])\n\t"                        \
+    "jnz 6f\n\t"
+/* After the commit: 0 on success, 1 from label 6 (empty/full/locked), 2
+ * from the abort handler (restart). */
+#define LFPOOL_RSEQ_LEAVE                          \
+    "2:\n\t"                                      \
+    "xorl %k[st], %k[st]\n\t"                     \
+    "jmp 5f\n\t"                                  \
+    "6:\n\t"                                      \
+    "movl $1, %k[st]\n\t"                         \
+    "jmp 5f\n\t"                                  \
+    ".byte 0x0f, 0xb9, 0x3d\n\t"                  \
+    ".long " LFPOOL_RSEQ_SIG_STR "\n\t"           \
+    "4:\n\t"                                      \
+    "movl $2, %k[st]\n\t"                         \
+    "5:\n\t"
+
+/* Pop the top record of `c`, the cache of CPU `cpu`. */
+static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
+{
+    unsigned long st;
+    struct lfpool_rec *v;
+    __asm__ __volatile__(LFPOOL_RSEQ_ENTER
+                         "movl (%[c]), %k[st]\n\t"
+                         "testl %k[st], %k[st]\n\t"
+                         "jz 6f\n\t"
+                         "movq (%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 8 + (count - 1) * 8 */
+                         "subl $1, %k[st]\n\t"
+                         "movl %k[st], (%[c])\n\t" /* commit */
+                         LFPOOL_RSEQ_LEAVE
+                         : [st] "=&r"(st), [v] "=&r"(v)
+                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [c] "r"(c)
+                         : "memory", "cc");
+    if (st == LFPOOL_PCPU_OK)
+        *out = v;
+    return (int)st;
+}
+
+/* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
+ * (<= LFPOOL_CACHE_SLOTS) records. */
+static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
+                                   struct lfpool_rec *rec)
+{
+    unsigned long st;
+    __asm__ __volatile__(LFPOOL_RSEQ_ENTER
+                         "movl (%[c]), %k[st]\n\t"
+                         "cmpl %[n], %k[st]\n\t"
+                         "jae 6f\n\t"
+                         "movq %[v], 8(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                         "addl $1, %k[st]\n\t"
+                         "movl %k[st], (%[c])\n\t" /* commit */
+                         LFPOOL_RSEQ_LEAVE
+                         : [st] "=&r"(st)
+                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [c] "r"(c),
+                           [v] "r"(rec), [n] "r"(cap)
+                         : "memory", "cc");
+    return (int)st;
+}
+#else
+#define LFPOOL_HAVE_PCPU 0
+static inline uint32_t lfpool_pcpu_cpu(void) { return 0; }
+static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
+{
+    (void)c, (void)cpu, (void)out;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
+                                   struct lfpool_rec *rec)
+{
+    (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
+#endif
+
+#endif
