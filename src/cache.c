@@ -270,6 +270,12 @@ void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_gate_signal(&p->gate);
 }
 
+/* The set looks non-empty (racy: for passing a wake-up on). */
+bool lfpool_set_maybe_nonempty(struct lfpool *p)
+{
+    return ck_pr_load_ptr(&p->stack.head) != NULL || (p->pcpu && others_cached(p));
+}
+
 /* Pop any record physically in the set, whatever its state (shutdown,
  * fork reset, free). */
 struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p)

@@ -156,6 +156,7 @@ struct lfpool_gate {
     _Atomic uint32_t seq;     /* bumped by every wake; futex word */
     _Atomic int32_t waiters;  /* threads inside lfpool_gate wait loops */
     _Atomic int32_t sleepers; /* of those, the ones in (or entering) FUTEX_WAIT */
+    _Atomic uint32_t woken;   /* a FUTEX_WAKE is in flight (gate.c) */
 };
 
 /* Process-life word, in a MADV_WIPEONFORK page: a fork child reads 0. */
@@ -269,6 +270,7 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double
 LFPOOL_INTERNAL void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_set_maybe_nonempty(struct lfpool *p);
 
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);

@@ -313,6 +313,7 @@ static void fork_reset(struct lfpool *p)
     atomic_store(&p->nobjs, 0);
     atomic_store(&p->gate.waiters, 0);
     atomic_store(&p->gate.sleepers, 0);
+    atomic_store(&p->gate.woken, 0);
     atomic_store(&p->gate.seq, 0);
     atomic_store(&p->hk_last, 0.0);
     atomic_store(&p->hk_time, 0.0);
@@ -471,7 +472,7 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
-    bool waiting = false, fenced = false, timed_out = false;
+    bool waiting = false, fenced = false, slept = false, timed_out = false;
     uint32_t seen = 0;
     int r;
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
@@ -521,12 +522,18 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
             }
             continue; /* re-check after registering */
         }
+        slept = true;
         if (lfpool_gate_sleep(&p->gate, seen, dl) == ETIMEDOUT ||
             (dl && lfpool_deadline_passed(dl)))
             timed_out = true; /* one last look, then give up */
     }
     if (waiting)
         atomic_fetch_sub_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
+    /* pass on what producers published while our wake-up was in flight
+     * (they made no wake of their own, gate.c) */
+    if (slept && r == 0 &&
+        (lfpool_set_maybe_nonempty(p) || (size_t)LD(p->nobjs) < limit))
+        lfpool_gate_signal(&p->gate);
     return r;
 }
 

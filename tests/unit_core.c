@@ -184,6 +184,70 @@ Test(core, waiter_woken_by_return)
     lfpool_ret(P, w.obj);
 }
 
+/* Several objects returned back to back while several threads sleep: every
+ * sleeper must get one (the gate keeps one wake-up in flight and the woken
+ * waiter passes the rest on, gate.c), never sleep on while objects sit
+ * available.  A missed wake-up would only end at the waiter's timeout (5 s;
+ * its last look then finds the object), so a round is checked to end well
+ * before that: a liveness bound, not a speed measurement. */
+struct burst {
+    lfpool *p;
+    _Atomic int entered, got, timeouts, errors;
+};
+
+static void *burst_get(void *arg)
+{
+    struct burst *b = arg;
+    void *o;
+    atomic_fetch_add(&b->entered, 1);
+    int r = lfpool_get(b->p, &o, 5.0);
+    if (r == ETIMEDOUT)
+        atomic_fetch_add(&b->timeouts, 1);
+    else if (r)
+        atomic_fetch_add(&b->errors, 1);
+    else
+        atomic_fetch_add(&b->got, 1);
+    /* keep it: the other waiters must be served by the burst alone */
+    return r == 0 ? o : NULL;
+}
+
+Test(core, burst_of_returns_wakes_every_sleeper, .timeout = 120)
+{
+    enum { N = 4 };
+    C.max_size = N;
+    C.getter = NULL;
+    C.retter = NULL;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    for (int round = 0; round < 20; round++) {
+        void *held[N];
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
+        struct burst b = {.p = P};
+        pthread_t th[N];
+        for (int i = 0; i < N; i++)
+            pthread_create(&th[i], NULL, burst_get, &b);
+        while (atomic_load(&b.entered) < N)
+            sched_yield();
+        usleep(round % 2 ? 20000 : 200); /* asleep, or some still on their way */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(lfpool_ret(P, held[i]), 0);
+        void *got[N];
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], &got[i]);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        cr_assert_lt(took, 4.0, "round %d: a sleeper stayed asleep %.1f s with objects available",
+                     round, took);
+        cr_assert_eq(atomic_load(&b.timeouts), 0, "round %d: a sleeper missed a returned object", round);
+        cr_assert_eq(atomic_load(&b.errors), 0);
+        cr_assert_eq(atomic_load(&b.got), N);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(lfpool_ret(P, got[i]), 0);
+    }
+}
+
 Test(core, waiter_woken_by_removal)
 {
     C.max_size = 1;
