@@ -443,7 +443,7 @@ static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t 
  * last touch of the record, so that stretch runs in a read-side section the
  * reaper's grace period waits for (guard_get).  Without CLOSE kills the
  * hot path needs none. */
-static inline struct lfpool_rec *take(struct lfpool *p, bool waiting)
+static inline __attribute__((always_inline)) struct lfpool_rec *take(struct lfpool *p, bool waiting)
 {
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
@@ -468,7 +468,11 @@ static inline void *took(struct lfpool *p, struct lfpool_rec *rec)
     return o;
 }
 
-static int get_slow(struct lfpool *p, double timeout, void **obj)
+/* Slow paths are kept out of line (noinline, cold) so that the fast paths
+ * of get and ret stay small: no spills, few saved registers. */
+#define LFPOOL_SLOW __attribute__((noinline, cold))
+
+static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
@@ -537,41 +541,66 @@ static int get_slow(struct lfpool *p, double timeout, void **obj)
     return r;
 }
 
-int lfpool_get(lfpool *p, void **obj, double timeout)
+static LFPOOL_SLOW int get_invalid(lfpool *p, void **obj, double timeout)
 {
-    if (lfpool_unlikely(!p || !obj)) {
-        if (p)
-            lfpool_log(p, LFPOOL_LOG_ERROR, "get: NULL obj");
-        else
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get: NULL pool");
-        return EINVAL;
-    }
-    if (lfpool_unlikely(isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))) {
+    if (!p)
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get: NULL pool");
+    else if (!obj)
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get: NULL obj");
+    else
         lfpool_log(p, LFPOOL_LOG_ERROR, "get: invalid timeout %g", timeout);
-        return EINVAL;
-    }
-    if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY)) {
-        int r = get_prepare(p);
-        if (r)
-            return r;
-    }
-    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
-        return ESHUTDOWN;
+    return EINVAL;
+}
 
+/* Everything but an object found in the set: start, reset, shutdown,
+ * the wait, the getter hook. */
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout, struct lfpool_rec *rec)
+{
     void *o;
-    struct lfpool_rec *rec = take(p, false);
-    if (lfpool_likely(rec != NULL)) {
-        o = took(p, rec);
+    if (rec) {
+        o = rec->obj;
     } else {
-        take_done(p);
-        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o);
-        if (r)
-            return r;
+        if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
+            int r = get_prepare(p);
+            if (r)
+                return r;
+        }
+        if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+            return ESHUTDOWN;
+        rec = take(p, false);
+        if (rec) {
+            o = took(p, rec);
+        } else {
+            take_done(p);
+            int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o);
+            if (r)
+                return r;
+        }
     }
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
     *obj = o;
     return 0;
+}
+
+int lfpool_get(lfpool *p, void **obj, double timeout)
+{
+    if (lfpool_unlikely(!p || !obj || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT)))
+        return get_invalid(p, obj, timeout);
+    if (lfpool_likely(atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
+                      !atomic_load_explicit(&p->shutdown, memory_order_relaxed))) {
+        struct lfpool_rec *rec = take(p, false);
+        if (lfpool_likely(rec != NULL)) {
+            void *o = took(p, rec);
+            if (lfpool_likely(!p->cfg.getter)) {
+                *obj = o;
+                return 0;
+            }
+            return get_rest(p, obj, timeout, rec);
+        }
+        take_done(p);
+    }
+    return get_rest(p, obj, timeout, NULL);
 }
 
 /* ---- ret */
@@ -615,6 +644,8 @@ static inline int put_back(struct lfpool *p, struct lfpool_rec *rec)
     return 0;
 }
 
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj);
+
 int lfpool_ret(lfpool *p, void *obj)
 {
     if (lfpool_unlikely(!p || !obj)) {
@@ -643,7 +674,14 @@ int lfpool_ret(lfpool *p, void *obj)
         }
         /* not OUT any more (killed, returned twice...): the careful path */
     }
+    return ret_careful(p, obj);
+}
 
+/* ret without a usable hint, with a retter, of a worn-out object, after
+ * shutdown, or whose fast CAS failed. */
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj)
+{
+    struct lfpool_rec *rec;
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
     uint32_t s = rec ? rec_load(rec) : 0;
