@@ -116,26 +116,44 @@ void lfpool_set_fork_reset(struct lfpool *p)
     }
 }
 
+/* Take a cache's lock from OPEN or BYPASS; returns the value it had, or
+ * LFPOOL_PCPU_HELD if another remote thread holds it. */
+static uint32_t cache_trylock(struct lfpool_cache *c)
+{
+    uint32_t v = __atomic_load_n(&c->lock, __ATOMIC_RELAXED);
+    while (v != LFPOOL_PCPU_HELD)
+        if (__atomic_compare_exchange_n(&c->lock, &v, LFPOOL_PCPU_HELD, false, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return v;
+    return LFPOOL_PCPU_HELD;
+}
+
 /* Move every cached record to the shared stack, as AVAIL.  Locks the
  * caches (all of them: wait, or those no other flusher holds), then one
  * membarrier makes them ours (percpu.h) and is the waiters' fence (above).
- * Returns the number of records moved; wakes a waiter if any. */
-size_t lfpool_set_flush(struct lfpool *p, bool wait)
+ * Returns the number of records moved; wakes a waiter if any.
+ *
+ * steal: a get flushes for want of records on its own CPU.  A cache of
+ * another CPU it took records from is left in BYPASS: that CPU's returns
+ * then go to the shared stack, where this consumer finds them without a
+ * flush (a thread that gets on one CPU what threads return on another, the
+ * producer/consumer pattern, would otherwise flush once per object).
+ * lfpool_set_put_stack() reopens it after LFPOOL_BYPASS_PUSHES pushes; a
+ * housekeeping flush (steal false) reopens every cache. */
+size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
 {
     if (!p->pcpu)
         return 0;
     unsigned char mine[p->ncaches];
     for (unsigned i = 0; i < p->ncaches; i++) {
-        uint32_t *lk = &p->caches[i].lock;
         for (;;) {
-            uint32_t z = 0;
-            mine[i] = __atomic_compare_exchange_n(lk, &z, 1, false, __ATOMIC_ACQUIRE,
-                                                  __ATOMIC_RELAXED);
+            mine[i] = cache_trylock(&p->caches[i]) != LFPOOL_PCPU_HELD;
             if (mine[i] || !wait)
                 break;
             sched_yield(); /* another flusher: it is brief */
         }
     }
+    uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
     if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
         /* registered in lfpool_set_init: cannot fail short of a kernel bug,
          * and without it the caches are not ours */
@@ -158,7 +176,9 @@ size_t lfpool_set_flush(struct lfpool *p, bool wait)
         }
         moved += n;
         __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&c->lock, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->lock, steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN,
+                         __ATOMIC_RELEASE);
     }
     if (moved) {
         atomic_thread_fence(memory_order_seq_cst);
@@ -254,10 +274,32 @@ struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiti
     if (rec || !p->pcpu)
         return rec;
     if (waiting || others_cached(p)) {
-        lfpool_set_flush(p, false);
+        lfpool_set_flush(p, false, true);
         rec = take_from_stack(p, now);
     }
     return rec;
+}
+
+/* A push that went to the stack because this CPU's cache is in BYPASS
+ * counts; after LFPOOL_BYPASS_PUSHES of them the cache reopens (if the
+ * consumer still lags behind on another CPU, its next flush closes it
+ * again).  BYPASS -> OPEN needs no fence: the cache is empty and nobody
+ * holds it; a racing remote locker's CAS from BYPASS fails and retries. */
+#define LFPOOL_BYPASS_PUSHES 64
+static void bypass_count(struct lfpool *p)
+{
+    uint32_t cpu = lfpool_pcpu_cpu();
+    if (cpu >= p->ncaches)
+        return;
+    struct lfpool_cache *c = &p->caches[cpu];
+    if (__atomic_load_n(&c->lock, __ATOMIC_RELAXED) != LFPOOL_PCPU_BYPASS)
+        return;
+    if (__atomic_add_fetch(&c->bypassed, 1, __ATOMIC_RELAXED) < LFPOOL_BYPASS_PUSHES)
+        return;
+    uint32_t v = LFPOOL_PCPU_BYPASS;
+    if (__atomic_compare_exchange_n(&c->lock, &v, LFPOOL_PCPU_OPEN, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED))
+        __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
 }
 
 /* The stack path of lfpool_set_put: a record (CACHED, ours) that did not
@@ -268,6 +310,8 @@ void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_stack_push(&p->stack, rec);
     atomic_thread_fence(memory_order_seq_cst);
     lfpool_gate_signal(&p->gate);
+    if (p->pcpu)
+        bypass_count(p);
 }
 
 /* The set looks non-empty (racy: for passing a wake-up on). */
@@ -281,7 +325,7 @@ bool lfpool_set_maybe_nonempty(struct lfpool *p)
 struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p)
 {
     struct lfpool_rec *rec = lfpool_stack_pop(&p->stack);
-    if (!rec && lfpool_set_flush(p, true))
+    if (!rec && lfpool_set_flush(p, true, false))
         rec = lfpool_stack_pop(&p->stack);
     return rec;
 }

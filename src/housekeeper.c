@@ -303,7 +303,7 @@ int lfpool_hk_round(struct lfpool *p)
     uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
     atomic_store(&p->hk_last, t0);
     /* cached records are nobody's to claim in place: to the stack first */
-    lfpool_set_flush(p, true);
+    lfpool_set_flush(p, true, false);
     walk(p, t0);
     if (p->cfg.health && round % p->cfg.health_freq == 0)
         health(p);

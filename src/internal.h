@@ -265,7 +265,7 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
 LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_fork_reset(struct lfpool *p);
-LFPOOL_INTERNAL size_t lfpool_set_flush(struct lfpool *p, bool wait);
+LFPOOL_INTERNAL size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting);
 LFPOOL_INTERNAL void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);

@@ -32,7 +32,14 @@
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ): when it returns, every
  * section in flight on any CPU was aborted or has committed and is visible,
  * and every later section reads lock != 0 and fails.  The remote thread
- * then owns count and slots until it stores lock = 0 (release).
+ * then owns count and slots until it releases the lock (release store).
+ *
+ * Lock values: LFPOOL_PCPU_OPEN (0); LFPOOL_PCPU_HELD (1), a remote thread
+ * owns the cache; LFPOOL_PCPU_BYPASS (2), nobody owns it, the cache is
+ * empty and local operations fail so that this CPU's returns go to the
+ * shared stack (set by a get that had to take records from this cache on
+ * another CPU; cleared after a while, cache.c).  Remote threads take the
+ * lock from OPEN or BYPASS.
  *
  * The same membarrier is also the heavy half of an asymmetric fence with
  * the ret path, which pushes and then reads the gate's waiter count with no
@@ -52,11 +59,20 @@
 
 struct lfpool_rec;
 
+enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_BYPASS = 2 };
+
 struct lfpool_cache {
-    uint32_t count; /* slot[0, count) hold records */
-    uint32_t lock;  /* non-zero: a remote thread owns count and slots */
-    struct lfpool_rec *slot[LFPOOL_CACHE_SLOTS];
+    uint32_t count;    /* slot[0, count) hold records */
+    uint32_t lock;     /* non-zero: local operations fail (values above) */
+    uint32_t bypassed; /* stack pushes made on this CPU while BYPASS (cache.c) */
+    uint32_t pad;
+    struct lfpool_rec *slot[LFPOOL_CACHE_SLOTS]; /* at offset 16 */
 } __attribute__((aligned(128))); /* two lines: no false sharing with the adjacent-line prefetch */
+/* the assembly below hard-codes these offsets */
+_Static_assert(__builtin_offsetof(struct lfpool_cache, count) == 0, "count at 0");
+_Static_assert(__builtin_offsetof(struct lfpool_cache, lock) == 4, "lock at 4");
+_Static_assert(__builtin_offsetof(struct lfpool_cache, slot) == 16, "slots at 16");
+_Static_assert(sizeof(struct lfpool_cache) == 128, "two cache lines");
 
 enum { LFPOOL_PCPU_OK = 0, LFPOOL_PCPU_FAIL = 1, LFPOOL_PCPU_RETRY = 2 };
 
@@ -116,7 +132,7 @@ static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct l
                          "movl (%[c]), %k[st]\n\t"
                          "testl %k[st], %k[st]\n\t"
                          "jz 6f\n\t"
-                         "movq (%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 8 + (count - 1) * 8 */
+                         "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
                          "subl $1, %k[st]\n\t"
                          "movl %k[st], (%[c])\n\t" /* commit */
                          LFPOOL_RSEQ_LEAVE
@@ -138,7 +154,7 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                          "movl (%[c]), %k[st]\n\t"
                          "cmpl %[n], %k[st]\n\t"
                          "jae 6f\n\t"
-                         "movq %[v], 8(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                         "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
                          "addl $1, %k[st]\n\t"
                          "movl %k[st], (%[c])\n\t" /* commit */
                          LFPOOL_RSEQ_LEAVE

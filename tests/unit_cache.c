@@ -240,3 +240,61 @@ Test(cache, waiter_on_another_cpu_never_misses_a_cached_return, .timeout = 120)
     cr_assert_eq(atomic_load(&h.errors), 0);
     cr_assert_eq(atomic_load(&h.got), 3000);
 }
+
+/* A consumer on CPU 1 gets what a producer on CPU 0 returns, one object at
+ * a time: the first get that has to take from CPU 0's cache puts that cache
+ * in bypass, so CPU 0's returns go to the shared stack and the consumer
+ * does not pay a flush (a system call) per object. */
+struct pingpong {
+    lfpool *p;
+    _Atomic(void *) box; /* consumer -> producer */
+    _Atomic int returned, stop;
+    _Atomic long errors;
+};
+
+static void *producer(void *arg)
+{
+    struct pingpong *pp = arg;
+    pin(0);
+    while (!atomic_load(&pp->stop)) {
+        void *o = atomic_exchange(&pp->box, NULL);
+        if (!o) {
+            sched_yield();
+            continue;
+        }
+        if (lfpool_ret(pp->p, o) != 0)
+            atomic_fetch_add(&pp->errors, 1);
+        atomic_fetch_add(&pp->returned, 1);
+    }
+    return NULL;
+}
+
+Test(cache, consumer_on_another_cpu_does_not_flush_per_object, .timeout = 120)
+{
+    if (!two_cpus())
+        cr_skip_test("needs CPUs 0 and 1");
+    C.min_size = 0;
+    C.getter = NULL;
+    C.retter = NULL;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    struct pingpong pp = {.p = P};
+    pthread_t t;
+    cr_assert(pin(1));
+    pthread_create(&t, NULL, producer, &pp);
+    enum { N = 2000 };
+    for (int i = 0; i < N; i++) {
+        void *o;
+        cr_assert_eq(lfpool_get(P, &o, 0), 0);
+        atomic_store(&pp.box, o);
+        while (atomic_load(&pp.returned) <= i)
+            sched_yield();
+    }
+    atomic_store(&pp.stop, 1);
+    pthread_join(t, NULL);
+    cr_assert_eq(atomic_load(&pp.errors), 0);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_leq(s.ncreated, 4, "the consumer created instead of taking returned objects");
+    if (rseq_here())
+        cr_assert_lt(s.nflushes, N / 8, "%llu flushes for %d objects",
+                     (unsigned long long)s.nflushes, N);
+}
