@@ -148,6 +148,9 @@ void lfpool_config_init(lfpool_config *cfg);
  * or max_use is set (worn-out objects are closed there, after a grace
  * period), and creates min_size objects (creation failures are logged and
  * retried later), unless cfg->lazy_start: then both wait for the first get.
+ * On x86-64 with glibc's rseq registration it also registers the process
+ * for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) (idempotent,
+ * process-wide; the per-CPU caches need it, see lfpool_stats.cpu_cache).
  * Returns 0 and sets *pool, or:
  *   EINVAL  pool or cfg NULL, no fun, min_size > max_size on a bounded pool,
  *           a negative or NaN duration/timeout, health_freq 0, bad
