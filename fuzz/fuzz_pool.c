@@ -154,7 +154,18 @@ static void *h_fun(void *ctx, uint64_t n)
         errno = e;
         return NULL;
     }
-    if (v % 4 == 2) { /* a pointer the pool holds */
+    /* a pointer the pool holds - asked of the fuzzing thread only.  The
+     * model knows what the pool holds only while no call of the fuzzing
+     * thread is in flight; a fun on the housekeeper thread (a refill) runs
+     * concurrently with the fuzzing thread's rets, rounds and shutdown,
+     * which remove objects from the pool.  Between fun's answer and the
+     * pool's insertion of it, the object picked here may leave the table
+     * (ret of a DEFER-killed object: KILLED -> DEAD, table deletion, then
+     * retter, grace period and closer): the pool then rightly accepts it
+     * as new (ncreated without a fun success in the model), and the
+     * closer of the ret closes an object the pool now holds (a later get
+     * returns a slot the model has CLOSED). */
+    if (v % 4 == 2 && mine) {
         int pick = -1, k = (v / 4) % NSLOT;
         for (int i = 0; i < NSLOT; i++) {
             int j = (k + i) % NSLOT;
