@@ -649,6 +649,12 @@ static void *consumer(void *arg)
 {
     struct xq *q = arg;
     for (;;) {
+        /* stop is read before the scan: once it is 2 every producer has
+         * been joined, so an empty scan begun after that read saw every
+         * box.  (Read after the scan, a scan that passed a box before its
+         * producer filled it could end the consumer with the object left
+         * in the box, held by nobody: nusing 1 at rest.) */
+        bool last = atomic_load(&q->stop) == 2;
         bool any = false;
         for (int i = 0; i < 64; i++) {
             void *p = atomic_exchange(&q->box[i], NULL);
@@ -660,7 +666,7 @@ static void *consumer(void *arg)
                 atomic_fetch_add(&q->rets_bad, 1);
             atomic_fetch_add(&q->moved, 1);
         }
-        if (!any && atomic_load(&q->stop) == 2)
+        if (!any && last)
             return NULL;
     }
 }
@@ -697,6 +703,10 @@ Test(faults, cross_thread_return, .timeout = 30)
     atomic_store(&q.stop, 2);
     for (int i = 0; i < 4; i++)
         pthread_join(ct[i], NULL);
+    int left = 0;
+    for (int i = 0; i < 64; i++)
+        left += atomic_load(&q.box[i]) != NULL;
+    cr_expect_eq(left, 0, "%d objects left in the boxes after the consumers ended", left);
     cr_expect_eq(atomic_load(&q.rets_bad), 0);
     cr_expect_eq(rel_viol_total(&v), 0, "exclusivity violations");
     struct lfpool_stats st;
