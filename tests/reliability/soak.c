@@ -30,6 +30,11 @@ static lfpool_config CFG;
 static _Atomic int STOP, STOP_HELPERS;
 static _Atomic uint64_t OPS, GET_OTHER, RET_KILLED, WORNOUT_EXP, GETS_OK, HELD_OVER;
 static _Atomic int64_t HELD;
+/* The held count and the killable slots are read as one snapshot: a worker
+ * changes HELD under this lock.  (Read apart, a killed holder could leave
+ * between the two reads - counted in HELD, no longer active - and the check
+ * fired with the pool innocent: a TSan soak in CI did.) */
+static pthread_mutex_t HELD_LOCK = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t failures;
 
 /* slot recycling: a ring of closed slots */
@@ -118,14 +123,22 @@ static void *worker(void *arg)
             continue;
         }
         struct rel_obj *o = p;
+        pthread_mutex_lock(&HELD_LOCK);
         int64_t h = atomic_fetch_add(&HELD, 1) + 1;
-        if (CFG.max_size && (uint64_t)h > CFG.max_size + killable())
+        uint64_t k = killable();
+        if (CFG.max_size && (uint64_t)h > CFG.max_size + k) {
             atomic_fetch_add(&HELD_OVER, 1);
+            printf("held %lld > max_size %zu + killable %llu\n", (long long)h, CFG.max_size,
+                   (unsigned long long)k);
+        }
+        pthread_mutex_unlock(&HELD_LOCK);
         if (rel_chance(5))
             rel_sleep(0.03);
         int closed_before = atomic_load(&o->closed);
         uint64_t uses = atomic_load(&o->uses);
+        pthread_mutex_lock(&HELD_LOCK);
         atomic_fetch_sub(&HELD, 1);
+        pthread_mutex_unlock(&HELD_LOCK);
         rel_release(o);
         rc = lfpool_ret(P, o);
         atomic_store(&s->active, 0);
@@ -236,6 +249,7 @@ int main(void)
         }
         atomic_store(&STOP, 0);
         atomic_store(&STOP_HELPERS, 0);
+        atomic_store(&HELD_OVER, 0); /* per epoch */
         pthread_t th[NW], hk;
         for (int i = 0; i < NW; i++)
             pthread_create(&th[i], NULL, worker, &SLOTS[i]);
