@@ -120,6 +120,24 @@ static inline void tctx_free_objs(struct tctx *t)
     atomic_store(&t->nobjs, 0);
 }
 
+/* Get n objects without waiting, then return them all (they end up
+ * available, in the caller's CPU cache where there is one).  0, or the
+ * first failing return code. */
+static inline int tget_ret_n(lfpool *p, void **o, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int r = lfpool_get(p, &o[i], 0);
+        if (r)
+            return r;
+    }
+    for (int i = 0; i < n; i++) {
+        int r = lfpool_ret(p, o[i]);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 /* A config with every counting hook, the fake clock and the log capture. */
 static inline void tcfg(lfpool_config *c, struct tctx *t)
 {

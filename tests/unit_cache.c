@@ -135,10 +135,7 @@ Test(cache, housekeeping_reaches_cached_objects)
     C.health_freq = 1;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *o[4];
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(lfpool_get(P, &o[i], 0), 0);
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(lfpool_ret(P, o[i]), 0);
+    cr_assert_eq(tget_ret_n(P, o, 4), 0);
     ((struct tobj *)o[0])->healthy = 0;
     cr_assert_eq(lfpool_housekeep(P), 0);
     struct lfpool_stats s = tstats(P);
@@ -158,10 +155,7 @@ Test(cache, shutdown_closes_cached_objects)
 {
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *o[5];
-    for (int i = 0; i < 5; i++)
-        cr_assert_eq(lfpool_get(P, &o[i], 0), 0);
-    for (int i = 0; i < 5; i++)
-        cr_assert_eq(lfpool_ret(P, o[i]), 0);
+    cr_assert_eq(tget_ret_n(P, o, 5), 0);
     cr_assert_eq(lfpool_shutdown(P, 0), 0);
     cr_assert_eq(atomic_load(&T.closed), 5);
     for (int i = 0; i < 5; i++)

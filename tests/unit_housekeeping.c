@@ -80,10 +80,7 @@ Test(hk, idle_objects_recycled_down_to_min_size)
     C.max_avail_delay = 10;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *o[4];
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(lfpool_get(P, &o[i], 0), 0);
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(lfpool_ret(P, o[i]), 0);
+    cr_assert_eq(tget_ret_n(P, o, 4), 0);
     advance(5);
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert_eq(tstats(P).nrecycled, 0, "not idle long enough yet");
