@@ -552,14 +552,14 @@ static LFPOOL_SLOW int get_invalid(lfpool *p, void **obj, double timeout)
     return EINVAL;
 }
 
-/* Everything but an object found in the set: start, reset, shutdown,
- * the wait, the getter hook. */
-static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout, struct lfpool_rec *rec)
+/* Everything but an object found in the set with no getter hook: start,
+ * reset, shutdown, the wait, the getter.  `got`: the object the fast path
+ * already took (objects are never NULL), or NULL. */
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout, void *got)
 {
-    void *o;
-    if (rec) {
-        o = rec->obj;
-    } else {
+    void *o = got;
+    if (!o) {
+        struct lfpool_rec *rec;
         if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
             int r = get_prepare(p);
             if (r)
@@ -596,7 +596,7 @@ int lfpool_get(lfpool *p, void **obj, double timeout)
                 *obj = o;
                 return 0;
             }
-            return get_rest(p, obj, timeout, rec);
+            return get_rest(p, obj, timeout, o);
         }
         take_done(p);
     }
