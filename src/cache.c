@@ -95,6 +95,22 @@ void lfpool_set_fini(struct lfpool *p)
     p->caches = NULL;
 }
 
+/* Move every record of cache c, which the caller owns (locked and fenced,
+ * or the only thread), to the shared stack as AVAIL; returns how many. */
+static uint32_t cache_empty(struct lfpool *p, struct lfpool_cache *c)
+{
+    /* count atomically: others_cached() peeks at it */
+    uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
+    for (uint32_t s = 0; s < n; s++) {
+        struct lfpool_rec *rec = c->slot[s];
+        (void)rec_load(rec); /* acquire: after the pusher's CACHED store */
+        rec_store(rec, REC_AVAIL, memory_order_release);
+        lfpool_stack_push(&p->stack, rec);
+    }
+    __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
+    return n;
+}
+
 /* In a fork child (one thread): locks held by parent threads are void, and
  * the membarrier registration is the child's to make again. */
 void lfpool_set_fork_reset(struct lfpool *p)
@@ -103,17 +119,9 @@ void lfpool_set_fork_reset(struct lfpool *p)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
     if (p->pcpu)
         p->pcpu = pcpu_available(p->ncaches);
-    if (!p->pcpu) { /* without the fence nobody may lock: empty them here */
-        for (unsigned i = 0; i < p->ncaches; i++) {
-            struct lfpool_cache *c = &p->caches[i];
-            uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
-            for (uint32_t s = 0; s < n; s++) {
-                rec_store(c->slot[s], REC_AVAIL, memory_order_release);
-                lfpool_stack_push(&p->stack, c->slot[s]);
-            }
-            __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
-        }
-    }
+    if (!p->pcpu) /* without the fence nobody may lock: empty them here */
+        for (unsigned i = 0; i < p->ncaches; i++)
+            cache_empty(p, &p->caches[i]);
 }
 
 /* Take a cache's lock from OPEN or BYPASS; returns the value it had, or
@@ -166,16 +174,8 @@ size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
         if (!mine[i])
             continue;
         struct lfpool_cache *c = &p->caches[i];
-        /* count atomically: others_cached() peeks at it */
-        uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
-        for (uint32_t s = 0; s < n; s++) {
-            struct lfpool_rec *rec = c->slot[s];
-            (void)rec_load(rec); /* acquire: after the pusher's CACHED store */
-            rec_store(rec, REC_AVAIL, memory_order_release);
-            lfpool_stack_push(&p->stack, rec);
-        }
+        uint32_t n = cache_empty(p, c);
         moved += n;
-        __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&c->lock, steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN,
                          __ATOMIC_RELEASE);
