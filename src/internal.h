@@ -204,6 +204,9 @@ struct lfpool {
     unsigned ncaches;
     bool pcpu;             /* per-CPU caches in use (rseq + membarrier, cache.c) */
     uint32_t cache_cap;    /* records per CPU cache (cache.c) */
+    bool fast_get;         /* get's fast path applies: no getter, no CLOSE-kill guard,
+                              no injected clock (pool.c) */
+    bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
     struct cds_lfht *ht;
     _Atomic unsigned long ht_buckets;
     _Atomic bool ht_resizing;
@@ -298,10 +301,9 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
 /* ---- cache.c fast paths, inline in get and ret (the argument is in
  * cache.c and percpu.h) */
 
-/* Take an available record and make it OUT, with last_get = now; NULL when
- * none.  `waiting`: the caller is registered on the gate (it must flush). */
-static inline __attribute__((always_inline)) struct lfpool_rec *
-lfpool_set_take(struct lfpool *p, double now, bool waiting)
+/* Pop a record from this CPU's cache; NULL when it has none (or there are
+ * no caches).  The record should be CACHED: see lfpool_set_claim. */
+static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_set_pop_local(struct lfpool *p)
 {
     while (lfpool_likely(p->pcpu)) {
         uint32_t cpu = lfpool_pcpu_cpu();
@@ -309,29 +311,61 @@ lfpool_set_take(struct lfpool *p, double now, bool waiting)
         if (lfpool_unlikely(cpu >= p->ncaches))
             break;
         int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
-        if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
-            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-            if (lfpool_unlikely(rec_st(w) != REC_CACHED)) {
-                lfpool_set_bad(p, rec, w);
-                continue;
-            }
-            atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
-            /* the only owner: a plain store, bumping the generation */
-            atomic_store_explicit(&rec->state, ((rec_gen(w) + 1) << 4) | REC_OUT,
-                                  memory_order_release);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK))
             return rec;
-        }
         if (r == LFPOOL_PCPU_FAIL)
             break;
     }
-    return lfpool_set_take_slow(p, now, waiting);
+    return NULL;
 }
 
-/* Put a record that the caller owns in state CACHED into the set, and wake
- * a waiter if any. */
-static inline __attribute__((always_inline)) void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
+/* Make a record popped from a cache, whose state word `w` says CACHED, OUT
+ * with last_get = now; returns the new word.  The popper is its only owner:
+ * plain stores, the state's bumping the generation. */
+static inline __attribute__((always_inline)) uint32_t lfpool_set_claim(struct lfpool_rec *rec,
+                                                                       uint32_t w, double now)
 {
-    /* with waiters, the stack: any CPU's waiter takes it without a flush */
+    uint32_t out = ((rec_gen(w) + 1) << 4) | REC_OUT;
+    atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
+    atomic_store_explicit(&rec->state, out, memory_order_release);
+    return out;
+}
+
+/* Take a record from this CPU's cache and make it OUT, with last_get = now;
+ * NULL when the cache has none. */
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_set_take_local(struct lfpool *p, double now)
+{
+    struct lfpool_rec *rec;
+    while ((rec = lfpool_set_pop_local(p)) != NULL) {
+        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+        if (lfpool_likely(rec_st(w) == REC_CACHED)) {
+            lfpool_set_claim(rec, w, now);
+            return rec;
+        }
+        lfpool_set_bad(p, rec, w);
+    }
+    return NULL;
+}
+
+/* Take an available record and make it OUT, with last_get = now; NULL when
+ * none.  `waiting`: the caller is registered on the gate (it must flush). */
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_set_take(struct lfpool *p, double now, bool waiting)
+{
+    struct lfpool_rec *rec = lfpool_set_take_local(p, now);
+    return rec ? rec : lfpool_set_take_slow(p, now, waiting);
+}
+
+/* Push a record that the caller owns in state CACHED onto this CPU's cache.
+ * LFPOOL_PUT_DONE: pushed, nobody waits; LFPOOL_PUT_WAKE: pushed, and a
+ * waiter must be woken; LFPOOL_PUT_STACK: not pushed (no caches, cache full
+ * or locked, or waiters: any CPU's waiter takes from the stack without a
+ * flush), the caller still owns it. */
+enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
+static inline __attribute__((always_inline)) int lfpool_set_put_local(struct lfpool *p,
+                                                                      struct lfpool_rec *rec)
+{
     while (lfpool_likely(p->pcpu) &&
            atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) == 0) {
         uint32_t cpu = lfpool_pcpu_cpu();
@@ -342,13 +376,24 @@ static inline __attribute__((always_inline)) void lfpool_set_put(struct lfpool *
             /* no fence: a waiter's flush fences for us (cache.c) */
             atomic_signal_fence(memory_order_seq_cst);
             if (lfpool_unlikely(atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) > 0))
-                lfpool_gate_wake(&p->gate, false);
-            return;
+                return LFPOOL_PUT_WAKE;
+            return LFPOOL_PUT_DONE;
         }
         if (r == LFPOOL_PCPU_FAIL)
             break;
     }
-    lfpool_set_put_stack(p, rec);
+    return LFPOOL_PUT_STACK;
+}
+
+/* Put a record that the caller owns in state CACHED into the set, and wake
+ * a waiter if any. */
+static inline __attribute__((always_inline)) void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
+{
+    int r = lfpool_set_put_local(p, rec);
+    if (lfpool_unlikely(r == LFPOOL_PUT_WAKE))
+        lfpool_gate_wake(&p->gate, false);
+    else if (r == LFPOOL_PUT_STACK)
+        lfpool_set_put_stack(p, rec);
 }
 
 /* ---- housekeeper.c */

@@ -344,6 +344,8 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
     p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
+    p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock;
+    p->fast_ret = !cfg->retter && !cfg->clock;
     p->delay = compute_delay(cfg, p->warn);
     if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
         lfpool_log(p, LFPOOL_LOG_WARNING, "inconsistent max_using_delay_warn > max_using_delay_kill");
@@ -413,13 +415,19 @@ static inline struct hint *hint_slot(const void *obj)
     return &hints[((uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ULL) >> 61];
 }
 
-static inline void hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
+/* `word`: the record's state word as this thread handed it out (gen | OUT) */
+static inline void hint_set(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
 {
     struct hint *h = hint_slot(obj);
     h->pool_id = p->id;
     h->obj = obj;
     h->rec = rec;
-    h->word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+    h->word = word;
+}
+
+static inline void hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
+{
+    hint_set(p, obj, rec, rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT));
 }
 
 /* The hinted record and the exact state word (generation and OUT) it must
@@ -552,30 +560,29 @@ static LFPOOL_SLOW int get_invalid(lfpool *p, void **obj, double timeout)
     return EINVAL;
 }
 
-/* Everything but an object found in the set with no getter hook: start,
- * reset, shutdown, the wait, the getter.  `got`: the object the fast path
- * already took (objects are never NULL), or NULL. */
-static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout, void *got)
+/* Everything the fast path of lfpool_get leaves: bad arguments, start,
+ * reset, shutdown, hooks, an injected clock, the CLOSE-kill guard, an empty
+ * local cache (the shared stack, other CPUs' caches), creation, the wait. */
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout)
 {
-    void *o = got;
-    if (!o) {
-        struct lfpool_rec *rec;
-        if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
-            int r = get_prepare(p);
-            if (r)
-                return r;
-        }
-        if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
-            return ESHUTDOWN;
-        rec = take(p, false);
-        if (rec) {
-            o = took(p, rec);
-        } else {
-            take_done(p);
-            int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o);
-            if (r)
-                return r;
-        }
+    void *o;
+    if (!p || !obj || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
+        return get_invalid(p, obj, timeout);
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
+        int r = get_prepare(p);
+        if (r)
+            return r;
+    }
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return ESHUTDOWN;
+    struct lfpool_rec *rec = take(p, false);
+    if (rec) {
+        o = took(p, rec);
+    } else {
+        take_done(p);
+        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o);
+        if (r)
+            return r;
     }
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
@@ -583,24 +590,38 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout, void *got
     return 0;
 }
 
+/* A record in a cache that was not CACHED (cache.c deals with it); then
+ * the rest of the get. */
+static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, double timeout, struct lfpool_rec *rec,
+                               uint32_t w)
+{
+    lfpool_set_bad(p, rec, w);
+    return get_rest(p, obj, timeout);
+}
+
+/* The fast path: a pool in its steady state (no getter hook, no CLOSE-kill
+ * guard, no injected clock), a valid timeout, and a record in this CPU's
+ * cache.  Everything else is a tail call to get_rest, so this stays a leaf
+ * with no saved registers. */
 int lfpool_get(lfpool *p, void **obj, double timeout)
 {
-    if (lfpool_unlikely(!p || !obj || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT)))
-        return get_invalid(p, obj, timeout);
-    if (lfpool_likely(atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
+    if (lfpool_likely(p && obj && timeout >= 0 && p->fast_get &&
+                      atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
                       !atomic_load_explicit(&p->shutdown, memory_order_relaxed))) {
-        struct lfpool_rec *rec = take(p, false);
+        struct lfpool_rec *rec = lfpool_set_pop_local(p);
         if (lfpool_likely(rec != NULL)) {
-            void *o = took(p, rec);
-            if (lfpool_likely(!p->cfg.getter)) {
-                *obj = o;
-                return 0;
-            }
-            return get_rest(p, obj, timeout, o);
+            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+            if (lfpool_unlikely(rec_st(w) != REC_CACHED))
+                return get_bad(p, obj, timeout, rec, w);
+            w = lfpool_set_claim(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
+            atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+            void *o = rec->obj;
+            hint_set(p, o, rec, w);
+            *obj = o;
+            return 0;
         }
-        take_done(p);
     }
-    return get_rest(p, obj, timeout, NULL);
+    return get_rest(p, obj, timeout);
 }
 
 /* ---- ret */
@@ -634,54 +655,69 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
     return ENOENT;
 }
 
-/* A returned record, now CACHED (ours), goes back into the set.  A ret that raced
- * with shutdown's drain closes what it just put back. */
-static inline int put_back(struct lfpool *p, struct lfpool_rec *rec)
+/* The rest of a fast ret whose record (CACHED, ours) did not simply land in
+ * this CPU's cache: `r` says why (lfpool_set_put_local).  Also the check
+ * for a ret that raced with shutdown's drain: it closes what it put back. */
+static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
 {
-    lfpool_set_put(p, rec);
-    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+    if (r == LFPOOL_PUT_WAKE)
+        lfpool_gate_wake(&p->gate, false);
+    else if (r == LFPOOL_PUT_STACK)
+        lfpool_set_put_stack(p, rec);
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         lfpool_close_available(p);
     return 0;
 }
 
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj);
 
+/* The fast path: no retter, no injected clock, a return hint this thread
+ * took at get whose record is still OUT in that hand-out, not worn out, no
+ * shutdown, and room in this CPU's cache.  Everything else is a tail call,
+ * so this stays a leaf with no saved registers. */
 int lfpool_ret(lfpool *p, void *obj)
 {
-    if (lfpool_unlikely(!p || !obj)) {
-        if (p)
-            lfpool_log(p, LFPOOL_LOG_ERROR, "ret: NULL object");
-        else
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret: NULL pool");
-        return EINVAL;
-    }
-    if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING))
-        lfpool_enter(p);
-
-    /* fast path: a validated hint, nothing but a plain return to make */
     uint32_t word = 0;
-    struct lfpool_rec *rec = hint_get(p, obj, &word);
-    if (lfpool_likely(rec != NULL) && !p->cfg.retter && rec_load(rec) == word &&
+    struct lfpool_rec *rec;
+    if (lfpool_likely(p && obj && p->fast_ret &&
+                      atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) &&
+        lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) && rec_load(rec) == word &&
         (!p->cfg.max_use || LD(rec->uses) < p->cfg.max_use) &&
         !atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
         /* last_ret before the CAS (it publishes it); a stale store here on
          * a record that is OUT for another holder is overwritten by its ret */
-        atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
+        atomic_store_explicit(&rec->last_ret,
+                              atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
+                              memory_order_relaxed);
         if (lfpool_likely(atomic_compare_exchange_strong_explicit(
                 &rec->state, &word, rec_word(word, REC_CACHED), memory_order_acq_rel,
                 memory_order_acquire))) {
-            return put_back(p, rec);
+            int r = lfpool_set_put_local(p, rec);
+            if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
+                !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+                return 0;
+            return ret_put_rest(p, rec, r);
         }
         /* not OUT any more (killed, returned twice...): the careful path */
     }
     return ret_careful(p, obj);
 }
 
-/* ret without a usable hint, with a retter, of a worn-out object, after
- * shutdown, or whose fast CAS failed. */
+/* ret with bad arguments, in a fork child or a pool not started, without a
+ * usable hint, with a retter or an injected clock, of a worn-out object,
+ * after shutdown, or whose fast CAS failed. */
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj)
 {
     struct lfpool_rec *rec;
+    if (!p || !obj) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret: NULL object");
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret: NULL pool");
+        return EINVAL;
+    }
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
+        lfpool_enter(p);
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
     uint32_t s = rec ? rec_load(rec) : 0;
