@@ -1,6 +1,9 @@
 /*
  * peer_lfpool.c - the "lfpool" peer: this project's pool, through its public
- * API only (lfpool_get with LFPOOL_FOREVER, lfpool_ret).
+ * API only (lfpool_get with LFPOOL_FOREVER, lfpool_ret); and "lfpool-h",
+ * the same pool through the handle calls (lfpool_get_handle,
+ * lfpool_ret_handle), the handle kept beside the object as a caller would
+ * keep it in its own request state (here: per thread, one object held).
  *
  * Default configuration, i.e. all bookkeeping on (use counts, last get/ret
  * times, counters); unbounded when max_size is 0, bounded otherwise.  `fun`
@@ -61,6 +64,38 @@ static void lf_close(void *self)
 {
     lfpool_free(self);
 }
+
+/* lfpool-h: the handle of the one object this thread holds */
+static __thread lfpool_handle lfh_held;
+
+static int lfh_get(void *self, void **obj)
+{
+    int r = lfpool_get_handle(self, &lfh_held, LFPOOL_FOREVER);
+    if (r == 0)
+        *obj = lfh_held.obj;
+    return r;
+}
+
+static int lfh_put(void *self, void *obj)
+{
+    if (lfh_held.obj != obj) /* not the one held: the harness never does this */
+        return lfpool_ret(self, obj);
+    lfh_held.obj = NULL;
+    return lfpool_ret_handle(self, &lfh_held);
+}
+
+const struct bench_peer bench_peer_lfpool_h = {
+    .name = "lfpool-h",
+    .desc = "this project through handles (lfpool_get_handle/lfpool_ret_handle)",
+    .can_wait = true,
+    .open = lf_open,
+    .get = lfh_get,
+    .put = lfh_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
 
 const struct bench_peer bench_peer_lfpool = {
     .name = "lfpool",

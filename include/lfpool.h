@@ -186,6 +186,35 @@ int lfpool_get(lfpool *pool, void **obj, double timeout);
  *           in this call; the object is gone from the pool */
 int lfpool_ret(lfpool *pool, void *obj);
 
+/* ---------------------------------------------------------------- handles
+ *
+ * The same get and ret, with the object's record named by a handle instead
+ * of found again by ret (through the getting thread's return hints, or the
+ * table when another thread returns it or the thread holds many objects).
+ * Rules of use:
+ * - A handle comes from lfpool_get_handle on this pool and is used with
+ *   this pool only, before lfpool_free; anything else in priv_* is
+ *   undefined behaviour (a handle is not checked the way a pointer given to
+ *   lfpool_ret is).  Apart from that, a stale handle is safe: a handle is a
+ *   value, may be copied, and ends exactly one hand-out, so a copy used
+ *   again after its object was returned (and maybe handed out again) gives
+ *   ENOENT and never returns another holder's object.
+ * - Any thread may return a handle; lfpool_ret(pool, h.obj) works too.
+ * - Behaviour, hooks, statistics and return codes are those of lfpool_get
+ *   and lfpool_ret, with `h` in place of `obj` (EINVAL: h NULL). */
+typedef struct lfpool_handle {
+    void *obj;          /* the object */
+    void *priv_rec;     /* private: the object's record */
+    uint64_t priv_pool; /* private: the pool's id */
+    uint32_t priv_word; /* private: the hand-out (generation) */
+} lfpool_handle;
+
+/* lfpool_get, filling *h (h->obj is the object). */
+int lfpool_get_handle(lfpool *pool, lfpool_handle *h, double timeout);
+
+/* lfpool_ret of h->obj, for the hand-out h names only. */
+int lfpool_ret_handle(lfpool *pool, const lfpool_handle *h);
+
 /* Run one housekeeping round now, on the calling thread (rounds are
  * serialised with the housekeeper's).  Returns 0, EINVAL (NULL pool) or
  * ESHUTDOWN. */

@@ -591,30 +591,47 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout)
 }
 
 /* A record in a cache that was not CACHED (cache.c deals with it); then
- * the rest of the get. */
-static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, double timeout, struct lfpool_rec *rec,
-                               uint32_t w)
+ * the rest of the get (of lfpool_get_handle when h is not NULL). */
+static LFPOOL_SLOW int get_handle_rest(lfpool *p, lfpool_handle *h, double timeout);
+static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double timeout,
+                               struct lfpool_rec *rec, uint32_t w)
 {
     lfpool_set_bad(p, rec, w);
-    return get_rest(p, obj, timeout);
+    return h ? get_handle_rest(p, h, timeout) : get_rest(p, obj, timeout);
 }
 
-/* The fast path: a pool in its steady state (no getter hook, no CLOSE-kill
- * guard, no injected clock), a valid timeout, and a record in this CPU's
- * cache.  Everything else is a tail call to get_rest, so this stays a leaf
- * with no saved registers. */
+/* The fast path applies: a pool in its steady state (no getter hook, no
+ * CLOSE-kill guard, no injected clock) and a valid timeout. */
+static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
+{
+    return timeout >= 0 && p->fast_get &&
+           atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
+           !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+}
+
+/* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
+ * and count the use; returns its word as handed out (gen | OUT). */
+static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpool *p,
+                                                                     struct lfpool_rec *rec,
+                                                                     uint32_t w)
+{
+    w = lfpool_set_claim(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
+    atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+    return w;
+}
+
+/* The fast path: get_fast_ok and a record in this CPU's cache.  Everything
+ * else is a tail call to get_rest, so this stays a leaf with no saved
+ * registers. */
 int lfpool_get(lfpool *p, void **obj, double timeout)
 {
-    if (lfpool_likely(p && obj && timeout >= 0 && p->fast_get &&
-                      atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
-                      !atomic_load_explicit(&p->shutdown, memory_order_relaxed))) {
+    if (lfpool_likely(p && obj && get_fast_ok(p, timeout))) {
         struct lfpool_rec *rec = lfpool_set_pop_local(p);
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, obj, timeout, rec, w);
-            w = lfpool_set_claim(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
-            atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+                return get_bad(p, obj, NULL, timeout, rec, w);
+            w = get_fast_claim(p, rec, w);
             void *o = rec->obj;
             hint_set(p, o, rec, w);
             *obj = o;
@@ -622,6 +639,59 @@ int lfpool_get(lfpool *p, void **obj, double timeout)
         }
     }
     return get_rest(p, obj, timeout);
+}
+
+/* ---- handles: get and ret without the return hint or the table lookup */
+
+static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
+                              struct lfpool_rec *rec, uint32_t word)
+{
+    h->obj = obj;
+    h->priv_rec = rec;
+    h->priv_pool = p->id;
+    h->priv_word = word;
+}
+
+/* lfpool_get_handle past its fast path: lfpool_get's slow path, which
+ * leaves a return hint for the object; the handle takes the record and
+ * word from it, or (hint evicted by a getter hook's own gets) from the
+ * table.  A record not found (killed and closed meanwhile) leaves a handle
+ * whose ret is refused like a ret of that object. */
+static LFPOOL_SLOW int get_handle_rest(lfpool *p, lfpool_handle *h, double timeout)
+{
+    void *o;
+    if (!h)
+        return get_invalid(p, NULL, timeout);
+    int r = get_rest(p, &o, timeout);
+    if (r)
+        return r;
+    uint32_t word = 0;
+    struct lfpool_rec *rec = hint_get(p, o, &word);
+    if (!rec) {
+        rcu_read_lock();
+        rec = lfpool_meta_lookup(p, o);
+        if (rec)
+            word = rec_word(rec_load(rec), REC_OUT);
+        rcu_read_unlock();
+    }
+    handle_set(p, h, o, rec, word);
+    return 0;
+}
+
+int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
+{
+    if (lfpool_likely(p && h && get_fast_ok(p, timeout))) {
+        struct lfpool_rec *rec = lfpool_set_pop_local(p);
+        if (lfpool_likely(rec != NULL)) {
+            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+            if (lfpool_unlikely(rec_st(w) != REC_CACHED))
+                return get_bad(p, NULL, h, timeout, rec, w);
+            w = get_fast_claim(p, rec, w);
+            handle_set(p, h, rec->obj, rec, w);
+            return 0;
+        }
+    }
+    return get_handle_rest(p, h, timeout);
 }
 
 /* ---- ret */
@@ -669,44 +739,91 @@ static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, in
     return 0;
 }
 
-static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj);
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h);
 
-/* The fast path: no retter, no injected clock, a return hint this thread
- * took at get whose record is still OUT in that hand-out, not worn out, no
- * shutdown, and room in this CPU's cache.  Everything else is a tail call,
- * so this stays a leaf with no saved registers. */
+/* ret's fast path applies to the pool: no retter, no injected clock. */
+static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
+{
+    return p->fast_ret && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
+}
+
+/* End the hand-out `word` (gen | OUT) of a record of this pool: not worn
+ * out, no shutdown, and still OUT in that hand-out (the CAS, which a kill
+ * or another ret of the same hand-out would have won).  False: the
+ * careful path decides. */
+static inline __attribute__((always_inline)) bool ret_fast_claim(struct lfpool *p,
+                                                                 struct lfpool_rec *rec,
+                                                                 uint32_t word, double now)
+{
+    if (rec_load(rec) != word || (p->cfg.max_use && LD(rec->uses) >= p->cfg.max_use) ||
+        atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return false;
+    /* last_ret before the CAS (it publishes it); a stale store here on a
+     * record that is OUT for another holder is overwritten by its ret */
+    atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+    return atomic_compare_exchange_strong_explicit(&rec->state, &word, rec_word(word, REC_CACHED),
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+/* Put a record that ret_fast_claim made CACHED (ours) into this CPU's
+ * cache; anything else is a tail call. */
+static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
+                                                              struct lfpool_rec *rec)
+{
+    int r = lfpool_set_put_local(p, rec);
+    if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
+        !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return 0;
+    return ret_put_rest(p, rec, r);
+}
+
+/* The fast path: ret_fast_ok, a return hint this thread took at get whose
+ * record is still OUT in that hand-out (ret_fast_claim), and room in this
+ * CPU's cache.  Everything else is a tail call, so this stays a leaf with
+ * no saved registers. */
 int lfpool_ret(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
-    if (lfpool_likely(p && obj && p->fast_ret &&
-                      atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) &&
-        lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) && rec_load(rec) == word &&
-        (!p->cfg.max_use || LD(rec->uses) < p->cfg.max_use) &&
-        !atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
-        /* last_ret before the CAS (it publishes it); a stale store here on
-         * a record that is OUT for another holder is overwritten by its ret */
-        atomic_store_explicit(&rec->last_ret,
-                              atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                              memory_order_relaxed);
-        if (lfpool_likely(atomic_compare_exchange_strong_explicit(
-                &rec->state, &word, rec_word(word, REC_CACHED), memory_order_acq_rel,
-                memory_order_acquire))) {
-            int r = lfpool_set_put_local(p, rec);
-            if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
-                !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
-                return 0;
-            return ret_put_rest(p, rec, r);
-        }
-        /* not OUT any more (killed, returned twice...): the careful path */
+    if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
+        lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
+        ret_fast_claim(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
+        return ret_fast_put(p, rec);
+    /* not OUT any more (killed, returned twice...), no hint...: careful */
+    return ret_careful(p, obj, NULL);
+}
+
+/* The handle names the record and the hand-out: no hint, no lookup, from
+ * any thread.  A handle of this pool (its id) points at one of its
+ * records, type-stable while the pool lives, so reading it is safe even
+ * when the handle is stale; the word then differs and the careful path
+ * refuses it. */
+int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
+{
+    if (lfpool_likely(p && h && h->priv_pool == p->id && h->priv_rec != NULL && ret_fast_ok(p)) &&
+        ret_fast_claim(p, h->priv_rec, h->priv_word,
+                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
+        return ret_fast_put(p, h->priv_rec);
+    if (p && !h) {
+        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
+        return EINVAL;
     }
-    return ret_careful(p, obj);
+    return ret_careful(p, h ? h->obj : NULL, h);
 }
 
 /* ret with bad arguments, in a fork child or a pool not started, without a
  * usable hint, with a retter or an injected clock, of a worn-out object,
- * after shutdown, or whose fast CAS failed. */
-static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj)
+ * after shutdown, or whose fast CAS failed.  With a handle `h` (not NULL),
+ * only h's hand-out of obj may end. */
+/* A ret through handle h must end h's hand-out and no other: the object may
+ * have been returned with a copy of the handle and handed out again.  The
+ * generation is kept by every transition of one hand-out (kills too). */
+static bool handle_mismatch(const lfpool_handle *h, struct lfpool_rec *rec, uint32_t s)
+{
+    return h && (rec != h->priv_rec || h->priv_pool == 0 || rec_gen(s) != rec_gen(h->priv_word));
+}
+
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
 {
     struct lfpool_rec *rec;
     if (!p || !obj) {
@@ -718,9 +835,26 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj)
     }
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
         lfpool_enter(p);
+    /* With an injected clock (tests) the fast path's steps, the time from
+     * the clock: the hint or handle, the CAS, this CPU's cache. */
+    if (p->cfg.clock && !p->cfg.retter &&
+        atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
+        uint32_t word = 0;
+        rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
+        if (h)
+            word = h->priv_word;
+        if (rec && ret_fast_claim(p, rec, word, lfpool_now(p))) {
+            lfpool_set_put(p, rec);
+            if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+                lfpool_close_available(p); /* raced with shutdown's drain */
+            return 0;
+        }
+    }
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
     uint32_t s = rec ? rec_load(rec) : 0;
+    if (lfpool_unlikely(handle_mismatch(h, rec, s)))
+        s = 0; /* not this hand-out: as if not out */
     if (lfpool_unlikely(rec_st(s) != REC_OUT))
         return ret_not_out(p, rec, obj, s, false);
     if (p->cfg.retter) {
@@ -730,6 +864,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj)
         rcu_read_lock();
         rec = lfpool_meta_lookup(p, obj);
         s = rec ? rec_load(rec) : 0;
+        if (handle_mismatch(h, rec, s))
+            s = 0;
         if (rec_st(s) != REC_OUT)
             return ret_not_out(p, rec, obj, s, true);
     }

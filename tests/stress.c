@@ -1,4 +1,6 @@
 /* stress.c - many threads against one pool, invariants checked:
+ * (half the workers use the handle calls, and now and then return a stale
+ * copy of a handle, which must be refused without harm;)
  * no object held by two threads at once, none handed out after its closer
  * ran, max_size never exceeded, closer exactly once per created object, no
  * capacity slot leaked, counters consistent.  Kills, wear-out, health
@@ -32,7 +34,8 @@ struct sctx {
     _Atomic double now;
     _Atomic int created, closed, stop, rounds, nchecks;
     _Atomic long gets, estale, enoent, errors, timeouts, e_get, e_double, e_closed, e_ret, e_hk, e_json, e_health, last_get_rc;
-    _Atomic int in_hand, max_in_hand, max_nobjs;
+    _Atomic int in_hand, max_in_hand, max_nobjs, next_id;
+    _Atomic long stale_h, e_stale_h;
     struct sobj *objs[MAXOBJS];
 };
 
@@ -81,10 +84,14 @@ static void *worker(void *arg)
 {
     struct sctx *s = arg;
     unsigned seed = (unsigned)(uintptr_t)&seed;
+    bool handles = atomic_fetch_add(&s->next_id, 1) % 2 == 1;
     /* run at least `iters` operations and until 60 rounds have happened */
     for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
-        void *o;
-        int r = lfpool_get(s->p, &o, 2.0);
+        void *o = NULL;
+        lfpool_handle hd;
+        int r = handles ? lfpool_get_handle(s->p, &hd, 2.0) : lfpool_get(s->p, &o, 2.0);
+        if (handles && r == 0)
+            o = hd.obj;
         if (r == ETIMEDOUT) {
             atomic_fetch_add(&s->timeouts, 1);
             continue;
@@ -117,7 +124,14 @@ static void *worker(void *arg)
         }
         atomic_store(&so->held, 0);
         atomic_fetch_sub(&s->in_hand, 1);
-        r = lfpool_ret(s->p, o);
+        r = handles ? lfpool_ret_handle(s->p, &hd) : lfpool_ret(s->p, o);
+        if (handles && rand_r(&seed) % 8 == 0) {
+            /* the hand-out has ended (returned, or killed): a stale copy
+             * must be refused, whoever holds the object now */
+            atomic_fetch_add(&s->stale_h, 1);
+            if (lfpool_ret_handle(s->p, &hd) != ENOENT)
+                atomic_fetch_add(&s->e_stale_h, 1);
+        }
         if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
             atomic_fetch_add(&s->estale, 1);
         else if (r == ENOENT && s->kill && s->kill_mode == LFPOOL_KILL_CLOSE)
@@ -199,6 +213,9 @@ static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, boo
                  "ret errors %ld)",
                  atomic_load(&s->errors), atomic_load(&s->e_get), atomic_load(&s->last_get_rc),
                  atomic_load(&s->e_double), atomic_load(&s->e_ret));
+    cr_assert_eq(atomic_load(&s->e_stale_h), 0, "stale handles accepted: %ld of %ld",
+                 atomic_load(&s->e_stale_h), atomic_load(&s->stale_h));
+    cr_assert_gt(atomic_load(&s->stale_h), 0);
     cr_assert_eq(atomic_load(&s->timeouts), 0);
     if (max_size) {
         cr_assert_leq((size_t)atomic_load(&s->max_nobjs), max_size);
