@@ -70,6 +70,10 @@ struct fslot {
     bool ever;           /* created at least once */
     bool published;      /* made available by a completed call of the fuzzing
                           * thread (not by a background refill in flight) */
+    bool has_h;          /* got with lfpool_get_handle: h is its handle, */
+    lfpool_handle h;     /* kept after the ret as a stale copy */
+    bool has_prev;       /* the handle of an earlier hand-out (stale) */
+    lfpool_handle prev;
 };
 
 static struct fobj OBJ[NSLOT];
@@ -456,7 +460,7 @@ static void reset_model(void)
 
 static bool STARTED; /* a lazy pool's first get also fills to min_size */
 
-static void do_get(lfpool *pool, double timeout)
+static void do_get(lfpool *pool, double timeout, bool handle)
 {
     bool first = !STARTED;
     STARTED = true;
@@ -466,7 +470,10 @@ static void do_get(lfpool *pool, double timeout)
     bool full = M.bounded && (size_t)hl >= M.cfg.max_size;
     pthread_mutex_unlock(&M.mu);
     void *o = NULL;
-    int rc = lfpool_get(pool, &o, timeout);
+    lfpool_handle h;
+    int rc = handle ? lfpool_get_handle(pool, &h, timeout) : lfpool_get(pool, &o, timeout);
+    if (handle && rc == 0)
+        o = h.obj;
     if (M.shutdown) {
         if (rc != ESHUTDOWN)
             die("get after shutdown gave %d", rc);
@@ -540,6 +547,13 @@ static void do_get(lfpool *pool, double timeout)
             die("get created an object while %d were available (stranded)", avail);
     }
     s->state = S_HELD;
+    if (s->has_h) {
+        s->has_prev = true;
+        s->prev = s->h;
+    }
+    s->has_h = handle;
+    if (handle)
+        s->h = h;
     s->may_close = false;
     s->killed = false;
     s->uses++;
@@ -556,8 +570,10 @@ static void do_ret(lfpool *pool, int i)
     bool wornout = M.cfg.max_use && s->uses >= M.cfg.max_use;
     if (M.shutdown || (killed && M.cfg.kill_mode == LFPOOL_KILL_DEFER) || wornout)
         s->may_close = true;
+    bool has_h = s->has_h;
+    lfpool_handle h = s->h;
     pthread_mutex_unlock(&M.mu);
-    int rc = lfpool_ret(pool, &OBJ[i]);
+    int rc = has_h ? lfpool_ret_handle(pool, &h) : lfpool_ret(pool, &OBJ[i]);
     pthread_mutex_lock(&M.mu);
     s->stale = false; /* the holder has given it back, whatever happened */
     if (killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE) {
@@ -742,11 +758,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         switch (op) {
         case 0: case 1: case 2: case 3:
-            do_get(pool, 0);
+            do_get(pool, 0, arg % 2); /* odd: through a handle */
             break;
         case 4:
             /* a short wait, or the configured timeout when it is short */
-            do_get(pool, (arg % 2 && M.cfg.timeout < 1) ? LFPOOL_DEFAULT : 0.001);
+            do_get(pool, (arg % 2 && M.cfg.timeout < 1) ? LFPOOL_DEFAULT : 0.001, arg % 4 >= 2);
             break;
         case 5: case 6:
             pthread_mutex_lock(&M.mu);
@@ -770,9 +786,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     break;
                 }
             }
+            bool stale_h = j >= 0 && M.s[j].has_h;
+            lfpool_handle h = j >= 0 ? M.s[j].h : (lfpool_handle){0};
             pthread_mutex_unlock(&M.mu);
             if (j >= 0 && (rc = lfpool_ret(pool, &OBJ[j])) != ENOENT)
                 die("ret of slot %d not out (state %d) gave %d", j, M.s[j].state, rc);
+            if (stale_h && (rc = lfpool_ret_handle(pool, &h)) != ENOENT)
+                die("stale handle of slot %d (state %d) gave %d", j, M.s[j].state, rc);
+            /* an earlier hand-out's handle of an object out again: refused,
+             * and the holder keeps it (its own ret checks that later) */
+            pthread_mutex_lock(&M.mu);
+            int k = pick_state(arg, S_HELD);
+            bool prev = k >= 0 && M.s[k].has_prev;
+            h = prev ? M.s[k].prev : (lfpool_handle){0};
+            pthread_mutex_unlock(&M.mu);
+            if (prev && (rc = lfpool_ret_handle(pool, &h)) != ENOENT)
+                die("earlier handle of held slot %d gave %d", k, rc);
             break;
         }
         case 8: { /* foreign pointers */

@@ -425,9 +425,12 @@ static inline void hint_set(struct lfpool *p, void *obj, struct lfpool_rec *rec,
     h->word = word;
 }
 
-static inline void hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
+/* The hint for a record this thread just got; returns the word it saved. */
+static inline uint32_t hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
 {
-    hint_set(p, obj, rec, rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT));
+    uint32_t word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+    hint_set(p, obj, rec, word);
+    return word;
 }
 
 /* The hinted record and the exact state word (generation and OUT) it must
@@ -467,20 +470,31 @@ static inline void take_done(struct lfpool *p)
         rcu_read_unlock();
 }
 
-/* Finish a get: the object, a return hint; then leave the guard. */
-static inline void *took(struct lfpool *p, struct lfpool_rec *rec)
+/* Finish a get: the object, a return hint (*word: the hand-out it names);
+ * then leave the guard. */
+static inline void *took(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
 {
     void *o = rec->obj;
-    hint_put(p, o, rec);
+    *word = hint_put(p, o, rec);
     take_done(p);
     return o;
+}
+
+static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
+                              struct lfpool_rec *rec, uint32_t word)
+{
+    h->obj = obj;
+    h->priv_rec = rec;
+    h->priv_pool = p->id;
+    h->priv_word = word;
 }
 
 /* Slow paths are kept out of line (noinline, cold) so that the fast paths
  * of get and ret stay small: no spills, few saved registers. */
 #define LFPOOL_SLOW __attribute__((noinline, cold))
 
-static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj)
+static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
+                                struct lfpool_rec **recp, uint32_t *word)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
@@ -501,15 +515,18 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj)
         struct lfpool_rec *rec = take(p, waiting && !fenced);
         fenced = waiting;
         if (rec) {
-            *obj = took(p, rec);
+            *obj = took(p, rec, word);
+            *recp = rec;
             r = 0;
             break;
         }
         take_done(p);
         if (lfpool_reserve(p, limit)) {
             r = lfpool_create(p, &rec, obj, true);
-            if (r == 0) /* a stale hint (CLOSE kill after a stall) is harmless */
-                hint_put(p, *obj, rec);
+            if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
+                *word = hint_put(p, *obj, rec);
+                *recp = rec;
+            }
             break;
         }
         if (atomic_load(&p->shutdown)) {
@@ -560,13 +577,16 @@ static LFPOOL_SLOW int get_invalid(lfpool *p, void **obj, double timeout)
     return EINVAL;
 }
 
-/* Everything the fast path of lfpool_get leaves: bad arguments, start,
- * reset, shutdown, hooks, an injected clock, the CLOSE-kill guard, an empty
- * local cache (the shared stack, other CPUs' caches), creation, the wait. */
-static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout)
+/* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
+ * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
+ * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
+ * shared stack, other CPUs' caches), creation, the wait. */
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double timeout)
 {
     void *o;
-    if (!p || !obj || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
+    struct lfpool_rec *rec;
+    uint32_t word;
+    if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
         return get_invalid(p, obj, timeout);
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
         int r = get_prepare(p);
@@ -575,29 +595,31 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, double timeout)
     }
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return ESHUTDOWN;
-    struct lfpool_rec *rec = take(p, false);
+    rec = take(p, false);
     if (rec) {
-        o = took(p, rec);
+        o = took(p, rec, &word);
     } else {
         take_done(p);
-        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o);
+        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o, &rec, &word);
         if (r)
             return r;
     }
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
-    *obj = o;
+    if (h)
+        handle_set(p, h, o, rec, word);
+    else
+        *obj = o;
     return 0;
 }
 
 /* A record in a cache that was not CACHED (cache.c deals with it); then
  * the rest of the get (of lfpool_get_handle when h is not NULL). */
-static LFPOOL_SLOW int get_handle_rest(lfpool *p, lfpool_handle *h, double timeout);
 static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double timeout,
                                struct lfpool_rec *rec, uint32_t w)
 {
     lfpool_set_bad(p, rec, w);
-    return h ? get_handle_rest(p, h, timeout) : get_rest(p, obj, timeout);
+    return get_rest(p, obj, h, timeout);
 }
 
 /* The fast path applies: a pool in its steady state (no getter hook, no
@@ -638,45 +660,10 @@ int lfpool_get(lfpool *p, void **obj, double timeout)
             return 0;
         }
     }
-    return get_rest(p, obj, timeout);
+    return get_rest(p, obj, NULL, timeout);
 }
 
 /* ---- handles: get and ret without the return hint or the table lookup */
-
-static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
-                              struct lfpool_rec *rec, uint32_t word)
-{
-    h->obj = obj;
-    h->priv_rec = rec;
-    h->priv_pool = p->id;
-    h->priv_word = word;
-}
-
-/* lfpool_get_handle past its fast path: lfpool_get's slow path, which
- * leaves a return hint for the object; the handle takes the record and
- * word from it, or (hint evicted by a getter hook's own gets) from the
- * table.  A record not found (killed and closed meanwhile) leaves a handle
- * whose ret is refused like a ret of that object. */
-static LFPOOL_SLOW int get_handle_rest(lfpool *p, lfpool_handle *h, double timeout)
-{
-    void *o;
-    if (!h)
-        return get_invalid(p, NULL, timeout);
-    int r = get_rest(p, &o, timeout);
-    if (r)
-        return r;
-    uint32_t word = 0;
-    struct lfpool_rec *rec = hint_get(p, o, &word);
-    if (!rec) {
-        rcu_read_lock();
-        rec = lfpool_meta_lookup(p, o);
-        if (rec)
-            word = rec_word(rec_load(rec), REC_OUT);
-        rcu_read_unlock();
-    }
-    handle_set(p, h, o, rec, word);
-    return 0;
-}
 
 int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
 {
@@ -691,7 +678,7 @@ int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
             return 0;
         }
     }
-    return get_handle_rest(p, h, timeout);
+    return get_rest(p, NULL, h, timeout);
 }
 
 /* ---- ret */

@@ -6,8 +6,9 @@ usage: summarize.py runs/run-0*.json > runs/summary.txt
 The ratio lfpool/peer is computed inside each round (both figures from the
 same round of the same invocation: peers are interleaved round by round),
 then the median over all rounds of all invocations is quoted, with the
-10th and 90th percentiles.  For P2 the ratio is of throughputs (lfpool
-Mpairs/s over the peer's), i.e. peer ns/pair over lfpool ns/pair.
+10th and 90th percentiles (the table's P2 ratios are of throughputs, the
+inverse of these ns ratios).  lfpool-h (the handle calls, P6) is also
+compared with DPDK.
 """
 import json
 import statistics
@@ -53,12 +54,16 @@ def main(paths):
                 per_peer.setdefault(name, []).extend(ns)
                 if name != "lfpool":
                     ratios.setdefault(name, []).extend(a / b for a, b in zip(lf, ns))
+            if "lfpool-h" in peers and "dpdk" in peers:  # P6: the handle calls against DPDK
+                lh = [x["ns_per_pair"] for x in peers["lfpool-h"]["rounds"]]
+                dp = [x["ns_per_pair"] for x in peers["dpdk"]["rounds"]]
+                ratios.setdefault("lfpool-h/dpdk", []).extend(a / b for a, b in zip(lh, dp))
             others = [n for n in peers if n in ("mutex", "apr")]
             if case[1] and case[0] > 2 and others:  # P3: against the best of mutex and APR
                 best = [min(peers[n]["rounds"][i]["ns_per_pair"] for n in others)
                         for i in range(len(lf))]
                 ratios.setdefault("best(mutex,apr)", []).extend(a / b for a, b in zip(lf, best))
-        for name in ["lfpool", "mutex", "apr", "dpdk"]:
+        for name in ["lfpool", "lfpool-h", "mutex", "apr", "dpdk"]:
             if name not in per_peer:
                 continue
             xs = per_peer[name]
@@ -69,6 +74,10 @@ def main(paths):
                 line += "   lfpool/%s: %.3f [%.3f..%.3f]" % (
                     name, statistics.median(rs), pct(rs, 0.1), pct(rs, 0.9))
             print(line)
+        if "lfpool-h/dpdk" in ratios:
+            rs = ratios["lfpool-h/dpdk"]
+            print("%-12s lfpool-h/dpdk per round (P6): %.3f [%.3f..%.3f]" % (
+                str(case), statistics.median(rs), pct(rs, 0.1), pct(rs, 0.9)))
         if "best(mutex,apr)" in ratios:
             rs = ratios["best(mutex,apr)"]
             print("%-12s lfpool/best(mutex,apr) per round: %.3f [%.3f..%.3f]" % (
