@@ -30,6 +30,7 @@ struct sctx {
     size_t max_size;
     int kill_mode;
     bool kill;
+    bool real_clock; /* no injected clock: the leaf fast paths run, kills by real time */
     int iters;
     _Atomic double now;
     _Atomic int created, closed, stop, rounds, nchecks;
@@ -116,9 +117,13 @@ static void *worker(void *arg)
             atomic_fetch_add(&s->errors, 1); /* handed out after close */
         if (s->kill && rand_r(&seed) % 512 == 0) {
             /* long hold across several rounds: lets kills fire */
-            double until = atomic_load(&s->now) + 4.0;
-            for (int k = 0; k < 2000 && atomic_load(&s->now) < until; k++)
-                usleep(100);
+            if (s->real_clock) {
+                usleep(30000); /* the kill threshold is 20 ms */
+            } else {
+                double until = atomic_load(&s->now) + 4.0;
+                for (int k = 0; k < 2000 && atomic_load(&s->now) < until; k++)
+                    usleep(100);
+            }
         } else if (rand_r(&seed) % 64 == 0) {
             usleep(50);
         }
@@ -172,10 +177,11 @@ static void *driver(void *arg)
     return NULL;
 }
 
-static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
-                double avail_delay, int iters)
+static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
+                      double avail_delay, int iters, bool real_clock)
 {
     struct sctx *s = calloc(1, sizeof *s);
+    s->real_clock = real_clock;
     s->max_size = max_size;
     s->kill = kill;
     s->kill_mode = kill_mode;
@@ -194,8 +200,12 @@ static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, boo
     c.health = health ? shealth : NULL;
     c.max_avail_delay = avail_delay;
     c.delay = 1000; /* rounds are driven by the driver thread */
-    c.clock = sclock;
-    c.clock_ctx = s;
+    if (real_clock) {
+        c.max_using_delay_kill = kill ? 0.02 : 0;
+    } else {
+        c.clock = sclock;
+        c.clock_ctx = s;
+    }
     c.log = slog;
     cr_assert_eq(lfpool_new(&s->p, &c), 0);
 
@@ -262,6 +272,12 @@ static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, boo
     free(s);
 }
 
+static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
+                double avail_delay, int iters)
+{
+    run_clock(max_size, max_use, kill, kill_mode, health, avail_delay, iters, false);
+}
+
 Test(stress, unbounded_wearout_health_recycle, .timeout = 120)
 {
     run(0, 7, false, 0, true, 2.0, 20000);
@@ -277,4 +293,14 @@ Test(stress, bounded_kill_close, .timeout = 120)
 Test(stress, bounded_two_slots_high_contention, .timeout = 120)
 {
     run(2, 0, false, 0, false, 0, 20000);
+}
+/* the same without an injected clock: get and ret take their leaf fast
+ * paths (which an injected clock turns off) while kills fire by real time */
+Test(stress, real_clock_kill_defer, .timeout = 120)
+{
+    run_clock(4, 11, true, LFPOOL_KILL_DEFER, true, 0, 5000, true);
+}
+Test(stress, real_clock_kill_close, .timeout = 120)
+{
+    run_clock(0, 0, true, LFPOOL_KILL_CLOSE, false, 0, 5000, true);
 }
