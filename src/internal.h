@@ -60,6 +60,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <urcu-bp.h>
 #include <urcu/rculfhash.h>
@@ -199,7 +200,8 @@ struct lfpool_counters {
 };
 
 struct lfpool {
-    /* read-mostly, hot */
+    /* read-mostly, every field the fast paths read but the three below, in
+     * the first cache line */
     struct lfpool_cache *caches;
     unsigned ncaches;
     bool pcpu;             /* per-CPU caches in use (rseq + membarrier, cache.c) */
@@ -207,15 +209,17 @@ struct lfpool {
     bool fast_get;         /* get's fast path applies: no getter, no CLOSE-kill guard,
                               no injected clock (pool.c) */
     bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
+    struct lfpool_life_page *lp;
+    uint64_t id;
+    uint64_t max_use;      /* cfg.max_use */
     struct cds_lfht *ht;
+    /* read-mostly */
     _Atomic unsigned long ht_buckets;
     _Atomic bool ht_resizing;
-    struct lfpool_life_page *lp;
     lfpool_config cfg;
     double warn;           /* effective warn threshold */
     bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
     double delay;          /* effective housekeeping period */
-    uint64_t id;
     double started_epoch, started_mono;
 
     /* the shared Treiber stack (stack.c), on its own lines */
@@ -223,8 +227,9 @@ struct lfpool {
     char pad0[2 * LFPOOL_CACHELINE - sizeof(ck_stack_t)];
 
     struct lfpool_gate gate LFPOOL_ALIGNED;
+    /* written once, and once per housekeeper tick; read by the fast paths */
     _Atomic bool shutdown LFPOOL_ALIGNED;
-    _Atomic double coarse_now LFPOOL_ALIGNED;
+    _Atomic double coarse_now;
     _Atomic int64_t nobjs LFPOOL_ALIGNED; /* AVAIL+OUT+BORROWED (+reserved) */
     ck_stack_t pending LFPOOL_ALIGNED;    /* DEAD recs awaiting closer+free */
     ck_stack_t zombies LFPOOL_ALIGNED;    /* popped DEAD_SET recs: free only */
@@ -235,6 +240,9 @@ struct lfpool {
 
     struct lfpool_hk hk;
 };
+
+_Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL_CACHELINE,
+               "the fast paths' read-mostly fields share the first line");
 
 /* ---- clock.c */
 LFPOOL_INTERNAL double lfpool_mono_now(void);

@@ -342,6 +342,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     memset(p, 0, sizeof *p);
     p->cfg = *cfg;
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
+    p->max_use = cfg->max_use;
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
     p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
     p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock;
@@ -742,7 +743,7 @@ static inline __attribute__((always_inline)) bool ret_fast_claim(struct lfpool *
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now)
 {
-    if (rec_load(rec) != word || (p->cfg.max_use && LD(rec->uses) >= p->cfg.max_use) ||
+    if (rec_load(rec) != word || (p->max_use && LD(rec->uses) >= p->max_use) ||
         atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return false;
     /* last_ret before the CAS (it publishes it); a stale store here on a
