@@ -80,8 +80,9 @@ static int lfh_put(void *self, void *obj)
 {
     if (lfh_held.obj != obj) /* not the one held: the harness never does this */
         return lfpool_ret(self, obj);
+    int r = lfpool_ret_handle(self, &lfh_held);
     lfh_held.obj = NULL;
-    return lfpool_ret_handle(self, &lfh_held);
+    return r;
 }
 
 const struct bench_peer bench_peer_lfpool_h = {

@@ -196,12 +196,17 @@ int lfpool_ret(lfpool *pool, void *obj);
  *   this pool only, before lfpool_free; anything else in priv_* is
  *   undefined behaviour (a handle is not checked the way a pointer given to
  *   lfpool_ret is).  Apart from that, a stale handle is safe: a handle is a
- *   value, may be copied, and ends exactly one hand-out, so a copy used
- *   again after its object was returned (and maybe handed out again) gives
- *   ENOENT and never returns another holder's object.
+ *   value, may be copied, and ends one hand-out, so a copy used again after
+ *   its object was returned (and maybe handed out again) gives ENOENT and
+ *   does not return another holder's object.  Hand-outs are told apart by
+ *   a 28-bit generation per record: a copy kept across 2^28 further
+ *   hand-outs of the same record may match one of them again.
+ * - A retter hook runs before the hand-out is ended: two copies of one
+ *   handle returned at the same time may both run it (one gets ENOENT),
+ *   as two rets of one pointer may.
  * - Any thread may return a handle; lfpool_ret(pool, h.obj) works too.
  * - Behaviour, hooks, statistics and return codes are those of lfpool_get
- *   and lfpool_ret, with `h` in place of `obj` (EINVAL: h NULL). */
+ *   and lfpool_ret, with `h` in place of `obj` (EINVAL: h or h->obj NULL). */
 typedef struct lfpool_handle {
     void *obj;          /* the object */
     void *priv_rec;     /* private: the object's record */

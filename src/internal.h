@@ -419,8 +419,10 @@ LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 /* make the pool usable in this process (reset after fork); every entry
  * point but the get fast path calls it */
 LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
-LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get);
-/* for_get: the record ends OUT (uses 1), else AVAIL and in the set */
+LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
+                                  uint32_t *word_out, bool for_get);
+/* for_get: the record ends OUT (uses 1), else AVAIL and in the set;
+ * *word_out (if not NULL): its state word then */
 LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);
 LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);

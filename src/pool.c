@@ -148,7 +148,8 @@ void lfpool_close_obj(struct lfpool *p, void *obj)
  * runs, then becomes OUT for the getter (for_get: one use) or AVAIL and
  * goes into the set (fill).
  * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
-int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, bool for_get)
+int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uint32_t *word_out,
+                  bool for_get)
 {
     struct lfpool_rec *rec = lfpool_rec_alloc(p);
     if (!rec) {
@@ -187,11 +188,17 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, boo
     now = lfpool_now_fresh(p);
     atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-    /* only this thread moves a NEW record */
-    rec_store(rec, for_get ? REC_OUT : REC_CACHED, memory_order_release);
+    /* only this thread moves a NEW record; the word is the hand-out's (a
+     * CLOSE kill may release and reuse the record as soon as it is OUT, so
+     * it is not read back later) */
+    uint32_t w = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed),
+                          for_get ? REC_OUT : REC_CACHED);
+    atomic_store_explicit(&rec->state, w, memory_order_release);
     if (!for_get)
         lfpool_set_put(p, rec);
     *out = rec;
+    if (word_out)
+        *word_out = w;
     if (obj_out)
         *obj_out = obj;
     return 0;
@@ -208,7 +215,7 @@ void lfpool_fill(struct lfpool *p)
         struct lfpool_rec *rec;
         if (!lfpool_reserve(p, limit))
             break;
-        if (lfpool_create(p, &rec, NULL, false) != 0)
+        if (lfpool_create(p, &rec, NULL, NULL, false) != 0)
             break;
     }
 }
@@ -523,9 +530,9 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         }
         take_done(p);
         if (lfpool_reserve(p, limit)) {
-            r = lfpool_create(p, &rec, obj, true);
+            r = lfpool_create(p, &rec, obj, word, true);
             if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
-                *word = hint_put(p, *obj, rec);
+                hint_set(p, *obj, rec, *word);
                 *recp = rec;
             }
             break;
@@ -567,12 +574,12 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     return r;
 }
 
-static LFPOOL_SLOW int get_invalid(lfpool *p, void **obj, double timeout)
+static LFPOOL_SLOW int get_invalid(lfpool *p, bool null_out, double timeout)
 {
     if (!p)
         lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get: NULL pool");
-    else if (!obj)
-        lfpool_log(p, LFPOOL_LOG_ERROR, "get: NULL obj");
+    else if (null_out)
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get: NULL obj or handle");
     else
         lfpool_log(p, LFPOOL_LOG_ERROR, "get: invalid timeout %g", timeout);
     return EINVAL;
@@ -588,7 +595,7 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     struct lfpool_rec *rec;
     uint32_t word;
     if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
-        return get_invalid(p, obj, timeout);
+        return get_invalid(p, !(obj || h), timeout);
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
         int r = get_prepare(p);
         if (r)
@@ -627,7 +634,7 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
  * CLOSE-kill guard, no injected clock) and a valid timeout. */
 static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
 {
-    return timeout >= 0 && p->fast_get &&
+    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) && p->fast_get &&
            atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
            !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
 }
@@ -788,7 +795,8 @@ int lfpool_ret(lfpool *p, void *obj)
  * refuses it. */
 int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
-    if (lfpool_likely(p && h && h->priv_pool == p->id && h->priv_rec != NULL && ret_fast_ok(p)) &&
+    if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
+                      ret_fast_ok(p)) &&
         ret_fast_claim(p, h->priv_rec, h->priv_word,
                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
         return ret_fast_put(p, h->priv_rec);

@@ -294,8 +294,10 @@ Test(stress, bounded_two_slots_high_contention, .timeout = 120)
 {
     run(2, 0, false, 0, false, 0, 20000);
 }
-/* the same without an injected clock: get and ret take their leaf fast
- * paths (which an injected clock turns off) while kills fire by real time */
+/* the same without an injected clock, so that ret's leaf fast path (which
+ * an injected clock turns off) races with kills fired by real time; get's
+ * leaf path too in DEFER mode (a CLOSE-kill pool guards its gets on the
+ * slow path) */
 Test(stress, real_clock_kill_defer, .timeout = 120)
 {
     run_clock(4, 11, true, LFPOOL_KILL_DEFER, true, 0, 5000, true);

@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 
 LFPOOL_TEST_FIXTURE(handle, (void)0);
 
@@ -168,15 +169,22 @@ Test(handle, after_shutdown)
 Test(handle, bounded_waits_and_bad_arguments)
 {
     C.max_size = 1;
+    C.timeout = 0.01;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     lfpool_handle h, h2;
     cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
     cr_assert_eq(lfpool_get_handle(P, &h2, 0), EAGAIN);
     cr_assert_eq(lfpool_get_handle(P, &h2, 0.01), ETIMEDOUT);
     cr_assert_eq(lfpool_get_handle(P, &h2, -2.0), EINVAL);
+    cr_assert_eq(lfpool_get_handle(P, &h2, NAN), EINVAL);
+    cr_assert_eq(lfpool_get_handle(P, &h2, LFPOOL_DEFAULT), ETIMEDOUT,
+                 "LFPOOL_DEFAULT: the configured timeout");
     cr_assert_eq(lfpool_get_handle(P, NULL, 0), EINVAL);
     cr_assert_eq(lfpool_get_handle(NULL, &h2, 0), EINVAL);
     cr_assert_eq(lfpool_ret_handle(P, NULL), EINVAL);
+    lfpool_handle noobj = h;
+    noobj.obj = NULL;
+    cr_assert_eq(lfpool_ret_handle(P, &noobj), EINVAL, "a handle without its object");
     cr_assert_eq(lfpool_ret_handle(NULL, &h), EINVAL);
     cr_assert_eq(tstats(P).nusing, 1, "bad calls change nothing");
     cr_assert_eq(lfpool_ret_handle(P, &h), 0);
@@ -223,4 +231,49 @@ Test(handle, concurrent_double_return_one_wins, .timeout = 60)
     cr_assert_neq(x.obj, y.obj);
     cr_assert_eq(lfpool_ret_handle(P, &x), 0);
     cr_assert_eq(lfpool_ret_handle(P, &y), 0);
+}
+
+/* A stale handle whose record was released and reused for another object
+ * (wear-out, reaped after a grace period) is refused: the generation moved. */
+Test(handle, stale_handle_after_record_reuse)
+{
+    plain_cfg();
+    C.max_use = 1;
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle h, copy, again;
+    cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
+    copy = h;
+    cr_assert_eq(lfpool_ret_handle(P, &h), 0, "worn out");
+    /* reaping puts records on the free list; wear objects out until a new
+     * one gets the stale handle's record */
+    int tries = 0;
+    for (;;) {
+        cr_assert_eq(lfpool_housekeep(P), 0);
+        cr_assert_eq(lfpool_get_handle(P, &again, 1.0), 0);
+        cr_assert_neq(again.obj, h.obj);
+        if (again.priv_rec == copy.priv_rec)
+            break;
+        cr_assert_lt(++tries, 100, "the record was never reused");
+        cr_assert_eq(lfpool_ret_handle(P, &again), 0);
+    }
+    cr_assert_eq(lfpool_ret_handle(P, &copy), ENOENT);
+    cr_assert_eq(tstats(P).nusing, 1, "the new holder keeps it");
+    cr_assert_eq(lfpool_ret_handle(P, &again), 0);
+}
+
+/* CLOSE kill: the holder's handle is refused, the object closed once. */
+Test(handle, killed_close_gives_enoent)
+{
+    C.max_using_delay_kill = 5;
+    C.kill_mode = LFPOOL_KILL_CLOSE;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle h;
+    cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
+    atomic_store(&T.now, atomic_load(&T.now) + 10);
+    cr_assert_eq(lfpool_housekeep(P), 0);
+    cr_assert_eq(tstats(P).nkilled, 1);
+    cr_assert_eq(((struct tobj *)h.obj)->closed, 1, "CLOSE: closed by the round");
+    cr_assert_eq(lfpool_ret_handle(P, &h), ENOENT);
+    cr_assert_eq(((struct tobj *)h.obj)->closed, 1);
 }
