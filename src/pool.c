@@ -650,43 +650,44 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
     return w;
 }
 
-/* The fast path: get_fast_ok and a record in this CPU's cache.  Everything
- * else is a tail call to get_rest, so this stays a leaf with no saved
- * registers. */
-int lfpool_get(lfpool *p, void **obj, double timeout)
+/* The fast path of lfpool_get (obj) and lfpool_get_handle (h): get_fast_ok
+ * and a record in this CPU's cache; the hand-out goes to the return hint
+ * and *obj, or to *h.  Everything else is a tail call to get_rest, so both
+ * stay leaves with no saved registers.  Each caller passes one of obj and h
+ * as a constant NULL, which the inlining folds away. */
+static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj, lfpool_handle *h,
+                                                          double timeout)
 {
-    if (lfpool_likely(p && obj && get_fast_ok(p, timeout))) {
+    if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
         struct lfpool_rec *rec = lfpool_set_pop_local(p);
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, obj, NULL, timeout, rec, w);
+                return get_bad(p, obj, h, timeout, rec, w);
             w = get_fast_claim(p, rec, w);
             void *o = rec->obj;
-            hint_set(p, o, rec, w);
-            *obj = o;
+            if (h) {
+                handle_set(p, h, o, rec, w);
+            } else {
+                hint_set(p, o, rec, w);
+                *obj = o;
+            }
             return 0;
         }
     }
-    return get_rest(p, obj, NULL, timeout);
+    return get_rest(p, obj, h, timeout);
+}
+
+int lfpool_get(lfpool *p, void **obj, double timeout)
+{
+    return get_fast(p, obj, NULL, timeout);
 }
 
 /* ---- handles: get and ret without the return hint or the table lookup */
 
 int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
 {
-    if (lfpool_likely(p && h && get_fast_ok(p, timeout))) {
-        struct lfpool_rec *rec = lfpool_set_pop_local(p);
-        if (lfpool_likely(rec != NULL)) {
-            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-            if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, NULL, h, timeout, rec, w);
-            w = get_fast_claim(p, rec, w);
-            handle_set(p, h, rec->obj, rec, w);
-            return 0;
-        }
-    }
-    return get_rest(p, NULL, h, timeout);
+    return get_fast(p, NULL, h, timeout);
 }
 
 /* ---- ret */

@@ -126,16 +126,24 @@ Test(handle, returned_by_another_thread)
     cr_assert_eq(lfpool_ret_handle(P, &c.h), ENOENT);
 }
 
-Test(handle, killed_defer_gives_estale_and_closes)
+/* A pool that kills objects held over 5 s in `mode`, and the handle of an
+ * object held 10 s and killed by a round. */
+static lfpool_handle held_and_killed(int mode)
 {
     C.max_using_delay_kill = 5;
-    C.kill_mode = LFPOOL_KILL_DEFER;
+    C.kill_mode = mode;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     lfpool_handle h;
     cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
     atomic_store(&T.now, atomic_load(&T.now) + 10);
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert_eq(tstats(P).nkilled, 1);
+    return h;
+}
+
+Test(handle, killed_defer_gives_estale_and_closes)
+{
+    lfpool_handle h = held_and_killed(LFPOOL_KILL_DEFER);
     cr_assert_eq(((struct tobj *)h.obj)->closed, 0, "DEFER: closed at its return");
     cr_assert_eq(lfpool_ret_handle(P, &h), ESTALE);
     cr_assert_eq(((struct tobj *)h.obj)->closed, 1);
@@ -265,14 +273,7 @@ Test(handle, stale_handle_after_record_reuse)
 /* CLOSE kill: the holder's handle is refused, the object closed once. */
 Test(handle, killed_close_gives_enoent)
 {
-    C.max_using_delay_kill = 5;
-    C.kill_mode = LFPOOL_KILL_CLOSE;
-    cr_assert_eq(lfpool_new(&P, &C), 0);
-    lfpool_handle h;
-    cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
-    atomic_store(&T.now, atomic_load(&T.now) + 10);
-    cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert_eq(tstats(P).nkilled, 1);
+    lfpool_handle h = held_and_killed(LFPOOL_KILL_CLOSE);
     cr_assert_eq(((struct tobj *)h.obj)->closed, 1, "CLOSE: closed by the round");
     cr_assert_eq(lfpool_ret_handle(P, &h), ENOENT);
     cr_assert_eq(((struct tobj *)h.obj)->closed, 1);
