@@ -836,16 +836,10 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
      * the clock: the hint or handle, the CAS, this CPU's cache. */
     if (p->cfg.clock && !p->cfg.retter &&
         atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
-        uint32_t word = 0;
+        uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
-        if (h)
-            word = h->priv_word;
-        if (rec && ret_fast_claim(p, rec, word, lfpool_now(p))) {
-            lfpool_set_put(p, rec);
-            if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
-                lfpool_close_available(p); /* raced with shutdown's drain */
-            return 0;
-        }
+        if (rec && ret_fast_claim(p, rec, word, lfpool_now(p)))
+            return ret_fast_put(p, rec);
     }
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
