@@ -385,6 +385,31 @@ struct measure {
 static int *cpu_list;
 static int ncpus;
 
+/* The host's price of an uncontended atomic read-modify-write, in ns: a
+ * lock cmpxchg on a private line, back to back.  lfpool's ret does one
+ * (the state CAS that arbitrates returns and kills, DESIGN §8) and DPDK's
+ * cache put does none, so the P1 and P6 ratios move with this figure; it
+ * has been seen between about 1 and 6 ns on the same VM (PERFORMANCE.md).
+ * Probed before and after the rounds. */
+static double host_cas_ns(void)
+{
+    static _Atomic uint64_t word __attribute__((aligned(64)));
+    enum { N = 1 << 21 };
+    double best = INFINITY;
+    for (int rep = 0; rep < 3; rep++) {
+        uint64_t t0 = bench_now_ns();
+        for (uint64_t i = 0; i < N; i++) {
+            uint64_t e = atomic_load_explicit(&word, memory_order_relaxed);
+            atomic_compare_exchange_strong(&word, &e, e + 1);
+        }
+        double ns = (double)(bench_now_ns() - t0) / N;
+        if (ns < best)
+            best = ns;
+    }
+    return best;
+}
+static double cas_ns_start = NAN, cas_ns_end = NAN;
+
 static void sample_add(struct sample_buf *s, uint64_t ns)
 {
     if (s->n == SAMPLE_CAP) { /* full: keep every other one, halve the rate */
@@ -737,8 +762,12 @@ static int write_json(const char *path)
         memset(&u, 0, sizeof u);
     fprintf(f, "{\n  \"tool\": \"lfpool-bench\",\n");
     fprintf(f, "  \"machine\": {\"cpus_online\": %ld, \"cpus_allowed\": %d, \"kernel\": \"%s\", "
-               "\"arch\": \"%s\"},\n",
+               "\"arch\": \"%s\", \"cas_ns_start\": ",
             sysconf(_SC_NPROCESSORS_ONLN), ncpus, u.release, u.machine);
+    json_num(f, cas_ns_start);
+    fprintf(f, ", \"cas_ns_end\": ");
+    json_num(f, cas_ns_end);
+    fprintf(f, "},\n");
     fprintf(f, "  \"config\": {\"rounds\": %u, \"duration_s\": ", opt.rounds);
     json_num(f, opt.duration > 0 ? opt.duration : NAN);
     fprintf(f, ", \"ops\": %" PRIu64 ", \"sample_every\": %u, \"pin\": %s, \"warmup_s\": ",
@@ -918,6 +947,7 @@ static int write_plot(const char *path)
 /* ---------------------------------------------------------------- main */
 
 /* the default duration grows with the thread count (see --help) */
+
 static double case_duration(const struct bcase *c)
 {
     if (opt.duration <= 0 || opt.duration_set)
@@ -962,6 +992,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+
+    cas_ns_start = host_cas_ns();
 
     /* results in display order: case by case, peers in the given order */
     nresults = opt.ncases * opt.npeers;
@@ -1051,9 +1083,11 @@ int main(int argc, char **argv)
             summarize(&results[i]);
     }
 
-    printf("lfpool-bench: %u rounds of %s per peer and case, median shown; %d CPUs%s\n",
+    cas_ns_end = host_cas_ns();
+    printf("lfpool-bench: %u rounds of %s per peer and case, median shown; %d CPUs%s;\n"
+           "  host: an uncontended CAS costs %.1f ns (before) / %.1f ns (after)\n",
            opt.rounds, opt.duration > 0 ? "a fixed duration" : "a fixed number of pairs", ncpus,
-           opt.pin ? ", pinned" : "");
+           opt.pin ? ", pinned" : "", cas_ns_start, cas_ns_end);
     print_table(stdout);
     fflush(stdout);
 
