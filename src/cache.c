@@ -306,6 +306,8 @@ static void bypass_count(struct lfpool *p)
  * go into a cache. */
 void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
 {
+    if (lfpool_unlikely(lfpool_gate_gift(&p->gate, rec)))
+        return; /* handed, CACHED, to a waiter that lost a race (gate.c) */
     rec_store(rec, REC_AVAIL, memory_order_release);
     lfpool_stack_push(&p->stack, rec);
     atomic_thread_fence(memory_order_seq_cst);

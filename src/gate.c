@@ -1,46 +1,72 @@
 /*
  * gate.c - the capacity gate: how a get waits at max_size.
  *
- * Owns: the waiter count and the futex event word of a bounded pool.
- * The seed's semaphore becomes: the atomic object count `nobjs` (never
- * above max_size; reserved by CAS before `fun` runs), the available set,
- * and this gate, on which a get sleeps when the pool is at max_size and the
- * set is empty.  Every event that could let a waiter proceed (an object
- * pushed into the set, an object removed so one may be created, shutdown)
- * calls lfpool_gate_signal() or lfpool_gate_wake().
+ * Owns: the waiter count, the FIFO of parked gets, the grants in flight
+ * and the records handed over with a grant.  The seed's semaphore becomes:
+ * the atomic object count `nobjs` (never above max_size; reserved by CAS
+ * before `fun` runs), the available set, and this gate, on which a get
+ * sleeps when the pool is at max_size and the set is empty.  Every event
+ * that could let a waiter proceed (an object pushed into the set, an object
+ * removed so one may be created, shutdown) calls lfpool_gate_signal() or
+ * lfpool_gate_wake().  Invariant: a node is in the FIFO iff `queued`, and
+ * `parked` counts them; `woken` counts the grants not yet taken back by
+ * their waiter and never exceeds `grants` (except by wake-all).
  *
- * No lost wake-up: a waiter (1) increments `waiters` (seq_cst) and issues a
- * seq_cst fence, (2) reads `seq`, (3) re-checks the set and the count, and
- * (4) sleeps with FUTEX_WAIT_BITSET only while `seq` still equals what it
- * read.  A producer (a) publishes with a seq_cst operation, (b) reads
- * `waiters` (seq_cst) and, when non-zero, bumps `seq` before FUTEX_WAKE.
- * By the seq_cst total order either the producer sees the waiter, and the
- * bump makes the sleep return at once, or the waiter's re-check (3) sees
- * the published object.
+ * Parking.  Each sleeping get owns a node on its stack whose `granted`
+ * word is its own futex.  It appends the node to the FIFO (under the gate
+ * lock), looks at the set once more, and sleeps with FUTEX_WAIT_BITSET
+ * (absolute CLOCK_MONOTONIC deadline) while `granted` is 0.  A producer
+ * grants the head: unlinks it, stores granted = 1 (both under the lock),
+ * and FUTEX_WAKEs that word.  Returns that do not concern a sleeper change
+ * no futex word, so a get on its way to sleep is not turned back by them,
+ * and FUTEX_WAKE is called only for a waiter that was in the FIFO.  The
+ * single-word gate this replaced bumped one futex word on every ret and
+ * woke on every ret that saw a sleeper count; with 32 threads on 2 cores
+ * nearly all of those calls found nobody (docs/PERFORMANCE.md, P3).
  *
- * The system call is saved when nobody sleeps: a waiter increments
- * `sleepers` (seq_cst) right before FUTEX_WAIT; a producer bumps `seq`
- * first, then calls FUTEX_WAKE only if `sleepers` is non-zero.  If the
- * producer reads sleepers == 0, the waiter's increment comes later in the
- * total order, so its FUTEX_WAIT compares against the bumped `seq` and
- * returns at once.  (Waiters that are registered but preempted, common
- * with many threads on few cores, no longer cost every ret a syscall.)
+ * Grants in flight: at most `grants` (8, or 4 per CPU beyond 2 CPUs)
+ * waiters have been granted and not yet run.  A producer grants only
+ * below that bound; a granted waiter gives its grant back (`woken` - 1)
+ * when it runs, then looks.  One grant at a time (the previous gate's
+ * rule) starved waiters deep in the FIFO: a woken thread waits for a core
+ * for about a millisecond here, so the FIFO advanced a few times per second;
+ * an unbounded number made every ret wake somebody.  A waiter that leaves
+ * with an object passes the turn on (signals again if the set still looks
+ * non-empty or a unit is free), so a burst of returns reaches every sleeper.
  *
- * One wake-up in flight: `woken` is set by the producer whose FUTEX_WAKE
- * woke a sleeper, and cleared by any sleeper coming back from FUTEX_WAIT
- * (or by the producer again if its wake found nobody).  While it is set,
- * producers bump `seq` but make no system call: the woken waiter has yet
- * to look, and it will see what they published.  With many threads on
- * few cores, waking one sleeper per ret cost a context switch per pair for
- * a waiter that mostly found the object taken again by a running thread.
- * No lost wake-up: a producer that skips the wake read woken == 1 after
- * its publication and `seq` bump (seq_cst); the waiter clears woken, then
- * reads `seq` and looks (seq_cst), so it sees that bump and what it
- * published.  What it does not take itself it passes on: a waiter that
- * slept and leaves with an object wakes another sleeper if the set still
- * looks non-empty or a unit is free (lfpool_get, pool.c).  Deadlines are absolute CLOCK_MONOTONIC and are
- * also checked after every wake-up.  Nothing wakes the gate for an object
- * a waiter cannot take (a record under a health check), so a wait sleeps.
+ * Hand-over.  A granted waiter usually finds the object taken again by a
+ * thread that was running (barging keeps the cores busy).  It then parks at
+ * the head with `wants_gift`; the next ret that would push a record to the
+ * shared stack (lfpool_set_put_stack) gives it that record instead (still
+ * CACHED, so the housekeeper leaves it alone) with the grant.  So a waiter
+ * loses the race at most once per wait.  A waiter that times out, or finds
+ * an object itself, with a record in its hands publishes it again; after
+ * shutdown a handed record is put back, never handed out.
+ *
+ * No lost wake-up.  All the words below are accessed seq_cst; each case is
+ * a store-buffering pair (each side writes its word, then reads the
+ * other's), where at least one side sees the other's write.
+ *  - A producer publishes, then reads `parked`; a waiter increments
+ *    `parked`, then looks.  Producer sees 0 => the waiter sees the object.
+ *  - A producer publishes, then reads `woken` at the bound; each granted
+ *    waiter gives its grant back, then looks.  So the first of them to give
+ *    back after the producer's read sees the object.
+ *  - A producer publishes, sets `pending`, then tries the lock; whoever
+ *    holds it releases it, then reads `pending` and grants itself (drain).
+ *    Producer fails the trylock => the holder sees pending.
+ * A granted waiter always looks again (or passes the turn on), so a grant
+ * is not wasted on a waiter that leaves without looking.
+ *
+ * Nodes live on the waiters' stacks: a node is in the FIFO only while its
+ * owner is between lfpool_gate_park and its unpark, and the owner unlinks it
+ * (under the lock) unless a producer did.  A producer's FUTEX_WAKE may
+ * reach a node whose owner has already seen `granted` and left; that wakes
+ * at most some later futex waiter on the same address spuriously, which
+ * every futex user tolerates (this gate's sleep loops on `granted`).
+ *
+ * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
+ * mutex 2).  Returns only try it (a ret never waits for it, SPEC §4's hot
+ * path); parking waiters and shutdown take it, for a few stores.
  */
 #include "internal.h"
 
@@ -55,39 +81,216 @@ static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct ti
     return syscall(SYS_futex, (uint32_t *)uaddr, op, val, ts, NULL, val3);
 }
 
-void lfpool_gate_wake(struct lfpool_gate *g, bool all)
+/* ---- the FIFO lock: 0 free, 1 held, 2 held with sleepers */
+static bool gate_trylock(struct lfpool_gate *g)
 {
-    atomic_fetch_add_explicit(&g->seq, 1, memory_order_seq_cst);
-    if (all) {
-        futex(&g->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, 0);
-        return;
-    }
-    /* one wake in flight at a time (see the header comment) */
-    if (atomic_load_explicit(&g->sleepers, memory_order_seq_cst) > 0 &&
-        !atomic_load_explicit(&g->woken, memory_order_relaxed) &&
-        !atomic_exchange_explicit(&g->woken, 1, memory_order_seq_cst) &&
-        futex(&g->seq, FUTEX_WAKE_PRIVATE, 1, NULL, 0) <= 0)
-        atomic_store_explicit(&g->woken, 0, memory_order_seq_cst); /* woke nobody */
+    uint32_t z = 0;
+    return atomic_compare_exchange_strong_explicit(&g->lock, &z, 1, memory_order_seq_cst,
+                                                   memory_order_seq_cst);
 }
 
-/* Sleep while g->seq == seen, until woken or `deadline` (NULL: forever).
- * Returns 0 (woken, or seq already moved), ETIMEDOUT, or EINTR. */
-int lfpool_gate_sleep(struct lfpool_gate *g, uint32_t seen, const struct timespec *deadline)
+static void gate_lock(struct lfpool_gate *g)
 {
-    atomic_fetch_add_explicit(&g->sleepers, 1, memory_order_seq_cst);
-    long r = futex(&g->seq, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, deadline,
-                   FUTEX_BITSET_MATCH_ANY);
-    int e = errno;
-    atomic_fetch_sub_explicit(&g->sleepers, 1, memory_order_relaxed);
-    /* the wake in flight (ours, or another's: clearing early costs at most
-     * one more wake-up) has arrived; the caller looks again from here */
-    atomic_store_explicit(&g->woken, 0, memory_order_seq_cst);
-    errno = e;
-    if (r == 0)
-        return 0;
-    if (errno == ETIMEDOUT)
-        return ETIMEDOUT;
-    if (errno == EINTR)
-        return EINTR;
-    return 0; /* EAGAIN: seq changed before we slept */
+    uint32_t c = 0;
+    if (atomic_compare_exchange_strong_explicit(&g->lock, &c, 1, memory_order_seq_cst,
+                                                memory_order_seq_cst))
+        return;
+    if (c != 2)
+        c = atomic_exchange_explicit(&g->lock, 2, memory_order_seq_cst);
+    while (c != 0) {
+        futex(&g->lock, FUTEX_WAIT_PRIVATE, 2, NULL, 0);
+        c = atomic_exchange_explicit(&g->lock, 2, memory_order_seq_cst);
+    }
+}
+
+/* Release, then do any grant a producer left for the holder (see header). */
+static void gate_drain(struct lfpool_gate *g);
+
+static void gate_unlock(struct lfpool_gate *g)
+{
+    if (atomic_exchange_explicit(&g->lock, 0, memory_order_seq_cst) == 2)
+        futex(&g->lock, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+    if (atomic_load_explicit(&g->pending, memory_order_seq_cst))
+        gate_drain(g);
+}
+
+static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        g->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        g->tail = n->prev;
+    n->queued = false;
+    atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
+    atomic_store_explicit(&g->gift_wanted, g->head && g->head->wants_gift, memory_order_relaxed);
+}
+
+/* Reserve one of the grants in flight; lock held (so only granted waiters,
+ * which only decrement, race with us). */
+static bool grant_slot(struct lfpool_gate *g)
+{
+    if (atomic_load_explicit(&g->woken, memory_order_seq_cst) >= g->grants)
+        return false;
+    atomic_fetch_add_explicit(&g->woken, 1, memory_order_seq_cst);
+    return true;
+}
+
+/* Grant the head of the FIFO if a grant may go out; lock held. */
+static struct lfpool_gate_node *grant_one(struct lfpool_gate *g)
+{
+    if (!g->head || !grant_slot(g))
+        return NULL;
+    struct lfpool_gate_node *n = g->head;
+    fifo_unlink(g, n);
+    atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
+    return n;
+}
+
+static void gate_drain(struct lfpool_gate *g)
+{
+    while (atomic_load_explicit(&g->pending, memory_order_seq_cst) && gate_trylock(g)) {
+        atomic_store_explicit(&g->pending, 0, memory_order_seq_cst);
+        struct lfpool_gate_node *n = grant_one(g);
+        if (atomic_exchange_explicit(&g->lock, 0, memory_order_seq_cst) == 2)
+            futex(&g->lock, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+        if (n) /* its owner may be gone already: see the header */
+            futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+    }
+}
+
+void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus)
+{
+    g->grants = ncpus > 2 ? 4 * ncpus : 8;
+}
+
+void lfpool_gate_wake(struct lfpool_gate *g, bool all)
+{
+    if (all) {
+        struct lfpool_gate_node *n, *list = NULL;
+        gate_lock(g);
+        while ((n = g->head) != NULL) {
+            fifo_unlink(g, n);
+            atomic_fetch_add_explicit(&g->woken, 1, memory_order_seq_cst); /* its unpark takes it back */
+            n->next = list; /* our own link from here on: the owner is parked */
+            list = n;
+        }
+        /* wake after the stores: a node is reused as soon as its owner sees
+         * granted, so read every link first */
+        struct lfpool_gate_node *wake[64];
+        size_t k = 0;
+        for (n = list; n;) {
+            struct lfpool_gate_node *next = n->next;
+            atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
+            if (k < 64)
+                wake[k++] = n;
+            else
+                futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+            n = next;
+        }
+        gate_unlock(g);
+        for (size_t i = 0; i < k; i++)
+            futex(&wake[i]->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+        return;
+    }
+    if (atomic_load_explicit(&g->parked, memory_order_seq_cst) <= 0 ||
+        atomic_load_explicit(&g->woken, memory_order_seq_cst) >= g->grants)
+        return;
+    atomic_store_explicit(&g->pending, 1, memory_order_seq_cst);
+    gate_drain(g);
+}
+
+bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
+{
+    if (!atomic_load_explicit(&g->gift_wanted, memory_order_relaxed) || !gate_trylock(g))
+        return false;
+    struct lfpool_gate_node *n = g->head;
+    bool ok = n && n->wants_gift && grant_slot(g);
+    if (ok) {
+        fifo_unlink(g, n);
+        n->gift = rec;
+        atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
+    }
+    gate_unlock(g);
+    if (ok) /* its owner may be gone already: see the header */
+        futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+    return ok;
+}
+
+void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
+{
+    atomic_store_explicit(&n->granted, 0, memory_order_relaxed);
+    gate_lock(g);
+    if (front) { /* a granted waiter that lost the race keeps its turn */
+        n->prev = NULL;
+        n->next = g->head;
+        if (g->head)
+            g->head->prev = n;
+        else
+            g->tail = n;
+        g->head = n;
+    } else {
+        n->next = NULL;
+        n->prev = g->tail;
+        if (g->tail)
+            g->tail->next = n;
+        else
+            g->head = n;
+        g->tail = n;
+    }
+    n->queued = true;
+    n->wants_gift = front;
+    n->gift = NULL;
+    atomic_fetch_add_explicit(&g->parked, 1, memory_order_seq_cst);
+    atomic_store_explicit(&g->gift_wanted, g->head->wants_gift, memory_order_relaxed);
+    gate_unlock(g);
+    atomic_thread_fence(memory_order_seq_cst); /* parked, then the caller looks */
+}
+
+/* The granted waiter runs: the next grant may go out. */
+static void granted_runs(struct lfpool_gate *g)
+{
+    atomic_fetch_sub_explicit(&g->woken, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst); /* woken cleared, then the caller looks */
+}
+
+bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n)
+{
+    bool granted = atomic_load_explicit(&n->granted, memory_order_seq_cst);
+    if (!granted) {
+        gate_lock(g);
+        if (n->queued)
+            fifo_unlink(g, n);
+        else
+            granted = true; /* a producer unlinked it: the grant is ours */
+        gate_unlock(g); /* a producer that unlinked it stored granted under the lock */
+    }
+    if (granted)
+        granted_runs(g);
+    return granted;
+}
+
+int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n, const struct timespec *deadline)
+{
+    int r = 0; /* 0 means granted */
+    while (!atomic_load_explicit(&n->granted, memory_order_seq_cst)) {
+        long s = futex(&n->granted, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, 0, deadline,
+                       FUTEX_BITSET_MATCH_ANY);
+        if (s != 0 && errno == ETIMEDOUT) {
+            r = ETIMEDOUT;
+            break;
+        }
+        if (s != 0 && errno == EINTR) {
+            r = EINTR;
+            break;
+        }
+    }
+    if (lfpool_gate_unpark(g, n))
+        r = 0;
+    else if (r == 0)
+        r = EINTR; /* not granted: nothing to keep */
+    return r;
 }

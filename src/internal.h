@@ -152,12 +152,23 @@ static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
 }
 
 
-/* Capacity gate: waiter count + futex event word (gate.c). */
+/* Capacity gate: waiter count and a FIFO of parked gets (gate.c). */
+struct lfpool_gate_node {        /* on a parked get's stack */
+    _Atomic uint32_t granted;    /* futex word: 1 once a producer unlinked it */
+    bool queued;                 /* in the FIFO (under the gate lock) */
+    bool wants_gift;             /* lost the race after a grant: hand it a record */
+    struct lfpool_rec *gift;     /* a record handed over with the grant (CACHED) */
+    struct lfpool_gate_node *prev, *next;
+};
 struct lfpool_gate {
-    _Atomic uint32_t seq;     /* bumped by every wake; futex word */
-    _Atomic int32_t waiters;  /* threads inside lfpool_gate wait loops */
-    _Atomic int32_t sleepers; /* of those, the ones in (or entering) FUTEX_WAIT */
-    _Atomic uint32_t woken;   /* a FUTEX_WAKE is in flight (gate.c) */
+    _Atomic int32_t waiters;  /* threads inside get's wait loop */
+    _Atomic int32_t parked;   /* of those, the ones in the FIFO */
+    _Atomic uint32_t woken;   /* grants in flight (gate.c) */
+    uint32_t grants;          /* at most this many in flight */
+    _Atomic uint32_t pending; /* a grant was asked for while the lock was held */
+    _Atomic uint32_t lock;    /* the FIFO's futex mutex: 0, 1, 2 (gate.c) */
+    _Atomic uint32_t gift_wanted; /* the FIFO's head wants a record handed over */
+    struct lfpool_gate_node *head, *tail;
 };
 
 /* Process-life word, in a MADV_WIPEONFORK page: a fork child reads 0. */
@@ -296,8 +307,19 @@ LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_r
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
 
 /* ---- gate.c */
+LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);
 LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
-LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, uint32_t seen, const struct timespec *deadline);
+/* park: join the FIFO, then look once more before sleeping; unpark: leave
+ * it (true: a grant was ours, the caller must look or pass it on); sleep:
+ * until granted, `deadline` (absolute CLOCK_MONOTONIC) or a signal, then
+ * unpark; 0 (granted: park at the front next), ETIMEDOUT or EINTR */
+/* hand `rec` (CACHED, the caller's) to a parked get that lost a race
+ * after its grant; false: nobody wants it, publish it as usual */
+LFPOOL_INTERNAL bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front);
+LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
+LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
+                                      const struct timespec *deadline);
 /* after making an object or capacity available: wake one waiter if any.
  * The caller's publishing store must be seq_cst (or followed by a fence). */
 static inline void lfpool_gate_signal(struct lfpool_gate *g)

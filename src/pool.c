@@ -319,9 +319,12 @@ static void fork_reset(struct lfpool *p)
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
     atomic_store(&p->gate.waiters, 0);
-    atomic_store(&p->gate.sleepers, 0);
+    atomic_store(&p->gate.parked, 0);
     atomic_store(&p->gate.woken, 0);
-    atomic_store(&p->gate.seq, 0);
+    atomic_store(&p->gate.pending, 0);
+    atomic_store(&p->gate.lock, 0);
+    atomic_store(&p->gate.gift_wanted, 0);
+    p->gate.head = p->gate.tail = NULL;
     atomic_store(&p->hk_last, 0.0);
     atomic_store(&p->hk_time, 0.0);
     lfpool_now_fresh(p);
@@ -381,6 +384,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
         free(p);
         return r;
     }
+    lfpool_gate_init(&p->gate, p->ncaches);
     atomic_store(&p->lp->life, LIFE_LAZY);
     if (!cfg->lazy_start) {
         atomic_store(&p->lp->life, LIFE_STARTING);
@@ -488,6 +492,16 @@ static inline void *took(struct lfpool *p, struct lfpool_rec *rec, uint32_t *wor
     return o;
 }
 
+/* take() for a record handed over by the gate (CACHED, ours) */
+static void *take_gift(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
+{
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_lock();
+    lfpool_set_claim(rec, rec_load(rec), lfpool_now(p));
+    atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+    return took(p, rec, word);
+}
+
 static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
                               struct lfpool_rec *rec, uint32_t word)
 {
@@ -501,19 +515,24 @@ static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
  * of get and ret stay small: no spills, few saved registers. */
 #define LFPOOL_SLOW __attribute__((noinline, cold))
 
+static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
+
 static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                                 struct lfpool_rec **recp, uint32_t *word)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
-    bool waiting = false, fenced = false, slept = false, timed_out = false;
-    uint32_t seen = 0;
+    bool waiting = false, fenced = false, slept = false, timed_out = false, parked = false;
+    bool front = false;
+    struct lfpool_gate_node node;
     int r;
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
 
     for (;;) {
-        if (waiting)
-            seen = atomic_load_explicit(&p->gate.seq, memory_order_seq_cst);
+        if (waiting && !timed_out) { /* park, then look (gate.c) */
+            lfpool_gate_park(&p->gate, &node, front);
+            parked = true;
+        }
         if (atomic_load(&p->shutdown)) { /* waiters woken by shutdown leave empty-handed */
             r = ESHUTDOWN;
             break;
@@ -560,16 +579,35 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             continue; /* re-check after registering */
         }
         slept = true;
-        if (lfpool_gate_sleep(&p->gate, seen, dl) == ETIMEDOUT ||
-            (dl && lfpool_deadline_passed(dl)))
+        parked = false; /* lfpool_gate_sleep unparks */
+        int sr = lfpool_gate_sleep(&p->gate, &node, dl);
+        front = sr == 0;
+        if (node.gift) { /* handed over with the grant: ours, CACHED */
+            rec = node.gift;
+            node.gift = NULL;
+            if (atomic_load(&p->shutdown)) { /* as a look would: no object after shutdown */
+                ret_put_rest(p, rec, LFPOOL_PUT_STACK);
+                r = ESHUTDOWN;
+                break;
+            }
+            *obj = take_gift(p, rec, word);
+            *recp = rec;
+            r = 0;
+            break;
+        }
+        if (sr == ETIMEDOUT || (dl && lfpool_deadline_passed(dl)))
             timed_out = true; /* one last look, then give up */
+    }
+    if (parked && lfpool_gate_unpark(&p->gate, &node)) {
+        slept = true; /* granted while looking: the turn is ours to pass on */
+        if (node.gift) /* and a record came with it: publish it */
+            ret_put_rest(p, node.gift, LFPOOL_PUT_STACK);
     }
     if (waiting)
         atomic_fetch_sub_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
-    /* pass on what producers published while our wake-up was in flight
-     * (they made no wake of their own, gate.c) */
-    if (slept && r == 0 &&
-        (lfpool_set_maybe_nonempty(p) || (size_t)LD(p->nobjs) < limit))
+    /* pass on what producers published while our grant was in flight
+     * (they made none of their own, gate.c) */
+    if (slept && (lfpool_set_maybe_nonempty(p) || (size_t)LD(p->nobjs) < limit))
         lfpool_gate_signal(&p->gate);
     return r;
 }
