@@ -31,9 +31,12 @@
  * barrier on every CPU running the process.  Either the returner's push
  * was visible before that barrier (the flush moves it to the stack and
  * the waiter finds it), or its later read of the waiter count sees the
- * registration and it signals the gate.  A ret that already sees waiters
- * bypasses the caches (the stack path, fenced), so that a waiter on
- * another CPU can take the object without a flush.
+ * registration and it signals the gate.  Waiters parked on the gate do
+ * not make rets bypass the caches: every look of a waiter that finds
+ * nothing else flushes, and the gate's reads in the ret's wake path are
+ * plain loads covered by that flush (gate.c).  Only a waiter that asked
+ * for a hand-over makes rets take the stack path, where
+ * lfpool_set_put_stack hands the record over (gate.c).
  *
  * Never stranded: a get that misses its cache and the stack flushes before
  * it creates (when another cache looks non-empty) or waits (always).
@@ -78,11 +81,16 @@ int lfpool_set_init(struct lfpool *p)
     memset(p->caches, 0, p->ncaches * sizeof *p->caches);
     /* A bounded pool keeps at most half its objects in caches (DPDK's
      * mempool has the same kind of rule): objects cached on one CPU are a
-     * flush away from a waiter on another, and a small pool that is often
-     * exhausted gains nothing from caches. */
+     * flush away from a get on another.  But one slot per CPU as soon as
+     * there is an object per CPU: with waiters parked on the gate (gate.c),
+     * a small exhausted pool gains most from them - each running thread
+     * cycles its CPU's object without moving a cache line, and a granted
+     * waiter flushes once on its look (DESIGN §4, PERFORMANCE P3). */
     size_t cap = LFPOOL_CACHE_SLOTS;
     if (p->cfg.max_size && p->cfg.max_size / (2 * p->ncaches) < cap)
         cap = p->cfg.max_size / (2 * p->ncaches);
+    if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
+        cap = 1;
     p->cache_cap = (uint32_t)cap;
     p->pcpu = cap > 0 && pcpu_available(p->ncaches);
     ck_stack_init(&p->stack);
@@ -314,12 +322,6 @@ void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_gate_signal(&p->gate);
     if (p->pcpu)
         bypass_count(p);
-}
-
-/* The set looks non-empty (racy: for passing a wake-up on). */
-bool lfpool_set_maybe_nonempty(struct lfpool *p)
-{
-    return ck_pr_load_ptr(&p->stack.head) != NULL || (p->pcpu && others_cached(p));
 }
 
 /* Pop any record physically in the set, whatever its state (shutdown,

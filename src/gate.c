@@ -30,9 +30,9 @@
  * when it runs, then looks.  One grant at a time (the previous gate's
  * rule) starved waiters deep in the FIFO: a woken thread waits for a core
  * for about a millisecond here, so the FIFO advanced a few times per second;
- * an unbounded number made every ret wake somebody.  A waiter that leaves
- * with an object passes the turn on (signals again if the set still looks
- * non-empty or a unit is free), so a burst of returns reaches every sleeper.
+ * an unbounded number made every ret wake somebody.  A granted waiter that
+ * leaves passes the turn on (grants the next parked waiter, if any), so a
+ * burst of returns reaches every sleeper.
  *
  * Hand-over.  A granted waiter usually finds the object taken again by a
  * thread that was running (barging keeps the cores busy).  It then parks at
@@ -56,17 +56,25 @@
  *    Producer fails the trylock => the holder sees pending.
  * A granted waiter always looks again (or passes the turn on), so a grant
  * is not wasted on a waiter that leaves without looking.
+ *  - A ret that pushed into a per-CPU cache reads the gate with plain loads
+ *    and no fence (cache.c): its push may still sit in its store buffer.
+ *    The heavy side is the waiter's: a look that finds nothing else
+ *    flushes the caches (membarrier: a full barrier on every CPU running
+ *    the process, after which the push is visible), and a granted waiter
+ *    that leaves with an object passes the turn on.  So the grants chain
+ *    on until a look that flushed found nothing: the record was taken.
  *
  * Nodes live on the waiters' stacks: a node is in the FIFO only while its
  * owner is between lfpool_gate_park and its unpark, and the owner unlinks it
- * (under the lock) unless a producer did.  A producer's FUTEX_WAKE may
- * reach a node whose owner has already seen `granted` and left; that wakes
- * at most some later futex waiter on the same address spuriously, which
- * every futex user tolerates (this gate's sleep loops on `granted`).
+ * (under the lock) unless a producer did.  A granter stores `granted` and
+ * makes its FUTEX_WAKE while holding the lock, and an owner takes the lock
+ * in unpark before it leaves, so no FUTEX_WAKE ever names a dead node
+ * (valgrind checks the address of every futex call).
  *
  * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
  * mutex 2).  Returns only try it (a ret never waits for it, SPEC §4's hot
- * path); parking waiters and shutdown take it, for a few stores.
+ * path); parking and unparking waiters and shutdown take it.  It is held
+ * for a few stores, and by a granter for its FUTEX_WAKE.
  */
 #include "internal.h"
 
@@ -155,10 +163,10 @@ static void gate_drain(struct lfpool_gate *g)
     while (atomic_load_explicit(&g->pending, memory_order_seq_cst) && gate_trylock(g)) {
         atomic_store_explicit(&g->pending, 0, memory_order_seq_cst);
         struct lfpool_gate_node *n = grant_one(g);
+        if (n) /* under the lock: its owner takes it before leaving */
+            futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
         if (atomic_exchange_explicit(&g->lock, 0, memory_order_seq_cst) == 2)
             futex(&g->lock, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
-        if (n) /* its owner may be gone already: see the header */
-            futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
     }
 }
 
@@ -170,30 +178,15 @@ void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus)
 void lfpool_gate_wake(struct lfpool_gate *g, bool all)
 {
     if (all) {
-        struct lfpool_gate_node *n, *list = NULL;
+        struct lfpool_gate_node *n;
         gate_lock(g);
         while ((n = g->head) != NULL) {
             fifo_unlink(g, n);
             atomic_fetch_add_explicit(&g->woken, 1, memory_order_seq_cst); /* its unpark takes it back */
-            n->next = list; /* our own link from here on: the owner is parked */
-            list = n;
-        }
-        /* wake after the stores: a node is reused as soon as its owner sees
-         * granted, so read every link first */
-        struct lfpool_gate_node *wake[64];
-        size_t k = 0;
-        for (n = list; n;) {
-            struct lfpool_gate_node *next = n->next;
             atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
-            if (k < 64)
-                wake[k++] = n;
-            else
-                futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
-            n = next;
+            futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
         }
         gate_unlock(g);
-        for (size_t i = 0; i < k; i++)
-            futex(&wake[i]->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
         return;
     }
     if (atomic_load_explicit(&g->parked, memory_order_seq_cst) <= 0 ||
@@ -213,10 +206,9 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
         fifo_unlink(g, n);
         n->gift = rec;
         atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
+        futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
     }
     gate_unlock(g);
-    if (ok) /* its owner may be gone already: see the header */
-        futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
     return ok;
 }
 
@@ -259,15 +251,13 @@ static void granted_runs(struct lfpool_gate *g)
 
 bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
-    bool granted = atomic_load_explicit(&n->granted, memory_order_seq_cst);
-    if (!granted) {
-        gate_lock(g);
-        if (n->queued)
-            fifo_unlink(g, n);
-        else
-            granted = true; /* a producer unlinked it: the grant is ours */
-        gate_unlock(g); /* a producer that unlinked it stored granted under the lock */
-    }
+    /* always under the lock: a granter wakes our word before it unlocks,
+     * so once we have had the lock nobody touches the node again */
+    gate_lock(g);
+    bool granted = !n->queued;
+    if (!granted)
+        fifo_unlink(g, n);
+    gate_unlock(g);
     if (granted)
         granted_runs(g);
     return granted;

@@ -292,7 +292,6 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double
 LFPOOL_INTERNAL void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
-LFPOOL_INTERNAL bool lfpool_set_maybe_nonempty(struct lfpool *p);
 
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
@@ -396,8 +395,10 @@ enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
 static inline __attribute__((always_inline)) int lfpool_set_put_local(struct lfpool *p,
                                                                       struct lfpool_rec *rec)
 {
+    /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
+     * one that wants a record handed over: that takes the stack path */
     while (lfpool_likely(p->pcpu) &&
-           atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) == 0) {
+           !atomic_load_explicit(&p->gate.gift_wanted, memory_order_relaxed)) {
         uint32_t cpu = lfpool_pcpu_cpu();
         if (lfpool_unlikely(cpu >= p->ncaches))
             break;

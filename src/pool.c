@@ -522,7 +522,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
-    bool waiting = false, fenced = false, slept = false, timed_out = false, parked = false;
+    bool waiting = false, slept = false, timed_out = false, parked = false;
     bool front = false;
     struct lfpool_gate_node node;
     int r;
@@ -537,10 +537,10 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             r = ESHUTDOWN;
             break;
         }
-        /* the first look after registering must flush: the fence that
-         * lets rets push to caches unfenced (cache.c) */
-        struct lfpool_rec *rec = take(p, waiting && !fenced);
-        fenced = waiting;
+        /* every look of a registered waiter that finds nothing else
+         * flushes: the heavy side of the fence that lets a ret push into
+         * a cache and read the gate with no fence of its own (cache.c) */
+        struct lfpool_rec *rec = take(p, waiting);
         if (rec) {
             *obj = took(p, rec, word);
             *recp = rec;
@@ -605,9 +605,10 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     }
     if (waiting)
         atomic_fetch_sub_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
-    /* pass on what producers published while our grant was in flight
-     * (they made none of their own, gate.c) */
-    if (slept && (lfpool_set_maybe_nonempty(p) || (size_t)LD(p->nobjs) < limit))
+    /* pass the turn on: producers made no grant while ours was in flight,
+     * and what they pushed into a cache may not have been visible to our
+     * look; the next waiter's look flushes (cache.c) */
+    if (slept && atomic_load_explicit(&p->gate.parked, memory_order_seq_cst) > 0)
         lfpool_gate_signal(&p->gate);
     return r;
 }
