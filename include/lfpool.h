@@ -172,6 +172,8 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg);
  *   EAGAIN     also: the first get of a lazy pool could not start its
  *              housekeeper thread
  *   errno of `fun` (EIO if it set none) when creation failed
+ * Waiting gets sleep in a FIFO; a running thread may still take a returned
+ * object first, but a woken get that loses that race is handed the next.
  * Hot path (an object available): no lock, no system call, no allocation. */
 int lfpool_get(lfpool *pool, void **obj, double timeout);
 
