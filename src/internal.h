@@ -310,8 +310,8 @@ LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);
 LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* park: join the FIFO, then look once more before sleeping; unpark: leave
  * it (true: a grant was ours, the caller must look or pass it on); sleep:
- * until granted, `deadline` (absolute CLOCK_MONOTONIC) or a signal, then
- * unpark; 0 (granted: park at the front next), ETIMEDOUT or EINTR */
+ * until granted or `deadline` (absolute CLOCK_MONOTONIC; signals do not
+ * end it), then unpark; 0 (granted: park at the front next) or ETIMEDOUT */
 /* hand `rec` (CACHED, the caller's) to a parked get that lost a race
  * after its grant; false: nobody wants it, publish it as usual */
 LFPOOL_INTERNAL bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec);

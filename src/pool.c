@@ -289,6 +289,15 @@ static void fork_reset(struct lfpool *p)
     /* a parent round may have been mid-way: its lists name parent objects */
     p->hk.close_only.n = 0;
     p->hk.scratch.n = 0;
+    /* the gate first: the set's reset and drain below signal it, and its
+     * FIFO names nodes on the stacks of parent threads */
+    atomic_store(&p->gate.waiters, 0);
+    atomic_store(&p->gate.parked, 0);
+    atomic_store(&p->gate.woken, 0);
+    atomic_store(&p->gate.pending, 0);
+    atomic_store(&p->gate.lock, 0);
+    atomic_store(&p->gate.gift_wanted, 0);
+    p->gate.head = p->gate.tail = NULL;
     lfpool_set_fork_reset(p);
 
     rcu_read_lock();
@@ -318,13 +327,6 @@ static void fork_reset(struct lfpool *p)
     }
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
-    atomic_store(&p->gate.waiters, 0);
-    atomic_store(&p->gate.parked, 0);
-    atomic_store(&p->gate.woken, 0);
-    atomic_store(&p->gate.pending, 0);
-    atomic_store(&p->gate.lock, 0);
-    atomic_store(&p->gate.gift_wanted, 0);
-    p->gate.head = p->gate.tail = NULL;
     atomic_store(&p->hk_last, 0.0);
     atomic_store(&p->hk_time, 0.0);
     lfpool_now_fresh(p);
@@ -549,6 +551,28 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         }
         take_done(p);
         if (lfpool_reserve(p, limit)) {
+            /* leave the FIFO before `fun` runs: a grant or a hand-over must
+             * not wait on user code (which may even get from this pool) */
+            if (parked) {
+                parked = false;
+                if (lfpool_gate_unpark(&p->gate, &node)) {
+                    slept = true; /* the turn is ours to pass on */
+                    if (node.gift) { /* a record came with it: take that */
+                        rec = node.gift;
+                        node.gift = NULL;
+                        lfpool_unreserve(p);
+                        if (atomic_load(&p->shutdown)) {
+                            ret_put_rest(p, rec, LFPOOL_PUT_STACK);
+                            r = ESHUTDOWN;
+                            break;
+                        }
+                        *obj = take_gift(p, rec, word);
+                        *recp = rec;
+                        r = 0;
+                        break;
+                    }
+                }
+            }
             r = lfpool_create(p, &rec, obj, word, true);
             if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
                 hint_set(p, *obj, rec, *word);

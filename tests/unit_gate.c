@@ -230,3 +230,56 @@ Test(gate, shutdown_releases_a_parked_crowd, .timeout = 120)
         C.retter = NULL;
     }
 }
+
+/* Regression: a waiter whose look reserves a unit must leave the FIFO
+ * before `fun` runs.  W is granted capacity and blocks in `fun`; a second
+ * unit freed meanwhile must reach W2, not W's node (W2 would sleep to its
+ * timeout, or, had `fun` got from the same pool, W would wait on itself). */
+static _Atomic int slow_calls, slow_block = -1, slow_released;
+
+static void *slow_fun(void *ctx, uint64_t n)
+{
+    if (atomic_fetch_add(&slow_calls, 1) == atomic_load(&slow_block))
+        for (int i = 0; i < 10000 && !atomic_load(&slow_released); i++)
+            usleep(1000);
+    return tfun(ctx, n);
+}
+
+Test(gate, a_creating_waiter_holds_no_grant, .timeout = 60)
+{
+    C.max_size = 2;
+    C.min_size = 0;
+    C.max_use = 1; /* every ret wears its object out: frees a unit, no object */
+    C.fun = slow_fun;
+    atomic_store(&slow_calls, 0);
+    atomic_store(&slow_block, 2); /* W's creation */
+    atomic_store(&slow_released, 0);
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *a, *b;
+    cr_assert_eq(lfpool_get(P, &a, 0), 0);
+    cr_assert_eq(lfpool_get(P, &b, 0), 0);
+    struct burst w = {.p = P}, w2 = {.p = P};
+    pthread_t tw, tw2;
+    pthread_create(&tw, NULL, burst_get, &w); /* 5 s timeout */
+    while (!atomic_load(&w.entered))
+        sched_yield();
+    usleep(50000); /* W parked */
+    pthread_create(&tw2, NULL, burst_get, &w2);
+    usleep(50000); /* W2 parked behind it */
+    cr_assert_eq(lfpool_ret(P, a), 0); /* worn out: W creates, blocked in fun */
+    while (atomic_load(&slow_calls) < 3)
+        usleep(1000);
+    usleep(20000);
+    double t0 = mono();
+    cr_assert_eq(lfpool_ret(P, b), 0); /* worn out: a unit for W2 */
+    void *got2;
+    pthread_join(tw2, &got2);
+    cr_assert_eq(atomic_load(&w2.got), 1, "W2 slept while W's creation held the grant");
+    cr_assert_lt(mono() - t0, 2.5);
+    atomic_store(&slow_released, 1);
+    void *got;
+    pthread_join(tw, &got);
+    cr_assert_eq(atomic_load(&w.got), 1);
+    cr_assert_eq(lfpool_ret(P, got), 0);
+    cr_assert_eq(lfpool_ret(P, got2), 0);
+}
