@@ -198,6 +198,23 @@ static inline void wait_hung_health_checking(void)
 /* One test file's fixture: the context T, the config C (every counting
  * hook, fake clock, log capture) and the pool P, freed after each test.
  * EXTRA is run after the config is made (file-specific defaults). */
+/* A get that waits (5 s: a missed wake-up would end there) and keeps what
+ * it got: the bursts of the gate tests (unit_core, unit_gate). */
+struct tburst {
+    lfpool *p;
+    _Atomic int entered, got, timeouts, errors;
+};
+
+static inline void *tburst_get(void *arg)
+{
+    struct tburst *b = arg;
+    void *o;
+    atomic_fetch_add(&b->entered, 1);
+    int r = lfpool_get(b->p, &o, 5.0);
+    atomic_fetch_add(r == 0 ? &b->got : r == ETIMEDOUT ? &b->timeouts : &b->errors, 1);
+    return r == 0 ? o : NULL;
+}
+
 #define LFPOOL_TEST_FIXTURE(suite, EXTRA)                                     \
     static struct tctx T;                                                  \
     static lfpool_config C;                                                \

@@ -185,32 +185,11 @@ Test(core, waiter_woken_by_return)
 }
 
 /* Several objects returned back to back while several threads sleep: every
- * sleeper must get one (the gate keeps one wake-up in flight and the woken
- * waiter passes the rest on, gate.c), never sleep on while objects sit
+ * sleeper must get one (the gate keeps a few grants in flight and a granted
+ * waiter passes the turn on, gate.c), never sleep on while objects sit
  * available.  A missed wake-up would only end at the waiter's timeout (5 s;
  * its last look then finds the object), so a round is checked to end well
  * before that: a liveness bound, not a speed measurement. */
-struct burst {
-    lfpool *p;
-    _Atomic int entered, got, timeouts, errors;
-};
-
-static void *burst_get(void *arg)
-{
-    struct burst *b = arg;
-    void *o;
-    atomic_fetch_add(&b->entered, 1);
-    int r = lfpool_get(b->p, &o, 5.0);
-    if (r == ETIMEDOUT)
-        atomic_fetch_add(&b->timeouts, 1);
-    else if (r)
-        atomic_fetch_add(&b->errors, 1);
-    else
-        atomic_fetch_add(&b->got, 1);
-    /* keep it: the other waiters must be served by the burst alone */
-    return r == 0 ? o : NULL;
-}
-
 Test(core, burst_of_returns_wakes_every_sleeper, .timeout = 120)
 {
     enum { N = 4 };
@@ -222,10 +201,10 @@ Test(core, burst_of_returns_wakes_every_sleeper, .timeout = 120)
         void *held[N];
         for (int i = 0; i < N; i++)
             cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
-        struct burst b = {.p = P};
+        struct tburst b = {.p = P};
         pthread_t th[N];
         for (int i = 0; i < N; i++)
-            pthread_create(&th[i], NULL, burst_get, &b);
+            pthread_create(&th[i], NULL, tburst_get, &b);
         while (atomic_load(&b.entered) < N)
             sched_yield();
         usleep(round % 2 ? 20000 : 200); /* asleep, or some still on their way */

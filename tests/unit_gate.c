@@ -27,21 +27,6 @@ static void spin(unsigned n)
 
 /* More sleepers than grants may be in flight (8 on 2 CPUs): a burst of
  * returns must reach every one of them through the passing-on of grants. */
-struct burst {
-    lfpool *p;
-    _Atomic int entered, got, timeouts, errors;
-};
-
-static void *burst_get(void *arg)
-{
-    struct burst *b = arg;
-    void *o;
-    atomic_fetch_add(&b->entered, 1);
-    int r = lfpool_get(b->p, &o, 5.0);
-    atomic_fetch_add(r == 0 ? &b->got : r == ETIMEDOUT ? &b->timeouts : &b->errors, 1);
-    return r == 0 ? o : NULL;
-}
-
 Test(gate, burst_wider_than_the_grants_in_flight, .timeout = 120)
 {
     enum { N = 40 };
@@ -52,10 +37,10 @@ Test(gate, burst_wider_than_the_grants_in_flight, .timeout = 120)
         void *held[N];
         for (int i = 0; i < N; i++)
             cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
-        struct burst b = {.p = P};
+        struct tburst b = {.p = P};
         pthread_t th[N];
         for (int i = 0; i < N; i++)
-            pthread_create(&th[i], NULL, burst_get, &b);
+            pthread_create(&th[i], NULL, tburst_get, &b);
         while (atomic_load(&b.entered) < N)
             sched_yield();
         usleep(round % 6 == 5 ? 30000 : (unsigned)(round % 5) * 50); /* parked, or some still on their way */
@@ -258,13 +243,13 @@ Test(gate, a_creating_waiter_holds_no_grant, .timeout = 60)
     void *a, *b;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_get(P, &b, 0), 0);
-    struct burst w = {.p = P}, w2 = {.p = P};
+    struct tburst w = {.p = P}, w2 = {.p = P};
     pthread_t tw, tw2;
-    pthread_create(&tw, NULL, burst_get, &w); /* 5 s timeout */
+    pthread_create(&tw, NULL, tburst_get, &w); /* 5 s timeout */
     while (!atomic_load(&w.entered))
         sched_yield();
     usleep(50000); /* W parked */
-    pthread_create(&tw2, NULL, burst_get, &w2);
+    pthread_create(&tw2, NULL, tburst_get, &w2);
     usleep(50000); /* W2 parked behind it */
     cr_assert_eq(lfpool_ret(P, a), 0); /* worn out: W creates, blocked in fun */
     while (atomic_load(&slow_calls) < 3)
