@@ -111,13 +111,18 @@ static void gate_lock(struct lfpool_gate *g)
     }
 }
 
-/* Release, then do any grant a producer left for the holder (see header). */
-static void gate_drain(struct lfpool_gate *g);
-
-static void gate_unlock(struct lfpool_gate *g)
+static void gate_release(struct lfpool_gate *g)
 {
     if (atomic_exchange_explicit(&g->lock, 0, memory_order_seq_cst) == 2)
         futex(&g->lock, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+}
+
+static void gate_drain(struct lfpool_gate *g);
+
+/* Release, then make any grant a producer left for the holder (header). */
+static void gate_unlock(struct lfpool_gate *g)
+{
+    gate_release(g);
     if (atomic_load_explicit(&g->pending, memory_order_seq_cst))
         gate_drain(g);
 }
@@ -165,8 +170,7 @@ static void gate_drain(struct lfpool_gate *g)
         struct lfpool_gate_node *n = grant_one(g);
         if (n) /* under the lock: its owner takes it before leaving */
             futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
-        if (atomic_exchange_explicit(&g->lock, 0, memory_order_seq_cst) == 2)
-            futex(&g->lock, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
+        gate_release(g); /* the loop reads pending again after it */
     }
 }
 
