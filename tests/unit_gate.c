@@ -69,7 +69,7 @@ struct crowd {
     lfpool *p;
     int quota;
     double timeout;
-    unsigned hold;
+    unsigned hold, nap; /* nap: µs held on every 16th pair (0: never) */
     _Atomic int doubles, errors, timeouts, short_timeouts, done, ok;
 };
 
@@ -94,6 +94,8 @@ static void *crowd_worker(void *arg)
         if (atomic_exchange(&to->held, 1))
             atomic_fetch_add(&c->doubles, 1);
         spin(c->hold);
+        if (c->nap && i % 16 == 0)
+            usleep(c->nap); /* long holds: gets behind them time out */
         atomic_store(&to->held, 0);
         if (lfpool_ret(c->p, o))
             atomic_fetch_add(&c->errors, 1);
@@ -152,7 +154,8 @@ Test(gate, timeouts_racing_grants_lose_nothing, .timeout = 240)
     C.min_size = 0;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     for (int k = 0; k < 3; k++) {
-        struct crowd c = {.p = P, .quota = 2000, .timeout = 0.0002 * (k + 1), .hold = 3000};
+        struct crowd c = {
+            .p = P, .quota = 1000, .timeout = 0.0002 * (k + 1), .hold = 3000, .nap = 1000};
         run_crowd(&c, 24);
         cr_assert_gt(atomic_load(&c.timeouts), 0, "the case must make gets time out");
         cr_assert_gt(atomic_load(&c.ok), 0);
