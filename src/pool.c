@@ -494,16 +494,6 @@ static inline void *took(struct lfpool *p, struct lfpool_rec *rec, uint32_t *wor
     return o;
 }
 
-/* take() for a record handed over by the gate (CACHED, ours) */
-static void *take_gift(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
-{
-    if (lfpool_unlikely(p->guard_get))
-        rcu_read_lock();
-    lfpool_set_claim(rec, rec_load(rec), lfpool_now(p));
-    atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
-    return took(p, rec, word);
-}
-
 static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
                               struct lfpool_rec *rec, uint32_t word)
 {
@@ -518,6 +508,24 @@ static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
 #define LFPOOL_SLOW __attribute__((noinline, cold))
 
 static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
+
+/* take() for a record handed over by the gate (CACHED, ours): 0, or
+ * ESHUTDOWN as a look would give, the record put back */
+static int take_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
+                     struct lfpool_rec **recp, uint32_t *word)
+{
+    if (atomic_load(&p->shutdown)) {
+        ret_put_rest(p, rec, LFPOOL_PUT_STACK);
+        return ESHUTDOWN;
+    }
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_lock();
+    lfpool_set_claim(rec, rec_load(rec), lfpool_now(p));
+    atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+    *obj = took(p, rec, word);
+    *recp = rec;
+    return 0;
+}
 
 static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                                 struct lfpool_rec **recp, uint32_t *word)
@@ -558,17 +566,9 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                 if (lfpool_gate_unpark(&p->gate, &node)) {
                     slept = true; /* the turn is ours to pass on */
                     if (node.gift) { /* a record came with it: take that */
-                        rec = node.gift;
-                        node.gift = NULL;
                         lfpool_unreserve(p);
-                        if (atomic_load(&p->shutdown)) {
-                            ret_put_rest(p, rec, LFPOOL_PUT_STACK);
-                            r = ESHUTDOWN;
-                            break;
-                        }
-                        *obj = take_gift(p, rec, word);
-                        *recp = rec;
-                        r = 0;
+                        r = take_gift(p, node.gift, obj, recp, word);
+                        node.gift = NULL;
                         break;
                     }
                 }
@@ -607,16 +607,8 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         int sr = lfpool_gate_sleep(&p->gate, &node, dl);
         front = sr == 0;
         if (node.gift) { /* handed over with the grant: ours, CACHED */
-            rec = node.gift;
+            r = take_gift(p, node.gift, obj, recp, word);
             node.gift = NULL;
-            if (atomic_load(&p->shutdown)) { /* as a look would: no object after shutdown */
-                ret_put_rest(p, rec, LFPOOL_PUT_STACK);
-                r = ESHUTDOWN;
-                break;
-            }
-            *obj = take_gift(p, rec, word);
-            *recp = rec;
-            r = 0;
             break;
         }
         if (sr == ETIMEDOUT || (dl && lfpool_deadline_passed(dl)))
