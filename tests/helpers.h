@@ -5,12 +5,15 @@
 
 #include <lfpool.h>
 
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct tobj {
@@ -213,6 +216,39 @@ static inline void *tburst_get(void *arg)
     int r = lfpool_get(b->p, &o, 5.0);
     atomic_fetch_add(r == 0 ? &b->got : r == ETIMEDOUT ? &b->timeouts : &b->errors, 1);
     return r == 0 ? o : NULL;
+}
+
+/* One burst round on a pool at max_size n (n <= 64): take all n objects,
+ * start n waiting gets, let them park for `park_us`, return the n objects
+ * and check that every waiter got one well before its 5 s timeout, then
+ * return theirs. */
+static inline void tburst_round(lfpool *p, int n, int round, unsigned park_us)
+{
+    void *held[64], *got[64];
+    pthread_t th[64];
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(lfpool_get(p, &held[i], 0), 0);
+    struct tburst b = {.p = p};
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, tburst_get, &b);
+    while (atomic_load(&b.entered) < n)
+        sched_yield();
+    usleep(park_us); /* parked, or some still on their way */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(lfpool_ret(p, held[i]), 0);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], &got[i]);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    cr_assert_lt(took, 4.0, "round %d: a sleeper stayed asleep %.1f s with objects available",
+                 round, took);
+    cr_assert_eq(atomic_load(&b.timeouts), 0, "round %d: a sleeper missed a returned object", round);
+    cr_assert_eq(atomic_load(&b.errors), 0);
+    cr_assert_eq(atomic_load(&b.got), n);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(lfpool_ret(p, got[i]), 0);
 }
 
 #define LFPOOL_TEST_FIXTURE(suite, EXTRA)                                     \

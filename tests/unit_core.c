@@ -197,34 +197,8 @@ Test(core, burst_of_returns_wakes_every_sleeper, .timeout = 120)
     C.getter = NULL;
     C.retter = NULL;
     cr_assert_eq(lfpool_new(&P, &C), 0);
-    for (int round = 0; round < 20; round++) {
-        void *held[N];
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
-        struct tburst b = {.p = P};
-        pthread_t th[N];
-        for (int i = 0; i < N; i++)
-            pthread_create(&th[i], NULL, tburst_get, &b);
-        while (atomic_load(&b.entered) < N)
-            sched_yield();
-        usleep(round % 2 ? 20000 : 200); /* asleep, or some still on their way */
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(lfpool_ret(P, held[i]), 0);
-        void *got[N];
-        for (int i = 0; i < N; i++)
-            pthread_join(th[i], &got[i]);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        cr_assert_lt(took, 4.0, "round %d: a sleeper stayed asleep %.1f s with objects available",
-                     round, took);
-        cr_assert_eq(atomic_load(&b.timeouts), 0, "round %d: a sleeper missed a returned object", round);
-        cr_assert_eq(atomic_load(&b.errors), 0);
-        cr_assert_eq(atomic_load(&b.got), N);
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(lfpool_ret(P, got[i]), 0);
-    }
+    for (int round = 0; round < 20; round++)
+        tburst_round(P, N, round, round % 2 ? 20000 : 200);
 }
 
 Test(core, waiter_woken_by_removal)

@@ -33,30 +33,8 @@ Test(gate, burst_wider_than_the_grants_in_flight, .timeout = 120)
     C.max_size = N;
     C.min_size = 0;
     cr_assert_eq(lfpool_new(&P, &C), 0);
-    for (int round = 0; round < 20; round++) {
-        void *held[N];
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
-        struct tburst b = {.p = P};
-        pthread_t th[N];
-        for (int i = 0; i < N; i++)
-            pthread_create(&th[i], NULL, tburst_get, &b);
-        while (atomic_load(&b.entered) < N)
-            sched_yield();
-        usleep(round % 6 == 5 ? 30000 : (unsigned)(round % 5) * 50); /* parked, or some still on their way */
-        double t0 = mono();
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(lfpool_ret(P, held[i]), 0);
-        void *got[N];
-        for (int i = 0; i < N; i++)
-            pthread_join(th[i], &got[i]);
-        cr_assert_lt(mono() - t0, 4.0, "round %d: a sleeper stayed parked with objects available", round);
-        cr_assert_eq(atomic_load(&b.timeouts), 0, "round %d: a sleeper missed a returned object", round);
-        cr_assert_eq(atomic_load(&b.errors), 0);
-        cr_assert_eq(atomic_load(&b.got), N);
-        for (int i = 0; i < N; i++)
-            cr_assert_eq(lfpool_ret(P, got[i]), 0);
-    }
+    for (int round = 0; round < 20; round++)
+        tburst_round(P, N, round, round % 6 == 5 ? 30000 : (unsigned)(round % 5) * 50);
     struct lfpool_stats s = tstats(P);
     cr_assert_eq(s.nobjs, N);
     cr_assert_eq(s.navail, N);
