@@ -267,6 +267,13 @@ struct lfpool_stats {
      * times the caches were flushed to the shared stack (each flush is one
      * membarrier system call: housekeeping rounds, waits, cross-CPU gets) */
     uint64_t cpu_cache, nflushes;
+    /* not in the seed: returns by the getting thread commit without a
+     * locked instruction (true), or every return CASes (false: no rseq, or
+     * returns from other threads or kills since the last quiet housekeeping
+     * round); how many times a return from another thread or a kill ended
+     * a biased stretch (one membarrier system call each) */
+    bool ret_biased;
+    uint64_t nbias_fences;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

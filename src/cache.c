@@ -10,9 +10,10 @@
  *
  * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
  * popper may take: no in-place claim, so get from a cache is an rseq pop
- * plus a plain store (CACHED -> OUT), and ret is its state CAS
- * (OUT -> CACHED, arbitrating with kills) plus an rseq push.  No atomic
- * read-modify-write on the cache itself.  The housekeeper, which claims
+ * plus a plain store (CACHED -> OUT), and ret is its state commit
+ * (OUT -> CACHED, arbitrating with kills: a CAS, or the getter's plain
+ * store in an rseq section while the pool is biased, bias.c) plus an rseq
+ * push.  No atomic read-modify-write on the cache itself.  The housekeeper, which claims
  * available records in place (health, recycling), sees only the shared
  * stack: every round starts with lfpool_set_flush(), which moves every
  * cached record to the stack as AVAIL; records cached again during the
@@ -92,7 +93,9 @@ int lfpool_set_init(struct lfpool *p)
     if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
-    p->pcpu = cap > 0 && pcpu_available(p->ncaches);
+    bool fence_ok = pcpu_available(p->ncaches);
+    p->pcpu = cap > 0 && fence_ok;
+    p->bias = fence_ok && !LFPOOL_TSAN; /* bias.c */
     ck_stack_init(&p->stack);
     return 0;
 }
@@ -125,8 +128,12 @@ void lfpool_set_fork_reset(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
-    if (p->pcpu)
-        p->pcpu = pcpu_available(p->ncaches);
+    if (p->pcpu || p->bias) {
+        bool ok = pcpu_available(p->ncaches);
+        p->pcpu = p->pcpu && ok;
+        p->bias = p->bias && ok;
+    }
+    lfpool_bias_fork_reset(p);
     if (!p->pcpu) /* without the fence nobody may lock: empty them here */
         for (unsigned i = 0; i < p->ncaches; i++)
             cache_empty(p, &p->caches[i]);
@@ -142,6 +149,19 @@ static uint32_t cache_trylock(struct lfpool_cache *c)
                                         __ATOMIC_RELAXED))
             return v;
     return LFPOOL_PCPU_HELD;
+}
+
+/* membarrier(PRIVATE_EXPEDITED_RSEQ): every rseq section of the process
+ * in flight on another CPU has committed or is aborted when it returns,
+ * and every CPU running the process has executed a full barrier. */
+void lfpool_set_fence(struct lfpool *p)
+{
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
+        /* registered in lfpool_set_init: cannot fail short of a kernel bug,
+         * and without it neither the caches nor biased returns are safe */
+        lfpool_log(p, LFPOOL_LOG_ERROR, "membarrier(RSEQ) failed: %s", strerror(errno));
+        abort();
+    }
 }
 
 /* Move every cached record to the shared stack, as AVAIL.  Locks the
@@ -170,12 +190,7 @@ size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
         }
     }
     uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
-    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
-        /* registered in lfpool_set_init: cannot fail short of a kernel bug,
-         * and without it the caches are not ours */
-        lfpool_log(p, LFPOOL_LOG_ERROR, "membarrier(RSEQ) failed: %s", strerror(errno));
-        abort();
-    }
+    lfpool_set_fence(p);
     INC(p->c.nflushes);
     size_t moved = 0;
     for (unsigned i = 0; i < p->ncaches; i++) {

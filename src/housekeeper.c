@@ -83,6 +83,7 @@ static void walk(struct lfpool *p, double now)
     const lfpool_config *cfg = &p->cfg;
     uint64_t long_run = 0, long_kill = 0;
     double long_time = 0;
+    bool fenced = false;
     struct cds_lfht_iter iter;
     struct lfpool_rec *rec;
 
@@ -97,6 +98,10 @@ static void walk(struct lfpool *p, double now)
             long_time += running;
             if (cfg->max_using_delay_kill <= 0 || running < cfg->max_using_delay_kill)
                 continue;
+            if (!fenced) { /* the holder may be returning it with a plain store (bias.c) */
+                lfpool_bias_fence(p);
+                fenced = true;
+            }
             if (cfg->kill_mode == LFPOOL_KILL_DEFER) {
                 if (!rec_cas(rec, &w, REC_OUT, REC_KILLED))
                     continue;
@@ -311,6 +316,7 @@ int lfpool_hk_round(struct lfpool *p)
     pthread_mutex_unlock(&p->hk.round_lock);
 
     reap_finish(p, &b);
+    lfpool_bias_restore(p); /* back to biased returns after a quiet round */
     uint32_t life = atomic_load(&p->lp->life);
     if (life == LIFE_READY || life == LIFE_STARTING)
         lfpool_fill(p);

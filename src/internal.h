@@ -208,6 +208,7 @@ struct lfpool_counters {
     _Atomic uint64_t dead_uses; /* uses of records no longer in the table */
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
+    _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
 };
 
 struct lfpool {
@@ -220,6 +221,7 @@ struct lfpool {
     bool fast_get;         /* get's fast path applies: no getter, no CLOSE-kill guard,
                               no injected clock (pool.c) */
     bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
+    bool bias;             /* owners may end a hand-out with a plain store (bias.c) */
     struct lfpool_life_page *lp;
     uint64_t id;
     uint64_t max_use;      /* cfg.max_use */
@@ -241,6 +243,8 @@ struct lfpool {
     /* written once, and once per housekeeper tick; read by the fast paths */
     _Atomic bool shutdown LFPOOL_ALIGNED;
     _Atomic double coarse_now;
+    _Atomic uint32_t bias_mode; /* bias.c: (epoch << 2) | state, BIASED = 0 */
+    _Atomic bool bias_seen;     /* bias.c: a fence since the last round */
     _Atomic int64_t nobjs LFPOOL_ALIGNED; /* AVAIL+OUT+BORROWED (+reserved) */
     ck_stack_t pending LFPOOL_ALIGNED;    /* DEAD recs awaiting closer+free */
     ck_stack_t zombies LFPOOL_ALIGNED;    /* popped DEAD_SET recs: free only */
@@ -283,7 +287,27 @@ LFPOOL_INTERNAL void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_take_all(ck_stack_t *s);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
 
+/* ---- bias.c: the biased return (plain-store commit by the getter) */
+#define LFPOOL_BIAS_MASK 3u /* bias_mode's state bits: 0 is BIASED */
+LFPOOL_INTERNAL void lfpool_bias_fence(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_bias_restore(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_bias_active(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
+/* ThreadSanitizer cannot see the commit store of a biased return (inline
+ * assembly): under it every return CASes. */
+#if defined(__SANITIZE_THREAD__)
+#define LFPOOL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LFPOOL_TSAN 1
+#endif
+#endif
+#ifndef LFPOOL_TSAN
+#define LFPOOL_TSAN 0
+#endif
+
 /* ---- cache.c: the available set (per-CPU caches over the shared stack) */
+LFPOOL_INTERNAL void lfpool_set_fence(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_set_fork_reset(struct lfpool *p);

@@ -1,6 +1,7 @@
 /*
  * percpu.h - one primitive: a per-CPU array of record pointers with
- * restartable-sequence (rseq) pop and push, x86-64.
+ * restartable-sequence (rseq) pop and push, x86-64; and the rseq
+ * compare-and-store that the biased return commits with (bias.c).
  *
  * Owns: struct lfpool_cache and the only code that touches it without a
  * lock.  Invariant: slot[0, count) hold records; only code running on the
@@ -164,6 +165,44 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                          : "memory", "cc");
     return (int)st;
 }
+
+/* Store `nv` into *word if *word == expect and (*mode & mask) == 0, as one
+ * rseq critical section whose commit is that store (the biased return,
+ * bias.c).  Not atomic against other CPUs by itself: a thread that may
+ * change *word on another CPU first makes (*mode & mask) non-zero, then
+ * issues membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ); when that
+ * returns, every section that read mode == 0 has committed (and its store
+ * is visible) or was aborted, and every later section fails.  Both loads
+ * precede the commit (TSO keeps loads in order and a store after them).
+ * Returns LFPOOL_PCPU_OK (stored), LFPOOL_PCPU_FAIL (mode set or *word
+ * differs: nothing stored) or LFPOOL_PCPU_RETRY (aborted: nothing
+ * stored).  No CPU check: nothing here is per-CPU, the section only has
+ * to be atomic against preemption, signals and the fence. */
+static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
+                                       uint32_t expect, uint32_t nv)
+{
+    unsigned long st;
+    __asm__ __volatile__(".pushsection __rseq_cs, \"aw\"\n\t"
+                         ".balign 32\n\t"
+                         "3:\n\t"
+                         ".long 0x0, 0x0\n\t"
+                         ".quad 1f, (2f - 1f), 4f\n\t"
+                         ".popsection\n\t"
+                         "1:\n\t"
+                         "leaq 3b(%%rip), %[st]\n\t"
+                         "movq %[st], %%fs:8(%[off])\n\t"
+                         "testl %[mask], (%[m])\n\t"
+                         "jnz 6f\n\t"
+                         "cmpl %[exp], (%[w])\n\t"
+                         "jnz 6f\n\t"
+                         "movl %[nv], (%[w])\n\t" /* commit */
+                         LFPOOL_RSEQ_LEAVE
+                         : [st] "=&r"(st)
+                         : [off] "r"((long)__rseq_offset), [m] "r"(mode), [mask] "r"(mask),
+                           [w] "r"(word), [exp] "r"(expect), [nv] "r"(nv)
+                         : "memory", "cc");
+    return (int)st;
+}
 #else
 #define LFPOOL_HAVE_PCPU 0
 static inline uint32_t lfpool_pcpu_cpu(void) { return 0; }
@@ -176,6 +215,12 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                                    struct lfpool_rec *rec)
 {
     (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
+                                       uint32_t expect, uint32_t nv)
+{
+    (void)mode, (void)mask, (void)word, (void)expect, (void)nv;
     return LFPOOL_PCPU_FAIL;
 }
 #endif

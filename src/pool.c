@@ -460,6 +460,23 @@ static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t 
     return h->rec;
 }
 
+/* Forget the hint for obj, if this thread has one. */
+static inline void hint_drop(struct lfpool *p, void *obj)
+{
+    struct hint *h = hint_slot(obj);
+    if (h->obj == obj && h->pool_id == p->id)
+        h->obj = NULL;
+}
+
+/* This thread got the hand-out `word` of `rec` (obj): its hint holds that
+ * exact word, which no other thread's hint can (one getter per
+ * generation). */
+static inline bool hint_owns(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
+{
+    uint32_t w;
+    return hint_get(p, obj, &w) == rec && w == word;
+}
+
 /* ---- get */
 
 /* Take an available record, count the use.  Once a record is OUT only its
@@ -669,10 +686,12 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     }
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
-    if (h)
+    if (h) {
+        hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
         handle_set(p, h, o, rec, word);
-    else
+    } else {
         *obj = o;
+    }
     return 0;
 }
 
@@ -800,19 +819,29 @@ static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
 
 /* End the hand-out `word` (gen | OUT) of a record of this pool: not worn
  * out, no shutdown, and still OUT in that hand-out (the CAS, which a kill
- * or another ret of the same hand-out would have won).  False: the
+ * or another ret of the same hand-out would have won).  `owner`: the
+ * caller is the thread that got this hand-out (its hint holds `word`),
+ * which may commit with a plain store while the pool is BIASED (bias.c;
+ * everybody else fences before touching an OUT record).  False: the
  * careful path decides. */
 static inline __attribute__((always_inline)) bool ret_fast_claim(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
-                                                                 uint32_t word, double now)
+                                                                 uint32_t word, double now,
+                                                                 bool owner)
 {
     if (rec_load(rec) != word || (p->max_use && LD(rec->uses) >= p->max_use) ||
         atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return false;
-    /* last_ret before the CAS (it publishes it); a stale store here on a
+    /* last_ret before the commit (it publishes it); a stale store here on a
      * record that is OUT for another holder is overwritten by its ret */
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-    return atomic_compare_exchange_strong_explicit(&rec->state, &word, rec_word(word, REC_CACHED),
+    uint32_t cached = rec_word(word, REC_CACHED);
+    if (owner && lfpool_likely(p->bias) &&
+        lfpool_pcpu_store_if((const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
+                             (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
+        return true;
+    /* not BIASED, or the section was aborted: the CAS decides */
+    return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
@@ -838,7 +867,8 @@ int lfpool_ret(lfpool *p, void *obj)
     struct lfpool_rec *rec;
     if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
         lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
-        ret_fast_claim(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
+        ret_fast_claim(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
+                       true))
         return ret_fast_put(p, rec);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
@@ -854,7 +884,7 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
     if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
                       ret_fast_ok(p)) &&
         ret_fast_claim(p, h->priv_rec, h->priv_word,
-                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
+                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false))
         return ret_fast_put(p, h->priv_rec);
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
@@ -893,7 +923,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
-        if (rec && ret_fast_claim(p, rec, word, lfpool_now(p)))
+        if (rec && ret_fast_claim(p, rec, word, lfpool_now(p), h == NULL))
             return ret_fast_put(p, rec);
     }
     rcu_read_lock();
@@ -916,6 +946,11 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
             return ret_not_out(p, rec, obj, s, true);
     }
 
+    /* The CASes below may race with the getter's biased commit (bias.c),
+     * unless this thread is that getter or the hand-out has none (a
+     * handle's); the fence and the CAS share this read-side section. */
+    if (!h && !hint_owns(p, obj, rec, s))
+        lfpool_bias_fence(p);
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
                         (p->cfg.max_use && LD(rec->uses) >= p->cfg.max_use))) {
         if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))

@@ -87,6 +87,8 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->hc_errors = LD(p->c.hc_errors);
     o->cpu_cache = p->pcpu ? p->cache_cap : 0;
     o->nflushes = LD(p->c.nflushes);
+    o->ret_biased = lfpool_bias_active(p);
+    o->nbias_fences = LD(p->c.nbias_fences);
 }
 
 
@@ -232,6 +234,9 @@ char *lfpool_stats_json(lfpool *p)
     kv_int(j, "hc_errors", s.hc_errors);
     kv_int(j, "cpu_cache", s.cpu_cache);
     kv_int(j, "nflushes", s.nflushes);
+    lfpool_json_key(j, "ret_biased");
+    lfpool_json_bool(j, s.ret_biased);
+    kv_int(j, "nbias_fences", s.nbias_fences);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 
