@@ -5,7 +5,10 @@
  * ran, max_size never exceeded, closer exactly once per created object, no
  * capacity slot leaked, counters consistent.  Kills, wear-out, health
  * checks and recycling fire during the run (a driver thread advances the
- * injected clock and runs rounds). */
+ * injected clock and runs rounds).  Now and then a worker leaves its object
+ * in a mailbox and returns the one it finds there, got by another thread:
+ * returns from other threads race with the getters' biased returns, kills
+ * and the rounds that turn biased returns back on (src/bias.c). */
 #include <lfpool.h>
 
 #include <criterion/criterion.h>
@@ -37,6 +40,8 @@ struct sctx {
     _Atomic long gets, estale, enoent, errors, timeouts, e_get, e_double, e_closed, e_ret, e_hk, e_json, e_health, last_get_rc;
     _Atomic int in_hand, max_in_hand, max_nobjs, next_id;
     _Atomic long stale_h, e_stale_h;
+    _Atomic long handoffs;
+    _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
     struct sobj *objs[MAXOBJS];
 };
 
@@ -79,6 +84,19 @@ static void slog(void *ctx, int level, const char *msg)
     (void)ctx;
     (void)level;
     (void)msg;
+}
+
+/* Count a return's result: 0, or what a kill explains. */
+static void ret_result(struct sctx *s, int r)
+{
+    if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
+        atomic_fetch_add(&s->estale, 1);
+    else if (r == ENOENT && s->kill && s->kill_mode == LFPOOL_KILL_CLOSE)
+        atomic_fetch_add(&s->enoent, 1);
+    else if (r != 0) {
+        atomic_fetch_add(&s->errors, 1);
+        atomic_fetch_add(&s->e_ret, 1);
+    }
 }
 
 static void *worker(void *arg)
@@ -127,23 +145,25 @@ static void *worker(void *arg)
         } else if (rand_r(&seed) % 64 == 0) {
             usleep(50);
         }
-        atomic_store(&so->held, 0);
+        if (!handles && rand_r(&seed) % 64 == 0) {
+            /* leave it (still held) in the mailbox; return what was there */
+            o = atomic_exchange(&s->mailbox, o);
+            if (!o)
+                continue;
+            so = o;
+            atomic_fetch_add(&s->handoffs, 1);
+        }
+        if (atomic_exchange(&so->held, 0) != 1)
+            atomic_fetch_add(&s->errors, 1); /* released by a non-holder */
         atomic_fetch_sub(&s->in_hand, 1);
         r = handles ? lfpool_ret_handle(s->p, &hd) : lfpool_ret(s->p, o);
+        ret_result(s, r);
         if (handles && rand_r(&seed) % 8 == 0) {
             /* the hand-out has ended (returned, or killed): a stale copy
              * must be refused, whoever holds the object now */
             atomic_fetch_add(&s->stale_h, 1);
             if (lfpool_ret_handle(s->p, &hd) != ENOENT)
                 atomic_fetch_add(&s->e_stale_h, 1);
-        }
-        if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
-            atomic_fetch_add(&s->estale, 1);
-        else if (r == ENOENT && s->kill && s->kill_mode == LFPOOL_KILL_CLOSE)
-            atomic_fetch_add(&s->enoent, 1);
-        else if (r != 0) {
-            atomic_fetch_add(&s->errors, 1);
-            atomic_fetch_add(&s->e_ret, 1);
         }
     }
     return NULL;
@@ -208,6 +228,8 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     }
     c.log = slog;
     cr_assert_eq(lfpool_new(&s->p, &c), 0);
+    struct lfpool_stats st0;
+    lfpool_stats(s->p, &st0);
 
     pthread_t th[THREADS], drv;
     pthread_create(&drv, NULL, driver, s);
@@ -217,6 +239,12 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
         pthread_join(th[i], NULL);
     atomic_store(&s->stop, 1);
     pthread_join(drv, NULL);
+    void *left = atomic_exchange(&s->mailbox, NULL);
+    if (left) { /* got by a worker, returned from this thread */
+        atomic_store(&((struct sobj *)left)->held, 0);
+        atomic_fetch_sub(&s->in_hand, 1);
+        ret_result(s, lfpool_ret(s->p, left));
+    }
 
     cr_assert_eq(atomic_load(&s->errors), 0,
                  "invariant violations: %ld (get errors %ld, last rc %ld; double hand-outs %ld; "
@@ -226,6 +254,7 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     cr_assert_eq(atomic_load(&s->e_stale_h), 0, "stale handles accepted: %ld of %ld",
                  atomic_load(&s->e_stale_h), atomic_load(&s->stale_h));
     cr_assert_gt(atomic_load(&s->stale_h), 0);
+    cr_assert_gt(atomic_load(&s->handoffs), 0, "returns from other threads happened");
     cr_assert_eq(atomic_load(&s->timeouts), 0);
     if (max_size) {
         cr_assert_leq((size_t)atomic_load(&s->max_nobjs), max_size);
@@ -246,6 +275,10 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     cr_assert_eq(st.nobjs, st.navail);
     if (max_use)
         cr_assert_gt(st.nwornout, 0);
+    if (st0.ret_biased) /* returns from other threads met biased hand-outs */
+        cr_assert_gt(st.nbias_fences, 0);
+    cr_log_info("handoffs %ld, bias fences %llu, rounds %d", atomic_load(&s->handoffs),
+                (unsigned long long)st.nbias_fences, atomic_load(&s->rounds));
     if (health)
         cr_assert_gt(st.bad_health, 0, "nhealth %llu hc_rounds %llu hk_rounds %llu",
                      (unsigned long long)st.nhealth, (unsigned long long)st.hc_rounds,
