@@ -92,10 +92,8 @@ static inline uint32_t lfpool_pcpu_cpu(void)
 }
 
 /* The descriptor of one critical section [1, 2) with abort handler 4, and
- * the store of its address into rseq->rseq_cs (offset 8).  The section
- * then checks rseq->cpu_id (offset 4) against the CPU the caller chose its
- * cache by. */
-#define LFPOOL_RSEQ_ENTER                          \
+ * the store of its address into rseq->rseq_cs (offset 8). */
+#define LFPOOL_RSEQ_START                          \
     ".pushsection __rseq_cs, \"aw\"\n\t"          \
     ".balign 32\n\t"                              \
     "3:\n\t"                                      \
@@ -104,7 +102,11 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     ".popsection\n\t"                             \
     "1:\n\t"                                      \
     "leaq 3b(%%rip), %[st]\n\t"                   \
-    "movq %[st], %%fs:8(%[off])\n\t"              \
+    "movq %[st], %%fs:8(%[off])\n\t"
+/* A cache's section: then it checks rseq->cpu_id (offset 4) against the
+ * CPU the caller chose its cache by, and the cache's lock. */
+#define LFPOOL_RSEQ_ENTER                          \
+    LFPOOL_RSEQ_START                             \
     "cmpl %[cpu], %%fs:4(%[off])\n\t"             \
     "jnz 4f\n\t"                                  \
     "cmpl $0, 4(%[c])\n\t"                        \
@@ -182,15 +184,7 @@ static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint
                                        uint32_t expect, uint32_t nv)
 {
     unsigned long st;
-    __asm__ __volatile__(".pushsection __rseq_cs, \"aw\"\n\t"
-                         ".balign 32\n\t"
-                         "3:\n\t"
-                         ".long 0x0, 0x0\n\t"
-                         ".quad 1f, (2f - 1f), 4f\n\t"
-                         ".popsection\n\t"
-                         "1:\n\t"
-                         "leaq 3b(%%rip), %[st]\n\t"
-                         "movq %[st], %%fs:8(%[off])\n\t"
+    __asm__ __volatile__(LFPOOL_RSEQ_START
                          "testl %[mask], (%[m])\n\t"
                          "jnz 6f\n\t"
                          "cmpl %[exp], (%[w])\n\t"
