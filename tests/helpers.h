@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/rseq.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,6 +140,18 @@ static inline int tget_ret_n(lfpool *p, void **o, int n)
             return r;
     }
     return 0;
+}
+
+/* Per-CPU caches (and biased returns) are possible here: x86-64 and glibc
+ * registered rseq (not under GLIBC_TUNABLES=glibc.pthread.rseq=0 or
+ * valgrind). */
+static inline bool trseq_here(void)
+{
+#if defined(__x86_64__)
+    return __rseq_size >= 20;
+#else
+    return false;
+#endif
 }
 
 /* A config with every counting hook, the fake clock and the log capture. */

@@ -7,7 +7,6 @@
 #include "helpers.h"
 
 #include <criterion/criterion.h>
-#include <sys/rseq.h>
 
 /* no hooks around get/ret (they take the careful path), no injected clock
  * unless a test sets one, and no housekeeping rounds but the test's own */
@@ -21,14 +20,14 @@ LFPOOL_TEST_FIXTURE(bias, (C.getter = NULL, C.retter = NULL, C.clock = NULL, C.d
 #endif
 #endif
 
-/* Biased returns are possible here: x86-64, glibc registered rseq, and
- * not ThreadSanitizer (which cannot see their commit store). */
+/* Biased returns are possible here: rseq (trseq_here), and not
+ * ThreadSanitizer (which cannot see their commit store). */
 static bool bias_here(void)
 {
-#if defined(__x86_64__) && !defined(UNDER_TSAN)
-    return __rseq_size >= 20;
-#else
+#if defined(UNDER_TSAN)
     return false;
+#else
+    return trseq_here();
 #endif
 }
 

@@ -6,21 +6,10 @@
 
 #include <criterion/criterion.h>
 #include <sched.h>
-#include <sys/rseq.h>
 #include <sys/sysinfo.h>
 
 LFPOOL_TEST_FIXTURE(cache, (void)0);
 
-/* Caches are possible here: x86-64 and glibc registered rseq (not under
- * GLIBC_TUNABLES=glibc.pthread.rseq=0 or valgrind). */
-static bool rseq_here(void)
-{
-#if defined(__x86_64__)
-    return __rseq_size >= 20;
-#else
-    return false;
-#endif
-}
 
 static bool pin(int cpu)
 {
@@ -42,7 +31,7 @@ Test(cache, on_where_rseq_is_and_sized_by_max_size)
     unsigned ncpu = (unsigned)get_nprocs_conf();
     cr_assert_eq(lfpool_new(&P, &C), 0);
     struct lfpool_stats s = tstats(P);
-    cr_assert_eq(s.cpu_cache, rseq_here() ? 14u : 0u, "unbounded: %llu",
+    cr_assert_eq(s.cpu_cache, trseq_here() ? 14u : 0u, "unbounded: %llu",
                  (unsigned long long)s.cpu_cache);
     lfpool_free(P);
 
@@ -50,7 +39,7 @@ Test(cache, on_where_rseq_is_and_sized_by_max_size)
     C.max_size = 8 * ncpu;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     s = tstats(P);
-    cr_assert_eq(s.cpu_cache, rseq_here() ? 4u : 0u);
+    cr_assert_eq(s.cpu_cache, trseq_here() ? 4u : 0u);
     lfpool_free(P);
 
     /* but one slot per CPU once there is an object per CPU (gate.c: parked
@@ -58,7 +47,7 @@ Test(cache, on_where_rseq_is_and_sized_by_max_size)
     C.max_size = 2 * ncpu - 1;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     s = tstats(P);
-    cr_assert_eq(s.cpu_cache, rseq_here() ? 1u : 0u, "an object per CPU");
+    cr_assert_eq(s.cpu_cache, trseq_here() ? 1u : 0u, "an object per CPU");
     if (ncpu > 1) {
         lfpool_free(P);
         C.max_size = ncpu - 1;
@@ -122,7 +111,7 @@ Test(cache, get_on_another_cpu_takes_cached_objects)
     s = tstats(P);
     cr_assert_eq(s.ncreated, 8, "a get created while objects sat in another CPU's cache");
     cr_assert_eq(s.nusing, 8);
-    if (rseq_here())
+    if (trseq_here())
         cr_assert_gt(s.nflushes, flushes);
     for (int i = 0; i < 8; i++) {
         bool found = false;
@@ -297,7 +286,7 @@ Test(cache, consumer_on_another_cpu_does_not_flush_per_object, .timeout = 120)
     cr_assert_eq(atomic_load(&pp.errors), 0);
     struct lfpool_stats s = tstats(P);
     cr_assert_leq(s.ncreated, 4, "the consumer created instead of taking returned objects");
-    if (rseq_here())
+    if (trseq_here())
         cr_assert_lt(s.nflushes, N / 8, "%llu flushes for %d objects",
                      (unsigned long long)s.nflushes, N);
 }
