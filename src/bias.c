@@ -58,6 +58,10 @@
  * stretch.  A pool returned to from other threads all the time stays
  * FENCED (every round sees a fence) and costs what it cost before.
  *
+ * Reclamation: nothing here frees.  The owner reads a record through its
+ * hint, which may be stale; records are type-stable while the pool lives
+ * (meta.c), and the word compare in the section refuses a stale one.
+ *
  * Without rseq and the rseq membarrier (or under ThreadSanitizer, which
  * cannot see the commit store), p->bias is false and everybody CASes.
  */
