@@ -481,7 +481,7 @@ static void do_get(lfpool *pool, double timeout, bool handle)
     bool full = M.bounded && (size_t)hl >= M.cfg.max_size;
     pthread_mutex_unlock(&M.mu);
     void *o = NULL;
-    lfpool_handle h;
+    lfpool_handle h = {0}; /* a handle get fills it; do_ret checks h.obj */
     int rc = handle ? lfpool_get_handle(pool, &h, timeout) : lfpool_get(pool, &o, timeout);
     if (handle && rc == 0)
         o = h.obj;
@@ -504,7 +504,12 @@ static void do_get(lfpool *pool, double timeout, bool handle)
         /* capacity is free per the model: only a background fill/reap can
          * hold it for a moment; a patient get must then succeed */
         memset(&TL, 0, sizeof TL);
-        rc = lfpool_get(pool, &o, 2.0);
+        /* the same kind of get as the first try: a handle get must fill h,
+         * which the model keeps for this slot's ret (a plain get here left
+         * h unfilled, and do_ret returned stale stack bytes) */
+        rc = handle ? lfpool_get_handle(pool, &h, 2.0) : lfpool_get(pool, &o, 2.0);
+        if (handle && rc == 0)
+            o = h.obj;
         if (rc == EAGAIN || rc == ETIMEDOUT)
             die("get(0) gave EAGAIN/ETIMEDOUT with %d of %zu held, and again after 2 s", hl,
                 M.cfg.max_size);
@@ -584,6 +589,11 @@ static void do_ret(lfpool *pool, int i)
     bool has_h = s->has_h;
     lfpool_handle h = s->h;
     pthread_mutex_unlock(&M.mu);
+    /* the model's own bookkeeping: the handle it keeps for a slot must be
+     * the one a handle get filled for that slot's object */
+    if (has_h && h.obj != (void *)&OBJ[i])
+        die("model kept handle of %p for slot %d (%p): never filled by a get", h.obj, i,
+            (void *)&OBJ[i]);
     int rc = has_h ? lfpool_ret_handle(pool, &h) : lfpool_ret(pool, &OBJ[i]);
     pthread_mutex_lock(&M.mu);
     s->stale = false; /* the holder has given it back, whatever happened */
