@@ -65,7 +65,7 @@
  * Without rseq and the rseq membarrier (or under ThreadSanitizer, which
  * cannot see the commit store), p->bias is false and everybody CASes.
  */
-#include "internal.h"
+#include "cache.h"
 
 enum { BIAS_BIASED = 0, BIAS_SWITCHING = 1, BIAS_FENCED = 2, BIAS_PENDING = 3 };
 
@@ -90,7 +90,7 @@ void lfpool_bias_fence(struct lfpool *p)
             break;
         }
     }
-    lfpool_set_fence(p);
+    lfpool_avail_fence(p);
     INC(p->c.nbias_fences);
     uint32_t f = (w & ~LFPOOL_BIAS_MASK) | BIAS_FENCED;
     atomic_compare_exchange_strong_explicit(&p->bias_mode, &w, f, memory_order_seq_cst,

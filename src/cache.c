@@ -15,7 +15,7 @@
  * store in an rseq section while the pool is biased, bias.c) plus an rseq
  * push.  No atomic read-modify-write on the cache itself.  The housekeeper, which claims
  * available records in place (health, recycling), sees only the shared
- * stack: every round starts with lfpool_set_flush(), which moves every
+ * stack: every round starts with lfpool_avail_flush(), which moves every
  * cached record to the stack as AVAIL; records cached again during the
  * round are recently used and left for the next one.
  *
@@ -37,12 +37,12 @@
  * nothing else flushes, and the gate's reads in the ret's wake path are
  * plain loads covered by that flush (gate.c).  Only a waiter that asked
  * for a hand-over makes rets take the stack path, where
- * lfpool_set_put_stack hands the record over (gate.c).
+ * lfpool_avail_put_stack hands the record over (gate.c).
  *
  * Never stranded: a get that misses its cache and the stack flushes before
  * it creates (when another cache looks non-empty) or waits (always).
  */
-#include "internal.h"
+#include "cache.h"
 
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -72,7 +72,7 @@ static bool pcpu_available(unsigned ncaches)
     return cpu < ncaches; /* a registered thread reads a real cpu id */
 }
 
-int lfpool_set_init(struct lfpool *p)
+int lfpool_avail_init(struct lfpool *p)
 {
     int n = get_nprocs_conf();
     p->ncaches = (unsigned)(n > 0 ? n : 1);
@@ -100,7 +100,7 @@ int lfpool_set_init(struct lfpool *p)
     return 0;
 }
 
-void lfpool_set_fini(struct lfpool *p)
+void lfpool_avail_fini(struct lfpool *p)
 {
     free(p->caches);
     p->caches = NULL;
@@ -124,7 +124,7 @@ static uint32_t cache_empty(struct lfpool *p, struct lfpool_cache *c)
 
 /* In a fork child (one thread): locks held by parent threads are void, and
  * the membarrier registration is the child's to make again. */
-void lfpool_set_fork_reset(struct lfpool *p)
+void lfpool_avail_fork_reset(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
@@ -154,10 +154,10 @@ static uint32_t cache_trylock(struct lfpool_cache *c)
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): every rseq section of the process
  * in flight on another CPU has committed or is aborted when it returns,
  * and every CPU running the process has executed a full barrier. */
-void lfpool_set_fence(struct lfpool *p)
+void lfpool_avail_fence(struct lfpool *p)
 {
     if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
-        /* registered in lfpool_set_init: cannot fail short of a kernel bug,
+        /* registered in lfpool_avail_init: cannot fail short of a kernel bug,
          * and without it neither the caches nor biased returns are safe */
         lfpool_log(p, LFPOOL_LOG_ERROR, "membarrier(RSEQ) failed: %s", strerror(errno));
         abort();
@@ -174,9 +174,9 @@ void lfpool_set_fence(struct lfpool *p)
  * then go to the shared stack, where this consumer finds them without a
  * flush (a thread that gets on one CPU what threads return on another, the
  * producer/consumer pattern, would otherwise flush once per object).
- * lfpool_set_put_stack() reopens it after LFPOOL_BYPASS_PUSHES pushes; a
+ * lfpool_avail_put_stack() reopens it after LFPOOL_BYPASS_PUSHES pushes; a
  * housekeeping flush (steal false) reopens every cache. */
-size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
+size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
 {
     if (!p->pcpu)
         return 0;
@@ -190,7 +190,7 @@ size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
         }
     }
     uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
-    lfpool_set_fence(p);
+    lfpool_avail_fence(p);
     INC(p->c.nflushes);
     size_t moved = 0;
     for (unsigned i = 0; i < p->ncaches; i++) {
@@ -271,7 +271,7 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
         lfpool_gate_signal(&p->gate);
 }
 
-static struct lfpool_rec *take_from_stack(struct lfpool *p, double now)
+static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
 {
     struct lfpool_rec *aside = NULL, *rec;
     while ((rec = lfpool_stack_pop(&p->stack)) != NULL) {
@@ -288,17 +288,17 @@ static struct lfpool_rec *take_from_stack(struct lfpool *p, double now)
     return rec;
 }
 
-/* The miss path of lfpool_set_take: the shared stack, then a flush (if
+/* The miss path of lfpool_avail_get: the shared stack, then a flush (if
  * `waiting`, or if another CPU's cache looks non-empty) and the stack
  * again. */
-struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting)
+struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting)
 {
-    struct lfpool_rec *rec = take_from_stack(p, now);
+    struct lfpool_rec *rec = claim_from_stack(p, now);
     if (rec || !p->pcpu)
         return rec;
     if (waiting || others_cached(p)) {
-        lfpool_set_flush(p, false, true);
-        rec = take_from_stack(p, now);
+        lfpool_avail_flush(p, false, true);
+        rec = claim_from_stack(p, now);
     }
     return rec;
 }
@@ -325,9 +325,9 @@ static void bypass_count(struct lfpool *p)
         __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
 }
 
-/* The stack path of lfpool_set_put: a record (CACHED, ours) that did not
+/* The stack path of lfpool_avail_put: a record (CACHED, ours) that did not
  * go into a cache. */
-void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
+void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (lfpool_unlikely(lfpool_gate_gift(&p->gate, rec)))
         return; /* handed, CACHED, to a waiter that lost a race (gate.c) */
@@ -341,17 +341,17 @@ void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
 
 /* Pop any record physically in the set, whatever its state (shutdown,
  * fork reset, free). */
-struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p)
+struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p)
 {
     struct lfpool_rec *rec = lfpool_stack_pop(&p->stack);
-    if (!rec && lfpool_set_flush(p, true, false))
+    if (!rec && lfpool_avail_flush(p, true, false))
         rec = lfpool_stack_pop(&p->stack);
     return rec;
 }
 
 /* A popped cached record in another state: a bug of the state machine.
  * Logged; the record is left alone (never handed out). */
-void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w)
+void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w)
 {
     lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in a cache with state %u", (void *)rec, rec_st(w));
 }

@@ -37,7 +37,7 @@
  * Hand-over.  A granted waiter usually finds the object taken again by a
  * thread that was running (barging keeps the cores busy).  It then parks at
  * the head with `wants_gift`; the next ret that would push a record to the
- * shared stack (lfpool_set_put_stack) gives it that record instead (still
+ * shared stack (lfpool_avail_put_stack) gives it that record instead (still
  * CACHED, so the housekeeper leaves it alone) with the grant.  So a waiter
  * loses the race at most once per wait.  A waiter that times out, or finds
  * an object itself, with a record in its hands publishes it again; after

@@ -27,7 +27,7 @@
  * The thread also refreshes the pool's coarse time every tick, and reaps
  * when a ret kicks it (an object wore out).
  */
-#include "internal.h"
+#include "cache.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -308,7 +308,7 @@ int lfpool_hk_round(struct lfpool *p)
     uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
     atomic_store(&p->hk_last, t0);
     /* cached records are nobody's to claim in place: to the stack first */
-    lfpool_set_flush(p, true, false);
+    lfpool_avail_flush(p, true, false);
     walk(p, t0);
     if (p->cfg.health && round % p->cfg.health_freq == 0)
         health(p);
@@ -317,8 +317,7 @@ int lfpool_hk_round(struct lfpool *p)
 
     reap_finish(p, &b);
     lfpool_bias_restore(p); /* back to biased returns after a quiet round */
-    uint32_t life = atomic_load(&p->lp->life);
-    if (life == LIFE_READY || life == LIFE_STARTING)
+    if (lfpool_life_started(p))
         lfpool_fill(p);
     lfpool_meta_resize(p, true);
 
@@ -366,8 +365,7 @@ static void *hk_main(void *arg)
             seen = k;
             hk_work_begin(p);
             lfpool_hk_reap(p, false);
-            uint32_t life = atomic_load(&p->lp->life);
-            if (life == LIFE_READY || life == LIFE_STARTING)
+            if (lfpool_life_started(p))
                 lfpool_fill(p);
             hk_work_end(p);
             continue;

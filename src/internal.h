@@ -306,17 +306,6 @@ LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
 #define LFPOOL_TSAN 0
 #endif
 
-/* ---- cache.c: the available set (per-CPU caches over the shared stack) */
-LFPOOL_INTERNAL void lfpool_set_fence(struct lfpool *p);
-LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_set_fork_reset(struct lfpool *p);
-LFPOOL_INTERNAL size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting);
-LFPOOL_INTERNAL void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec);
-LFPOOL_INTERNAL void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
-
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
@@ -351,106 +340,6 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
         lfpool_gate_wake(g, false);
 }
 
-/* ---- cache.c fast paths, inline in get and ret (the argument is in
- * cache.c and percpu.h) */
-
-/* Pop a record from this CPU's cache; NULL when it has none (or there are
- * no caches).  The record should be CACHED: see lfpool_set_claim. */
-static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_set_pop_local(struct lfpool *p)
-{
-    while (lfpool_likely(p->pcpu)) {
-        uint32_t cpu = lfpool_pcpu_cpu();
-        struct lfpool_rec *rec = NULL;
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
-        int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
-        if (lfpool_likely(r == LFPOOL_PCPU_OK))
-            return rec;
-        if (r == LFPOOL_PCPU_FAIL)
-            break;
-    }
-    return NULL;
-}
-
-/* Make a record popped from a cache, whose state word `w` says CACHED, OUT
- * with last_get = now; returns the new word.  The popper is its only owner:
- * plain stores, the state's bumping the generation. */
-static inline __attribute__((always_inline)) uint32_t lfpool_set_claim(struct lfpool_rec *rec,
-                                                                       uint32_t w, double now)
-{
-    uint32_t out = ((rec_gen(w) + 1) << 4) | REC_OUT;
-    atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
-    atomic_store_explicit(&rec->state, out, memory_order_release);
-    return out;
-}
-
-/* Take a record from this CPU's cache and make it OUT, with last_get = now;
- * NULL when the cache has none. */
-static inline __attribute__((always_inline)) struct lfpool_rec *
-lfpool_set_take_local(struct lfpool *p, double now)
-{
-    struct lfpool_rec *rec;
-    while ((rec = lfpool_set_pop_local(p)) != NULL) {
-        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-        if (lfpool_likely(rec_st(w) == REC_CACHED)) {
-            lfpool_set_claim(rec, w, now);
-            return rec;
-        }
-        lfpool_set_bad(p, rec, w);
-    }
-    return NULL;
-}
-
-/* Take an available record and make it OUT, with last_get = now; NULL when
- * none.  `waiting`: the caller is registered on the gate (it must flush). */
-static inline __attribute__((always_inline)) struct lfpool_rec *
-lfpool_set_take(struct lfpool *p, double now, bool waiting)
-{
-    struct lfpool_rec *rec = lfpool_set_take_local(p, now);
-    return rec ? rec : lfpool_set_take_slow(p, now, waiting);
-}
-
-/* Push a record that the caller owns in state CACHED onto this CPU's cache.
- * LFPOOL_PUT_DONE: pushed, nobody waits; LFPOOL_PUT_WAKE: pushed, and a
- * waiter must be woken; LFPOOL_PUT_STACK: not pushed (no caches, cache full
- * or locked, or waiters: any CPU's waiter takes from the stack without a
- * flush), the caller still owns it. */
-enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
-static inline __attribute__((always_inline)) int lfpool_set_put_local(struct lfpool *p,
-                                                                      struct lfpool_rec *rec)
-{
-    /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
-     * one that wants a record handed over: that takes the stack path */
-    while (lfpool_likely(p->pcpu) &&
-           !atomic_load_explicit(&p->gate.gift_wanted, memory_order_relaxed)) {
-        uint32_t cpu = lfpool_pcpu_cpu();
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
-        int r = lfpool_pcpu_push(&p->caches[cpu], cpu, p->cache_cap, rec);
-        if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
-            /* no fence: a waiter's flush fences for us (cache.c) */
-            atomic_signal_fence(memory_order_seq_cst);
-            if (lfpool_unlikely(atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) > 0))
-                return LFPOOL_PUT_WAKE;
-            return LFPOOL_PUT_DONE;
-        }
-        if (r == LFPOOL_PCPU_FAIL)
-            break;
-    }
-    return LFPOOL_PUT_STACK;
-}
-
-/* Put a record that the caller owns in state CACHED into the set, and wake
- * a waiter if any. */
-static inline __attribute__((always_inline)) void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
-{
-    int r = lfpool_set_put_local(p, rec);
-    if (lfpool_unlikely(r == LFPOOL_PUT_WAKE))
-        lfpool_gate_wake(&p->gate, false);
-    else if (r == LFPOOL_PUT_STACK)
-        lfpool_set_put_stack(p, rec);
-}
-
 /* ---- housekeeper.c */
 LFPOOL_INTERNAL int lfpool_hk_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_fini(struct lfpool *p);
@@ -460,20 +349,33 @@ LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p, bool try_lock);
 LFPOOL_INTERNAL void lfpool_hk_wait_reaps(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 
-/* ---- pool.c (shared by housekeeper) */
-/* make the pool usable in this process (reset after fork); every entry
- * point but the get fast path calls it */
-LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
-LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
-                                  uint32_t *word_out, bool for_get);
-/* for_get: the record ends OUT (uses 1), else AVAIL and in the set;
- * *word_out (if not NULL): its state word then */
+/* ---- life.c */
+/* Make the pool usable in this process: reset it if this is a fork child
+ * (each component's *_fork_reset).  Every entry point but the get and ret
+ * fast paths calls it; those check the life word. */
+LFPOOL_INTERNAL int lfpool_life_fork_check(struct lfpool *p);
+/* get's slow entry: the fork check, then the lazy start (CONTRACT §3.7) */
+LFPOOL_INTERNAL int lfpool_life_make_ready(struct lfpool *p);
+/* the pool is started (READY or STARTING): the housekeeper may fill */
+static inline bool lfpool_life_started(struct lfpool *p)
+{
+    uint32_t life = atomic_load(&p->lp->life);
+    return life == LIFE_READY || life == LIFE_STARTING;
+}
+
+/* ---- objects.c: slots, creation, hooks, closing (no calls back into
+ * handout.c, life.c or housekeeper.c) */
 LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);
 LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
+/* for_get: the record ends OUT (uses 1), else CACHED and in the set;
+ * *word_out (if not NULL): its state word then */
+LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
+                                  uint32_t *word_out, bool for_get);
+LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);
 LFPOOL_INTERNAL void lfpool_close_obj(struct lfpool *p, void *obj);
+LFPOOL_INTERNAL void lfpool_close_removed(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_close_available(struct lfpool *p);
 
 /* ---- json.c (internal helpers for hook isolation) */

@@ -98,7 +98,7 @@ int lfpool_stats(lfpool *p, struct lfpool_stats *out)
         lfpool_log_cfg(p ? &p->cfg : NULL, LFPOOL_LOG_ERROR, "lfpool_stats: NULL %s", p ? "out" : "pool");
         return EINVAL;
     }
-    lfpool_enter(p);
+    lfpool_life_fork_check(p);
     double now = lfpool_now_fresh(p);
     rcu_read_lock();
     collect(p, out, now);
@@ -169,7 +169,7 @@ char *lfpool_stats_json(lfpool *p)
         errno = EINVAL;
         return NULL;
     }
-    lfpool_enter(p);
+    lfpool_life_fork_check(p);
     struct lfpool_stats s;
     struct lfpool_json jw, *j = &jw;
     char iso[64];

@@ -1,408 +1,33 @@
 /*
- * pool.c - the pool glue: configuration, life cycle, get and ret.
+ * handout.c - the hand-out: get and ret.
  *
- * Owns: lfpool_new/get/ret/shutdown/free, object creation (§3.1), the
- * get/ret protocol of §3.2 and §3.4 (ret side), lazy start and fork reset
- * (§3.7), shutdown (§3.8).  Invariants: nobjs never exceeds max_size (it is
- * reserved by CAS before `fun` runs and released on every failure path);
- * every removal from the pool wakes a waiter; a record is released for
- * reuse only after an RCU grace period that follows its removal from the
- * table.
+ * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle -
+ * their fast paths, their slow paths, the per-thread return hints and the
+ * wait at max_size (the protocol of CONTRACT §3.2, and the ret side of
+ * §3.4).  Invariants: a hand-out is ended once (the commit of OUT ->
+ * CACHED, or the CAS that a kill or a second ret loses, decides who); a
+ * record is handed out only from CACHED (popped from a cache, its only
+ * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.
  *
- * The hot path, get with an object available:
- *   life word check -> shutdown check -> per-CPU slot exchange ->
- *   CAS AVAIL->OUT -> uses/last_get stores -> per-thread hint store.
- * and ret: per-thread hint probe (validated: record still OUT for obj) ->
- *   CAS OUT->AVAIL -> slot CAS -> waiter check; on a hint miss, the same
- *   under rcu_read_lock after a hash lookup.
+ * The hot path, get with an object in this CPU's cache:
+ *   life word and shutdown checks -> rseq pop from this CPU's cache ->
+ *   state check (CACHED) -> plain stores of last_get and the state
+ *   (CACHED -> OUT, a new generation) and uses -> return hint store.
+ * and ret: life word check -> return hint probe -> commit of the hand-out
+ *   (OUT -> CACHED: the getter's plain store in an rseq section while the
+ *   pool is biased, bias.c, else a CAS) -> rseq push onto this CPU's cache
+ *   -> waiter check.  lfpool_ret_handle is the same with the handle in
+ *   place of the hint (and always a CAS).  Anything else (no hint: a hash
+ *   lookup under rcu_read_lock; a full cache; hooks; an injected clock) is
+ *   a tail call to a slow path.
  * No lock, no system call, no allocation, no clock_gettime.  Neither needs
  * an RCU read-side section: records are type-stable (meta.c).
  */
-#include "internal.h"
+#include "cache.h"
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-
-/* Process-wide state, kept to what liburcu requires plus the seed's pool
- * numbering: liburcu-bp's fork rule (urcu_bp_before_fork & co around
- * fork(), registered once with pthread_atfork) and the pool id counter. */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static _Atomic uint64_t pool_ids;
-
-static void register_atfork(void)
-{
-    pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent, urcu_bp_after_fork_child);
-}
-
-void lfpool_config_init(lfpool_config *cfg)
-{
-    if (!cfg)
-        return;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->min_size = 1;
-    cfg->timeout = LFPOOL_FOREVER;
-    cfg->health_freq = 1;
-    cfg->log_level = LFPOOL_LOG_WARNING;
-    cfg->kill_mode = LFPOOL_KILL_DEFER;
-}
-
-static bool bad_duration(double d)
-{
-    return isnan(d) || d < 0 || isinf(d);
-}
-
-static int validate(const lfpool_config *cfg)
-{
-    const char *why = NULL;
-    if (!cfg->fun)
-        why = "fun is mandatory";
-    else if (cfg->max_size && cfg->min_size > cfg->max_size)
-        why = "min_size > max_size";
-    else if (isnan(cfg->timeout) || cfg->timeout < 0)
-        why = "timeout must be >= 0 or LFPOOL_FOREVER";
-    else if (bad_duration(cfg->max_avail_delay))
-        why = "max_avail_delay must be finite and >= 0";
-    else if (bad_duration(cfg->max_using_delay))
-        why = "max_using_delay must be finite and >= 0";
-    else if (bad_duration(cfg->max_using_delay_kill))
-        why = "max_using_delay_kill must be finite and >= 0";
-    else if (bad_duration(cfg->delay))
-        why = "delay must be finite and >= 0";
-    else if (cfg->health_freq == 0)
-        why = "health_freq must be >= 1";
-    else if (cfg->kill_mode != LFPOOL_KILL_DEFER && cfg->kill_mode != LFPOOL_KILL_CLOSE)
-        why = "kill_mode must be LFPOOL_KILL_DEFER or LFPOOL_KILL_CLOSE";
-    else if (cfg->log_level < LFPOOL_LOG_ERROR || cfg->log_level > LFPOOL_LOG_DEBUG)
-        why = "log_level must be LFPOOL_LOG_ERROR..LFPOOL_LOG_DEBUG";
-    if (why) {
-        lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid configuration: %s", why);
-        return EINVAL;
-    }
-    return 0;
-}
-
-/* The seed's default delay: explicit, else half of the smaller non-zero of
- * max_avail_delay and the warn threshold, else 60 s with a health hook. */
-static double compute_delay(const lfpool_config *cfg, double warn)
-{
-    if (cfg->delay > 0)
-        return cfg->delay;
-    if (cfg->max_avail_delay > 0 || warn > 0) {
-        double d = cfg->max_avail_delay;
-        if (d == 0 || (warn > 0 && d > warn))
-            d = warn;
-        return d / 2.0;
-    }
-    return cfg->health ? 60.0 : 0.0;
-}
-
-/* ---- objects */
-
-bool lfpool_reserve(struct lfpool *p, size_t limit)
-{
-    int64_t n = LD(p->nobjs);
-    do {
-        if ((uint64_t)n >= limit)
-            return false;
-    } while (!atomic_compare_exchange_weak_explicit(&p->nobjs, &n, n + 1, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    return true;
-}
-
-/* Give back a reserved or removed slot; a waiter may now create. */
-void lfpool_unreserve(struct lfpool *p)
-{
-    atomic_fetch_sub_explicit(&p->nobjs, 1, memory_order_seq_cst);
-    lfpool_gate_signal(&p->gate);
-}
-
-void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what)
-{
-    if (!fn)
-        return;
-    int r = fn(p->cfg.ctx, obj);
-    if (r != 0)
-        lfpool_log(p, LFPOOL_LOG_ERROR, "%s hook failed (%d) on %p", what, r, obj);
-}
-
-void lfpool_close_obj(struct lfpool *p, void *obj)
-{
-    if (p->cfg.log_level >= LFPOOL_LOG_DEBUG) {
-        char buf[256];
-        lfpool_trace(p, obj, buf, sizeof buf);
-        lfpool_log(p, LFPOOL_LOG_DEBUG, "close %s", buf);
-    }
-    lfpool_call_hook(p, p->cfg.closer, obj, "closer");
-    INC(p->c.ndestroys);
-}
-
-/* Create one object (a slot of nobjs is already reserved and is released
- * here on failure).  The record enters the table as NEW while `opener`
- * runs, then becomes OUT for the getter (for_get: one use) or AVAIL and
- * goes into the set (fill).
- * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
-int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uint32_t *word_out,
-                  bool for_get)
-{
-    struct lfpool_rec *rec = lfpool_rec_alloc(p);
-    if (!rec) {
-        lfpool_unreserve(p);
-        return ENOMEM;
-    }
-    INC(p->c.ncreating);
-    uint64_t n = LD(p->c.ncreated);
-    errno = 0;
-    void *obj = p->cfg.fun(p->cfg.ctx, n);
-    if (!obj) {
-        int e = errno ? errno : EIO;
-        lfpool_log(p, LFPOOL_LOG_ERROR, "object creation failed: %s", strerror(e));
-        lfpool_rec_release(p, rec);
-        lfpool_unreserve(p);
-        return e;
-    }
-    double now = lfpool_now_fresh(p);
-    __atomic_store_n(&rec->obj, obj, __ATOMIC_RELAXED);
-    rec_store(rec, REC_NEW, memory_order_release);
-    atomic_store_explicit(&rec->uses, for_get ? 1 : 0, memory_order_relaxed);
-    atomic_init(&rec->last_get, now);
-    atomic_init(&rec->last_ret, now);
-    rcu_read_lock();
-    int r = lfpool_meta_insert(p, rec);
-    rcu_read_unlock();
-    if (r) {
-        lfpool_log(p, LFPOOL_LOG_ERROR, "fun returned %p, which the pool already holds", obj);
-        lfpool_rec_release(p, rec);
-        lfpool_unreserve(p);
-        return EEXIST;
-    }
-    INC(p->c.ncreated);
-    lfpool_meta_resize(p, false);
-    lfpool_call_hook(p, p->cfg.opener, obj, "opener");
-    now = lfpool_now_fresh(p);
-    atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
-    atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-    /* only this thread moves a NEW record; the word is the hand-out's (a
-     * CLOSE kill may release and reuse the record as soon as it is OUT, so
-     * it is not read back later) */
-    uint32_t w = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed),
-                          for_get ? REC_OUT : REC_CACHED);
-    atomic_store_explicit(&rec->state, w, memory_order_release);
-    if (!for_get)
-        lfpool_set_put(p, rec);
-    *out = rec;
-    if (word_out)
-        *word_out = w;
-    if (obj_out)
-        *obj_out = obj;
-    return 0;
-}
-
-/* Create available objects up to min_size; a failure stops the fill (it
- * is retried on the next round: the pool stays usable meanwhile). */
-void lfpool_fill(struct lfpool *p)
-{
-    size_t limit = p->cfg.min_size;
-    if (p->cfg.max_size && p->cfg.max_size < limit)
-        limit = p->cfg.max_size;
-    while (!atomic_load(&p->shutdown) && (size_t)LD(p->nobjs) < limit) {
-        struct lfpool_rec *rec;
-        if (!lfpool_reserve(p, limit))
-            break;
-        if (lfpool_create(p, &rec, NULL, NULL, false) != 0)
-            break;
-    }
-}
-
-/* ---- life: lazy start and fork */
-
-static void fork_reset(struct lfpool *p);
-
-/* Make the pool usable in this process (reset after fork).  Every entry
- * point but the get fast path calls this; get checks the life word. */
-int lfpool_enter(struct lfpool *p)
-{
-    for (;;) {
-        uint32_t l = atomic_load_explicit(&p->lp->life, memory_order_acquire);
-        if (l >= LIFE_LAZY)
-            return 0;
-        if (l == LIFE_WIPED) {
-            uint32_t w = LIFE_WIPED;
-            if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_RESETTING)) {
-                fork_reset(p);
-                atomic_store_explicit(&p->lp->life, LIFE_LAZY, memory_order_release);
-                return 0;
-            }
-            continue;
-        }
-        sched_yield();
-    }
-}
-
-static int start(struct lfpool *p)
-{
-    if (p->delay > 0 || p->cfg.max_use > 0) {
-        int r = lfpool_hk_start(p);
-        if (r)
-            return r;
-    }
-    lfpool_fill(p);
-    return 0;
-}
-
-/* Slow entry of get: fork reset, lazy start. */
-static int get_prepare(struct lfpool *p)
-{
-    for (;;) {
-        lfpool_enter(p);
-        uint32_t l = atomic_load_explicit(&p->lp->life, memory_order_acquire);
-        if (l == LIFE_READY || l == LIFE_STARTING)
-            return 0;
-        if (l == LIFE_LAZY) {
-            uint32_t w = LIFE_LAZY;
-            if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_STARTING)) {
-                int r = start(p);
-                atomic_store_explicit(&p->lp->life, r ? LIFE_LAZY : LIFE_READY,
-                                      memory_order_release);
-                return r;
-            }
-        }
-    }
-}
-
-/* In a fork child: drop every inherited record without closer (the
- * objects belong to the parent), start again from an empty pool. */
-static void fork_reset(struct lfpool *p)
-{
-    struct lfpool_rec *rec, *next;
-    p->hk.has_thread = false;
-    pthread_mutex_init(&p->hk.round_lock, NULL);
-    atomic_store(&p->hk.kick, 0);
-    atomic_store(&p->hk.stop, false);
-    atomic_store(&p->ht_resizing, false); /* a parent thread may have been resizing */
-    /* a parent round may have been mid-way: its lists name parent objects */
-    p->hk.close_only.n = 0;
-    p->hk.scratch.n = 0;
-    /* the gate first: the set's reset and drain below signal it, and its
-     * FIFO names nodes on the stacks of parent threads */
-    atomic_store(&p->gate.waiters, 0);
-    atomic_store(&p->gate.parked, 0);
-    atomic_store(&p->gate.woken, 0);
-    atomic_store(&p->gate.pending, 0);
-    atomic_store(&p->gate.lock, 0);
-    atomic_store(&p->gate.gift_wanted, 0);
-    p->gate.head = p->gate.tail = NULL;
-    lfpool_set_fork_reset(p);
-
-    rcu_read_lock();
-    while ((rec = lfpool_set_pop_any(p)) != NULL)
-        if (rec_st(rec_load(rec)) == REC_DEAD_SET)
-            lfpool_list_push(&p->zombies, rec); /* not in the table */
-    rcu_read_unlock();
-    for (int l = 0; l < 2; l++)
-        for (rec = lfpool_list_take_all(l ? &p->zombies : &p->pending); rec; rec = next) {
-            next = lfpool_list_next(rec);
-            lfpool_rec_release(p, rec);
-        }
-    struct lfpool_rec *dead = NULL;
-    struct cds_lfht_iter iter;
-    rcu_read_lock();
-    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        if (cds_lfht_del(p->ht, &rec->node) == 0) {
-            rec->entry.next = (ck_stack_entry_t *)dead;
-            dead = rec;
-        }
-    }
-    rcu_read_unlock();
-    synchronize_rcu();
-    for (rec = dead; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_rec_release(p, rec);
-    }
-    memset(&p->c, 0, sizeof p->c);
-    atomic_store(&p->nobjs, 0);
-    atomic_store(&p->hk_last, 0.0);
-    atomic_store(&p->hk_time, 0.0);
-    lfpool_now_fresh(p);
-    lfpool_log(p, LFPOOL_LOG_INFO, "fork child: pool reset, inherited objects dropped");
-}
-
-/* ---- new */
-
-int lfpool_new(lfpool **pool, const lfpool_config *cfg)
-{
-    if (!pool || !cfg) {
-        lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid arguments: NULL %s", pool ? "cfg" : "pool");
-        return EINVAL;
-    }
-    *pool = NULL;
-    int r = validate(cfg);
-    if (r)
-        return r;
-    pthread_once(&atfork_once, register_atfork);
-
-    struct lfpool *p = aligned_alloc(2 * LFPOOL_CACHELINE,
-                                     (sizeof *p + 2 * LFPOOL_CACHELINE - 1) & ~(size_t)(2 * LFPOOL_CACHELINE - 1));
-    if (!p)
-        return ENOMEM;
-    memset(p, 0, sizeof *p);
-    p->cfg = *cfg;
-    p->id = atomic_fetch_add(&pool_ids, 1) + 1;
-    p->max_use = cfg->max_use;
-    p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
-    p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
-    p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock;
-    p->fast_ret = !cfg->retter && !cfg->clock;
-    p->delay = compute_delay(cfg, p->warn);
-    if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
-        lfpool_log(p, LFPOOL_LOG_WARNING, "inconsistent max_using_delay_warn > max_using_delay_kill");
-    p->started_epoch = lfpool_epoch_now();
-    p->started_mono = cfg->clock ? cfg->clock(cfg->clock_ctx) : lfpool_mono_now();
-    atomic_init(&p->coarse_now, lfpool_mono_now());
-    ck_stack_init(&p->pending);
-    ck_stack_init(&p->zombies);
-    ck_stack_init(&p->rec_free);
-
-    p->lp = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p->lp == MAP_FAILED) {
-        free(p);
-        return ENOMEM;
-    }
-    if (madvise(p->lp, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) != 0)
-        lfpool_log(p, LFPOOL_LOG_WARNING, "MADV_WIPEONFORK unavailable: fork safety disabled");
-
-    if ((r = lfpool_set_init(p)) || (r = lfpool_meta_init(p)) || (r = lfpool_hk_init(p))) {
-        lfpool_hk_fini(p);
-        lfpool_meta_fini(p);
-        lfpool_set_fini(p);
-        munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
-        free(p);
-        return r;
-    }
-    lfpool_gate_init(&p->gate, p->ncaches);
-    atomic_store(&p->lp->life, LIFE_LAZY);
-    if (!cfg->lazy_start) {
-        atomic_store(&p->lp->life, LIFE_STARTING);
-        r = start(p);
-        if (r) {
-            atomic_store(&p->lp->life, LIFE_LAZY);
-            lfpool_free(p);
-            return r;
-        }
-        atomic_store(&p->lp->life, LIFE_READY);
-    }
-    lfpool_log(p, LFPOOL_LOG_INFO, "pool created (min %zu, max %zu, delay %g)", cfg->min_size,
-               cfg->max_size, p->delay);
-    *pool = p;
-    return 0;
-}
+#include <stdint.h>
 
 /* ---- per-thread hints: recently handed-out records
  *
@@ -485,17 +110,17 @@ static inline bool hint_owns(struct lfpool *p, void *obj, struct lfpool_rec *rec
  * last touch of the record, so that stretch runs in a read-side section the
  * reaper's grace period waits for (guard_get).  Without CLOSE kills the
  * hot path needs none. */
-static inline __attribute__((always_inline)) struct lfpool_rec *take(struct lfpool *p, bool waiting)
+static inline __attribute__((always_inline)) struct lfpool_rec *get_claim(struct lfpool *p, bool waiting)
 {
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
-    struct lfpool_rec *rec = lfpool_set_take(p, lfpool_now(p), waiting);
+    struct lfpool_rec *rec = lfpool_avail_get(p, lfpool_now(p), waiting);
     if (lfpool_likely(rec != NULL))
         atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
     return rec;
 }
 
-static inline void take_done(struct lfpool *p)
+static inline void get_guard_leave(struct lfpool *p)
 {
     if (lfpool_unlikely(p->guard_get))
         rcu_read_unlock();
@@ -503,11 +128,11 @@ static inline void take_done(struct lfpool *p)
 
 /* Finish a get: the object, a return hint (*word: the hand-out it names);
  * then leave the guard. */
-static inline void *took(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
+static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
 {
     void *o = rec->obj;
     *word = hint_put(p, o, rec);
-    take_done(p);
+    get_guard_leave(p);
     return o;
 }
 
@@ -528,7 +153,7 @@ static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
 
 /* take() for a record handed over by the gate (CACHED, ours): 0, or
  * ESHUTDOWN as a look would give, the record put back */
-static int take_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
+static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
                      struct lfpool_rec **recp, uint32_t *word)
 {
     if (atomic_load(&p->shutdown)) {
@@ -537,9 +162,9 @@ static int take_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
     }
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
-    lfpool_set_claim(rec, rec_load(rec), lfpool_now(p));
+    lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
     atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
-    *obj = took(p, rec, word);
+    *obj = get_finish(p, rec, word);
     *recp = rec;
     return 0;
 }
@@ -567,14 +192,14 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         /* every look of a registered waiter that finds nothing else
          * flushes: the heavy side of the fence that lets a ret push into
          * a cache and read the gate with no fence of its own (cache.c) */
-        struct lfpool_rec *rec = take(p, waiting);
+        struct lfpool_rec *rec = get_claim(p, waiting);
         if (rec) {
-            *obj = took(p, rec, word);
+            *obj = get_finish(p, rec, word);
             *recp = rec;
             r = 0;
             break;
         }
-        take_done(p);
+        get_guard_leave(p);
         if (lfpool_reserve(p, limit)) {
             /* leave the FIFO before `fun` runs: a grant or a hand-over must
              * not wait on user code (which may even get from this pool) */
@@ -584,7 +209,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                     slept = true; /* the turn is ours to pass on */
                     if (node.gift) { /* a record came with it: take that */
                         lfpool_unreserve(p);
-                        r = take_gift(p, node.gift, obj, recp, word);
+                        r = get_from_gift(p, node.gift, obj, recp, word);
                         node.gift = NULL;
                         break;
                     }
@@ -624,7 +249,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         int sr = lfpool_gate_sleep(&p->gate, &node, dl);
         front = sr == 0;
         if (node.gift) { /* handed over with the grant: ours, CACHED */
-            r = take_gift(p, node.gift, obj, recp, word);
+            r = get_from_gift(p, node.gift, obj, recp, word);
             node.gift = NULL;
             break;
         }
@@ -669,17 +294,17 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
         return get_invalid(p, !(obj || h), timeout);
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
-        int r = get_prepare(p);
+        int r = lfpool_life_make_ready(p);
         if (r)
             return r;
     }
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return ESHUTDOWN;
-    rec = take(p, false);
+    rec = get_claim(p, false);
     if (rec) {
-        o = took(p, rec, &word);
+        o = get_finish(p, rec, &word);
     } else {
-        take_done(p);
+        get_guard_leave(p);
         int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o, &rec, &word);
         if (r)
             return r;
@@ -700,7 +325,7 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
 static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double timeout,
                                struct lfpool_rec *rec, uint32_t w)
 {
-    lfpool_set_bad(p, rec, w);
+    lfpool_avail_bad_state(p, rec, w);
     return get_rest(p, obj, h, timeout);
 }
 
@@ -719,7 +344,7 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
                                                                      struct lfpool_rec *rec,
                                                                      uint32_t w)
 {
-    w = lfpool_set_claim(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
+    w = lfpool_avail_claim_cached(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
     atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
     return w;
 }
@@ -733,7 +358,7 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
                                                           double timeout)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
-        struct lfpool_rec *rec = lfpool_set_pop_local(p);
+        struct lfpool_rec *rec = lfpool_avail_pop_local(p);
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
@@ -766,15 +391,6 @@ int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
 
 /* ---- ret */
 
-/* Close an object after its record left the table (not on the hot path):
- * wait for readers that might still see it, then closer and free. */
-static void close_now(struct lfpool *p, struct lfpool_rec *rec)
-{
-    synchronize_rcu();
-    lfpool_close_obj(p, rec->obj);
-    lfpool_rec_release(p, rec);
-}
-
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
                        bool retter_done)
 {
@@ -785,7 +401,7 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
             lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %p returned: closing it", obj);
-            close_now(p, rec);
+            lfpool_close_removed(p, rec);
             DEC(p->c.todel);
             return ESTALE;
         }
@@ -796,14 +412,14 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
 }
 
 /* The rest of a fast ret whose record (CACHED, ours) did not simply land in
- * this CPU's cache: `r` says why (lfpool_set_put_local).  Also the check
+ * this CPU's cache: `r` says why (lfpool_avail_put_local).  Also the check
  * for a ret that raced with shutdown's drain: it closes what it put back. */
 static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
 {
     if (r == LFPOOL_PUT_WAKE)
         lfpool_gate_wake(&p->gate, false);
     else if (r == LFPOOL_PUT_STACK)
-        lfpool_set_put_stack(p, rec);
+        lfpool_avail_put_stack(p, rec);
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         lfpool_close_available(p);
     return 0;
@@ -824,7 +440,7 @@ static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
  * which may commit with a plain store while the pool is BIASED (bias.c;
  * everybody else fences before touching an OUT record).  False: the
  * careful path decides. */
-static inline __attribute__((always_inline)) bool ret_fast_claim(struct lfpool *p,
+static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now,
                                                                  bool owner)
@@ -845,12 +461,12 @@ static inline __attribute__((always_inline)) bool ret_fast_claim(struct lfpool *
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
-/* Put a record that ret_fast_claim made CACHED (ours) into this CPU's
+/* Put a record that ret_fast_commit made CACHED (ours) into this CPU's
  * cache; anything else is a tail call. */
 static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
                                                               struct lfpool_rec *rec)
 {
-    int r = lfpool_set_put_local(p, rec);
+    int r = lfpool_avail_put_local(p, rec);
     if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
         !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return 0;
@@ -858,7 +474,7 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
 }
 
 /* The fast path: ret_fast_ok, a return hint this thread took at get whose
- * record is still OUT in that hand-out (ret_fast_claim), and room in this
+ * record is still OUT in that hand-out (ret_fast_commit), and room in this
  * CPU's cache.  Everything else is a tail call, so this stays a leaf with
  * no saved registers. */
 int lfpool_ret(lfpool *p, void *obj)
@@ -867,7 +483,7 @@ int lfpool_ret(lfpool *p, void *obj)
     struct lfpool_rec *rec;
     if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
         lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
-        ret_fast_claim(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
+        ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
                        true))
         return ret_fast_put(p, rec);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
@@ -883,7 +499,7 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
     if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
                       ret_fast_ok(p)) &&
-        ret_fast_claim(p, h->priv_rec, h->priv_word,
+        ret_fast_commit(p, h->priv_rec, h->priv_word,
                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false))
         return ret_fast_put(p, h->priv_rec);
     if (p && !h) {
@@ -916,14 +532,14 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         return EINVAL;
     }
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
-        lfpool_enter(p);
+        lfpool_life_fork_check(p);
     /* With an injected clock (tests) the fast path's steps, the time from
      * the clock: the hint or handle, the CAS, this CPU's cache. */
     if (p->cfg.clock && !p->cfg.retter &&
         atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
-        if (rec && ret_fast_claim(p, rec, word, lfpool_now(p), h == NULL))
+        if (rec && ret_fast_commit(p, rec, word, lfpool_now(p), h == NULL))
             return ret_fast_put(p, rec);
     }
     rcu_read_lock();
@@ -960,7 +576,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         lfpool_unreserve(p);
         if (atomic_load(&p->shutdown)) {
             lfpool_log(p, LFPOOL_LOG_INFO, "object %p returned after shutdown: closing it", obj);
-            close_now(p, rec);
+            lfpool_close_removed(p, rec);
         } else {
             INC(p->c.nwornout);
             INC(p->c.todel);
@@ -973,140 +589,10 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
         return ret_not_out(p, rec, obj, s, true);
-    lfpool_set_put(p, rec);
+    lfpool_avail_put(p, rec);
     rcu_read_unlock();
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
         lfpool_close_available(p); /* raced with shutdown's drain */
     return 0;
 }
 
-/* ---- housekeep, shutdown, free */
-
-int lfpool_housekeep(lfpool *p)
-{
-    if (!p) {
-        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_housekeep: NULL pool");
-        return EINVAL;
-    }
-    lfpool_enter(p);
-    if (atomic_load(&p->shutdown))
-        return ESHUTDOWN;
-    int r = lfpool_hk_round(p);
-    lfpool_hk_wait_reaps(p);
-    return r;
-}
-
-/* Close every object sitting in the available set (shutdown, free). */
-void lfpool_close_available(struct lfpool *p)
-{
-    struct lfpool_rec *dead = NULL, *aside = NULL, *rec, *next;
-    rcu_read_lock();
-    while ((rec = lfpool_set_pop_any(p)) != NULL) {
-        uint32_t s = rec_load(rec);
-        if (rec_cas(rec, &s, REC_AVAIL, REC_DEAD)) {
-            lfpool_meta_del(p, rec);
-            lfpool_unreserve(p);
-            rec->entry.next = (ck_stack_entry_t *)dead;
-            dead = rec;
-        } else if (rec_st(s) == REC_DEAD_SET) {
-            lfpool_list_push(&p->zombies, rec);
-        } else { /* BORROWED: the health check closes it (it sees shutdown) */
-            rec->entry.next = (ck_stack_entry_t *)aside;
-            aside = rec;
-        }
-    }
-    for (rec = aside; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_stack_push(&p->stack, rec);
-    }
-    rcu_read_unlock();
-    if (!dead)
-        return;
-    synchronize_rcu();
-    for (rec = dead; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_close_obj(p, rec->obj);
-        lfpool_rec_release(p, rec);
-    }
-}
-
-int lfpool_shutdown(lfpool *p, double delay)
-{
-    if (!p || isnan(delay) || delay < 0) {
-        if (p)
-            lfpool_log(p, LFPOOL_LOG_ERROR, "shutdown: invalid delay %g", delay);
-        else
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_shutdown: NULL pool");
-        return EINVAL;
-    }
-    lfpool_enter(p);
-    if (!atomic_exchange(&p->shutdown, true))
-        lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
-    lfpool_gate_wake(&p->gate, true);
-    if (!lfpool_hk_stop(p, delay))
-        lfpool_log(p, LFPOOL_LOG_WARNING, "shutting down pool with live housekeeper");
-    lfpool_close_available(p);
-    lfpool_hk_reap(p, true);
-    return 0;
-}
-
-void lfpool_free(lfpool *p)
-{
-    if (!p)
-        return;
-    lfpool_enter(p);
-    lfpool_shutdown(p, LFPOOL_FOREVER); /* waits for the housekeeper */
-    lfpool_close_available(p);
-    lfpool_hk_reap(p, false);
-
-    /* whatever is left in the table is out (or killed and never returned) */
-    struct lfpool_rec *left = NULL, *rec, *next;
-    struct cds_lfht_iter iter;
-    size_t nout = 0;
-    rcu_read_lock();
-    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        if (lfpool_meta_del(p, rec)) {
-            rec->entry.next = (ck_stack_entry_t *)left;
-            left = rec;
-            nout++;
-        }
-    }
-    rcu_read_unlock();
-    if (nout)
-        lfpool_log(p, LFPOOL_LOG_WARNING, "freeing pool with %zu objects still out: closing them", nout);
-    synchronize_rcu();
-    for (rec = left; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_close_obj(p, rec->obj);
-        lfpool_rec_release(p, rec);
-    }
-    /* DEAD_SET records still physically in the set were handed to zombies
-     * by close_available; reap once more for them */
-    for (rec = lfpool_list_take_all(&p->zombies); rec; rec = next) {
-        next = lfpool_list_next(rec);
-        lfpool_rec_release(p, rec);
-    }
-    lfpool_meta_fini(p);
-    lfpool_rec_free_all(p);
-    lfpool_hk_fini(p);
-    lfpool_set_fini(p);
-    munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
-    free(p);
-}
-
-const char *lfpool_strerror(int err)
-{
-    switch (err) {
-    case 0: return "success";
-    case EINVAL: return "invalid argument or configuration";
-    case ENOMEM: return "out of memory";
-    case EAGAIN: return "no object available and told not to wait";
-    case ETIMEDOUT: return "no object became available within the timeout";
-    case ESHUTDOWN: return "pool is shut down";
-    case ENOENT: return "object is not out of this pool";
-    case ESTALE: return "object was killed while held; it has been closed";
-    case EEXIST: return "creator returned an object the pool already holds";
-    case EIO: return "object creation failed";
-    default: return strerror(err);
-    }
-}
