@@ -124,9 +124,19 @@ bool lfpool_bias_active(struct lfpool *p)
                           BIAS_BIASED;
 }
 
-/* In a fork child (one thread): the parent's parties and owners are gone. */
+/* Biased returns need the rseq membarrier (the fence), which
+ * ThreadSanitizer cannot follow; after the set's init (cache.c). */
+void lfpool_bias_init(struct lfpool *p)
+{
+    p->bias = !LFPOOL_TSAN && lfpool_avail_fence_ready(p);
+}
+
+/* In a fork child (one thread): the parent's parties and owners are gone,
+ * and the membarrier registration is the child's to make again. */
 void lfpool_bias_fork_reset(struct lfpool *p)
 {
+    if (p->bias)
+        p->bias = lfpool_avail_fence_ready(p);
     atomic_store_explicit(&p->bias_mode, BIAS_BIASED, memory_order_relaxed);
     atomic_store_explicit(&p->bias_seen, false, memory_order_relaxed);
 }

@@ -93,9 +93,7 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
-    bool fence_ok = pcpu_available(p->ncaches);
-    p->pcpu = cap > 0 && fence_ok;
-    p->bias = fence_ok && !LFPOOL_TSAN; /* bias.c */
+    p->pcpu = cap > 0 && pcpu_available(p->ncaches);
     ck_stack_init(&p->stack);
     return 0;
 }
@@ -128,15 +126,19 @@ void lfpool_avail_fork_reset(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
-    if (p->pcpu || p->bias) {
-        bool ok = pcpu_available(p->ncaches);
-        p->pcpu = p->pcpu && ok;
-        p->bias = p->bias && ok;
-    }
-    lfpool_bias_fork_reset(p);
+    if (p->pcpu)
+        p->pcpu = pcpu_available(p->ncaches);
     if (!p->pcpu) /* without the fence nobody may lock: empty them here */
         for (unsigned i = 0; i < p->ncaches; i++)
             cache_empty(p, &p->caches[i]);
+}
+
+/* The rseq membarrier is registered and works in this process (and this
+ * is x86-64 with glibc's rseq): lfpool_avail_fence() may be used.  Also
+ * for the biased return (bias.c). */
+bool lfpool_avail_fence_ready(struct lfpool *p)
+{
+    return pcpu_available(p->ncaches);
 }
 
 /* Take a cache's lock from OPEN or BYPASS; returns the value it had, or
@@ -261,7 +263,7 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
 {
     bool wake = false;
     while (aside) {
-        struct lfpool_rec *next = (struct lfpool_rec *)aside->entry.next;
+        struct lfpool_rec *next = lfpool_list_next(aside);
         lfpool_stack_push(&p->stack, aside);
         atomic_thread_fence(memory_order_seq_cst);
         wake = wake || rec_st(atomic_load_explicit(&aside->state, memory_order_seq_cst)) != REC_BORROWED;
@@ -279,8 +281,7 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
         if (c == CLAIM_TAKEN)
             break;
         if (c == CLAIM_ASIDE) {
-            rec->entry.next = (ck_stack_entry_t *)aside;
-            aside = rec;
+            lfpool_batch_push(&aside, rec);
         }
     }
     if (lfpool_unlikely(aside != NULL))

@@ -16,6 +16,7 @@
 
 /* ---- cache.c: the available set (per-CPU caches over the shared stack) */
 LFPOOL_INTERNAL void lfpool_avail_fence(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_avail_fence_ready(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_avail_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_fork_reset(struct lfpool *p);

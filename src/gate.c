@@ -284,3 +284,35 @@ int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n, const s
         r = 0; /* granted as the deadline passed: the grant is ours */
     return r;
 }
+
+/* A get enters its wait loop: registered before it looks again (the
+ * store-buffering pairs in the header need the fence). */
+void lfpool_gate_wait_begin(struct lfpool_gate *g)
+{
+    atomic_fetch_add_explicit(&g->waiters, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* A get leaves its wait loop.  `slept`: it held a grant, or slept; it
+ * passes the turn on - producers made no grant while its grant was in
+ * flight, and what they pushed into a cache may not have been visible to
+ * its look; the next waiter's look flushes (cache.c). */
+void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept)
+{
+    atomic_fetch_sub_explicit(&g->waiters, 1, memory_order_seq_cst);
+    if (slept && atomic_load_explicit(&g->parked, memory_order_seq_cst) > 0)
+        lfpool_gate_signal(g);
+}
+
+/* In a fork child (one thread): the FIFO names nodes on the stacks of
+ * parent threads, and the lock and grants are theirs. */
+void lfpool_gate_fork_reset(struct lfpool_gate *g)
+{
+    atomic_store(&g->waiters, 0);
+    atomic_store(&g->parked, 0);
+    atomic_store(&g->woken, 0);
+    atomic_store(&g->pending, 0);
+    atomic_store(&g->lock, 0);
+    atomic_store(&g->gift_wanted, 0);
+    g->head = g->tail = NULL;
+}

@@ -235,8 +235,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             break;
         }
         if (!waiting) {
-            atomic_fetch_add_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
-            atomic_thread_fence(memory_order_seq_cst);
+            lfpool_gate_wait_begin(&p->gate);
             waiting = true;
             if (!isinf(timeout)) {
                 lfpool_abs_deadline(timeout, &deadline);
@@ -262,12 +261,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             ret_put_rest(p, node.gift, LFPOOL_PUT_STACK);
     }
     if (waiting)
-        atomic_fetch_sub_explicit(&p->gate.waiters, 1, memory_order_seq_cst);
-    /* pass the turn on: producers made no grant while ours was in flight,
-     * and what they pushed into a cache may not have been visible to our
-     * look; the next waiter's look flushes (cache.c) */
-    if (slept && atomic_load_explicit(&p->gate.parked, memory_order_seq_cst) > 0)
-        lfpool_gate_signal(&p->gate);
+        lfpool_gate_wait_end(&p->gate, slept);
     return r;
 }
 

@@ -70,6 +70,19 @@ void lfpool_hk_fini(struct lfpool *p)
     memset(&p->hk.scratch, 0, sizeof p->hk.scratch);
 }
 
+/* In a fork child (one thread): the parent's housekeeper thread is not
+ * ours, its round lock may be held, and a round may have been mid-way
+ * (its lists name parent objects). */
+void lfpool_hk_fork_reset(struct lfpool *p)
+{
+    p->hk.has_thread = false;
+    pthread_mutex_init(&p->hk.round_lock, NULL);
+    atomic_store(&p->hk.kick, 0);
+    atomic_store(&p->hk.stop, false);
+    p->hk.close_only.n = 0;
+    p->hk.scratch.n = 0;
+}
+
 /* A removal: slot freed, a waiter may create; count it for ntodel. */
 static void removed(struct lfpool *p)
 {

@@ -280,18 +280,38 @@ LFPOOL_INTERNAL void lfpool_log_cfg(const lfpool_config *cfg, int level, const c
     __attribute__((format(printf, 3, 4)));
 LFPOOL_INTERNAL int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size);
 
-/* ---- stack.c */
+/* ---- stack.c: records on ck_stack lists, all linked the same way
+ * (entry.next names the next record's entry) */
+CK_STACK_CONTAINER(struct lfpool_rec, entry, lfpool_rec_of_entry_nonnull)
+/* The record of a list entry; NULL for NULL. */
+static inline struct lfpool_rec *lfpool_rec_of_entry(ck_stack_entry_t *e)
+{
+    return e ? lfpool_rec_of_entry_nonnull(e) : NULL;
+}
 LFPOOL_INTERNAL void lfpool_stack_push(ck_stack_t *s, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_stack_pop(ck_stack_t *s);
 LFPOOL_INTERNAL void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_take_all(ck_stack_t *s);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
+/* Next record of a list taken with lfpool_list_take_all, or of a batch
+ * (owned by the caller either way). */
+static inline struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec)
+{
+    return lfpool_rec_of_entry(rec->entry.next);
+}
+/* Push rec onto *batch, a list private to the calling thread (it owns the
+ * records), linked like the CK lists; walk it with lfpool_list_next. */
+static inline void lfpool_batch_push(struct lfpool_rec **batch, struct lfpool_rec *rec)
+{
+    rec->entry.next = *batch ? &(*batch)->entry : NULL;
+    *batch = rec;
+}
 
 /* ---- bias.c: the biased return (plain-store commit by the getter) */
 #define LFPOOL_BIAS_MASK 3u /* bias_mode's state bits: 0 is BIASED */
 LFPOOL_INTERNAL void lfpool_bias_fence(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_restore(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_bias_active(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_bias_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
 /* ThreadSanitizer cannot see the commit store of a biased return (inline
  * assembly): under it every return CASes. */
@@ -317,9 +337,15 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const vo
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
+/* fork child (one thread): drop every record of the table, release them */
+LFPOOL_INTERNAL void lfpool_meta_fork_reset(struct lfpool *p);
 
 /* ---- gate.c */
 LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);
+LFPOOL_INTERNAL void lfpool_gate_fork_reset(struct lfpool_gate *g);
+/* a get enters / leaves its wait loop (`slept`: pass the turn on) */
+LFPOOL_INTERNAL void lfpool_gate_wait_begin(struct lfpool_gate *g);
+LFPOOL_INTERNAL void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept);
 LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* park: join the FIFO, then look once more before sleeping; unpark: leave
  * it (true: a grant was ours, the caller must look or pass it on); sleep:
@@ -343,6 +369,7 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
 /* ---- housekeeper.c */
 LFPOOL_INTERNAL int lfpool_hk_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_fini(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_start(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
 LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);

@@ -158,29 +158,19 @@ int lfpool_life_make_ready(struct lfpool *p)
 }
 
 /* In a fork child: drop every inherited record without closer (the
- * objects belong to the parent), start again from an empty pool. */
+ * objects belong to the parent), start again from an empty pool.  Each
+ * component resets its own state; the order matters: the gate first (the
+ * set's reset and drain below signal it), then the housekeeper, the set
+ * and the bias, then the records. */
 static void fork_reset(struct lfpool *p)
 {
     struct lfpool_rec *rec, *next;
-    p->hk.has_thread = false;
-    pthread_mutex_init(&p->hk.round_lock, NULL);
-    atomic_store(&p->hk.kick, 0);
-    atomic_store(&p->hk.stop, false);
-    atomic_store(&p->ht_resizing, false); /* a parent thread may have been resizing */
-    /* a parent round may have been mid-way: its lists name parent objects */
-    p->hk.close_only.n = 0;
-    p->hk.scratch.n = 0;
-    /* the gate first: the set's reset and drain below signal it, and its
-     * FIFO names nodes on the stacks of parent threads */
-    atomic_store(&p->gate.waiters, 0);
-    atomic_store(&p->gate.parked, 0);
-    atomic_store(&p->gate.woken, 0);
-    atomic_store(&p->gate.pending, 0);
-    atomic_store(&p->gate.lock, 0);
-    atomic_store(&p->gate.gift_wanted, 0);
-    p->gate.head = p->gate.tail = NULL;
+    lfpool_gate_fork_reset(&p->gate);
+    lfpool_hk_fork_reset(p);
     lfpool_avail_fork_reset(p);
+    lfpool_bias_fork_reset(p);
 
+    /* the set, the pending and zombie lists: records only, no closer */
     rcu_read_lock();
     while ((rec = lfpool_avail_pop_any(p)) != NULL)
         if (rec_st(rec_load(rec)) == REC_DEAD_SET)
@@ -191,21 +181,7 @@ static void fork_reset(struct lfpool *p)
             next = lfpool_list_next(rec);
             lfpool_rec_release(p, rec);
         }
-    struct lfpool_rec *dead = NULL;
-    struct cds_lfht_iter iter;
-    rcu_read_lock();
-    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        if (cds_lfht_del(p->ht, &rec->node) == 0) {
-            rec->entry.next = (ck_stack_entry_t *)dead;
-            dead = rec;
-        }
-    }
-    rcu_read_unlock();
-    synchronize_rcu();
-    for (rec = dead; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_rec_release(p, rec);
-    }
+    lfpool_meta_fork_reset(p); /* and every record left in the table */
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
     atomic_store(&p->hk_last, 0.0);
@@ -267,6 +243,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
         free(p);
         return r;
     }
+    lfpool_bias_init(p);
     lfpool_gate_init(&p->gate, p->ncaches);
     atomic_store(&p->lp->life, LIFE_LAZY);
     if (!cfg->lazy_start) {
@@ -337,8 +314,7 @@ void lfpool_free(lfpool *p)
     rcu_read_lock();
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         if (lfpool_meta_del(p, rec)) {
-            rec->entry.next = (ck_stack_entry_t *)left;
-            left = rec;
+            lfpool_batch_push(&left, rec);
             nout++;
         }
     }
@@ -347,7 +323,7 @@ void lfpool_free(lfpool *p)
         lfpool_log(p, LFPOOL_LOG_WARNING, "freeing pool with %zu objects still out: closing them", nout);
     synchronize_rcu();
     for (rec = left; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
+        next = lfpool_list_next(rec);
         lfpool_close_obj(p, rec->obj);
         lfpool_rec_release(p, rec);
     }

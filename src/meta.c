@@ -180,3 +180,24 @@ bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
                               memory_order_relaxed);
     return true;
 }
+
+/* In a fork child (one thread): a parent thread may have been resizing,
+ * and every record still in the table names a parent object: drop them
+ * all without closer, after a grace period (this process's readers). */
+void lfpool_meta_fork_reset(struct lfpool *p)
+{
+    struct lfpool_rec *dead = NULL, *rec, *next;
+    struct cds_lfht_iter iter;
+    atomic_store(&p->ht_resizing, false);
+    rcu_read_lock();
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
+        if (cds_lfht_del(p->ht, &rec->node) == 0)
+            lfpool_batch_push(&dead, rec);
+    }
+    rcu_read_unlock();
+    synchronize_rcu();
+    for (rec = dead; rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_rec_release(p, rec);
+    }
+}

@@ -154,17 +154,15 @@ void lfpool_close_available(struct lfpool *p)
         if (rec_cas(rec, &s, REC_AVAIL, REC_DEAD)) {
             lfpool_meta_del(p, rec);
             lfpool_unreserve(p);
-            rec->entry.next = (ck_stack_entry_t *)dead;
-            dead = rec;
+            lfpool_batch_push(&dead, rec);
         } else if (rec_st(s) == REC_DEAD_SET) {
             lfpool_list_push(&p->zombies, rec);
         } else { /* BORROWED: the health check closes it (it sees shutdown) */
-            rec->entry.next = (ck_stack_entry_t *)aside;
-            aside = rec;
+            lfpool_batch_push(&aside, rec);
         }
     }
     for (rec = aside; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
+        next = lfpool_list_next(rec);
         lfpool_stack_push(&p->stack, rec);
     }
     rcu_read_unlock();
@@ -172,7 +170,7 @@ void lfpool_close_available(struct lfpool *p)
         return;
     synchronize_rcu();
     for (rec = dead; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
+        next = lfpool_list_next(rec);
         lfpool_close_obj(p, rec->obj);
         lfpool_rec_release(p, rec);
     }
