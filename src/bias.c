@@ -91,7 +91,7 @@ void lfpool_bias_fence(struct lfpool *p)
         }
     }
     lfpool_avail_fence(p);
-    INC(p->c.nbias_fences);
+    lfpool_stat_inc(&p->c.nbias_fences);
     uint32_t f = (w & ~LFPOOL_BIAS_MASK) | BIAS_FENCED;
     atomic_compare_exchange_strong_explicit(&p->bias_mode, &w, f, memory_order_seq_cst,
                                             memory_order_relaxed);

@@ -112,7 +112,9 @@ static uint32_t cache_empty(struct lfpool *p, struct lfpool_cache *c)
     uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
     for (uint32_t s = 0; s < n; s++) {
         struct lfpool_rec *rec = c->slot[s];
-        (void)rec_load(rec); /* acquire: after the pusher's CACHED store */
+        uint32_t w = rec_load(rec); /* acquire: after the pusher's CACHED store */
+        LFPOOL_ASSERT(rec_st(w) == REC_CACHED);
+        (void)w;
         rec_store(rec, REC_AVAIL, memory_order_release);
         lfpool_stack_push(&p->stack, rec);
     }
@@ -193,7 +195,7 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
     }
     uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
     lfpool_avail_fence(p);
-    INC(p->c.nflushes);
+    lfpool_stat_inc(&p->c.nflushes);
     size_t moved = 0;
     for (unsigned i = 0; i < p->ncaches; i++) {
         if (!mine[i])
@@ -247,7 +249,10 @@ static enum claim claim(struct lfpool *p, struct lfpool_rec *rec, double now)
             lfpool_list_push(&p->zombies, rec);
             return CLAIM_DROPPED;
         }
-        /* unreachable by the state machine; keep the record out of harm */
+        /* unreachable by the state machine (only AVAIL, BORROWED and
+         * DEAD_SET records are in the stack); in a release build, keep the
+         * record out of harm */
+        LFPOOL_ASSERT(s == REC_AVAIL || s == REC_BORROWED || s == REC_DEAD_SET);
         lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in the stack with state %u", (void *)rec, s);
         return CLAIM_DROPPED;
     }
@@ -350,9 +355,11 @@ struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p)
     return rec;
 }
 
-/* A popped cached record in another state: a bug of the state machine.
- * Logged; the record is left alone (never handed out). */
+/* A popped cached record in another state: a bug of the state machine
+ * (only CACHED records are in a cache).  A debug build stops here; a
+ * release build logs it and leaves the record alone (never handed out). */
 void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w)
 {
+    LFPOOL_ASSERT(rec_st(w) == REC_CACHED);
     lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in a cache with state %u", (void *)rec, rec_st(w));
 }

@@ -129,6 +129,7 @@ static void gate_unlock(struct lfpool_gate *g)
 
 static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
+    LFPOOL_ASSERT(n->queued);
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -138,7 +139,9 @@ static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
     else
         g->tail = n->prev;
     n->queued = false;
-    atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
+    int32_t was = atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
+    LFPOOL_ASSERT(was > 0);
+    (void)was;
     atomic_store_explicit(&g->gift_wanted, g->head && g->head->wants_gift, memory_order_relaxed);
 }
 

@@ -116,7 +116,7 @@ static inline __attribute__((always_inline)) struct lfpool_rec *get_claim(struct
         rcu_read_lock();
     struct lfpool_rec *rec = lfpool_avail_get(p, lfpool_now(p), waiting);
     if (lfpool_likely(rec != NULL))
-        atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+        rec_count_use(rec);
     return rec;
 }
 
@@ -163,7 +163,7 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
     lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
-    atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+    rec_count_use(rec);
     *obj = get_finish(p, rec, word);
     *recp = rec;
     return 0;
@@ -339,7 +339,7 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
                                                                      uint32_t w)
 {
     w = lfpool_avail_claim_cached(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
-    atomic_store_explicit(&rec->uses, LD(rec->uses) + 1, memory_order_relaxed);
+    rec_count_use(rec);
     return w;
 }
 
@@ -396,7 +396,7 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
             lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %p returned: closing it", obj);
             lfpool_close_removed(p, rec);
-            DEC(p->c.todel);
+            lfpool_stat_dec(&p->c.todel);
             return ESTALE;
         }
     }
@@ -439,7 +439,9 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
                                                                  uint32_t word, double now,
                                                                  bool owner)
 {
-    if (rec_load(rec) != word || (p->max_use && LD(rec->uses) >= p->max_use) ||
+    /* uses: relaxed, the holder (this hand-out's) is its only writer */
+    if (rec_load(rec) != word ||
+        (p->max_use && atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use) ||
         atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return false;
     /* last_ret before the commit (it publishes it); a stale store here on a
@@ -562,7 +564,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     if (!h && !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
-                        (p->cfg.max_use && LD(rec->uses) >= p->cfg.max_use))) {
+                        (p->cfg.max_use &&
+                         atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->cfg.max_use))) {
         if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
             return ret_not_out(p, rec, obj, s, true);
         lfpool_meta_del(p, rec);
@@ -572,8 +575,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
             lfpool_log(p, LFPOOL_LOG_INFO, "object %p returned after shutdown: closing it", obj);
             lfpool_close_removed(p, rec);
         } else {
-            INC(p->c.nwornout);
-            INC(p->c.todel);
+            lfpool_stat_inc(&p->c.nwornout);
+            lfpool_stat_inc(&p->c.todel);
             lfpool_list_push(&p->pending, rec);
             lfpool_hk_kick(p);
         }

@@ -67,10 +67,6 @@
 
 #define LFPOOL_CACHELINE 64
 #define LFPOOL_ALIGNED __attribute__((aligned(LFPOOL_CACHELINE)))
-/* relaxed counter access: statistics and counts read without ordering */
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
-#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
 #define lfpool_likely(x) __builtin_expect(!!(x), 1)
 #define lfpool_unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -78,6 +74,20 @@
 #define LFPOOL_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define LFPOOL_INTERNAL
+#endif
+
+/* LFPOOL_ASSERT(cond): a state-machine invariant.  With LFPOOL_DEBUG (the
+ * debug, test and sanitizer builds, meson.build) a false `cond` prints
+ * file:line and the expression, then aborts; otherwise it compiles to
+ * nothing (`cond` is not evaluated).  Slow paths only: the fast paths must
+ * compile the same in every build. */
+#ifdef LFPOOL_DEBUG
+LFPOOL_INTERNAL void lfpool_assert_fail(const char *expr, const char *file, int line)
+    __attribute__((noreturn, cold));
+#define LFPOOL_ASSERT(cond) \
+    (__builtin_expect(!!(cond), 1) ? (void)0 : lfpool_assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define LFPOOL_ASSERT(cond) ((void)sizeof(!(cond)))
 #endif
 
 enum lfpool_rec_state {
@@ -144,6 +154,14 @@ static inline bool rec_cas(struct lfpool_rec *r, uint32_t *w, uint32_t from, uin
            atomic_compare_exchange_strong_explicit(&r->state, w, rec_word(*w, to),
                                                    memory_order_acq_rel, memory_order_acquire);
 }
+/* The holder counts a use of the record it just got: it is the only writer
+ * of `uses` (a load and a store, no read-modify-write); readers (ret's
+ * max_use check, statistics) load it relaxed. */
+static inline void rec_count_use(struct lfpool_rec *r)
+{
+    uint64_t u = atomic_load_explicit(&r->uses, memory_order_relaxed);
+    atomic_store_explicit(&r->uses, u + 1, memory_order_relaxed);
+}
 /* Owner-only state change (no other thread may move it meanwhile). */
 static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
 {
@@ -195,7 +213,9 @@ struct lfpool_hk {
     _Atomic uint32_t kick;   /* futex word: pending work or stop */
     _Atomic bool stop;
     pthread_mutex_t round_lock; /* serialises rounds (never taken by get/ret) */
-    _Atomic int reaping;     /* batches collected whose closers have not all run */
+    _Atomic int in_flight;   /* housekeeping work under way that lfpool_housekeep()
+                                waits for: batches collected whose closers have not
+                                all run, and the thread's own round or refill */
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
     struct lfpool_ptrvec scratch;
@@ -210,6 +230,25 @@ struct lfpool_counters {
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
 };
+
+/* The statistics counters above: relaxed, they order nothing and nothing
+ * is decided on them (decisions load their word with an explicit order). */
+static inline void lfpool_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+static inline void lfpool_stat_inc(_Atomic uint64_t *c)
+{
+    lfpool_stat_add(c, 1);
+}
+static inline void lfpool_stat_dec(_Atomic uint64_t *c)
+{
+    atomic_fetch_sub_explicit(c, 1, memory_order_relaxed);
+}
+static inline uint64_t lfpool_stat_read(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
 
 struct lfpool {
     /* read-mostly, every field the fast paths read but the three below, in
@@ -375,7 +414,7 @@ LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
 LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p, bool try_lock);
-LFPOOL_INTERNAL void lfpool_hk_wait_reaps(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_wait_in_flight(struct lfpool *p);
 
 /* ---- life.c */
 /* Make the pool usable in this process: reset it if this is a fork child

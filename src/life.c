@@ -274,7 +274,7 @@ int lfpool_housekeep(lfpool *p)
     if (atomic_load(&p->shutdown))
         return ESHUTDOWN;
     int r = lfpool_hk_round(p);
-    lfpool_hk_wait_reaps(p);
+    lfpool_hk_wait_in_flight(p);
     return r;
 }
 

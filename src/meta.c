@@ -175,9 +175,7 @@ bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
         return false;
-    atomic_fetch_add_explicit(&p->c.dead_uses,
-                              atomic_load_explicit(&rec->uses, memory_order_relaxed),
-                              memory_order_relaxed);
+    lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
     return true;
 }
 

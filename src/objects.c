@@ -21,7 +21,7 @@
 
 bool lfpool_reserve(struct lfpool *p, size_t limit)
 {
-    int64_t n = LD(p->nobjs);
+    int64_t n = atomic_load_explicit(&p->nobjs, memory_order_relaxed);
     do {
         if ((uint64_t)n >= limit)
             return false;
@@ -54,7 +54,7 @@ void lfpool_close_obj(struct lfpool *p, void *obj)
         lfpool_log(p, LFPOOL_LOG_DEBUG, "close %s", buf);
     }
     lfpool_call_hook(p, p->cfg.closer, obj, "closer");
-    INC(p->c.ndestroys);
+    lfpool_stat_inc(&p->c.ndestroys);
 }
 
 /* Create one object (a slot of nobjs is already reserved and is released
@@ -70,8 +70,8 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
         lfpool_unreserve(p);
         return ENOMEM;
     }
-    INC(p->c.ncreating);
-    uint64_t n = LD(p->c.ncreated);
+    lfpool_stat_inc(&p->c.ncreating);
+    uint64_t n = lfpool_stat_read(&p->c.ncreated);
     errno = 0;
     void *obj = p->cfg.fun(p->cfg.ctx, n);
     if (!obj) {
@@ -96,7 +96,7 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
         lfpool_unreserve(p);
         return EEXIST;
     }
-    INC(p->c.ncreated);
+    lfpool_stat_inc(&p->c.ncreated);
     lfpool_meta_resize(p, false);
     lfpool_call_hook(p, p->cfg.opener, obj, "opener");
     now = lfpool_now_fresh(p);
@@ -125,7 +125,9 @@ void lfpool_fill(struct lfpool *p)
     size_t limit = p->cfg.min_size;
     if (p->cfg.max_size && p->cfg.max_size < limit)
         limit = p->cfg.max_size;
-    while (!atomic_load(&p->shutdown) && (size_t)LD(p->nobjs) < limit) {
+    /* relaxed: a hint; lfpool_reserve's CAS decides */
+    while (!atomic_load(&p->shutdown) &&
+           (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) < limit) {
         struct lfpool_rec *rec;
         if (!lfpool_reserve(p, limit))
             break;
