@@ -7,11 +7,11 @@
  * OUT word never overlap - one of them sees the other's result.
  *
  * Why: ret must arbitrate with everybody else who may move an OUT record
- * (a kill, a second return of the same object from another thread, SPEC
- * §3.1 and §3.4); a CAS does that, and on some hosts it costs as much as
+ * (a kill, a second return of the same object from another thread,
+ * CONTRACT §3.1 and §3.4); a CAS does that, and on some hosts it costs as much as
  * the rest of a get/ret pair (PERFORMANCE, P1).  But nearly every return
  * is made by the thread that got the object, which is the one that holds
- * its return hint (pool.c), and the others are rare.  So the getter, the
+ * its return hint (handout.c), and the others are rare.  So the getter, the
  * "owner" of the hand-out (the thread whose hint holds the exact word
  * gen | OUT: one thread per hand-out), commits with a plain store, and
  * every other party pays for the arbitration: it fences first.

@@ -72,7 +72,7 @@
  * (valgrind checks the address of every futex call).
  *
  * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
- * mutex 2).  Returns only try it (a ret never waits for it, SPEC §4's hot
+ * mutex 2).  Returns only try it (a ret never waits for it, CONTRACT §4's hot
  * path); parking and unparking waiters and shutdown take it.  It is held
  * for a few stores, and by a granter for its FUTEX_WAKE.
  */

@@ -4,7 +4,7 @@
  * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle -
  * their fast paths, their slow paths, the per-thread return hints and the
  * wait at max_size (the protocol of CONTRACT §3.2, and the ret side of
- * §3.4).  Invariants: a hand-out is ended once (the commit of OUT ->
+ * CONTRACT §3.4).  Invariants: a hand-out is ended once (the commit of OUT ->
  * CACHED, or the CAS that a kill or a second ret loses, decides who); a
  * record is handed out only from CACHED (popped from a cache, its only
  * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.

@@ -1,6 +1,7 @@
 /*
- * housekeeper.c - housekeeping rounds (§3.3), kills (§3.4) and destruction
- * (§3.5), on the pool's housekeeper thread or in lfpool_housekeep().
+ * housekeeper.c - housekeeping rounds (CONTRACT §3.3), kills (CONTRACT
+ * §3.4) and destruction (CONTRACT §3.5), on the pool's housekeeper thread
+ * or in lfpool_housekeep() (life.c).
  *
  * Owns: the housekeeper thread, the round lock (serialises rounds; never
  * taken by get or ret) and the destruction lists.  A round:
@@ -26,6 +27,9 @@
  * round were just used and wait for the next round.
  * The thread also refreshes the pool's coarse time every tick, and reaps
  * when a ret kicks it (an object wore out).
+ * Calls objects.c (fill, close, slots), cache.c (flush), bias.c, meta.c
+ * and gate.c; never handout.c or life.c, which call it (start, stop,
+ * rounds, kicks).
  */
 #include "cache.h"
 

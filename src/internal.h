@@ -3,7 +3,10 @@
  *
  * Owns: the layout of `struct lfpool` (hot fields first, each writer on its
  * own cache line), of the per-object record `struct lfpool_rec`, and the
- * record state machine below, which every component obeys.
+ * record state machine below, which every component obeys; what is
+ * truly shared: the record, its state word, the counters, and each
+ * component's prototypes (the available set's, with its inline fast path,
+ * are in cache.h beside cache.c).
  *
  * Record states and who may change them.  Transitions between threads are
  * CAS on rec->state (the winner owns the record for what follows); a few
@@ -131,7 +134,7 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
  * bumped each time the record is handed out (AVAIL -> OUT) and each time it
  * is released for reuse.  Other transitions keep it, so a CAS that expects
  * (generation, state) fails on a record that was handed out again or reused
- * meanwhile: the per-thread return hints (pool.c) and the housekeeper's
+ * meanwhile: the per-thread return hints (handout.c) and the housekeeper's
  * kill and recycle decisions (made on values read before the CAS) rely on
  * this.  28 bits: a wrap needs 2^28 hand-outs inside one such window. */
 #define REC_ST_MASK 0xfu
@@ -258,7 +261,7 @@ struct lfpool {
     bool pcpu;             /* per-CPU caches in use (rseq + membarrier, cache.c) */
     uint32_t cache_cap;    /* records per CPU cache (cache.c) */
     bool fast_get;         /* get's fast path applies: no getter, no CLOSE-kill guard,
-                              no injected clock (pool.c) */
+                              no injected clock (handout.c) */
     bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
     bool bias;             /* owners may end a hand-out with a plain store (bias.c) */
     struct lfpool_life_page *lp;

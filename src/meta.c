@@ -159,7 +159,7 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
 /* Delete rec from the table without counting its uses: for a kill in
  * CLOSE mode, whose holder's get may still be storing the use count; the
  * reaper adds it to dead_uses after the grace period that the guarded get
- * (pool.c) waits for.  Caller holds rcu_read_lock. */
+ * (handout.c) waits for.  Caller holds rcu_read_lock. */
 bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
