@@ -97,7 +97,7 @@ static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct l
     /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
      * one that wants a record handed over: that takes the stack path */
     while (lfpool_likely(p->pcpu) &&
-           !atomic_load_explicit(&p->gate.gift_wanted, memory_order_relaxed)) {
+           !lfpool_gate_gift_wanted(&p->gate)) {
         uint32_t cpu = lfpool_pcpu_cpu();
         if (lfpool_unlikely(cpu >= p->ncaches))
             break;
@@ -105,7 +105,7 @@ static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct l
         if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
             /* no fence: a waiter's flush fences for us (cache.c) */
             atomic_signal_fence(memory_order_seq_cst);
-            if (lfpool_unlikely(atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) > 0))
+            if (lfpool_unlikely(lfpool_gate_has_waiters(&p->gate)))
                 return LFPOOL_PUT_WAKE;
             return LFPOOL_PUT_DONE;
         }

@@ -104,13 +104,16 @@ static inline bool hint_owns(struct lfpool *p, void *obj, struct lfpool_rec *rec
 
 /* ---- get */
 
-/* Take an available record, count the use.  Once a record is OUT only its
+/* Claim an available record for this get and count the use; the caller
+ * then ends the guard below, with get_finish() (a record) or
+ * get_guard_leave() (none).  Once a record is OUT only its
  * holder can end that, except a kill: in KILL_CLOSE mode the record may be
  * closed and reused while this thread is still between the claim and its
  * last touch of the record, so that stretch runs in a read-side section the
  * reaper's grace period waits for (guard_get).  Without CLOSE kills the
  * hot path needs none. */
-static inline __attribute__((always_inline)) struct lfpool_rec *get_claim(struct lfpool *p, bool waiting)
+static inline __attribute__((always_inline)) struct lfpool_rec *get_claim(struct lfpool *p,
+                                                                          bool waiting)
 {
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
@@ -151,10 +154,10 @@ static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
 
 static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
 
-/* take() for a record handed over by the gate (CACHED, ours): 0, or
- * ESHUTDOWN as a look would give, the record put back */
+/* get_claim() and get_finish() for a record handed over by the gate
+ * (CACHED, ours): 0, or ESHUTDOWN as a look would give, the record put back */
 static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
-                     struct lfpool_rec **recp, uint32_t *word)
+                         struct lfpool_rec **recp, uint32_t *word)
 {
     if (atomic_load(&p->shutdown)) {
         ret_put_rest(p, rec, LFPOOL_PUT_STACK);

@@ -400,6 +400,16 @@ LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
+/* The two reads of the ret fast path (cache.h): plain (relaxed) loads with
+ * no fence, covered by the waiter's flush (cache.c, gate.c). */
+static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
+{
+    return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);
+}
+static inline __attribute__((always_inline)) bool lfpool_gate_has_waiters(struct lfpool_gate *g)
+{
+    return atomic_load_explicit(&g->waiters, memory_order_relaxed) > 0;
+}
 /* after making an object or capacity available: wake one waiter if any.
  * The caller's publishing store must be seq_cst (or followed by a fence). */
 static inline void lfpool_gate_signal(struct lfpool_gate *g)

@@ -104,7 +104,8 @@ static double compute_delay(const lfpool_config *cfg, double warn)
 static void fork_reset(struct lfpool *p);
 
 /* Make the pool usable in this process (reset after fork).  Every entry
- * point but the get fast path calls this; get checks the life word. */
+ * point calls this but the get and ret fast paths, which check the life
+ * word and leave anything but READY to their slow paths. */
 int lfpool_life_fork_check(struct lfpool *p)
 {
     for (;;) {
