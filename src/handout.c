@@ -310,7 +310,9 @@ static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
  * that may end the hand-out (the caller has not seen it). */
 static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t word)
 {
-    if (lfpool_now(p) - atomic_load_explicit(&rec->last_ret, memory_order_relaxed) < p->cfg.validate_idle)
+    /* last_ret: relaxed, stored before the release that made it available */
+    double ret_t = atomic_load_explicit(&rec->last_ret, memory_order_relaxed);
+    if (lfpool_now(p) - ret_t < p->cfg.validate_idle)
         return true;
     int v = p->cfg.validate(p->cfg.ctx, obj);
     if (v > 0)
@@ -322,7 +324,8 @@ static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, ui
     lfpool_trace(p, obj, buf, sizeof buf);
     lfpool_log(p, LFPOOL_LOG_ERROR, "validation failed (%d): %s", v, buf);
     /* not a use: nuses counts objects handed out (the holder's field) */
-    atomic_store_explicit(&rec->uses, atomic_load_explicit(&rec->uses, memory_order_relaxed) - 1, memory_order_relaxed);
+    uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
+    atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
     rcu_read_lock();
     /* a DEFER kill meanwhile: KILLED, closed here (ret_not_out); a CLOSE
      * kill: closed by the housekeeper; either way not handed out */
@@ -498,7 +501,11 @@ static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
 static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
                                                            struct lfpool_rec *rec, double now)
 {
-    return atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use || now >= atomic_load_explicit(&rec->expires, memory_order_relaxed);
+    /* relaxed: uses has one writer, the holder; expires was written by
+     * the creator before the record was first published; a stale record
+     * (another hand-out) fails the word compare or the CAS anyway */
+    return atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use ||
+           now >= atomic_load_explicit(&rec->expires, memory_order_relaxed);
 }
 
 /* End the hand-out `word` (gen | OUT) of a record of this pool: not worn

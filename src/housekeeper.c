@@ -202,7 +202,8 @@ static void walk(struct lfpool *p, double now)
     }
     rcu_read_unlock();
     if (long_run || long_kill)
-        lfpool_log(p, LFPOOL_LOG_WARNING, "long running objects: %llu (%g seconds, %llu to kill): %s%s",
+        lfpool_log(p, LFPOOL_LOG_WARNING,
+                   "long running objects: %llu (%g seconds, %llu to kill): %s%s",
                    (unsigned long long)long_run, long_run ? long_time / (double)long_run : 0.0,
                    (unsigned long long)long_kill, names.buf, names.n > NAMES_MAX ? ", ..." : "");
 }
