@@ -104,7 +104,7 @@ enum lfpool_rec_state {
     REC_CACHED,
 };
 
-/* One record per object; 72 bytes (an 80-byte malloc chunk, as 64 would be).  `entry` links the record into the
+/* One record per object; 80 bytes (a 96-byte malloc chunk; 72 before `expires`).  `entry` links the record into the
  * shared stack while it is in the set, and into the pending/zombie lists
  * after it left it (never both at once). */
 struct lfpool_rec {
