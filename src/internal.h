@@ -328,6 +328,7 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const vo
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
+LFPOOL_INTERNAL void lfpool_meta_fork_reset(struct lfpool *p);
 
 /* ---- gate.c */
 LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);

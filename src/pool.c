@@ -310,21 +310,9 @@ static void fork_reset(struct lfpool *p)
             next = lfpool_list_next(rec);
             lfpool_rec_release(p, rec);
         }
-    struct lfpool_rec *dead = NULL;
-    struct cds_lfht_iter iter;
-    rcu_read_lock();
-    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        if (cds_lfht_del(p->ht, &rec->node) == 0) {
-            rec->entry.next = (ck_stack_entry_t *)dead;
-            dead = rec;
-        }
-    }
-    rcu_read_unlock();
-    synchronize_rcu();
-    for (rec = dead; rec; rec = next) {
-        next = (struct lfpool_rec *)rec->entry.next;
-        lfpool_rec_release(p, rec);
-    }
+    /* the table's records, and a fresh table: never the inherited one,
+     * whose resize mutex a parent thread may have held (meta.c) */
+    lfpool_meta_fork_reset(p);
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
     atomic_store(&p->hk_last, 0.0);
