@@ -48,7 +48,14 @@ static unsigned long pow2_at_least(size_t n)
     return v;
 }
 
-/* A new, empty table.
+/* A new, empty table sized for what will exist soon: the min_size objects
+ * the fill creates (at once, or at the first get of a lazy pool), at least
+ * 64 buckets - never for max_size, which may be SIZE_MAX.  cds_lfht_new()
+ * builds every bucket of init_size at once (time and memory O(init_size));
+ * with max_nr_buckets 0 ("infinite") liburcu picks its order-based memory
+ * backend, which allocates one bucket array per power of two as the table
+ * grows into it and frees it on a shrink, so a table costs what its current
+ * size costs, and cds_lfht_destroy() walks only that.
  *
  * No CDS_LFHT_AUTO_RESIZE: automatic resizes run on liburcu's workqueue
  * thread, which does not survive fork() and then hangs cds_lfht_destroy()
@@ -57,8 +64,7 @@ static unsigned long pow2_at_least(size_t n)
  * housekeeping rounds when it falls under 1/8 (lfpool_meta_resize). */
 static struct cds_lfht *new_table(struct lfpool *p)
 {
-    size_t hint = p->cfg.max_size ? p->cfg.max_size : p->cfg.min_size;
-    unsigned long init = pow2_at_least(hint);
+    unsigned long init = pow2_at_least(p->cfg.min_size);
     struct cds_lfht *ht = cds_lfht_new(init, 64, 0, 0, NULL);
     if (ht)
         atomic_store(&p->ht_buckets, init);
