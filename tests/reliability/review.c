@@ -265,3 +265,100 @@ Test(review, a_refill_that_lands_after_shutdown_is_closed, .timeout = 30)
     lfpool_free(p);
     cr_expect_eq(atomic_load(&closed), 1, "closer ran twice");
 }
+
+/* ---- 6. a get with timeout 0 missed an object available in another CPU's
+ * cache when another thread was flushing the caches at the same time (its
+ * flush skipped the cache the other flusher held): EAGAIN at max_size with
+ * an object available.  Two threads on two CPUs pass one object back and
+ * forth while a third flushes (housekeeping rounds) all the time; the
+ * getter holds the pool's other object, so the passed one is available
+ * whenever the getter asks for it. */
+
+#include <sched.h>
+
+struct pingpong {
+    lfpool *p;
+    _Atomic int turn; /* 0: the returner's, 1: the getter's, 2: stop */
+    void *obj;
+    _Atomic int stop_hk;
+};
+
+static void pin(int cpu)
+{
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    (void)sched_setaffinity(0, sizeof s, &s);
+}
+
+static void *returner(void *arg)
+{
+    struct pingpong *pp = arg;
+    pin(0);
+    for (;;) {
+        int t;
+        while ((t = atomic_load(&pp->turn)) == 1)
+            ;
+        if (t == 2)
+            return NULL;
+        lfpool_ret(pp->p, pp->obj); /* into CPU 0's cache (or the stack) */
+        atomic_store(&pp->turn, 1);
+    }
+}
+
+static void *flusher(void *arg)
+{
+    struct pingpong *pp = arg;
+    while (!atomic_load(&pp->stop_hk))
+        lfpool_housekeep(pp->p); /* a round starts with a flush of every cache */
+    return NULL;
+}
+
+Test(review, a_non_waiting_get_sees_an_object_in_another_cpus_cache, .timeout = 60)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        cr_skip_test("needs two CPUs");
+    lfpool_config c;
+    lfpool_config_init(&c);
+    c.fun = mk;
+    c.closer = cl;
+    c.max_size = 2;
+    c.min_size = 2;
+    c.log = quiet_log;
+    lfpool *p;
+    cr_assert_eq(lfpool_new(&p, &c), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(p, &held, 0), 0);
+    struct pingpong pp = {.p = p};
+    cr_assert_eq(lfpool_get(p, &pp.obj, 0), 0);
+    pthread_t rt, ft;
+    pthread_create(&rt, NULL, returner, &pp);
+    pthread_create(&ft, NULL, flusher, &pp);
+    pin(1);
+    int misses = 0, rounds = 20000;
+    for (int i = 0; i < rounds; i++) {
+        while (atomic_load(&pp.turn) != 1)
+            ;
+        void *o;
+        int e = lfpool_get(p, &o, 0);
+        if (e) {
+            misses++;
+            /* the object is available: a waiting get must find it */
+            cr_assert_eq(lfpool_get(p, &o, 5.0), 0);
+        }
+        pp.obj = o;
+        atomic_store(&pp.turn, 0);
+    }
+    while (atomic_load(&pp.turn) != 1)
+        ;
+    atomic_store(&pp.turn, 2);
+    atomic_store(&pp.stop_hk, 1);
+    pthread_join(rt, NULL);
+    pthread_join(ft, NULL);
+    cr_expect_eq(misses, 0, "%d of %d non-waiting gets missed the available object", misses, rounds);
+    lfpool_ret(p, held);
+    struct lfpool_stats s;
+    lfpool_stats(p, &s);
+    cr_expect_eq(s.nobjs, 2);
+    lfpool_free(p);
+}
