@@ -65,6 +65,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <urcu-bp.h>
 #include <urcu/rculfhash.h>
 
@@ -305,6 +306,8 @@ _Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL
 LFPOOL_INTERNAL double lfpool_mono_now(void);
 LFPOOL_INTERNAL double lfpool_epoch_now(void);
 LFPOOL_INTERNAL double lfpool_now_fresh(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_timespec_add(struct timespec *ts, double secs);
+LFPOOL_INTERNAL void lfpool_deadline_in(clockid_t clock, double timeout, struct timespec *ts);
 LFPOOL_INTERNAL void lfpool_abs_deadline(double timeout, struct timespec *ts);
 LFPOOL_INTERNAL bool lfpool_deadline_passed(const struct timespec *ts);
 /* hot path: the injected clock, or the pool's coarse time */
