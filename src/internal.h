@@ -65,6 +65,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <urcu-bp.h>
 #include <urcu/rculfhash.h>
 
@@ -343,6 +344,8 @@ _Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL
 LFPOOL_INTERNAL double lfpool_mono_now(void);
 LFPOOL_INTERNAL double lfpool_epoch_now(void);
 LFPOOL_INTERNAL double lfpool_now_fresh(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_timespec_add(struct timespec *ts, double secs);
+LFPOOL_INTERNAL void lfpool_deadline_in(clockid_t clock, double timeout, struct timespec *ts);
 LFPOOL_INTERNAL void lfpool_abs_deadline(double timeout, struct timespec *ts);
 LFPOOL_INTERNAL bool lfpool_deadline_passed(const struct timespec *ts);
 /* hot path: the injected clock, or the pool's coarse time */
@@ -420,7 +423,8 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const vo
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
-/* fork child (one thread): drop every record of the table, release them */
+/* fork child (one thread): release every record of the inherited table,
+ * then a fresh table (the inherited one may be locked by a parent thread) */
 LFPOOL_INTERNAL void lfpool_meta_fork_reset(struct lfpool *p);
 
 /* ---- gate.c */
