@@ -473,7 +473,9 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
             rcu_read_unlock();
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
-            lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %p returned: closing it", obj);
+            char buf[256]; /* the object is the pool's until its closer: traceable */
+            lfpool_trace(p, obj, buf, sizeof buf);
+            lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %s returned: closing it", buf);
             lfpool_close_removed(p, rec);
             lfpool_stat_dec(&p->c.todel);
             return ESTALE;

@@ -846,7 +846,10 @@ Test(conn, warn_and_kill_lines_name_the_objects)
     advance(5);
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert(strstr(T.log.text, name) != NULL, "kill line without %s: %s", name, T.log.text);
+    lfx_log_clear(&T.log);
     cr_assert_eq(lfpool_ret(P, a), ESTALE);
+    cr_assert(strstr(T.log.text, name) != NULL, "killed-return line without %s: %s", name,
+              T.log.text);
     cr_assert_eq(lfpool_ret(P, b), 0);
 }
 
