@@ -1,7 +1,8 @@
 /*
  * handout.c - the hand-out: get and ret.
  *
- * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle -
+ * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle,
+ * lfpool_get_bulk, lfpool_ret_bulk -
  * their fast paths, their slow paths, the per-thread return hints and the
  * wait at max_size (the protocol of CONTRACT §3.2, and the ret side of
  * CONTRACT §3.4).  Invariants: a hand-out is ended once (the commit of OUT ->
@@ -98,7 +99,7 @@ static inline void hint_drop(struct lfpool *p, void *obj)
  * generation). */
 static inline bool hint_owns(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
 {
-    uint32_t w;
+    uint32_t w = 0;
     return hint_get(p, obj, &w) == rec && w == word;
 }
 
@@ -501,6 +502,7 @@ static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, in
 }
 
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h);
+static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool retter);
 
 /* ret's fast path applies to the pool: no retter, no injected clock. */
 static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
@@ -613,6 +615,13 @@ static bool handle_mismatch(const lfpool_handle *h, struct lfpool_rec *rec, uint
 
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
 {
+    return ret_careful_ex(p, obj, h, true);
+}
+
+/* ret_careful; `retter` false: the retter hook does not run (a bulk get
+ * giving back what it took, which the caller never saw) */
+static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool retter)
+{
     struct lfpool_rec *rec;
     if (!p || !obj) {
         if (p)
@@ -625,7 +634,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         lfpool_life_fork_check(p);
     /* With an injected clock (tests) the fast path's steps, the time from
      * the clock: the hint or handle, the CAS, this CPU's cache. */
-    if (p->cfg.clock && !p->cfg.retter &&
+    if (p->cfg.clock && (!p->cfg.retter || !retter) &&
         atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
@@ -638,8 +647,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     if (lfpool_unlikely(handle_mismatch(h, rec, s)))
         s = 0; /* not this hand-out: as if not out */
     if (lfpool_unlikely(rec_st(s) != REC_OUT))
-        return ret_not_out(p, rec, obj, s, false);
-    if (p->cfg.retter) {
+        return ret_not_out(p, rec, obj, s, !retter);
+    if (p->cfg.retter && retter) {
         /* user code runs outside our read-side section; look again after */
         rcu_read_unlock();
         lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -783,4 +792,209 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
         return EINVAL;
     }
     return ret_broken(p, h ? h->obj : NULL, h);
+}
+
+
+/* ---- bulk: lfpool_get_bulk (all n or none), lfpool_ret_bulk
+ *
+ * A bulk get takes its n objects one by one, as gets with timeout 0 would
+ * (the CPU's cache, the shared stack, creation), into handles: a try.  A
+ * try that misses one gives back every object it took (no use counted, no
+ * retter, no getter: the caller never saw them), so a bulk get never holds
+ * objects while it waits, and others' gets are never held up by it.  Then
+ * it waits as a get does at max_size - registered on the gate, parked in
+ * its FIFO, woken by a grant - and tries again.
+ *
+ * The wait differs from a single get's in one point: a try that failed has
+ * given objects back, and those returns grant the head of the FIFO.  Were
+ * the bulk get parked during its try, that could be itself (a busy loop
+ * with a flush each turn while fewer than n objects are available).  So it
+ * parks after the try and its give-back, and the look a parked get makes
+ * after parking (gate.c: no lost wake-up) is replaced by a bounded sleep:
+ * a return between the try and the park that did not see it parked is
+ * found by the next try at most BULK_POLL_MAX seconds later (the poll
+ * starts at BULK_POLL_MIN and doubles while nothing happens).  Grants end
+ * the sleep at once, as for any parked get.  A bulk get is not served
+ * ahead of single gets: with singles always taking what comes back, it
+ * may wait its whole timeout (API.md). */
+#define BULK_POLL_MIN 0.0005
+#define BULK_POLL_MAX 0.016
+
+/* One object for a try, without waiting, into *h: from the set (a flush on
+ * a miss when `waiting`, or when another CPU's cache looks non-empty), else
+ * created.  0; EAGAIN: nothing available and no room to create (or no
+ * creation slot); else the creation's error (or the backoff's errno). */
+static int bulk_take_one(struct lfpool *p, lfpool_handle *h, bool waiting, size_t limit)
+{
+    for (;;) {
+        struct lfpool_rec *rec;
+        void *o;
+        uint32_t word;
+        bool fresh = false;
+        if ((rec = get_claim(p, waiting)) != NULL) {
+            o = rec->obj;
+            /* no return hint: a handle's hand-out has no owner (bias.c) */
+            word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+            get_guard_leave(p);
+        } else {
+            get_guard_leave(p);
+            int cr = lfpool_create_check(p);
+            if (cr > 0)
+                return cr;
+            if (cr != 0 || !lfpool_reserve(p, limit))
+                return EAGAIN;
+            int r = lfpool_create(p, &rec, &o, &word, true);
+            if (r)
+                return r == LFPOOL_CREATE_BUSY ? EAGAIN : r;
+            fresh = true;
+        }
+        if (lfpool_likely(!p->cfg.validate) || fresh || get_validate(p, rec, o, word)) {
+            handle_set(p, h, o, rec, word);
+            return 0;
+        }
+        /* failed validation: destroyed; look again */
+    }
+}
+
+/* Give back the k hand-outs hs[0, k) a try took: not uses, no retter.  A
+ * record killed meanwhile ends as a return of it would (DEFER: closed
+ * here; CLOSE: already closed by the housekeeper). */
+static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        struct lfpool_rec *rec = hs[i].priv_rec;
+        /* this thread is the holder, the only writer of uses */
+        uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
+        atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+        if (p->fast_ret) /* no retter: the plain return of a handle */
+            (void)lfpool_ret_handle(p, &hs[i]);
+        else
+            (void)ret_careful_ex(p, hs[i].obj, &hs[i], false);
+    }
+}
+
+/* One try: all n into hs, or none (what it took given back).  0, EAGAIN, or
+ * a creation error. */
+static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, bool waiting, size_t limit)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r = bulk_take_one(p, &hs[i], waiting, limit);
+        if (lfpool_unlikely(r != 0)) {
+            bulk_undo(p, hs, i);
+            return r;
+        }
+    }
+    return 0;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The wait of a bulk get whose first try failed (header above). */
+static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeout, size_t limit)
+{
+    if (p->cfg.max_waiters) {
+        if (!lfpool_gate_wait_begin_bounded(&p->gate, p->cfg.max_waiters))
+            return EBUSY;
+    } else {
+        lfpool_gate_wait_begin(&p->gate);
+    }
+    struct timespec deadline, wake;
+    bool bounded = !isinf(timeout), slept = false, last = false;
+    if (bounded)
+        lfpool_abs_deadline(timeout, &deadline);
+    double poll = BULK_POLL_MIN;
+    struct lfpool_gate_node node;
+    int r;
+    for (;;) {
+        if (atomic_load(&p->shutdown)) {
+            r = ESHUTDOWN;
+            break;
+        }
+        r = bulk_try(p, hs, n, true, limit); /* registered: a miss flushes */
+        if (r != EAGAIN || last)
+            break;
+        lfpool_abs_deadline(poll, &wake);
+        if (bounded && !ts_before(&wake, &deadline)) {
+            wake = deadline;
+            last = true; /* one more try after this sleep, then ETIMEDOUT */
+        }
+        lfpool_gate_park(&p->gate, &node, false); /* never asks for a hand-over */
+        slept = true;
+        if (lfpool_gate_sleep(&p->gate, &node, &wake) == 0) {
+            poll = BULK_POLL_MIN; /* granted: something came back */
+            last = last && lfpool_deadline_passed(&deadline);
+        } else if (poll < BULK_POLL_MAX) {
+            poll *= 2;
+        }
+    }
+    if (r == EAGAIN)
+        r = ETIMEDOUT;
+    lfpool_gate_wait_end(&p->gate, slept);
+    return r;
+}
+
+int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
+{
+    if (!p || (!hs && n) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT)) {
+        if (!p)
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get_bulk: NULL pool");
+        else if (!hs && n)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: NULL handles");
+        else
+            lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: invalid timeout %g", timeout);
+        return EINVAL;
+    }
+    size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
+    if (n > limit) { /* could never be satisfied: refused at once */
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: %zu objects from a pool of at most %zu", n,
+                   limit);
+        return EINVAL;
+    }
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
+        int r = lfpool_life_make_ready(p);
+        if (r)
+            return r;
+    }
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return ESHUTDOWN;
+    if (n == 0)
+        return 0;
+    if (timeout == LFPOOL_DEFAULT)
+        timeout = p->cfg.timeout;
+    int r = bulk_try(p, hs, n, false, limit);
+    if (r == EAGAIN && timeout == 0 && p->pcpu) {
+        /* as a single get that does not wait: one more try after a flush
+         * that waits for caches another flusher holds */
+        lfpool_avail_flush(p, true, true);
+        r = bulk_try(p, hs, n, false, limit);
+    }
+    if (r == EAGAIN && timeout > 0)
+        r = bulk_wait(p, hs, n, timeout, limit);
+    if (r)
+        return r;
+    if (p->cfg.getter)
+        for (size_t i = 0; i < n; i++)
+            lfpool_call_hook(p, p->cfg.getter, hs[i].obj, "getter");
+    return 0;
+}
+
+int lfpool_ret_bulk(lfpool *p, const lfpool_handle *hs, size_t n)
+{
+    if (!p || (!hs && n)) {
+        if (!p)
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret_bulk: NULL pool");
+        else
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret_bulk: NULL handles");
+        return EINVAL;
+    }
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = lfpool_ret_handle(p, &hs[i]);
+        if (lfpool_unlikely(r != 0) && first == 0)
+            first = r;
+    }
+    return first;
 }
