@@ -55,14 +55,23 @@ static inline struct hint *hint_slot(const void *obj)
     return &hints[((uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ULL) >> 61];
 }
 
+/* One field of a hint or a handle, stored on its own.  A relaxed atomic
+ * store is a plain mov on x86-64, but the compiler may not merge it with
+ * its neighbour: SLP vectorisation otherwise packs obj and rec into one
+ * 16-byte vector store (punpcklqdq + movups) that ret reads back as two
+ * 8-byte loads, a store-forwarding penalty on some hosts and more
+ * instructions everywhere (docs/PERFORMANCE.md, P7).  No semantic change:
+ * the fields are read by this thread (hints) or the caller (handles). */
+#define FIELD_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
 /* `word`: the record's state word as this thread handed it out (gen | OUT) */
 static inline void hint_set(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
 {
     struct hint *h = hint_slot(obj);
-    h->pool_id = p->id;
-    h->obj = obj;
-    h->rec = rec;
-    h->word = word;
+    FIELD_SET(h->pool_id, p->id);
+    FIELD_SET(h->obj, obj);
+    FIELD_SET(h->rec, rec);
+    FIELD_SET(h->word, word);
 }
 
 /* The hint for a record this thread just got; returns the word it saved. */
@@ -143,10 +152,10 @@ static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_
 static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
                               struct lfpool_rec *rec, uint32_t word)
 {
-    h->obj = obj;
-    h->priv_rec = rec;
-    h->priv_pool = p->id;
-    h->priv_word = word;
+    FIELD_SET(h->obj, obj);
+    FIELD_SET(h->priv_rec, (void *)rec);
+    FIELD_SET(h->priv_pool, p->id);
+    FIELD_SET(h->priv_word, word);
 }
 
 /* Slow paths are kept out of line (noinline, cold) so that the fast paths
