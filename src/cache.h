@@ -91,17 +91,20 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
  * or locked, or waiters: any CPU's waiter takes from the stack without a
  * flush), the caller still owns it. */
 enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
-static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
-                                                                      struct lfpool_rec *rec)
+/* `off`: lfpool_pcpu_off(), read once by a caller that runs another
+ * section first (ret's biased commit) */
+static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struct lfpool *p,
+                                                                         struct lfpool_rec *rec,
+                                                                         long off)
 {
     /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
      * one that wants a record handed over: that takes the stack path */
     while (lfpool_likely(p->pcpu) &&
            !lfpool_gate_gift_wanted(&p->gate)) {
-        uint32_t cpu = lfpool_pcpu_cpu();
+        uint32_t cpu = lfpool_pcpu_cpu_at(off);
         if (lfpool_unlikely(cpu >= p->ncaches))
             break;
-        int r = lfpool_pcpu_push(&p->caches[cpu], cpu, p->cache_cap, rec);
+        int r = lfpool_pcpu_push_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
             /* no fence: a waiter's flush fences for us (cache.c) */
             atomic_signal_fence(memory_order_seq_cst);
@@ -113,6 +116,11 @@ static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct l
             break;
     }
     return LFPOOL_PUT_STACK;
+}
+static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
+                                                                      struct lfpool_rec *rec)
+{
+    return lfpool_avail_put_local_at(p, rec, lfpool_pcpu_off());
 }
 
 /* Put a record that the caller owns in state CACHED into the set, and wake

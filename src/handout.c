@@ -542,7 +542,7 @@ static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
 static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now,
-                                                                 bool owner)
+                                                                 bool owner, long off)
 {
     /* uses: relaxed, the holder (this hand-out's) is its only writer; the
      * wear test is one flag when neither max_use nor max_lifetime is set */
@@ -554,8 +554,8 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     uint32_t cached = rec_word(word, REC_CACHED);
     if (owner && lfpool_likely(p->bias) &&
-        lfpool_pcpu_store_if((const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
-                             (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
+        lfpool_pcpu_store_if_at(off, (const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
+                                (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
         return true;
     /* not BIASED, or the section was aborted: the CAS decides */
     return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
@@ -565,9 +565,9 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
 /* Put a record that ret_fast_commit made CACHED (ours) into this CPU's
  * cache; anything else is a tail call. */
 static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
-                                                              struct lfpool_rec *rec)
+                                                              struct lfpool_rec *rec, long off)
 {
-    int r = lfpool_avail_put_local(p, rec);
+    int r = lfpool_avail_put_local_at(p, rec, off);
     if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
         !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return 0;
@@ -582,11 +582,12 @@ int lfpool_ret(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
+    long off = lfpool_pcpu_off(); /* read once for both sections */
     if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
         lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true))
-        return ret_fast_put(p, rec);
+                       true, off))
+        return ret_fast_put(p, rec, off);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -601,8 +602,9 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
     if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
                       ret_fast_ok(p)) &&
         ret_fast_commit(p, h->priv_rec, h->priv_word,
-                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false))
-        return ret_fast_put(p, h->priv_rec);
+                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
+                       lfpool_pcpu_off()))
+        return ret_fast_put(p, h->priv_rec, lfpool_pcpu_off());
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
         return EINVAL;
@@ -647,8 +649,8 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
         atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
-        if (rec && ret_fast_commit(p, rec, word, lfpool_now(p), h == NULL))
-            return ret_fast_put(p, rec);
+        if (rec && ret_fast_commit(p, rec, word, lfpool_now(p), h == NULL, lfpool_pcpu_off()))
+            return ret_fast_put(p, rec, lfpool_pcpu_off());
     }
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);

@@ -84,12 +84,25 @@ enum { LFPOOL_PCPU_OK = 0, LFPOOL_PCPU_FAIL = 1, LFPOOL_PCPU_RETRY = 2 };
  * in the four bytes before an abort handler. */
 #define LFPOOL_RSEQ_SIG_STR "0x53053053"
 
+/* The offset of this thread's struct rseq from the thread pointer: the
+ * same for every thread of the process.  A caller that runs several
+ * sections reads it once and passes it on (each section's "memory"
+ * clobber would make the compiler load the global again). */
+static inline long lfpool_pcpu_off(void)
+{
+    return (long)__rseq_offset;
+}
+
 /* The CPU the thread runs on (a hint: it may move right after). */
-static inline uint32_t lfpool_pcpu_cpu(void)
+static inline uint32_t lfpool_pcpu_cpu_at(long off)
 {
     uint32_t c;
-    __asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(c) : "r"((long)__rseq_offset));
+    __asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(c) : "r"(off));
     return c; /* cpu_id_start: offset 0 of struct rseq */
+}
+static inline uint32_t lfpool_pcpu_cpu(void)
+{
+    return lfpool_pcpu_cpu_at(lfpool_pcpu_off());
 }
 
 /* The descriptor of one critical section [1, 2) with abort handler 4, and
@@ -130,6 +143,7 @@ static inline uint32_t lfpool_pcpu_cpu(void)
 /* Pop the top record of `c`, the cache of CPU `cpu`. */
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
+    long off = lfpool_pcpu_off();
     unsigned long st;
     struct lfpool_rec *v;
     __asm__ __volatile__(LFPOOL_RSEQ_ENTER
@@ -141,7 +155,7 @@ static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct l
                          "movl %k[st], (%[c])\n\t" /* commit */
                          LFPOOL_RSEQ_LEAVE
                          : [st] "=&r"(st), [v] "=&r"(v)
-                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [c] "r"(c)
+                         : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
                          : "memory", "cc");
     if (st == LFPOOL_PCPU_OK)
         *out = v;
@@ -149,9 +163,9 @@ static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct l
 }
 
 /* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
- * (<= LFPOOL_CACHE_SLOTS) records. */
-static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
-                                   struct lfpool_rec *rec)
+ * (<= LFPOOL_CACHE_SLOTS) records; `off`: lfpool_pcpu_off(). */
+static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
+                                      struct lfpool_rec *rec)
 {
     unsigned long st;
     __asm__ __volatile__(LFPOOL_RSEQ_ENTER
@@ -163,10 +177,15 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                          "movl %k[st], (%[c])\n\t" /* commit */
                          LFPOOL_RSEQ_LEAVE
                          : [st] "=&r"(st)
-                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [c] "r"(c),
+                         : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
                            [v] "r"(rec), [n] "r"(cap)
                          : "memory", "cc");
     return (int)st;
+}
+static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
+                                   struct lfpool_rec *rec)
+{
+    return lfpool_pcpu_push_at(lfpool_pcpu_off(), c, cpu, cap, rec);
 }
 
 /* Store `nv` into *word if *word == expect and (*mode & mask) == 0, as one
@@ -181,8 +200,8 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
  * differs: nothing stored) or LFPOOL_PCPU_RETRY (aborted: nothing
  * stored).  No CPU check: nothing here is per-CPU, the section only has
  * to be atomic against preemption, signals and the fence. */
-static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
-                                       uint32_t expect, uint32_t nv)
+static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                          uint32_t *word, uint32_t expect, uint32_t nv)
 {
     unsigned long st;
     __asm__ __volatile__(LFPOOL_RSEQ_START
@@ -193,23 +212,42 @@ static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint
                          "movl %[nv], (%[w])\n\t" /* commit */
                          LFPOOL_RSEQ_LEAVE
                          : [st] "=&r"(st)
-                         : [off] "r"((long)__rseq_offset), [m] "r"(mode), [mask] "r"(mask),
+                         : [off] "r"(off), [m] "r"(mode), [mask] "ir"(mask),
                            [w] "r"(word), [exp] "r"(expect), [nv] "r"(nv)
                          : "memory", "cc");
     return (int)st;
 }
+static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
+                                       uint32_t expect, uint32_t nv)
+{
+    return lfpool_pcpu_store_if_at(lfpool_pcpu_off(), mode, mask, word, expect, nv);
+}
 #else
 #define LFPOOL_HAVE_PCPU 0
+static inline long lfpool_pcpu_off(void) { return 0; }
+static inline uint32_t lfpool_pcpu_cpu_at(long off) { (void)off; return 0; }
 static inline uint32_t lfpool_pcpu_cpu(void) { return 0; }
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
     (void)c, (void)cpu, (void)out;
     return LFPOOL_PCPU_FAIL;
 }
+static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                      uint32_t cap, struct lfpool_rec *rec)
+{
+    (void)off, (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
 static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
                                    struct lfpool_rec *rec)
 {
     (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                          uint32_t *word, uint32_t expect, uint32_t nv)
+{
+    (void)off, (void)mode, (void)mask, (void)word, (void)expect, (void)nv;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
