@@ -831,33 +831,42 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
 #define BULK_POLL_MIN 0.0005
 #define BULK_POLL_MAX 0.016
 
-/* One object for a try, without waiting, into *h: from the set (a flush on
- * a miss when `waiting`, or when another CPU's cache looks non-empty), else
- * created.  0; EAGAIN: nothing available and no room to create (or no
- * creation slot); else the creation's error (or the backoff's errno). */
-static int bulk_take_one(struct lfpool *p, lfpool_handle *h, bool waiting, size_t limit)
+/* One object for a try, without waiting, into *h: as lfpool_get_handle
+ * with timeout 0 - the fast path's pop from this CPU's cache, else the
+ * slow path (the shared stack, creation, and before "nothing" a flush of
+ * every cache, which is also the look of a registered waiter).  0; EAGAIN:
+ * nothing available and no room to create; else get's error. */
+static int bulk_take_one(struct lfpool *p, lfpool_handle *h)
 {
+    if (lfpool_likely(get_fast_ok(p, 0))) {
+        struct lfpool_rec *rec = lfpool_avail_pop_local(p);
+        if (lfpool_likely(rec != NULL)) {
+            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+            if (lfpool_likely(rec_st(w) == REC_CACHED)) {
+                w = get_fast_claim(p, rec, w);
+                handle_set(p, h, rec->obj, rec, w);
+                return 0;
+            }
+            lfpool_avail_bad_state(p, rec, w);
+        }
+    }
     for (;;) {
         struct lfpool_rec *rec;
         void *o;
         uint32_t word;
         bool fresh = false;
-        if ((rec = get_claim(p, waiting)) != NULL) {
+        /* as get_rest: a claim (the shared stack; a flush first when
+         * another CPU's cache looks non-empty), then the slow path */
+        if ((rec = get_claim(p, false)) != NULL) {
             o = rec->obj;
-            /* no return hint: a handle's hand-out has no owner (bias.c) */
             word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
             get_guard_leave(p);
         } else {
             get_guard_leave(p);
-            int cr = lfpool_create_check(p);
-            if (cr > 0)
-                return cr;
-            if (cr != 0 || !lfpool_reserve(p, limit))
-                return EAGAIN;
-            int r = lfpool_create(p, &rec, &o, &word, true);
+            int r = get_slow(p, 0, &o, &rec, &word, &fresh);
             if (r)
-                return r == LFPOOL_CREATE_BUSY ? EAGAIN : r;
-            fresh = true;
+                return r;
+            hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
         }
         if (lfpool_likely(!p->cfg.validate) || fresh || get_validate(p, rec, o, word)) {
             handle_set(p, h, o, rec, word);
@@ -886,10 +895,10 @@ static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
 
 /* One try: all n into hs, or none (what it took given back).  0, EAGAIN, or
  * a creation error. */
-static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, bool waiting, size_t limit)
+static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int r = bulk_take_one(p, &hs[i], waiting, limit);
+        int r = bulk_take_one(p, &hs[i]);
         if (lfpool_unlikely(r != 0)) {
             bulk_undo(p, hs, i);
             return r;
@@ -904,7 +913,7 @@ static bool ts_before(const struct timespec *a, const struct timespec *b)
 }
 
 /* The wait of a bulk get whose first try failed (header above). */
-static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeout, size_t limit)
+static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeout)
 {
     if (p->cfg.max_waiters) {
         if (!lfpool_gate_wait_begin_bounded(&p->gate, p->cfg.max_waiters))
@@ -924,7 +933,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
             r = ESHUTDOWN;
             break;
         }
-        r = bulk_try(p, hs, n, true, limit); /* registered: a miss flushes */
+        r = bulk_try(p, hs, n); /* a miss flushes: the look of a waiter */
         if (r != EAGAIN || last)
             break;
         lfpool_abs_deadline(poll, &wake);
@@ -975,15 +984,9 @@ int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
         return 0;
     if (timeout == LFPOOL_DEFAULT)
         timeout = p->cfg.timeout;
-    int r = bulk_try(p, hs, n, false, limit);
-    if (r == EAGAIN && timeout == 0 && p->pcpu) {
-        /* as a single get that does not wait: one more try after a flush
-         * that waits for caches another flusher holds */
-        lfpool_avail_flush(p, true, true);
-        r = bulk_try(p, hs, n, false, limit);
-    }
+    int r = bulk_try(p, hs, n);
     if (r == EAGAIN && timeout > 0)
-        r = bulk_wait(p, hs, n, timeout, limit);
+        r = bulk_wait(p, hs, n, timeout);
     if (r)
         return r;
     if (p->cfg.getter)
