@@ -118,27 +118,27 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     "leaq 3b(%%rip), %[st]\n\t"                   \
     "movq %[st], %%fs:8(%[off])\n\t"
 /* A cache's section: then it checks rseq->cpu_id (offset 4) against the
- * CPU the caller chose its cache by, and the cache's lock. */
+ * CPU the caller chose its cache by (another CPU: restart), and the cache's
+ * lock (held or bypassed: fail).  The sections are `asm goto`: failure and
+ * restart jump straight to the caller's C labels, and success falls
+ * through, so that no status value is made and tested on the hot path. */
 #define LFPOOL_RSEQ_ENTER                          \
     LFPOOL_RSEQ_START                             \
     "cmpl %[cpu], %%fs:4(%[off])\n\t"             \
-    "jnz 4f\n\t"                                  \
+    "jnz %l[retry]\n\t"                           \
     "cmpl $0, 4(%[c])\n\t"                        \
-    "jnz 6f\n\t"
-/* After the commit: 0 on success, 1 from label 6 (empty/full/locked), 2
- * from the abort handler (restart). */
+    "jnz %l[fail]\n\t"
+/* After the commit (label 2, the section's end): the abort handler, out of
+ * line (the kernel checks the signature in the four bytes before it),
+ * jumps to the caller's restart label. */
 #define LFPOOL_RSEQ_LEAVE                          \
     "2:\n\t"                                      \
-    "xorl %k[st], %k[st]\n\t"                     \
-    "jmp 5f\n\t"                                  \
-    "6:\n\t"                                      \
-    "movl $1, %k[st]\n\t"                         \
-    "jmp 5f\n\t"                                  \
+    ".pushsection .text.unlikely, \"ax\"\n\t"     \
     ".byte 0x0f, 0xb9, 0x3d\n\t"                  \
     ".long " LFPOOL_RSEQ_SIG_STR "\n\t"           \
     "4:\n\t"                                      \
-    "movl $2, %k[st]\n\t"                         \
-    "5:\n\t"
+    "jmp %l[retry]\n\t"                           \
+    ".popsection\n\t"
 
 /* Pop the top record of `c`, the cache of CPU `cpu`. */
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
@@ -146,20 +146,24 @@ static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct l
     long off = lfpool_pcpu_off();
     unsigned long st;
     struct lfpool_rec *v;
-    __asm__ __volatile__(LFPOOL_RSEQ_ENTER
-                         "movl (%[c]), %k[st]\n\t"
-                         "testl %k[st], %k[st]\n\t"
-                         "jz 6f\n\t"
-                         "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
-                         "subl $1, %k[st]\n\t"
-                         "movl %k[st], (%[c])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st), [v] "=&r"(v)
-                         : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
-                         : "memory", "cc");
-    if (st == LFPOOL_PCPU_OK)
-        *out = v;
-    return (int)st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "testl %k[st], %k[st]\n\t"
+                              "jz %l[fail]\n\t"
+                              "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
+                              "subl $1, %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [v] "=&r"(v)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
+                              : "memory", "cc"
+                              : fail, retry);
+    *out = v;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
 }
 
 /* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
@@ -168,19 +172,24 @@ static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t
                                       struct lfpool_rec *rec)
 {
     unsigned long st;
-    __asm__ __volatile__(LFPOOL_RSEQ_ENTER
-                         "movl (%[c]), %k[st]\n\t"
-                         "cmpl %[n], %k[st]\n\t"
-                         "jae 6f\n\t"
-                         "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
-                         "addl $1, %k[st]\n\t"
-                         "movl %k[st], (%[c])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st)
-                         : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
-                           [v] "r"(rec), [n] "r"(cap)
-                         : "memory", "cc");
-    return (int)st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "cmpl %[n], %k[st]\n\t"
+                              "jae %l[fail]\n\t"
+                              "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                              "addl $1, %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
+                                [v] "r"(rec), [n] "r"(cap)
+                              : "memory", "cc"
+                              : fail, retry);
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
 }
 static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
                                    struct lfpool_rec *rec)
@@ -204,18 +213,24 @@ static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32
                                           uint32_t *word, uint32_t expect, uint32_t nv)
 {
     unsigned long st;
-    __asm__ __volatile__(LFPOOL_RSEQ_START
-                         "testl %[mask], (%[m])\n\t"
-                         "jnz 6f\n\t"
-                         "cmpl %[exp], (%[w])\n\t"
-                         "jnz 6f\n\t"
-                         "movl %[nv], (%[w])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st)
-                         : [off] "r"(off), [m] "r"(mode), [mask] "ir"(mask),
-                           [w] "r"(word), [exp] "r"(expect), [nv] "r"(nv)
-                         : "memory", "cc");
-    return (int)st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_START
+                              "testl %[mask], (%[m])\n\t"
+                              "jnz %l[fail]\n\t"
+                              "cmpl %[exp], (%[w])\n\t"
+                              "jnz %l[fail]\n\t"
+                              "movl %[nv], (%[w])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(off), [m] "r"(mode), [mask] "ir"(mask),
+                                [w] "r"(word), [exp] "r"(expect), [nv] "r"(nv)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
 }
 static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
                                        uint32_t expect, uint32_t nv)
