@@ -31,20 +31,24 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p);
 
 /* Pop a record from this CPU's cache; NULL when it has none (or there are
  * no caches).  The record should be CACHED: see lfpool_avail_claim_cached. */
-static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop_local(struct lfpool *p)
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_avail_pop_local_pcpu(struct lfpool *p)
 {
-    while (lfpool_likely(p->pcpu)) {
+    for (;;) { /* p->pcpu: the caller knows (get's admission word) */
         uint32_t cpu = lfpool_pcpu_cpu();
         struct lfpool_rec *rec = NULL;
         if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
+            return NULL;
         int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK))
             return rec;
         if (r == LFPOOL_PCPU_FAIL)
-            break;
+            return NULL;
     }
-    return NULL;
+}
+static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop_local(struct lfpool *p)
+{
+    return lfpool_likely(p->pcpu) ? lfpool_avail_pop_local_pcpu(p) : NULL;
 }
 
 /* Make a record popped from a cache, whose state word `w` says CACHED, OUT

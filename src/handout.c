@@ -416,9 +416,9 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
  * CLOSE-kill guard, no injected clock) and a valid timeout. */
 static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
 {
-    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) && p->fast_get &&
-           atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
-           !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+    /* one word: READY, not shut down, fast_get, per-CPU caches (life.c) */
+    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) &&
+           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_GET);
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
@@ -441,7 +441,7 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
                                                           double timeout)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
-        struct lfpool_rec *rec = lfpool_avail_pop_local(p);
+        struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
@@ -516,7 +516,9 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
 /* ret's fast path applies to the pool: no retter, no injected clock. */
 static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
 {
-    return p->fast_ret && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
+    /* one word: READY, not shut down, fast_ret (life.c); shutdown is read
+     * again at the commit and after the push */
+    return atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_RET;
 }
 
 /* The object must end at this return: used max_use times, or past its
@@ -839,7 +841,7 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
 static int bulk_take_one(struct lfpool *p, lfpool_handle *h)
 {
     if (lfpool_likely(get_fast_ok(p, 0))) {
-        struct lfpool_rec *rec = lfpool_avail_pop_local(p);
+        struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_likely(rec_st(w) == REC_CACHED)) {

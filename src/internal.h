@@ -205,7 +205,15 @@ enum lfpool_life {
 };
 struct lfpool_life_page {
     _Atomic uint32_t life;
+    /* The fast paths' admission word (life.c): LFPOOL_FAST_GET and
+     * LFPOOL_FAST_RET while life is READY and the pool is not shut down,
+     * so that get and ret check one word instead of the life word, the
+     * shutdown flag and the pool's fast-path flags.  0 in a fork child
+     * (wiped with the page): the slow paths reset the pool first. */
+    _Atomic uint32_t fast;
 };
+#define LFPOOL_FAST_GET 1u /* fast_get and per-CPU caches: get may pop its CPU's cache */
+#define LFPOOL_FAST_RET 2u /* fast_ret: ret may use its hint (or handle) and commit */
 
 /* Growable array of pointers, housekeeper-private (housekeeper.c). */
 struct lfpool_ptrvec {
