@@ -11,10 +11,10 @@
  * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.
  *
  * The hot path, get with an object in this CPU's cache:
- *   life word and shutdown checks -> rseq pop from this CPU's cache ->
+ *   the admission word (life.c) -> rseq pop from this CPU's cache ->
  *   state check (CACHED) -> plain stores of last_get and the state
  *   (CACHED -> OUT, a new generation) and uses -> return hint store.
- * and ret: life word check -> return hint probe -> commit of the hand-out
+ * and ret: the admission word -> return hint probe -> commit of the hand-out
  *   (OUT -> CACHED: the getter's plain store in an rseq section while the
  *   pool is biased, bias.c, else a CAS) -> rseq push onto this CPU's cache
  *   -> waiter check.  lfpool_ret_handle is the same with the handle in
