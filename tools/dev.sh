@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DEPS=(build-essential meson ninja-build pkg-config liburcu-dev libck-dev
       libcriterion-dev libjansson-dev libbenchmark-dev libaprutil1-dev
-      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind)
+      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base)
 
 deps() {
     local missing=()
