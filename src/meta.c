@@ -159,7 +159,7 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
 /* Delete rec from the table without counting its uses: for a kill in
  * CLOSE mode, whose holder's get may still be storing the use count; the
  * reaper adds it to dead_uses after the grace period that the guarded get
- * (pool.c) waits for.  Caller holds rcu_read_lock. */
+ * (handout.c) waits for.  Caller holds rcu_read_lock. */
 bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
@@ -175,8 +175,27 @@ bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
         return false;
-    atomic_fetch_add_explicit(&p->c.dead_uses,
-                              atomic_load_explicit(&rec->uses, memory_order_relaxed),
-                              memory_order_relaxed);
+    lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
     return true;
+}
+
+/* In a fork child (one thread): a parent thread may have been resizing,
+ * and every record still in the table names a parent object: drop them
+ * all without closer, after a grace period (this process's readers). */
+void lfpool_meta_fork_reset(struct lfpool *p)
+{
+    struct lfpool_rec *dead = NULL, *rec, *next;
+    struct cds_lfht_iter iter;
+    atomic_store(&p->ht_resizing, false);
+    rcu_read_lock();
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
+        if (cds_lfht_del(p->ht, &rec->node) == 0)
+            lfpool_batch_push(&dead, rec);
+    }
+    rcu_read_unlock();
+    synchronize_rcu();
+    for (rec = dead; rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_rec_release(p, rec);
+    }
 }
