@@ -46,6 +46,7 @@ void lfpool_obs_fork_reset(struct lfpool *p)
     if (o->hold)
         memset(o->hold, 0, (o->nhold + 1) * sizeof *o->hold);
     o->hold_pcpu = p->pcpu;
+    atomic_store_explicit(&p->fast_ret, p->ret_mode, memory_order_relaxed);
 }
 
 static void add_cells(struct lfpool_histogram *out, uint64_t *sum_ns, const struct lfpool_hist_cells *c)
@@ -74,6 +75,24 @@ void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out)
     out->sum = (double)sum_ns * 1e-9;
 }
 
+/* The housekeeper (rounds are serialised: the only writer of fast_ret
+ * after lfpool_new) marks a warned hand-out.  Returns switch to the
+ * observed path first: one that read RET_FAST before may end the hand-out
+ * without the line (a window of a few instructions per warning). */
+void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word)
+{
+    if (atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST)
+        atomic_store_explicit(&p->fast_ret, RET_OBSERVED, memory_order_seq_cst);
+    atomic_store_explicit(&rec->warned, word, memory_order_relaxed);
+}
+
+void lfpool_obs_unwarned(struct lfpool *p)
+{
+    if (p->ret_mode == RET_FAST &&
+        atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED)
+        atomic_store_explicit(&p->fast_ret, RET_FAST, memory_order_relaxed);
+}
+
 int lfpool_histogram(lfpool *p, int which, struct lfpool_histogram *out)
 {
     if (!p || !out || which < 0 || which >= LFPOOL_HIST_KINDS) {
@@ -81,7 +100,7 @@ int lfpool_histogram(lfpool *p, int which, struct lfpool_histogram *out)
                        !p ? "NULL pool" : !out ? "NULL out" : "unknown histogram");
         return EINVAL;
     }
-    lfpool_enter(p);
+    lfpool_life_fork_check(p);
     lfpool_obs_read(p, which, out);
     return 0;
 }
