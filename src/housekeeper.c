@@ -63,6 +63,8 @@ int lfpool_hk_init(struct lfpool *p)
 {
     pthread_mutex_init(&p->hk.round_lock, NULL);
     p->hk.tick = p->delay > 0 ? fmin(fmax(p->delay / 8.0, 0.001), 1.0) : 1.0;
+    if (p->cfg.hold_histogram) /* the coarse time is the hold times' resolution */
+        p->hk.tick = fmin(p->hk.tick, 0.001);
     return 0;
 }
 
@@ -94,10 +96,21 @@ static void removed(struct lfpool *p)
     lfpool_unreserve(p);
 }
 
+/* Per round, the long-running objects named in a line of their own. */
+#define WARN_LINES 4
+struct warn_line {
+    char trace[256];
+    double age;
+    const void *caller;
+};
+
 /* Phase 1. */
 static void walk(struct lfpool *p, double now)
 {
     const lfpool_config *cfg = &p->cfg;
+    struct warn_line lines[WARN_LINES];
+    unsigned nlines = 0;
+    uint64_t warned_out = 0;
     uint64_t long_run = 0, long_kill = 0;
     double long_time = 0;
     bool fenced = false;
@@ -116,6 +129,18 @@ static void walk(struct lfpool *p, double now)
                 continue;
             long_run++;
             long_time += running;
+            /* leak attribution: the hand-out is marked for its returner
+             * (handout.c), the first few are named below; the tracer may
+             * look at an object out because its closer waits for a grace
+             * period after this read-side section */
+            lfpool_obs_warned(p, rec, w);
+            warned_out++;
+            if (nlines < WARN_LINES) {
+                lfpool_trace(p, rec->obj, lines[nlines].trace, sizeof lines[nlines].trace);
+                lines[nlines].age = running;
+                lines[nlines].caller = atomic_load_explicit(&rec->caller, memory_order_relaxed);
+                nlines++;
+            }
             if (cfg->max_using_delay_kill <= 0 || running < cfg->max_using_delay_kill)
                 continue;
             if (!fenced) { /* the holder may be returning it with a plain store (bias.c) */
@@ -158,6 +183,14 @@ static void walk(struct lfpool *p, double now)
         lfpool_log(p, LFPOOL_LOG_WARNING, "long running objects: %llu (%g seconds, %llu to kill)",
                    (unsigned long long)long_run, long_run ? long_time / (double)long_run : 0.0,
                    (unsigned long long)long_kill);
+    for (unsigned i = 0; i < nlines; i++) {
+        char site[256];
+        lfpool_obs_caller(lines[i].caller, site, sizeof site);
+        lfpool_log(p, LFPOOL_LOG_WARNING, "long running object %s: held %g s, got at %s",
+                   lines[i].trace, lines[i].age, site);
+    }
+    if (warned_out == 0)
+        lfpool_obs_unwarned(p); /* returns need not look for warned hand-outs */
 }
 
 /* Phase 2. */
