@@ -14,7 +14,7 @@ LFPOOL_TEST_FIXTURE(metrics, (void)0);
 
 static void advance(double s)
 {
-    atomic_store(&T.now, atomic_load(&T.now) + s);
+    tclock_advance(&T, s);
 }
 
 static struct lfpool_histogram thist(lfpool *p, int which)
@@ -72,7 +72,7 @@ Test(metrics, waits_counted_once_each_with_their_time)
         usleep(1000);
     cr_assert_eq(tstats(P).waiting, 3, "the gauge counts the gets waiting now");
     cr_assert_eq(tstats(P).nwaits, 0, "a wait is counted when it ends");
-    advance(2.0);
+    advance(1.5);
     cr_assert_eq(lfpool_ret(P, a), 0);
     for (int i = 0; i < 3; i++) {
         pthread_join(w[i].th, NULL);
@@ -82,11 +82,11 @@ Test(metrics, waits_counted_once_each_with_their_time)
     cr_assert_eq(s.waiting, 0);
     cr_assert_eq(s.nwaits, 3);
     cr_assert_eq(s.ntimeouts, 0);
-    cr_assert_float_eq(s.wait_time, 6.0, 1e-6);
+    cr_assert_float_eq(s.wait_time, 4.5, 1e-6);
     struct lfpool_histogram h = thist(P, LFPOOL_HIST_WAIT);
     cr_assert_eq(h.total, 3);
-    cr_assert_eq(h.count[21], 3, "1 < 2 s <= 2: bucket 21");
-    cr_assert_float_eq(h.sum, 6.0, 1e-6);
+    cr_assert_eq(h.count[21], 3, "1 < 1.5 s <= 2: bucket 21");
+    cr_assert_float_eq(h.sum, 4.5, 1e-6);
     cr_assert_eq(thist(P, LFPOOL_HIST_HOLD).total, 0, "hold_histogram is off");
 }
 
@@ -109,13 +109,22 @@ Test(metrics, timeouts_are_waits_and_counted)
 
 /* ---- creation */
 
+/* durations on and around bucket bounds: a clock of exact doubles (the
+ * fixture's counts whole microseconds) */
 static const double create_secs[] = {0x1p-20, 1.5, 64.0, 65.0, 0.5};
 static _Atomic int create_calls;
+static _Atomic double create_now = 1000.0;
+
+static double create_clock(void *ctx)
+{
+    (void)ctx;
+    return atomic_load(&create_now);
+}
 
 static void *slow_fun(void *ctx, uint64_t n)
 {
     int i = atomic_fetch_add(&create_calls, 1);
-    advance(create_secs[i % 5]);
+    atomic_store(&create_now, atomic_load(&create_now) + create_secs[i % 5]);
     if (i % 5 == 4) {
         errno = ECONNREFUSED;
         return NULL;
@@ -127,6 +136,7 @@ Test(metrics, create_time_per_call_of_fun)
 {
     atomic_store(&create_calls, 0);
     C.fun = slow_fun;
+    C.clock = create_clock;
     C.min_size = 0;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *o[5];
@@ -270,10 +280,10 @@ Test(metrics, warn_lines_name_tracer_age_and_call_site)
     cr_assert_eq(lfpool_housekeep(P), 0);
     char want[64];
     snprintf(want, sizeof want, "conn-%llu", (unsigned long long)((struct tobj *)a)->n);
-    cr_assert(strstr(T.log, "long running objects: 2") != NULL, "%s", T.log);
-    cr_assert(strstr(T.log, want) != NULL, "%s", T.log);
-    cr_assert(strstr(T.log, "held 7") != NULL, "%s", T.log);
-    cr_assert(strstr(T.log, "leaky_get_site+0x") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "long running objects: 2") != NULL, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, want) != NULL, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, "held 7") != NULL, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, "leaky_get_site+0x") != NULL, "%s", T.log.text);
 
     /* the JSON's using entries carry the call site */
     char *js = lfpool_stats_json(P);
@@ -295,13 +305,13 @@ Test(metrics, warn_lines_name_tracer_age_and_call_site)
     /* the late return says once how long it was held */
     advance(3);
     cr_assert_eq(lfpool_ret(P, a), 0);
-    cr_assert_eq(count_of(T.log, "returned after"), 1, "%s", T.log);
-    cr_assert(strstr(T.log, "held for 10") != NULL, "%s", T.log);
+    cr_assert_eq(count_of(T.log.text, "returned after"), 1, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, "held for 10") != NULL, "%s", T.log.text);
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_ret(P, a), 0);
-    cr_assert_eq(count_of(T.log, "returned after"), 1, "a later hand-out is not warned");
+    cr_assert_eq(count_of(T.log.text, "returned after"), 1, "a later hand-out is not warned");
     cr_assert_eq(lfpool_ret(P, b), 0);
-    cr_assert_eq(count_of(T.log, "returned after"), 2, "%s", T.log);
+    cr_assert_eq(count_of(T.log.text, "returned after"), 2, "%s", T.log.text);
 }
 
 Test(metrics, warn_lines_are_capped_per_round)
@@ -314,9 +324,9 @@ Test(metrics, warn_lines_are_capped_per_round)
         cr_assert_eq(lfpool_get(P, &o[i], 0), 0);
     advance(6);
     cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(strstr(T.log, "long running objects: 12") != NULL, "%s", T.log);
-    size_t lines = count_of(T.log, "long running object ");
-    cr_assert(lines >= 1 && lines <= 5, "%zu lines: %s", lines, T.log);
+    cr_assert(strstr(T.log.text, "long running objects: 12") != NULL, "%s", T.log.text);
+    size_t lines = count_of(T.log.text, "long running object ");
+    cr_assert(lines >= 1 && lines <= 5, "%zu lines: %s", lines, T.log.text);
     for (int i = 0; i < 12; i++)
         cr_assert_eq(lfpool_ret(P, o[i]), 0);
 }

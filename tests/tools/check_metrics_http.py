@@ -23,7 +23,7 @@ def scrape(port):
                          capture_output=True, text=True, timeout=20)
     if out.returncode != 0:
         fail('curl: %s' % out.stderr)
-    head, body = out.stdout.split('\r\n\r\n', 1)
+    head, body = out.stdout.split('\n\n', 1)  # text mode: \r\n read as \n
     if 'application/openmetrics-text' not in head:
         fail('content type: %s' % head)
     fams = {f.name: f for f in text_string_to_metric_families(body)}
