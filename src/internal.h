@@ -423,7 +423,8 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const vo
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
-/* fork child (one thread): drop every record of the table, release them */
+/* fork child (one thread): release every record of the inherited table,
+ * then a fresh table (the inherited one may be locked by a parent thread) */
 LFPOOL_INTERNAL void lfpool_meta_fork_reset(struct lfpool *p);
 
 /* ---- gate.c */
