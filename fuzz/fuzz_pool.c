@@ -1,6 +1,6 @@
 /*
  * fuzz_pool.c - libFuzzer target: byte strings decoded into sequences of
- * pool operations, checked against a small sequential model of SPEC §3.
+ * pool operations, checked against a small sequential model of docs/CONTRACT.md §3.
  *
  * Build: see fuzz/meson.build (clang, -fsanitize=fuzzer,address,undefined)
  * or fuzz/run.sh.  Without libFuzzer, replay_main.c replays the corpus

@@ -190,7 +190,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     struct timespec deadline;
     const struct timespec *dl = NULL;
     bool waiting = false, slept = false, timed_out = false, parked = false;
-    bool front = false;
+    bool front = false, final_look = false;
     struct lfpool_gate_node node;
     int r;
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
@@ -244,6 +244,16 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             break;
         }
         if (timeout == 0) {
+            /* Before "nothing available": one more look after a flush
+             * that waits for caches another flusher holds, whose
+             * membarrier also brings in a push still in another CPU's
+             * store buffer.  A get that does not wait then misses no
+             * object that was available when it was called (API.md). */
+            if (!final_look && p->pcpu) {
+                final_look = true;
+                lfpool_avail_flush(p, true, true);
+                continue;
+            }
             r = EAGAIN;
             break;
         }

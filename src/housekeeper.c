@@ -85,6 +85,9 @@ void lfpool_hk_fork_reset(struct lfpool *p)
     pthread_mutex_init(&p->hk.round_lock, NULL);
     atomic_store(&p->hk.kick, 0);
     atomic_store(&p->hk.stop, false);
+    /* work a parent thread had in flight (a round, a reap, a refill) is
+     * nobody's in the child: lfpool_housekeep() must not wait for it */
+    atomic_store(&p->hk.in_flight, 0);
     p->hk.close_only.n = 0;
     p->hk.scratch.n = 0;
 }
@@ -428,9 +431,8 @@ static void *hk_main(void *arg)
             continue;
         }
         double wake = fmin(next_round, now + p->hk.tick);
-        struct timespec ts;
-        ts.tv_sec = (time_t)wake;
-        ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
+        struct timespec ts = {0, 0};
+        lfpool_timespec_add(&ts, wake); /* absolute CLOCK_MONOTONIC */
         futex_wait_abs(&p->hk.kick, k, &ts);
     }
     return NULL;
@@ -468,14 +470,7 @@ bool lfpool_hk_stop(struct lfpool *p, double wait)
         r = pthread_join(p->hk.thread, NULL);
     } else {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double whole = floor(wait);
-        ts.tv_sec += (time_t)whole;
-        ts.tv_nsec += (long)((wait - whole) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        lfpool_deadline_in(CLOCK_REALTIME, wait, &ts);
         r = pthread_timedjoin_np(p->hk.thread, NULL, &ts);
     }
     if (r == 0) {

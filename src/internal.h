@@ -66,6 +66,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <urcu-bp.h>
 #include <urcu/rculfhash.h>
 
@@ -331,6 +332,8 @@ LFPOOL_INTERNAL void lfpool_obs_unwarned(struct lfpool *p);
 LFPOOL_INTERNAL double lfpool_mono_now(void);
 LFPOOL_INTERNAL double lfpool_epoch_now(void);
 LFPOOL_INTERNAL double lfpool_now_fresh(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_timespec_add(struct timespec *ts, double secs);
+LFPOOL_INTERNAL void lfpool_deadline_in(clockid_t clock, double timeout, struct timespec *ts);
 LFPOOL_INTERNAL void lfpool_abs_deadline(double timeout, struct timespec *ts);
 LFPOOL_INTERNAL bool lfpool_deadline_passed(const struct timespec *ts);
 /* hot path: the injected clock, or the pool's coarse time */

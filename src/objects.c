@@ -114,8 +114,17 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
     uint32_t w = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed),
                           for_get ? REC_OUT : REC_CACHED);
     atomic_store_explicit(&rec->state, w, memory_order_release);
-    if (!for_get)
+    if (!for_get) {
         lfpool_avail_put(p, rec);
+        /* A fill whose `fun` outlived lfpool_shutdown() (which gave up
+         * waiting for the housekeeper, or raced with this fill): the
+         * shutdown's drain may be over, so drain again.  Either this load
+         * sees the flag, or the drain's flush (its membarrier, or the
+         * stack push's locked instruction) saw the record: the same
+         * argument as a ret that races with shutdown (handout.c). */
+        if (lfpool_unlikely(atomic_load(&p->shutdown)))
+            lfpool_close_available(p);
+    }
     *out = rec;
     if (word_out)
         *word_out = w;

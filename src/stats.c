@@ -132,8 +132,10 @@ static void kv_int(struct lfpool_json *j, const char *k, uint64_t v)
 
 static void iso_time(double epoch, char *buf, size_t size)
 {
-    time_t sec = (time_t)epoch;
-    long usec = (long)((epoch - (double)sec) * 1e6);
+    struct timespec ts = {0, 0};
+    lfpool_timespec_add(&ts, epoch); /* clamped: an injected clock may say anything */
+    time_t sec = ts.tv_sec;
+    long usec = ts.tv_nsec / 1000;
     struct tm tm;
     localtime_r(&sec, &tm);
     size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
