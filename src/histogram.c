@@ -83,7 +83,7 @@ void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word)
 {
     if (atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST)
         atomic_store_explicit(&p->fast_ret, RET_OBSERVED, memory_order_seq_cst);
-    atomic_store_explicit(&rec->warned, word, memory_order_relaxed);
+    atomic_store_explicit(&rec->warned, rec_warn_tag(word), memory_order_relaxed);
 }
 
 void lfpool_obs_unwarned(struct lfpool *p)

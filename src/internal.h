@@ -106,7 +106,7 @@ enum lfpool_rec_state {
     REC_CACHED,
 };
 
-/* One record per object; 88 bytes (a 96-byte malloc chunk).  `entry` links the record into the
+/* One record per object; 88 bytes (a 96-byte malloc chunk, as 80 would be).  `entry` links the record into the
  * shared stack while it is in the set, and into the pending/zombie lists
  * after it left it (never both at once). */
 struct lfpool_rec {
@@ -114,18 +114,22 @@ struct lfpool_rec {
     ck_stack_entry_t entry;    /* shared stack / pending / zombie link */
     void *obj;
     _Atomic uint32_t state;
-    uint32_t uncounted; /* kill CLOSE: uses join dead_uses at reap, after the grace period */
+    uint16_t uncounted; /* kill CLOSE: uses join dead_uses at reap, after the grace period */
+    /* the hand-out the housekeeper warned about: rec_warn_tag() of its
+     * word, 0 if none; the returner that finds its own tag here logs the
+     * hold once (handout.c); the walk clears it on records not out */
+    _Atomic uint16_t warned;
     _Atomic uint64_t uses;      /* written by the holder only */
     _Atomic double last_get;    /* written by the holder only */
     _Atomic double last_ret;    /* written by the returner before AVAIL */
+    _Atomic double expires;     /* end of its lifetime (max_lifetime), INFINITY
+                                   without one; written by its creator while NEW */
     struct lfpool_rec *all_next; /* every record ever allocated (meta.c) */
     /* where the get of the current hand-out was called from (its return
      * address), stored by the getter; read by warn lines and the JSON */
     _Atomic(const void *) caller;
-    /* the hand-out (gen | OUT) the housekeeper warned about, 0 if none; the
-     * returner that finds its own word here logs the hold once (handout.c) */
-    _Atomic uint32_t warned;
 };
+_Static_assert(sizeof(struct lfpool_rec) == 88, "records fit a 96-byte malloc chunk");
 
 static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
 {
@@ -149,6 +153,12 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
 static inline uint32_t rec_st(uint32_t w) { return w & REC_ST_MASK; }
 static inline uint32_t rec_gen(uint32_t w) { return w >> 4; }
 static inline uint32_t rec_word(uint32_t w, uint32_t st) { return (w & ~REC_ST_MASK) | st; }
+/* The 16-bit tag of a hand-out (word gen | OUT) in rec->warned: the low 15
+ * bits of the generation, the top bit set (0 means none).  A tag left by a
+ * returner that took the fast path just before the housekeeper switched
+ * returns to the observed path could match again only 32768 hand-outs
+ * later, and the next round clears it before (the record is not out). */
+static inline uint16_t rec_warn_tag(uint32_t w) { return (uint16_t)(0x8000u | ((w >> 4) & 0x7fffu)); }
 static inline uint32_t rec_load(struct lfpool_rec *r)
 {
     return atomic_load_explicit(&r->state, memory_order_acquire);
@@ -240,6 +250,39 @@ struct lfpool_counters {
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
+    /* connection pools: ret_broken, validate on borrow, max_lifetime,
+     * creation failures and the backoff's refusals */
+    _Atomic uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;
+    _Atomic uint64_t ncreate_failed, ncreate_skipped;
+};
+
+/* Creation control (objects.c): the `fun` calls running (counted only with
+ * max_creating) and the backoff after a failure (only with create_backoff).
+ * Read by creation only, never by the get/ret fast paths. */
+struct lfpool_create_ctl {
+    _Atomic uint32_t running; /* fun calls in progress */
+    _Atomic bool probing;     /* a probe of the backoff is running */
+    _Atomic int err;          /* errno of the failure that started the backoff; 0 = none */
+    _Atomic double until;     /* creations refused before this (pool clock) */
+    _Atomic double length;    /* the current backoff, doubled by each failed probe */
+};
+
+/* Folding of repeated log lines (log.c). */
+#define LFPOOL_LOG_LINE 1024 /* a line, NUL included */
+#define LFPOOL_LOG_SLOTS 4   /* distinct lines remembered */
+#define LFPOOL_LOG_KEEP 256  /* bytes of a line kept for its summary */
+struct lfpool_logdup_slot {
+    uint64_t hash;     /* of level and text; 0: empty */
+    uint64_t folded;   /* times it came since it was last written */
+    uint64_t used;     /* recency, for the choice of a slot to reuse */
+    double written;    /* when it was last written (pool clock) */
+    int level;
+    char text[LFPOOL_LOG_KEEP];
+};
+struct lfpool_logdup {
+    _Atomic uint32_t lock; /* spin lock: compare and copy only */
+    uint64_t uses;
+    struct lfpool_logdup_slot slot[LFPOOL_LOG_SLOTS];
 };
 
 /* The statistics counters above: relaxed, they order nothing and nothing
@@ -274,9 +317,10 @@ struct lfpool {
                                  clock, nothing observed); RET_OBSERVED: the same steps out
                                  of line, recording (hold_histogram, warned objects out) */
     bool bias;             /* owners may end a hand-out with a plain store (bias.c) */
+    bool wear;             /* a return may end the object: max_use or max_lifetime set */
     struct lfpool_life_page *lp;
     uint64_t id;
-    uint64_t max_use;      /* cfg.max_use */
+    uint64_t max_use;      /* cfg.max_use, UINT64_MAX when unlimited */
     struct cds_lfht *ht;
     /* read-mostly */
     _Atomic unsigned long ht_buckets;
@@ -306,6 +350,8 @@ struct lfpool {
     struct lfpool_obs obs LFPOOL_ALIGNED; /* histograms (histogram.h) */
     uint8_t ret_mode;      /* what fast_ret is when no warned object is out */
     _Atomic double hk_last, hk_time;
+    struct lfpool_create_ctl create LFPOOL_ALIGNED;
+    struct lfpool_logdup logdup LFPOOL_ALIGNED;
 
     struct lfpool_hk hk;
 };
@@ -350,6 +396,9 @@ LFPOOL_INTERNAL void lfpool_log(const struct lfpool *p, int level, const char *f
 LFPOOL_INTERNAL void lfpool_log_cfg(const lfpool_config *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 LFPOOL_INTERNAL int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size);
+/* write the folded lines' summaries that are due (all: every pending one) */
+LFPOOL_INTERNAL void lfpool_log_flush(struct lfpool *p, bool all);
+LFPOOL_INTERNAL void lfpool_log_fork_reset(struct lfpool *p);
 
 /* ---- stack.c: records on ck_stack lists, all linked the same way
  * (entry.next names the next record's entry) */
@@ -435,6 +484,7 @@ LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);
 LFPOOL_INTERNAL void lfpool_gate_fork_reset(struct lfpool_gate *g);
 /* a get enters / leaves its wait loop (`slept`: pass the turn on) */
 LFPOOL_INTERNAL void lfpool_gate_wait_begin(struct lfpool_gate *g);
+LFPOOL_INTERNAL bool lfpool_gate_wait_begin_bounded(struct lfpool_gate *g, size_t limit);
 LFPOOL_INTERNAL void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept);
 LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* park: join the FIFO, then look once more before sleeping; unpark: leave
@@ -499,6 +549,14 @@ LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
  * *word_out (if not NULL): its state word then */
 LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
                                   uint32_t *word_out, bool for_get);
+/* lfpool_create's answer when max_creating calls of `fun` already run (the
+ * slot it reserved is released): wait, as at max_size */
+#define LFPOOL_CREATE_BUSY (-1)
+/* Before reserving a slot for a creation: 0 go ahead, LFPOOL_CREATE_BUSY
+ * (max_creating calls of `fun` run), or the errno of the last failure while
+ * a creation backoff runs (counted in ncreate_skipped) */
+LFPOOL_INTERNAL int lfpool_create_check(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_create_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);
 LFPOOL_INTERNAL void lfpool_close_obj(struct lfpool *p, void *obj);

@@ -115,7 +115,8 @@ F(nflushes) F(nbias_fences) F(nwaits) F(ntimeouts) F(wait_time) F(create_time)
 F(nobjs) F(navail) F(nusing) F(ntodel) F(waiting) F(sem_value) F(running) F(rel_hk_last)
 F(time_per_hk) F(shutdown) F(ret_biased) F(cpu_cache) F(min_size) F(max_size) F(max_use)
 F(timeout) F(delay) F(max_avail_delay) F(max_using_delay_warn) F(max_using_delay_kill)
-F(health_freq)
+F(health_freq) F(nbroken) F(nvalidate_failed) F(nvalidate_errors) F(nexpired) F(ncreate_failed)
+F(ncreate_skipped)
 #undef F
 
 static const struct om_scalar scalars[] = {
@@ -141,6 +142,12 @@ static const struct om_scalar scalars[] = {
     {"lfpool_hc_errors", OM_COUNTER, false, "Health checks that failed to run (hook < 0).", get_hc_errors},
     {"lfpool_nflushes", OM_COUNTER, false, "Per-CPU cache flushes.", get_nflushes},
     {"lfpool_nbias_fences", OM_COUNTER, false, "Fences that ended a biased-return stretch.", get_nbias_fences},
+    {"lfpool_ncreate_failed", OM_COUNTER, false, "Calls of fun that failed.", get_ncreate_failed},
+    {"lfpool_ncreate_skipped", OM_COUNTER, false, "Creations refused at once during a creation backoff.", get_ncreate_skipped},
+    {"lfpool_nbroken", OM_COUNTER, false, "Objects returned broken (lfpool_ret_broken) and destroyed.", get_nbroken},
+    {"lfpool_nvalidate_failed", OM_COUNTER, false, "Validations on borrow that failed; each object destroyed.", get_nvalidate_failed},
+    {"lfpool_nvalidate_errors", OM_COUNTER, false, "Validations on borrow whose hook gave < 0.", get_nvalidate_errors},
+    {"lfpool_nexpired", OM_COUNTER, false, "Objects destroyed for passing max_lifetime.", get_nexpired},
     /* gauges */
     {"lfpool_nobjs", OM_GAUGE, false, "Objects the pool holds, creations in progress included.", get_nobjs},
     {"lfpool_navail", OM_GAUGE, false, "Objects available.", get_navail},

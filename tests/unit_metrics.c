@@ -181,13 +181,18 @@ Test(metrics, hold_recorded_per_return_from_the_records_stamps)
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert_eq(lfpool_ret(P, b), ESTALE);
     cr_assert_eq(lfpool_ret(P, b), ENOENT, "a refused return is no hold");
+    /* and so does a broken one */
+    void *c;
+    cr_assert_eq(lfpool_get(P, &c, 0), 0);
+    advance(2.5);
+    cr_assert_eq(lfpool_ret_broken(P, c), 0);
     struct lfpool_histogram hh = thist(P, LFPOOL_HIST_HOLD);
-    cr_assert_eq(hh.total, 4);
-    cr_assert_eq(hh.count[22], 1, "3 s: 2 < 3 <= 4");
+    cr_assert_eq(hh.total, 5);
+    cr_assert_eq(hh.count[22], 2, "3 s and 2.5 s: 2 < v <= 4");
     cr_assert_eq(hh.count[0], 1, "0 s");
     cr_assert_eq(hh.count[20], 1, "0.75 s: 0.5 < 0.75 <= 1");
     cr_assert_eq(hh.count[27], 1, "101 s");
-    cr_assert_float_eq(hh.sum, 3 + 0.75 + 101, 1e-6);
+    cr_assert_float_eq(hh.sum, 3 + 0.75 + 101 + 2.5, 1e-6);
 }
 
 static void *hold_worker(void *arg)
