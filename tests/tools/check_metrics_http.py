@@ -38,14 +38,21 @@ def main():
         if not line.startswith('port '):
             fail('no port line: %r' % line)
         port = int(line.split()[1])
-        first = scrape(port)
-        time.sleep(0.3)
-        second = scrape(port)
         uses = ('lfpool_nuses_total', (('pool', 'db'),))
-        if not second[uses] > first[uses] > 0:
-            fail('db pool uses did not grow: %s -> %s' % (first[uses], second[uses]))
         waits = ('lfpool_wait_seconds_count', (('pool', 'db'),))
         holds = ('lfpool_hold_seconds_count', (('pool', 'db'),))
+        first = scrape(port)
+        # scrape again until the loaded pool has moved (bounded: on a busy
+        # host, or under a sanitizer, the workers may stall for a while)
+        deadline = time.monotonic() + 15
+        while True:
+            time.sleep(0.2)
+            second = scrape(port)
+            if (second[uses] > first[uses] > 0 and second[waits] > 0 and second[holds] > 0) \
+                    or time.monotonic() > deadline:
+                break
+        if not second[uses] > first[uses] > 0:
+            fail('db pool uses did not grow: %s -> %s' % (first[uses], second[uses]))
         if second[waits] <= 0 or second[holds] <= 0:
             fail('4 workers on 2 objects: waits %s, holds %s' % (second[waits], second[holds]))
         idle = ('lfpool_nuses_total', (('pool', 'cache'),))
