@@ -123,25 +123,31 @@ static int ctl(const char *args)
     return rc;
 }
 
-/* One statement on a fresh admin connection (servers restart under us).
- * Returns the PGresult (caller clears) or NULL. */
+/* One statement on the admin connection, reconnected when the server
+ * restarted under it.  Returns the PGresult (caller clears) or NULL. */
+static PGconn *admin_conn;
 static PGresult *admin(const char *sql)
 {
-    PGconn *c = PQconnectdb(admin_conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "admin connect: %s", PQerrorMessage(c));
-        PQfinish(c);
-        return NULL;
-    }
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        fprintf(stderr, "admin %s: %s", sql, PQerrorMessage(c));
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!admin_conn || PQstatus(admin_conn) != CONNECTION_OK) {
+            PQfinish(admin_conn);
+            admin_conn = PQconnectdb(admin_conninfo);
+            if (PQstatus(admin_conn) != CONNECTION_OK) {
+                fprintf(stderr, "admin connect: %s", PQerrorMessage(admin_conn));
+                continue;
+            }
+        }
+        PGresult *r = PQexec(admin_conn, sql);
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+            return r;
+        if (PQstatus(admin_conn) == CONNECTION_OK || attempt == 1)
+            fprintf(stderr, "admin %s: %s", sql, PQerrorMessage(admin_conn));
         PQclear(r);
-        r = NULL;
+        if (PQstatus(admin_conn) == CONNECTION_OK)
+            return NULL; /* an SQL error: no retry */
     }
-    PQfinish(c);
-    return r;
+    return NULL;
 }
 
 static long admin_long(const char *sql)
