@@ -549,15 +549,24 @@ static double first_ok(struct load *L, double from)
     return -1;
 }
 
-static size_t count_fail(struct load *L, enum fail_kind kind, double from, double to)
+/* failures of `kind` that ended (by_start: started) in [from, to]: an
+ * operation in flight when a fault hit started before it and fails after */
+static size_t count_fail_by(struct load *L, enum fail_kind kind, double from, double to, bool by_start)
 {
     size_t k = 0;
     pthread_mutex_lock(&L->mu);
-    for (size_t i = 0; i < L->nfail; i++)
-        if (L->fail[i].kind == kind && L->fail[i].t0 >= from && L->fail[i].t0 <= to)
+    for (size_t i = 0; i < L->nfail; i++) {
+        double t = by_start ? L->fail[i].t0 : L->fail[i].t1;
+        if (L->fail[i].kind == kind && t >= from && t <= to)
             k++;
+    }
     pthread_mutex_unlock(&L->mu);
     return k;
+}
+
+static size_t count_fail(struct load *L, enum fail_kind kind, double from, double to)
+{
+    return count_fail_by(L, kind, from, to, false);
 }
 
 /* Compare the table with what the workers were told: every committed
@@ -857,8 +866,9 @@ static void sc_restart(void)
     double t_up = pg.t_up > 0 ? pg.t_up : tc;
     double t_rec = first_ok(L, t_up);
     size_t fails_before = count_fail(L, F_GET, 0, tf) + count_fail(L, F_QUERY, 0, tf) + count_fail(L, F_RET, 0, tf);
-    size_t fails_late = count_fail(L, F_GET, t_rec, 1e18) + count_fail(L, F_QUERY, t_rec, 1e18) +
-                        count_fail(L, F_RET, t_rec, 1e18);
+    double t_late = t_rec + BUCKET; /* t_rec is the start of its bucket */
+    size_t fails_late = count_fail_by(L, F_GET, t_late, 1e18, true) + count_fail_by(L, F_QUERY, t_late, 1e18, true) +
+                        count_fail_by(L, F_RET, t_late, 1e18, true);
     size_t fails = L->nfail_total;
     double outage = t_up - tf;
     size_t attempts = ev_count(EV_CONNECT, tf, t_up) + ev_count(EV_CONNECT_FAIL, tf, t_up);
