@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1114,12 +1115,17 @@ static void sc_stuck(void)
 
 /* ------------------------------------------------------------- bench */
 
-static void bench_one(const char *name, enum src_kind kind, double seconds)
+static void bench_one(const char *name, enum src_kind kind, bool checks, double seconds)
 {
     struct source src = {.kind = kind};
     lfpool_config cfg;
     if (kind == SRC_LFPOOL) {
         base_config(&cfg);
+        if (!checks) { /* the pool alone: no validation on borrow, no rounds */
+            cfg.validate = NULL;
+            cfg.health = NULL;
+            cfg.delay = 0;
+        }
         src.pool = open_pool(&cfg);
     } else if (kind == SRC_MUTEX) {
         pthread_mutex_init(&src.mp.mu, NULL);
@@ -1135,11 +1141,18 @@ static void bench_one(const char *name, enum src_kind kind, double seconds)
         }
     }
     PQclear(admin("TRUNCATE it_rows"));
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     struct load *L = load_start(&src, seconds + 5, true);
     load_run(L);
     sleep_until(L->t0 + seconds);
     load_stop(L);
     double secs = now() - L->t0;
+    getrusage(RUSAGE_SELF, &ru1);
+    /* this process only (the clients), per operation */
+    double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                 (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) * 1e-6;
+    double csw = (double)(ru1.ru_nvcsw - ru0.ru_nvcsw + ru1.ru_nivcsw - ru0.ru_nivcsw);
     size_t n = 0;
     for (int i = 0; i < NTHREADS; i++)
         n += L->w[i].nlat;
@@ -1154,8 +1167,14 @@ static void bench_one(const char *name, enum src_kind kind, double seconds)
         p99 = all[(size_t)((double)(n - 1) * 0.99)];
     }
     free(all);
-    printf("| %-34s | %8.0f | %8.0f | %8.0f | %6zu |\n", name, (double)load_ok(L) / secs, p50 * 1e6, p99 * 1e6,
-           L->nfail_total);
+    long lo = L->w[0].ok, hi = L->w[0].ok;
+    for (int i = 1; i < NTHREADS; i++) {
+        lo = L->w[i].ok < lo ? L->w[i].ok : lo;
+        hi = L->w[i].ok > hi ? L->w[i].ok : hi;
+    }
+    long ops = load_ok(L) > 0 ? load_ok(L) : 1;
+    printf("| %-40s | %8.0f | %8.0f | %8.0f | %6ld-%-6ld | %7.1f | %5.2f | %6zu |\n", name, (double)load_ok(L) / secs,
+           p50 * 1e6, p99 * 1e6, lo, hi, cpu / (double)ops * 1e6, csw / (double)ops, L->nfail_total);
     fflush(stdout);
     load_free(L);
     if (kind == SRC_LFPOOL) {
@@ -1191,11 +1210,13 @@ int main(int argc, char **argv)
         if (!(secs > 0) || secs > 60)
             secs = 3;
         printf("%d threads, 3 of 4 SELECT 1, 1 of 4 INSERT, %.1f s each\n\n", NTHREADS, secs);
-        printf("| %-34s | %8s | %8s | %8s | %6s |\n", "connections", "ops/s", "p50 us", "p99 us", "failed");
-        printf("|------------------------------------|---------:|---------:|---------:|-------:|\n");
-        bench_one("lfpool, max_size 8", SRC_LFPOOL, secs);
-        bench_one("mutex+condvar pool, max_size 8", SRC_MUTEX, secs);
-        bench_one("one connection per thread (16)", SRC_PERTHREAD, secs);
+        printf("| %-40s | %8s | %8s | %8s | %13s | %7s | %5s | %6s |\n", "connections", "ops/s", "p50 us", "p99 us",
+               "ops/thread", "cpu us", "csw", "failed");
+        printf("|------------------------------------------|---------:|---------:|---------:|--------------:|--------:|------:|-------:|\n");
+        bench_one("lfpool, max_size 8 (examples/pgpool)", SRC_LFPOOL, true, secs);
+        bench_one("lfpool, max_size 8, no validate/health", SRC_LFPOOL, false, secs);
+        bench_one("mutex+condvar pool, max_size 8", SRC_MUTEX, false, secs);
+        bench_one("one connection per thread (16)", SRC_PERTHREAD, false, secs);
         return 0;
     }
 
