@@ -18,7 +18,7 @@
 //       (malloc'ing fun), every ret wears the object out (closer frees it).
 //   create/lfpool/fresh       get on a pool with nothing available: one
 //       creation per get (the pool is rebuilt, untimed, every 8192 gets).
-//   memory/<peer>/objects:1048576   (SPEC P5)
+//   memory/<peer>/objects:1048576   (docs/CONTRACT.md §5, P5)
 //       overhead_B_per_obj: heap bytes in use (mallinfo2) after opening a
 //       pool of 1M objects, minus the objects' own heap chunks (obj_B
 //       each, from malloc_usable_size), divided by 1M;
@@ -28,7 +28,7 @@
 //       allocator); rss_overhead_max_B_per_obj = that minus obj_B, an upper
 //       bound (it also counts the gaps 64-byte aligned allocations leave).
 //       get_all_ok: all 1M objects taken (no double hand-out) and returned.
-//   latency/lfpool/1M/hk:{rounds,health}   (SPEC P4)
+//   latency/lfpool/1M/hk:{rounds,health}   (docs/CONTRACT.md §5, P4)
 //       one thread times every get/ret pair on a pool holding 1M objects
 //       (max_avail_delay and the warn threshold set, so that a round walks
 //       every record; health: plus a health check of every available

@@ -32,6 +32,8 @@
  */
 #include <lfpool.h>
 
+#include "lfpool_fixture.h"
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -85,8 +87,10 @@ static struct model {
     struct fslot s[NSLOT];
     lfpool_config cfg;
     bool bounded, shutdown;
-    _Atomic uint64_t clock_us;
-    uint64_t fun_calls, fun_ok, gets, kills;
+    struct lfx_clock clock; /* the shared fixture's fake clock */
+    struct lfx_log log;     /* its log capture (FUZZ_TRACE: echoed) */
+    struct lfx_hooks hk;    /* its hook counters: hk.n.fun, hk.n.created */
+    uint64_t gets, kills;
     uint8_t verdict[32];
     unsigned nverdict, vi;
     uint8_t tracer_junk;
@@ -112,13 +116,7 @@ static void die(const char *fmt, ...)
 
 static double now_s(void)
 {
-    return (double)atomic_load(&M.clock_us) * 1e-6;
-}
-
-static double clock_fn(void *ctx)
-{
-    (void)ctx;
-    return now_s();
+    return lfx_clock_now(&M.clock);
 }
 
 static int slot_of(void *p)
@@ -141,7 +139,7 @@ static void *h_fun(void *ctx, uint64_t n)
     (void)ctx;
     (void)n;
     pthread_mutex_lock(&M.mu);
-    M.fun_calls++;
+    lfx_count(&M.hk.n.fun);
     bool mine = on_fuzz_thread();
     if (mine)
         TL.calls++;
@@ -154,6 +152,7 @@ static void *h_fun(void *ctx, uint64_t n)
             TL.fail++;
             TL.err = e ? e : EIO;
         }
+        lfx_fun_failed(&M.hk);
         pthread_mutex_unlock(&M.mu);
         errno = e;
         return NULL;
@@ -203,6 +202,7 @@ static void *h_fun(void *ctx, uint64_t n)
             TL.fail++;
             TL.err = ENOSPC;
         }
+        lfx_fun_failed(&M.hk);
         pthread_mutex_unlock(&M.mu);
         errno = ENOSPC;
         return NULL;
@@ -218,7 +218,7 @@ static void *h_fun(void *ctx, uint64_t n)
     s->published = mine;
     OBJ[pick].magic = 0xF0F0;
     OBJ[pick].idx = pick;
-    M.fun_ok++;
+    lfx_fun_created(&M.hk);
     if (mine)
         TL.ok++;
     ret = &OBJ[pick];
@@ -267,13 +267,27 @@ static int h_health(void *ctx, void *obj)
     return v;
 }
 
-static int h_hook(void *ctx, void *obj)
+/* opener, getter, retter: counted as the shared counting hooks do, never
+ * on a foreign pointer; odd slots' hooks fail */
+static int h_hook(_Atomic uint64_t *calls, void *obj)
 {
-    (void)ctx;
+    lfx_count(calls);
     int i = slot_of(obj);
     if (i < 0)
         die("hook on a foreign pointer");
-    return i % 2; /* odd slots' hooks fail */
+    return i % 2;
+}
+static int h_opener(void *ctx, void *obj)
+{
+    return h_hook(&((struct lfx_hooks *)ctx)->n.opened, obj);
+}
+static int h_getter(void *ctx, void *obj)
+{
+    return h_hook(&((struct lfx_hooks *)ctx)->n.got, obj);
+}
+static int h_retter(void *ctx, void *obj)
+{
+    return h_hook(&((struct lfx_hooks *)ctx)->n.retted, obj);
 }
 
 static int h_tracer(void *ctx, void *obj, char *buf, size_t size)
@@ -324,16 +338,6 @@ static int h_stats(void *ctx, void *obj, struct lfpool_json *j)
     }
 }
 
-static void h_log(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    static int echo = -1;
-    if (echo < 0)
-        echo = getenv("FUZZ_TRACE") != NULL;
-    if (echo)
-        fprintf(stderr, "    [log %d] %s\n", level, msg);
-}
-
 /* ----------------------------------------------------------- helpers */
 
 static int held_live(void) /* held and not killed: counted by the pool */
@@ -365,7 +369,8 @@ static const char *stats_mismatch(lfpool *pool, bool exact)
         return "lfpool_stats failed";
     pthread_mutex_lock(&M.mu);
     int hl = held_live();
-    uint64_t gets = M.gets, kills = M.kills, fok = M.fun_ok, fcalls = M.fun_calls;
+    uint64_t gets = M.gets, kills = M.kills;
+    uint64_t fok = atomic_load(&M.hk.n.created), fcalls = atomic_load(&M.hk.n.fun);
     pthread_mutex_unlock(&M.mu);
     if (st.nusing != (uint64_t)hl)
         snprintf(why, sizeof why, "nusing %llu, model holds %d", (unsigned long long)st.nusing, hl);
@@ -451,9 +456,15 @@ static void reset_model(void)
     for (int i = 0; i < NSLOT; i++)
         M.s[i].health = 1;
     M.shutdown = false;
-    M.fun_calls = M.fun_ok = M.gets = M.kills = 0;
+    memset(&M.hk, 0, sizeof M.hk);
+    M.gets = M.kills = 0;
     M.nverdict = M.vi = 0;
-    atomic_store(&M.clock_us, 1000000000ull); /* 1000 s */
+    lfx_clock_set(&M.clock, 1000.0);
+    static bool log_ready;
+    if (!log_ready)
+        lfx_log_init(&M.log, "FUZZ_TRACE");
+    log_ready = true;
+    lfx_log_clear(&M.log);
     M.me = pthread_self();
     pthread_mutex_unlock(&M.mu);
 }
@@ -470,7 +481,7 @@ static void do_get(lfpool *pool, double timeout, bool handle)
     bool full = M.bounded && (size_t)hl >= M.cfg.max_size;
     pthread_mutex_unlock(&M.mu);
     void *o = NULL;
-    lfpool_handle h;
+    lfpool_handle h = {0}; /* a handle get fills it; do_ret checks h.obj */
     int rc = handle ? lfpool_get_handle(pool, &h, timeout) : lfpool_get(pool, &o, timeout);
     if (handle && rc == 0)
         o = h.obj;
@@ -493,7 +504,12 @@ static void do_get(lfpool *pool, double timeout, bool handle)
         /* capacity is free per the model: only a background fill/reap can
          * hold it for a moment; a patient get must then succeed */
         memset(&TL, 0, sizeof TL);
-        rc = lfpool_get(pool, &o, 2.0);
+        /* the same kind of get as the first try: a handle get must fill h,
+         * which the model keeps for this slot's ret (a plain get here left
+         * h unfilled, and do_ret returned stale stack bytes) */
+        rc = handle ? lfpool_get_handle(pool, &h, 2.0) : lfpool_get(pool, &o, 2.0);
+        if (handle && rc == 0)
+            o = h.obj;
         if (rc == EAGAIN || rc == ETIMEDOUT)
             die("get(0) gave EAGAIN/ETIMEDOUT with %d of %zu held, and again after 2 s", hl,
                 M.cfg.max_size);
@@ -573,6 +589,11 @@ static void do_ret(lfpool *pool, int i)
     bool has_h = s->has_h;
     lfpool_handle h = s->h;
     pthread_mutex_unlock(&M.mu);
+    /* the model's own bookkeeping: the handle it keeps for a slot must be
+     * the one a handle get filled for that slot's object */
+    if (has_h && h.obj != (void *)&OBJ[i])
+        die("model kept handle of %p for slot %d (%p): never filled by a get", h.obj, i,
+            (void *)&OBJ[i]);
     int rc = has_h ? lfpool_ret_handle(pool, &h) : lfpool_ret(pool, &OBJ[i]);
     pthread_mutex_lock(&M.mu);
     s->stale = false; /* the holder has given it back, whatever happened */
@@ -667,12 +688,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lfpool_config_init(c);
     c->fun = h_fun;
     c->closer = h_closer;
-    c->opener = h_hook;
-    c->getter = h_hook;
-    c->retter = h_hook;
+    lfx_config(c, &M.hk, &M.log, &M.clock); /* then the model's own hooks: */
+    c->opener = h_opener;
+    c->getter = h_getter;
+    c->retter = h_retter;
     c->tracer = h_tracer;
-    c->log = h_log;
-    c->clock = clock_fn;
     c->max_size = data[0] % 7;                 /* 0 = unbounded */
     c->min_size = data[1] % 4;
     if (c->max_size && c->min_size > c->max_size)
@@ -718,7 +738,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rc = lfpool_new(&bp, &bad);
         if (rc != EINVAL)
             die("invalid configuration accepted (%d)", rc);
-        if (M.fun_calls)
+        if (atomic_load(&M.hk.n.fun))
             die("refused configuration called fun");
     }
 
@@ -726,7 +746,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = lfpool_new(&pool, c);
     if (rc != 0)
         die("lfpool_new refused a valid configuration: %d", rc);
-    if (c->lazy_start && M.fun_calls)
+    if (c->lazy_start && atomic_load(&M.hk.n.fun))
         die("lazy pool created objects before the first get");
     if (!c->lazy_start)
         STARTED = true;
@@ -813,7 +833,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 9: /* clock jump, 0.25 s steps */
-            atomic_fetch_add(&M.clock_us, (uint64_t)(arg % 64) * 250000ull);
+            lfx_clock_advance(&M.clock, (double)(arg % 64) * 0.25);
             break;
         case 10:
             do_housekeep(pool);

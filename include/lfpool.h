@@ -37,8 +37,9 @@
  *  6. Return codes are 0 or a positive errno value; nothing aborts on bad
  *     input, and no bad input loses an object or a capacity slot.
  *
- * See docs/API.md for the full reference and docs/DESIGN.md for the
- * reasoning behind the lock-free structures.
+ * See docs/CONTRACT.md for the behaviour contract, docs/API.md for the
+ * full reference and docs/DESIGN.md for the reasoning behind the lock-free
+ * structures.
  */
 #ifndef LFPOOL_H
 #define LFPOOL_H
@@ -271,9 +272,11 @@ const char *lfpool_strerror(int err);
 
 /* ------------------------------------------------------------------ stats */
 
-/* Every number of the JSON stats, same names and meanings (SPEC 3.6).
- * sem_value/sem_init are -1 on an unbounded pool; started is seconds since
- * the epoch; timeout is LFPOOL_FOREVER (JSON null) when unlimited. */
+/* Every number of the JSON stats, same names and meanings (docs/CONTRACT.md
+ * §3.6).  sem_value/sem_init are -1 on an unbounded pool; started and now
+ * are wall-clock timestamps, seconds since the epoch (now even with an
+ * injected clock); running, rel_hk_last and time_per_hk are on the pool's
+ * clock; timeout is LFPOOL_FOREVER (JSON null) when unlimited. */
 struct lfpool_stats {
     uint64_t id;
     double started;

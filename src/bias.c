@@ -7,11 +7,11 @@
  * OUT word never overlap - one of them sees the other's result.
  *
  * Why: ret must arbitrate with everybody else who may move an OUT record
- * (a kill, a second return of the same object from another thread, SPEC
- * §3.1 and §3.4); a CAS does that, and on some hosts it costs as much as
+ * (a kill, a second return of the same object from another thread,
+ * CONTRACT §3.1 and §3.4); a CAS does that, and on some hosts it costs as much as
  * the rest of a get/ret pair (PERFORMANCE, P1).  But nearly every return
  * is made by the thread that got the object, which is the one that holds
- * its return hint (pool.c), and the others are rare.  So the getter, the
+ * its return hint (handout.c), and the others are rare.  So the getter, the
  * "owner" of the hand-out (the thread whose hint holds the exact word
  * gen | OUT: one thread per hand-out), commits with a plain store, and
  * every other party pays for the arbitration: it fences first.
@@ -65,7 +65,7 @@
  * Without rseq and the rseq membarrier (or under ThreadSanitizer, which
  * cannot see the commit store), p->bias is false and everybody CASes.
  */
-#include "internal.h"
+#include "cache.h"
 
 enum { BIAS_BIASED = 0, BIAS_SWITCHING = 1, BIAS_FENCED = 2, BIAS_PENDING = 3 };
 
@@ -90,8 +90,8 @@ void lfpool_bias_fence(struct lfpool *p)
             break;
         }
     }
-    lfpool_set_fence(p);
-    INC(p->c.nbias_fences);
+    lfpool_avail_fence(p);
+    lfpool_stat_inc(&p->c.nbias_fences);
     uint32_t f = (w & ~LFPOOL_BIAS_MASK) | BIAS_FENCED;
     atomic_compare_exchange_strong_explicit(&p->bias_mode, &w, f, memory_order_seq_cst,
                                             memory_order_relaxed);
@@ -124,9 +124,19 @@ bool lfpool_bias_active(struct lfpool *p)
                           BIAS_BIASED;
 }
 
-/* In a fork child (one thread): the parent's parties and owners are gone. */
+/* Biased returns need the rseq membarrier (the fence), which
+ * ThreadSanitizer cannot follow; after the set's init (cache.c). */
+void lfpool_bias_init(struct lfpool *p)
+{
+    p->bias = !LFPOOL_TSAN && lfpool_avail_fence_ready(p);
+}
+
+/* In a fork child (one thread): the parent's parties and owners are gone,
+ * and the membarrier registration is the child's to make again. */
 void lfpool_bias_fork_reset(struct lfpool *p)
 {
+    if (p->bias)
+        p->bias = lfpool_avail_fence_ready(p);
     atomic_store_explicit(&p->bias_mode, BIAS_BIASED, memory_order_relaxed);
     atomic_store_explicit(&p->bias_seen, false, memory_order_relaxed);
 }

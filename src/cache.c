@@ -15,7 +15,7 @@
  * store in an rseq section while the pool is biased, bias.c) plus an rseq
  * push.  No atomic read-modify-write on the cache itself.  The housekeeper, which claims
  * available records in place (health, recycling), sees only the shared
- * stack: every round starts with lfpool_set_flush(), which moves every
+ * stack: every round starts with lfpool_avail_flush(), which moves every
  * cached record to the stack as AVAIL; records cached again during the
  * round are recently used and left for the next one.
  *
@@ -37,12 +37,12 @@
  * nothing else flushes, and the gate's reads in the ret's wake path are
  * plain loads covered by that flush (gate.c).  Only a waiter that asked
  * for a hand-over makes rets take the stack path, where
- * lfpool_set_put_stack hands the record over (gate.c).
+ * lfpool_avail_put_stack hands the record over (gate.c).
  *
  * Never stranded: a get that misses its cache and the stack flushes before
  * it creates (when another cache looks non-empty) or waits (always).
  */
-#include "internal.h"
+#include "cache.h"
 
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -72,7 +72,7 @@ static bool pcpu_available(unsigned ncaches)
     return cpu < ncaches; /* a registered thread reads a real cpu id */
 }
 
-int lfpool_set_init(struct lfpool *p)
+int lfpool_avail_init(struct lfpool *p)
 {
     int n = get_nprocs_conf();
     p->ncaches = (unsigned)(n > 0 ? n : 1);
@@ -93,14 +93,12 @@ int lfpool_set_init(struct lfpool *p)
     if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
-    bool fence_ok = pcpu_available(p->ncaches);
-    p->pcpu = cap > 0 && fence_ok;
-    p->bias = fence_ok && !LFPOOL_TSAN; /* bias.c */
+    p->pcpu = cap > 0 && pcpu_available(p->ncaches);
     ck_stack_init(&p->stack);
     return 0;
 }
 
-void lfpool_set_fini(struct lfpool *p)
+void lfpool_avail_fini(struct lfpool *p)
 {
     free(p->caches);
     p->caches = NULL;
@@ -114,7 +112,9 @@ static uint32_t cache_empty(struct lfpool *p, struct lfpool_cache *c)
     uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
     for (uint32_t s = 0; s < n; s++) {
         struct lfpool_rec *rec = c->slot[s];
-        (void)rec_load(rec); /* acquire: after the pusher's CACHED store */
+        uint32_t w = rec_load(rec); /* acquire: after the pusher's CACHED store */
+        LFPOOL_ASSERT(rec_st(w) == REC_CACHED);
+        (void)w;
         rec_store(rec, REC_AVAIL, memory_order_release);
         lfpool_stack_push(&p->stack, rec);
     }
@@ -124,19 +124,23 @@ static uint32_t cache_empty(struct lfpool *p, struct lfpool_cache *c)
 
 /* In a fork child (one thread): locks held by parent threads are void, and
  * the membarrier registration is the child's to make again. */
-void lfpool_set_fork_reset(struct lfpool *p)
+void lfpool_avail_fork_reset(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
-    if (p->pcpu || p->bias) {
-        bool ok = pcpu_available(p->ncaches);
-        p->pcpu = p->pcpu && ok;
-        p->bias = p->bias && ok;
-    }
-    lfpool_bias_fork_reset(p);
+    if (p->pcpu)
+        p->pcpu = pcpu_available(p->ncaches);
     if (!p->pcpu) /* without the fence nobody may lock: empty them here */
         for (unsigned i = 0; i < p->ncaches; i++)
             cache_empty(p, &p->caches[i]);
+}
+
+/* The rseq membarrier is registered and works in this process (and this
+ * is x86-64 with glibc's rseq): lfpool_avail_fence() may be used.  Also
+ * for the biased return (bias.c). */
+bool lfpool_avail_fence_ready(struct lfpool *p)
+{
+    return pcpu_available(p->ncaches);
 }
 
 /* Take a cache's lock from OPEN or BYPASS; returns the value it had, or
@@ -154,10 +158,10 @@ static uint32_t cache_trylock(struct lfpool_cache *c)
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): every rseq section of the process
  * in flight on another CPU has committed or is aborted when it returns,
  * and every CPU running the process has executed a full barrier. */
-void lfpool_set_fence(struct lfpool *p)
+void lfpool_avail_fence(struct lfpool *p)
 {
     if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
-        /* registered in lfpool_set_init: cannot fail short of a kernel bug,
+        /* registered in lfpool_avail_init: cannot fail short of a kernel bug,
          * and without it neither the caches nor biased returns are safe */
         lfpool_log(p, LFPOOL_LOG_ERROR, "membarrier(RSEQ) failed: %s", strerror(errno));
         abort();
@@ -174,9 +178,9 @@ void lfpool_set_fence(struct lfpool *p)
  * then go to the shared stack, where this consumer finds them without a
  * flush (a thread that gets on one CPU what threads return on another, the
  * producer/consumer pattern, would otherwise flush once per object).
- * lfpool_set_put_stack() reopens it after LFPOOL_BYPASS_PUSHES pushes; a
+ * lfpool_avail_put_stack() reopens it after LFPOOL_BYPASS_PUSHES pushes; a
  * housekeeping flush (steal false) reopens every cache. */
-size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
+size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
 {
     if (!p->pcpu)
         return 0;
@@ -190,8 +194,8 @@ size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal)
         }
     }
     uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
-    lfpool_set_fence(p);
-    INC(p->c.nflushes);
+    lfpool_avail_fence(p);
+    lfpool_stat_inc(&p->c.nflushes);
     size_t moved = 0;
     for (unsigned i = 0; i < p->ncaches; i++) {
         if (!mine[i])
@@ -245,7 +249,10 @@ static enum claim claim(struct lfpool *p, struct lfpool_rec *rec, double now)
             lfpool_list_push(&p->zombies, rec);
             return CLAIM_DROPPED;
         }
-        /* unreachable by the state machine; keep the record out of harm */
+        /* unreachable by the state machine (only AVAIL, BORROWED and
+         * DEAD_SET records are in the stack); in a release build, keep the
+         * record out of harm */
+        LFPOOL_ASSERT(s == REC_AVAIL || s == REC_BORROWED || s == REC_DEAD_SET);
         lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in the stack with state %u", (void *)rec, s);
         return CLAIM_DROPPED;
     }
@@ -261,7 +268,7 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
 {
     bool wake = false;
     while (aside) {
-        struct lfpool_rec *next = (struct lfpool_rec *)aside->entry.next;
+        struct lfpool_rec *next = lfpool_list_next(aside);
         lfpool_stack_push(&p->stack, aside);
         atomic_thread_fence(memory_order_seq_cst);
         wake = wake || rec_st(atomic_load_explicit(&aside->state, memory_order_seq_cst)) != REC_BORROWED;
@@ -271,7 +278,7 @@ static void push_aside(struct lfpool *p, struct lfpool_rec *aside)
         lfpool_gate_signal(&p->gate);
 }
 
-static struct lfpool_rec *take_from_stack(struct lfpool *p, double now)
+static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
 {
     struct lfpool_rec *aside = NULL, *rec;
     while ((rec = lfpool_stack_pop(&p->stack)) != NULL) {
@@ -279,8 +286,7 @@ static struct lfpool_rec *take_from_stack(struct lfpool *p, double now)
         if (c == CLAIM_TAKEN)
             break;
         if (c == CLAIM_ASIDE) {
-            rec->entry.next = (ck_stack_entry_t *)aside;
-            aside = rec;
+            lfpool_batch_push(&aside, rec);
         }
     }
     if (lfpool_unlikely(aside != NULL))
@@ -288,17 +294,17 @@ static struct lfpool_rec *take_from_stack(struct lfpool *p, double now)
     return rec;
 }
 
-/* The miss path of lfpool_set_take: the shared stack, then a flush (if
+/* The miss path of lfpool_avail_get: the shared stack, then a flush (if
  * `waiting`, or if another CPU's cache looks non-empty) and the stack
  * again. */
-struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting)
+struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting)
 {
-    struct lfpool_rec *rec = take_from_stack(p, now);
+    struct lfpool_rec *rec = claim_from_stack(p, now);
     if (rec || !p->pcpu)
         return rec;
     if (waiting || others_cached(p)) {
-        lfpool_set_flush(p, false, true);
-        rec = take_from_stack(p, now);
+        lfpool_avail_flush(p, false, true);
+        rec = claim_from_stack(p, now);
     }
     return rec;
 }
@@ -325,9 +331,9 @@ static void bypass_count(struct lfpool *p)
         __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
 }
 
-/* The stack path of lfpool_set_put: a record (CACHED, ours) that did not
+/* The stack path of lfpool_avail_put: a record (CACHED, ours) that did not
  * go into a cache. */
-void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
+void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (lfpool_unlikely(lfpool_gate_gift(&p->gate, rec)))
         return; /* handed, CACHED, to a waiter that lost a race (gate.c) */
@@ -341,17 +347,19 @@ void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec)
 
 /* Pop any record physically in the set, whatever its state (shutdown,
  * fork reset, free). */
-struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p)
+struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p)
 {
     struct lfpool_rec *rec = lfpool_stack_pop(&p->stack);
-    if (!rec && lfpool_set_flush(p, true, false))
+    if (!rec && lfpool_avail_flush(p, true, false))
         rec = lfpool_stack_pop(&p->stack);
     return rec;
 }
 
-/* A popped cached record in another state: a bug of the state machine.
- * Logged; the record is left alone (never handed out). */
-void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w)
+/* A popped cached record in another state: a bug of the state machine
+ * (only CACHED records are in a cache).  A debug build stops here; a
+ * release build logs it and leaves the record alone (never handed out). */
+void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w)
 {
+    LFPOOL_ASSERT(rec_st(w) == REC_CACHED);
     lfpool_log(p, LFPOOL_LOG_ERROR, "record %p in a cache with state %u", (void *)rec, rec_st(w));
 }

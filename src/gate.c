@@ -37,7 +37,7 @@
  * Hand-over.  A granted waiter usually finds the object taken again by a
  * thread that was running (barging keeps the cores busy).  It then parks at
  * the head with `wants_gift`; the next ret that would push a record to the
- * shared stack (lfpool_set_put_stack) gives it that record instead (still
+ * shared stack (lfpool_avail_put_stack) gives it that record instead (still
  * CACHED, so the housekeeper leaves it alone) with the grant.  So a waiter
  * loses the race at most once per wait.  A waiter that times out, or finds
  * an object itself, with a record in its hands publishes it again; after
@@ -72,7 +72,7 @@
  * (valgrind checks the address of every futex call).
  *
  * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
- * mutex 2).  Returns only try it (a ret never waits for it, SPEC §4's hot
+ * mutex 2).  Returns only try it (a ret never waits for it, CONTRACT §4's hot
  * path); parking and unparking waiters and shutdown take it.  It is held
  * for a few stores, and by a granter for its FUTEX_WAKE.
  */
@@ -129,6 +129,7 @@ static void gate_unlock(struct lfpool_gate *g)
 
 static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
+    LFPOOL_ASSERT(n->queued);
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -138,7 +139,9 @@ static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
     else
         g->tail = n->prev;
     n->queued = false;
-    atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
+    int32_t was = atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
+    LFPOOL_ASSERT(was > 0);
+    (void)was;
     atomic_store_explicit(&g->gift_wanted, g->head && g->head->wants_gift, memory_order_relaxed);
 }
 
@@ -283,4 +286,36 @@ int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n, const s
     if (lfpool_gate_unpark(g, n))
         r = 0; /* granted as the deadline passed: the grant is ours */
     return r;
+}
+
+/* A get enters its wait loop: registered before it looks again (the
+ * store-buffering pairs in the header need the fence). */
+void lfpool_gate_wait_begin(struct lfpool_gate *g)
+{
+    atomic_fetch_add_explicit(&g->waiters, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* A get leaves its wait loop.  `slept`: it held a grant, or slept; it
+ * passes the turn on - producers made no grant while its grant was in
+ * flight, and what they pushed into a cache may not have been visible to
+ * its look; the next waiter's look flushes (cache.c). */
+void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept)
+{
+    atomic_fetch_sub_explicit(&g->waiters, 1, memory_order_seq_cst);
+    if (slept && atomic_load_explicit(&g->parked, memory_order_seq_cst) > 0)
+        lfpool_gate_signal(g);
+}
+
+/* In a fork child (one thread): the FIFO names nodes on the stacks of
+ * parent threads, and the lock and grants are theirs. */
+void lfpool_gate_fork_reset(struct lfpool_gate *g)
+{
+    atomic_store(&g->waiters, 0);
+    atomic_store(&g->parked, 0);
+    atomic_store(&g->woken, 0);
+    atomic_store(&g->pending, 0);
+    atomic_store(&g->lock, 0);
+    atomic_store(&g->gift_wanted, 0);
+    g->head = g->tail = NULL;
 }

@@ -1,6 +1,7 @@
 /*
- * housekeeper.c - housekeeping rounds (§3.3), kills (§3.4) and destruction
- * (§3.5), on the pool's housekeeper thread or in lfpool_housekeep().
+ * housekeeper.c - housekeeping rounds (CONTRACT §3.3), kills (CONTRACT
+ * §3.4) and destruction (CONTRACT §3.5), on the pool's housekeeper thread
+ * or in lfpool_housekeep() (life.c).
  *
  * Owns: the housekeeper thread, the round lock (serialises rounds; never
  * taken by get or ret) and the destruction lists.  A round:
@@ -26,8 +27,11 @@
  * round were just used and wait for the next round.
  * The thread also refreshes the pool's coarse time every tick, and reaps
  * when a ret kicks it (an object wore out).
+ * Calls objects.c (fill, close, slots), cache.c (flush), bias.c, meta.c
+ * and gate.c; never handout.c or life.c, which call it (start, stop,
+ * rounds, kicks).
  */
-#include "internal.h"
+#include "cache.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -70,10 +74,23 @@ void lfpool_hk_fini(struct lfpool *p)
     memset(&p->hk.scratch, 0, sizeof p->hk.scratch);
 }
 
+/* In a fork child (one thread): the parent's housekeeper thread is not
+ * ours, its round lock may be held, and a round may have been mid-way
+ * (its lists name parent objects). */
+void lfpool_hk_fork_reset(struct lfpool *p)
+{
+    p->hk.has_thread = false;
+    pthread_mutex_init(&p->hk.round_lock, NULL);
+    atomic_store(&p->hk.kick, 0);
+    atomic_store(&p->hk.stop, false);
+    p->hk.close_only.n = 0;
+    p->hk.scratch.n = 0;
+}
+
 /* A removal: slot freed, a waiter may create; count it for ntodel. */
 static void removed(struct lfpool *p)
 {
-    INC(p->c.todel);
+    lfpool_stat_inc(&p->c.todel);
     lfpool_unreserve(p);
 }
 
@@ -91,7 +108,10 @@ static void walk(struct lfpool *p, double now)
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t w = rec_load(rec), s = rec_st(w);
         if (s == REC_OUT && p->warn > 0) {
-            double running = now - LD(rec->last_get);
+            /* relaxed: the acquire load of the word above orders it after
+             * the getter's store; the kill's CAS expects that word */
+            double get_t = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+            double running = now - get_t;
             if (running < p->warn)
                 continue;
             long_run++;
@@ -112,21 +132,24 @@ static void walk(struct lfpool *p, double now)
                 lfpool_list_push(&p->pending, rec);
             }
             long_kill++;
-            INC(p->c.nkilled);
+            lfpool_stat_inc(&p->c.nkilled);
             removed(p);
         } else if (s == REC_AVAIL && cfg->max_avail_delay > 0 &&
-                   (size_t)LD(p->nobjs) > cfg->min_size) {
-            if (now - LD(rec->last_ret) < cfg->max_avail_delay)
+                   (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) > cfg->min_size) {
+            /* relaxed: a count and a time to judge by; the CAS below, which
+             * expects the word read above, makes the decision */
+            double ret_t = atomic_load_explicit(&rec->last_ret, memory_order_relaxed);
+            if (now - ret_t < cfg->max_avail_delay)
                 continue;
             if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
-                INC(p->c.hk_errors);
+                lfpool_stat_inc(&p->c.hk_errors);
                 continue;
             }
             if (!rec_cas(rec, &w, REC_AVAIL, REC_DEAD_SET))
                 continue;
             lfpool_meta_del(p, rec);
             p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
-            INC(p->c.nrecycled);
+            lfpool_stat_inc(&p->c.nrecycled);
             removed(p);
         }
     }
@@ -145,14 +168,14 @@ static void health(struct lfpool *p)
     struct lfpool_rec *rec;
     char buf[256];
 
-    INC(p->c.hc_rounds);
+    lfpool_stat_inc(&p->c.hc_rounds);
     v->n = 0;
     rcu_read_lock();
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         if (rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed)) != REC_AVAIL)
             continue;
         if (vec_reserve(v, v->n + 1)) {
-            INC(p->c.hk_errors);
+            lfpool_stat_inc(&p->c.hk_errors);
             break;
         }
         v->v[v->n++] = rec->obj;
@@ -162,7 +185,7 @@ static void health(struct lfpool *p)
     for (size_t i = 0; i < v->n && !atomic_load(&p->shutdown); i++) {
         void *obj = v->v[i];
         if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
-            INC(p->c.hk_errors);
+            lfpool_stat_inc(&p->c.hk_errors);
             break;
         }
         rcu_read_lock();
@@ -173,21 +196,22 @@ static void health(struct lfpool *p)
         if (!borrowed)
             continue; /* taken meanwhile: skip, as the seed does */
         /* BORROWED pins rec: only this thread moves it out of that state */
-        INC(p->c.nborrows);
-        INC(p->c.nhealth);
+        lfpool_stat_inc(&p->c.nborrows);
+        lfpool_stat_inc(&p->c.nhealth);
         int h = p->cfg.health(p->cfg.ctx, obj);
         lfpool_now_fresh(p); /* a slow check must not freeze coarse time */
         if (h < 0) {
-            INC(p->c.hc_errors);
+            lfpool_stat_inc(&p->c.hc_errors);
             lfpool_trace(p, obj, buf, sizeof buf);
             lfpool_log(p, LFPOOL_LOG_ERROR, "health check error (%d): %s", h, buf);
         } else if (h == 0) {
-            INC(p->c.bad_health);
+            lfpool_stat_inc(&p->c.bad_health);
             lfpool_trace(p, obj, buf, sizeof buf);
             lfpool_log(p, LFPOOL_LOG_ERROR, "bad health: %s", buf);
         }
-        INC(p->c.nreturns);
+        lfpool_stat_inc(&p->c.nreturns);
         rcu_read_lock();
+        LFPOOL_ASSERT(rec_st(rec_load(rec)) == REC_BORROWED);
         if (h == 0 || atomic_load(&p->shutdown)) {
             rec_store(rec, REC_DEAD_SET, memory_order_release);
             lfpool_meta_del(p, rec);
@@ -212,7 +236,7 @@ struct reap_batch {
 
 /* Set while this thread runs closers of a batch (a closer that calls
  * lfpool_housekeep() must not wait for its own batch). */
-static __thread bool in_reap __attribute__((tls_model("initial-exec")));
+static __thread bool in_hk_work __attribute__((tls_model("initial-exec")));
 
 static void reap_collect(struct lfpool *p, struct reap_batch *b)
 {
@@ -221,7 +245,7 @@ static void reap_collect(struct lfpool *p, struct reap_batch *b)
     b->objs = p->hk.close_only;
     memset(&p->hk.close_only, 0, sizeof p->hk.close_only);
     if (b->pend || b->zomb || b->objs.n)
-        atomic_fetch_add(&p->hk.reaping, 1);
+        atomic_fetch_add(&p->hk.in_flight, 1);
 }
 
 static void reap_finish(struct lfpool *p, struct reap_batch *b)
@@ -231,22 +255,22 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
         free(b->objs.v);
         return;
     }
-    bool outer = in_reap;
-    in_reap = true;
+    bool outer = in_hk_work;
+    in_hk_work = true;
     synchronize_rcu();
     for (rec = b->pend; rec; rec = next) {
         next = lfpool_list_next(rec);
         if (rec->uncounted) {
-            atomic_fetch_add_explicit(&p->c.dead_uses, LD(rec->uses), memory_order_relaxed);
+            lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
             rec->uncounted = 0;
         }
         lfpool_close_obj(p, rec->obj);
         lfpool_rec_release(p, rec);
-        DEC(p->c.todel);
+        lfpool_stat_dec(&p->c.todel);
     }
     for (size_t i = 0; i < b->objs.n; i++) {
         lfpool_close_obj(p, b->objs.v[i]);
-        DEC(p->c.todel);
+        lfpool_stat_dec(&p->c.todel);
     }
     free(b->objs.v);
     for (rec = b->zomb; rec; rec = next) {
@@ -254,8 +278,8 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
         lfpool_rec_release(p, rec);
     }
     lfpool_now_fresh(p); /* closers may have been slow: keep coarse time moving */
-    in_reap = outer;
-    atomic_fetch_sub(&p->hk.reaping, 1);
+    in_hk_work = outer;
+    atomic_fetch_sub(&p->hk.in_flight, 1);
 }
 
 /* The housekeeper thread's own work (a round, or a reap and refill) counts
@@ -263,22 +287,22 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
  * thread is doing. */
 static void hk_work_begin(struct lfpool *p)
 {
-    atomic_fetch_add(&p->hk.reaping, 1);
-    in_reap = true;
+    atomic_fetch_add(&p->hk.in_flight, 1);
+    in_hk_work = true;
 }
 
 static void hk_work_end(struct lfpool *p)
 {
-    in_reap = false;
-    atomic_fetch_sub(&p->hk.reaping, 1);
+    in_hk_work = false;
+    atomic_fetch_sub(&p->hk.in_flight, 1);
 }
 
 /* lfpool_housekeep() is synchronous: once it returns, what any reaper had
  * already collected has been closed too, and a refill by the housekeeper
  * thread is complete (unless called from a hook of that work). */
-void lfpool_hk_wait_reaps(struct lfpool *p)
+void lfpool_hk_wait_in_flight(struct lfpool *p)
 {
-    while (!in_reap && atomic_load(&p->hk.reaping) > 0)
+    while (!in_hk_work && atomic_load(&p->hk.in_flight) > 0)
         usleep(100);
 }
 
@@ -308,7 +332,7 @@ int lfpool_hk_round(struct lfpool *p)
     uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
     atomic_store(&p->hk_last, t0);
     /* cached records are nobody's to claim in place: to the stack first */
-    lfpool_set_flush(p, true, false);
+    lfpool_avail_flush(p, true, false);
     walk(p, t0);
     if (p->cfg.health && round % p->cfg.health_freq == 0)
         health(p);
@@ -317,8 +341,7 @@ int lfpool_hk_round(struct lfpool *p)
 
     reap_finish(p, &b);
     lfpool_bias_restore(p); /* back to biased returns after a quiet round */
-    uint32_t life = atomic_load(&p->lp->life);
-    if (life == LIFE_READY || life == LIFE_STARTING)
+    if (lfpool_life_started(p))
         lfpool_fill(p);
     lfpool_meta_resize(p, true);
 
@@ -366,8 +389,7 @@ static void *hk_main(void *arg)
             seen = k;
             hk_work_begin(p);
             lfpool_hk_reap(p, false);
-            uint32_t life = atomic_load(&p->lp->life);
-            if (life == LIFE_READY || life == LIFE_STARTING)
+            if (lfpool_life_started(p))
                 lfpool_fill(p);
             hk_work_end(p);
             continue;

@@ -3,7 +3,10 @@
  *
  * Owns: the layout of `struct lfpool` (hot fields first, each writer on its
  * own cache line), of the per-object record `struct lfpool_rec`, and the
- * record state machine below, which every component obeys.
+ * record state machine below, which every component obeys; what is
+ * truly shared: the record, its state word, the counters, and each
+ * component's prototypes (the available set's, with its inline fast path,
+ * are in cache.h beside cache.c).
  *
  * Record states and who may change them.  Transitions between threads are
  * CAS on rec->state (the winner owns the record for what follows); a few
@@ -67,10 +70,6 @@
 
 #define LFPOOL_CACHELINE 64
 #define LFPOOL_ALIGNED __attribute__((aligned(LFPOOL_CACHELINE)))
-/* relaxed counter access: statistics and counts read without ordering */
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-#define INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
-#define DEC(x) atomic_fetch_sub_explicit(&(x), 1, memory_order_relaxed)
 #define lfpool_likely(x) __builtin_expect(!!(x), 1)
 #define lfpool_unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -78,6 +77,20 @@
 #define LFPOOL_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define LFPOOL_INTERNAL
+#endif
+
+/* LFPOOL_ASSERT(cond): a state-machine invariant.  With LFPOOL_DEBUG (the
+ * debug, test and sanitizer builds, meson.build) a false `cond` prints
+ * file:line and the expression, then aborts; otherwise it compiles to
+ * nothing (`cond` is not evaluated).  Slow paths only: the fast paths must
+ * compile the same in every build. */
+#ifdef LFPOOL_DEBUG
+LFPOOL_INTERNAL void lfpool_assert_fail(const char *expr, const char *file, int line)
+    __attribute__((noreturn, cold));
+#define LFPOOL_ASSERT(cond) \
+    (__builtin_expect(!!(cond), 1) ? (void)0 : lfpool_assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define LFPOOL_ASSERT(cond) ((void)sizeof(!(cond)))
 #endif
 
 enum lfpool_rec_state {
@@ -121,7 +134,7 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
  * bumped each time the record is handed out (AVAIL -> OUT) and each time it
  * is released for reuse.  Other transitions keep it, so a CAS that expects
  * (generation, state) fails on a record that was handed out again or reused
- * meanwhile: the per-thread return hints (pool.c) and the housekeeper's
+ * meanwhile: the per-thread return hints (handout.c) and the housekeeper's
  * kill and recycle decisions (made on values read before the CAS) rely on
  * this.  28 bits: a wrap needs 2^28 hand-outs inside one such window. */
 #define REC_ST_MASK 0xfu
@@ -143,6 +156,14 @@ static inline bool rec_cas(struct lfpool_rec *r, uint32_t *w, uint32_t from, uin
     return rec_st(*w) == from &&
            atomic_compare_exchange_strong_explicit(&r->state, w, rec_word(*w, to),
                                                    memory_order_acq_rel, memory_order_acquire);
+}
+/* The holder counts a use of the record it just got: it is the only writer
+ * of `uses` (a load and a store, no read-modify-write); readers (ret's
+ * max_use check, statistics) load it relaxed. */
+static inline void rec_count_use(struct lfpool_rec *r)
+{
+    uint64_t u = atomic_load_explicit(&r->uses, memory_order_relaxed);
+    atomic_store_explicit(&r->uses, u + 1, memory_order_relaxed);
 }
 /* Owner-only state change (no other thread may move it meanwhile). */
 static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
@@ -195,7 +216,9 @@ struct lfpool_hk {
     _Atomic uint32_t kick;   /* futex word: pending work or stop */
     _Atomic bool stop;
     pthread_mutex_t round_lock; /* serialises rounds (never taken by get/ret) */
-    _Atomic int reaping;     /* batches collected whose closers have not all run */
+    _Atomic int in_flight;   /* housekeeping work under way that lfpool_housekeep()
+                                waits for: batches collected whose closers have not
+                                all run, and the thread's own round or refill */
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
     struct lfpool_ptrvec scratch;
@@ -211,6 +234,25 @@ struct lfpool_counters {
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
 };
 
+/* The statistics counters above: relaxed, they order nothing and nothing
+ * is decided on them (decisions load their word with an explicit order). */
+static inline void lfpool_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+static inline void lfpool_stat_inc(_Atomic uint64_t *c)
+{
+    lfpool_stat_add(c, 1);
+}
+static inline void lfpool_stat_dec(_Atomic uint64_t *c)
+{
+    atomic_fetch_sub_explicit(c, 1, memory_order_relaxed);
+}
+static inline uint64_t lfpool_stat_read(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
 struct lfpool {
     /* read-mostly, every field the fast paths read but the three below, in
      * the first cache line */
@@ -219,7 +261,7 @@ struct lfpool {
     bool pcpu;             /* per-CPU caches in use (rseq + membarrier, cache.c) */
     uint32_t cache_cap;    /* records per CPU cache (cache.c) */
     bool fast_get;         /* get's fast path applies: no getter, no CLOSE-kill guard,
-                              no injected clock (pool.c) */
+                              no injected clock (handout.c) */
     bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
     bool bias;             /* owners may end a hand-out with a plain store (bias.c) */
     struct lfpool_life_page *lp;
@@ -280,18 +322,38 @@ LFPOOL_INTERNAL void lfpool_log_cfg(const lfpool_config *cfg, int level, const c
     __attribute__((format(printf, 3, 4)));
 LFPOOL_INTERNAL int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size);
 
-/* ---- stack.c */
+/* ---- stack.c: records on ck_stack lists, all linked the same way
+ * (entry.next names the next record's entry) */
+CK_STACK_CONTAINER(struct lfpool_rec, entry, lfpool_rec_of_entry_nonnull)
+/* The record of a list entry; NULL for NULL. */
+static inline struct lfpool_rec *lfpool_rec_of_entry(ck_stack_entry_t *e)
+{
+    return e ? lfpool_rec_of_entry_nonnull(e) : NULL;
+}
 LFPOOL_INTERNAL void lfpool_stack_push(ck_stack_t *s, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_stack_pop(ck_stack_t *s);
 LFPOOL_INTERNAL void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_take_all(ck_stack_t *s);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec);
+/* Next record of a list taken with lfpool_list_take_all, or of a batch
+ * (owned by the caller either way). */
+static inline struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec)
+{
+    return lfpool_rec_of_entry(rec->entry.next);
+}
+/* Push rec onto *batch, a list private to the calling thread (it owns the
+ * records), linked like the CK lists; walk it with lfpool_list_next. */
+static inline void lfpool_batch_push(struct lfpool_rec **batch, struct lfpool_rec *rec)
+{
+    rec->entry.next = *batch ? &(*batch)->entry : NULL;
+    *batch = rec;
+}
 
 /* ---- bias.c: the biased return (plain-store commit by the getter) */
 #define LFPOOL_BIAS_MASK 3u /* bias_mode's state bits: 0 is BIASED */
 LFPOOL_INTERNAL void lfpool_bias_fence(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_restore(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_bias_active(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_bias_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
 /* ThreadSanitizer cannot see the commit store of a biased return (inline
  * assembly): under it every return CASes. */
@@ -306,17 +368,6 @@ LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
 #define LFPOOL_TSAN 0
 #endif
 
-/* ---- cache.c: the available set (per-CPU caches over the shared stack) */
-LFPOOL_INTERNAL void lfpool_set_fence(struct lfpool *p);
-LFPOOL_INTERNAL int lfpool_set_init(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_set_fini(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_set_fork_reset(struct lfpool *p);
-LFPOOL_INTERNAL size_t lfpool_set_flush(struct lfpool *p, bool wait, bool steal);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_take_slow(struct lfpool *p, double now, bool waiting);
-LFPOOL_INTERNAL void lfpool_set_put_stack(struct lfpool *p, struct lfpool_rec *rec);
-LFPOOL_INTERNAL void lfpool_set_bad(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_set_pop_any(struct lfpool *p);
-
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
@@ -328,9 +379,16 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const vo
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
+/* fork child (one thread): release every record of the inherited table,
+ * then a fresh table (the inherited one may be locked by a parent thread) */
+LFPOOL_INTERNAL void lfpool_meta_fork_reset(struct lfpool *p);
 
 /* ---- gate.c */
 LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);
+LFPOOL_INTERNAL void lfpool_gate_fork_reset(struct lfpool_gate *g);
+/* a get enters / leaves its wait loop (`slept`: pass the turn on) */
+LFPOOL_INTERNAL void lfpool_gate_wait_begin(struct lfpool_gate *g);
+LFPOOL_INTERNAL void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept);
 LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* park: join the FIFO, then look once more before sleeping; unpark: leave
  * it (true: a grant was ours, the caller must look or pass it on); sleep:
@@ -343,6 +401,16 @@ LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
+/* The two reads of the ret fast path (cache.h): plain (relaxed) loads with
+ * no fence, covered by the waiter's flush (cache.c, gate.c). */
+static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
+{
+    return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);
+}
+static inline __attribute__((always_inline)) bool lfpool_gate_has_waiters(struct lfpool_gate *g)
+{
+    return atomic_load_explicit(&g->waiters, memory_order_relaxed) > 0;
+}
 /* after making an object or capacity available: wake one waiter if any.
  * The caller's publishing store must be seq_cst (or followed by a fence). */
 static inline void lfpool_gate_signal(struct lfpool_gate *g)
@@ -351,129 +419,43 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
         lfpool_gate_wake(g, false);
 }
 
-/* ---- cache.c fast paths, inline in get and ret (the argument is in
- * cache.c and percpu.h) */
-
-/* Pop a record from this CPU's cache; NULL when it has none (or there are
- * no caches).  The record should be CACHED: see lfpool_set_claim. */
-static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_set_pop_local(struct lfpool *p)
-{
-    while (lfpool_likely(p->pcpu)) {
-        uint32_t cpu = lfpool_pcpu_cpu();
-        struct lfpool_rec *rec = NULL;
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
-        int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
-        if (lfpool_likely(r == LFPOOL_PCPU_OK))
-            return rec;
-        if (r == LFPOOL_PCPU_FAIL)
-            break;
-    }
-    return NULL;
-}
-
-/* Make a record popped from a cache, whose state word `w` says CACHED, OUT
- * with last_get = now; returns the new word.  The popper is its only owner:
- * plain stores, the state's bumping the generation. */
-static inline __attribute__((always_inline)) uint32_t lfpool_set_claim(struct lfpool_rec *rec,
-                                                                       uint32_t w, double now)
-{
-    uint32_t out = ((rec_gen(w) + 1) << 4) | REC_OUT;
-    atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
-    atomic_store_explicit(&rec->state, out, memory_order_release);
-    return out;
-}
-
-/* Take a record from this CPU's cache and make it OUT, with last_get = now;
- * NULL when the cache has none. */
-static inline __attribute__((always_inline)) struct lfpool_rec *
-lfpool_set_take_local(struct lfpool *p, double now)
-{
-    struct lfpool_rec *rec;
-    while ((rec = lfpool_set_pop_local(p)) != NULL) {
-        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-        if (lfpool_likely(rec_st(w) == REC_CACHED)) {
-            lfpool_set_claim(rec, w, now);
-            return rec;
-        }
-        lfpool_set_bad(p, rec, w);
-    }
-    return NULL;
-}
-
-/* Take an available record and make it OUT, with last_get = now; NULL when
- * none.  `waiting`: the caller is registered on the gate (it must flush). */
-static inline __attribute__((always_inline)) struct lfpool_rec *
-lfpool_set_take(struct lfpool *p, double now, bool waiting)
-{
-    struct lfpool_rec *rec = lfpool_set_take_local(p, now);
-    return rec ? rec : lfpool_set_take_slow(p, now, waiting);
-}
-
-/* Push a record that the caller owns in state CACHED onto this CPU's cache.
- * LFPOOL_PUT_DONE: pushed, nobody waits; LFPOOL_PUT_WAKE: pushed, and a
- * waiter must be woken; LFPOOL_PUT_STACK: not pushed (no caches, cache full
- * or locked, or waiters: any CPU's waiter takes from the stack without a
- * flush), the caller still owns it. */
-enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
-static inline __attribute__((always_inline)) int lfpool_set_put_local(struct lfpool *p,
-                                                                      struct lfpool_rec *rec)
-{
-    /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
-     * one that wants a record handed over: that takes the stack path */
-    while (lfpool_likely(p->pcpu) &&
-           !atomic_load_explicit(&p->gate.gift_wanted, memory_order_relaxed)) {
-        uint32_t cpu = lfpool_pcpu_cpu();
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
-        int r = lfpool_pcpu_push(&p->caches[cpu], cpu, p->cache_cap, rec);
-        if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
-            /* no fence: a waiter's flush fences for us (cache.c) */
-            atomic_signal_fence(memory_order_seq_cst);
-            if (lfpool_unlikely(atomic_load_explicit(&p->gate.waiters, memory_order_relaxed) > 0))
-                return LFPOOL_PUT_WAKE;
-            return LFPOOL_PUT_DONE;
-        }
-        if (r == LFPOOL_PCPU_FAIL)
-            break;
-    }
-    return LFPOOL_PUT_STACK;
-}
-
-/* Put a record that the caller owns in state CACHED into the set, and wake
- * a waiter if any. */
-static inline __attribute__((always_inline)) void lfpool_set_put(struct lfpool *p, struct lfpool_rec *rec)
-{
-    int r = lfpool_set_put_local(p, rec);
-    if (lfpool_unlikely(r == LFPOOL_PUT_WAKE))
-        lfpool_gate_wake(&p->gate, false);
-    else if (r == LFPOOL_PUT_STACK)
-        lfpool_set_put_stack(p, rec);
-}
-
 /* ---- housekeeper.c */
 LFPOOL_INTERNAL int lfpool_hk_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_fini(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_start(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
 LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p, bool try_lock);
-LFPOOL_INTERNAL void lfpool_hk_wait_reaps(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_hk_wait_in_flight(struct lfpool *p);
 
-/* ---- pool.c (shared by housekeeper) */
-/* make the pool usable in this process (reset after fork); every entry
- * point but the get fast path calls it */
-LFPOOL_INTERNAL int lfpool_enter(struct lfpool *p);
-LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
-                                  uint32_t *word_out, bool for_get);
-/* for_get: the record ends OUT (uses 1), else AVAIL and in the set;
- * *word_out (if not NULL): its state word then */
+/* ---- life.c */
+/* Make the pool usable in this process: reset it if this is a fork child
+ * (each component's *_fork_reset).  Every entry point but the get and ret
+ * fast paths calls it; those check the life word. */
+LFPOOL_INTERNAL int lfpool_life_fork_check(struct lfpool *p);
+/* get's slow entry: the fork check, then the lazy start (CONTRACT §3.7) */
+LFPOOL_INTERNAL int lfpool_life_make_ready(struct lfpool *p);
+/* the pool is started (READY or STARTING): the housekeeper may fill */
+static inline bool lfpool_life_started(struct lfpool *p)
+{
+    uint32_t life = atomic_load(&p->lp->life);
+    return life == LIFE_READY || life == LIFE_STARTING;
+}
+
+/* ---- objects.c: slots, creation, hooks, closing (no calls back into
+ * handout.c, life.c or housekeeper.c) */
 LFPOOL_INTERNAL bool lfpool_reserve(struct lfpool *p, size_t limit);
 LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
+/* for_get: the record ends OUT (uses 1), else CACHED and in the set;
+ * *word_out (if not NULL): its state word then */
+LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
+                                  uint32_t *word_out, bool for_get);
+LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);
 LFPOOL_INTERNAL void lfpool_close_obj(struct lfpool *p, void *obj);
+LFPOOL_INTERNAL void lfpool_close_removed(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_close_available(struct lfpool *p);
 
 /* ---- json.c (internal helpers for hook isolation) */

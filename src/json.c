@@ -3,7 +3,8 @@
  *
  * Owns: a growable text buffer and a nesting stack that make misuse
  * impossible to turn into malformed output.  Invariant: the buffer always
- * holds a prefix of valid JSON that lfpool_json_close_all() can complete.
+ * holds a prefix of valid JSON that closing the open containers completes
+ * (what lfpool_json_hook() does after a hook).
  * Hooks write through lfpool_json_hook(), which isolates them: whatever a
  * hook does (fails, writes nothing, writes two values, leaves containers
  * open, misuses keys), exactly one valid value lands in the output.

@@ -3,13 +3,15 @@
  *
  * Owns: formatting of log lines, the default sink (one line on stderr),
  * level filtering (a message goes out when its level <= the pool's
- * log_level) and the tracer call with its "%p" default.  Invariant: never
+ * log_level), the tracer call with its "%p" default, and the report of a
+ * failed LFPOOL_ASSERT (debug builds).  Invariant: never
  * allocates, never propagates a failure; a line is at most 1023 bytes.
  */
 #include "internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const level_names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
@@ -80,3 +82,14 @@ int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size)
     /* a tracer may claim more than it wrote (embedded NUL): trust the text */
     return (int)strnlen(buf, (size_t)n);
 }
+
+#ifdef LFPOOL_DEBUG
+/* LFPOOL_ASSERT's failure (internal.h): no pool, no allocation - the
+ * state is already wrong. */
+void lfpool_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "lfpool: %s:%d: assertion failed: %s\n", file, line, expr);
+    fflush(stderr);
+    abort();
+}
+#endif

@@ -5,7 +5,10 @@
  * urcu-bp flavour) keyed by the object pointer.  A record is inserted once,
  * at creation (insertion is unique: a second object with the same address
  * is refused with EEXIST), and deleted once, by the thread that won the
- * state transition removing the object from the pool.
+ * state transition removing the object from the pool.  Invariant: but for
+ * transitions in flight, the table holds the records neither DEAD nor
+ * DEAD_SET; a fork child drops the inherited table whole and starts a fresh
+ * one (lfpool_meta_fork_reset).
  *
  * Correctness: lookups, walks and deletions run inside urcu-bp read-side
  * critical sections (callers hold rcu_read_lock); cds_lfht gives lock-free
@@ -45,17 +48,32 @@ static unsigned long pow2_at_least(size_t n)
     return v;
 }
 
-/* No CDS_LFHT_AUTO_RESIZE: automatic resizes run on liburcu's workqueue
+/* A new, empty table sized for what will exist soon: the min_size objects
+ * the fill creates (at once, or at the first get of a lazy pool), at least
+ * 64 buckets - never for max_size, which may be SIZE_MAX.  cds_lfht_new()
+ * builds every bucket of init_size at once (time and memory O(init_size));
+ * with max_nr_buckets 0 ("infinite") liburcu picks its order-based memory
+ * backend, which allocates one bucket array per power of two as the table
+ * grows into it and frees it on a shrink, so a table costs what its current
+ * size costs, and cds_lfht_destroy() walks only that.
+ *
+ * No CDS_LFHT_AUTO_RESIZE: automatic resizes run on liburcu's workqueue
  * thread, which does not survive fork() and then hangs cds_lfht_destroy()
  * in the child.  The pool resizes the table itself, synchronously, outside
  * read-side sections: on creation when the load passes 2 per bucket, and on
  * housekeeping rounds when it falls under 1/8 (lfpool_meta_resize). */
+static struct cds_lfht *new_table(struct lfpool *p)
+{
+    unsigned long init = pow2_at_least(p->cfg.min_size);
+    struct cds_lfht *ht = cds_lfht_new(init, 64, 0, 0, NULL);
+    if (ht)
+        atomic_store(&p->ht_buckets, init);
+    return ht;
+}
+
 int lfpool_meta_init(struct lfpool *p)
 {
-    size_t hint = p->cfg.max_size ? p->cfg.max_size : p->cfg.min_size;
-    unsigned long init = pow2_at_least(hint);
-    p->ht = cds_lfht_new(init, 64, 0, 0, NULL);
-    atomic_store(&p->ht_buckets, init);
+    p->ht = new_table(p);
     return p->ht ? 0 : ENOMEM;
 }
 
@@ -74,6 +92,53 @@ void lfpool_meta_resize(struct lfpool *p, bool may_shrink)
     cds_lfht_resize(p->ht, want);
     atomic_store(&p->ht_buckets, want);
     atomic_store(&p->ht_resizing, false);
+}
+
+/* In a fork child, from fork_reset (life.c) once the set, the pending and
+ * the zombie lists are emptied; no other thread of the child uses the pool
+ * meanwhile (lfpool_life_fork_check).  Drop every record the inherited table holds
+ * and start from a fresh, empty table.
+ *
+ * The inherited table is never touched again.  liburcu holds a table's
+ * resize mutex across the grace periods of a resize (a shrink waits for
+ * two per power of two it removes); a parent thread resizing at fork()
+ * leaves that mutex locked in the child by a thread that does not exist
+ * there, and cds_lfht_resize() on the table then blocks forever
+ * (cds_lfht_destroy() would fail on it too).  So the records are found
+ * without the table: every record is on all_recs, and those the table
+ * holds are the ones not DEAD (DEAD: released to rec_free, released just
+ * now from pending or zombies, or in transit in a parent thread - left
+ * alone, lfpool_free frees them).  Besides the table's (NEW, AVAIL, OUT,
+ * BORROWED, KILLED, CACHED) that also releases a DEAD_SET record a parent
+ * thread had popped from the set and not yet pushed to zombies.  No grace
+ * period is needed: nothing in the child can have read these records since
+ * fork() (only this thread runs pool code, outside any read-side section).
+ *
+ * The inherited table is leaked in the child: its header and bucket
+ * arrays, bounded by the parent's table size, once per fork per pool used
+ * in the child (freeing it would mean calling into it).  lfpool_free then
+ * destroys the fresh table only.  If the fresh table cannot be allocated,
+ * the inherited one is emptied (cds_lfht_del and the walk take no lock)
+ * and kept, with an ERROR: a later resize may then block as above. */
+void lfpool_meta_fork_reset(struct lfpool *p)
+{
+    struct lfpool_rec *rec;
+    atomic_store(&p->ht_resizing, false); /* a parent thread's, void here */
+    struct cds_lfht *fresh = new_table(p);
+    if (fresh) {
+        p->ht = fresh;
+    } else {
+        struct cds_lfht_iter iter;
+        lfpool_log(p, LFPOOL_LOG_ERROR, "fork child: no memory for a new meta table, "
+                                        "keeping the inherited one");
+        rcu_read_lock();
+        LFPOOL_FOR_EACH_REC(p->ht, &iter, rec)
+            (void)cds_lfht_del(p->ht, &rec->node);
+        rcu_read_unlock();
+    }
+    for (rec = atomic_load_explicit(&p->all_recs, memory_order_relaxed); rec; rec = rec->all_next)
+        if (rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed)) != REC_DEAD)
+            lfpool_rec_release(p, rec);
 }
 
 /* Remove every remaining node and destroy the table (no concurrent user). */
@@ -159,7 +224,7 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
 /* Delete rec from the table without counting its uses: for a kill in
  * CLOSE mode, whose holder's get may still be storing the use count; the
  * reaper adds it to dead_uses after the grace period that the guarded get
- * (pool.c) waits for.  Caller holds rcu_read_lock. */
+ * (handout.c) waits for.  Caller holds rcu_read_lock. */
 bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
@@ -175,8 +240,6 @@ bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (cds_lfht_del(p->ht, &rec->node) != 0)
         return false;
-    atomic_fetch_add_explicit(&p->c.dead_uses,
-                              atomic_load_explicit(&rec->uses, memory_order_relaxed),
-                              memory_order_relaxed);
+    lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
     return true;
 }

@@ -46,8 +46,9 @@
  * the ret path, which pushes and then reads the gate's waiter count with no
  * fence between (see cache.c).
  *
- * Elsewhere (no rseq, another architecture, valgrind) lfpool_pcpu_ok() is
- * false and the pool uses its shared stack only.
+ * Elsewhere (no rseq, another architecture, valgrind) LFPOOL_HAVE_PCPU is 0
+ * or cache.c's check of the rseq registration fails (pcpu_available), and
+ * the pool uses its shared stack only.
  */
 #ifndef LFPOOL_PERCPU_H
 #define LFPOOL_PERCPU_H

@@ -33,7 +33,7 @@ void lfpool_stack_push(ck_stack_t *s, struct lfpool_rec *rec)
 struct lfpool_rec *lfpool_stack_pop(ck_stack_t *s)
 {
     ck_stack_entry_t *e = ck_stack_pop_mpmc(s);
-    return e ? (struct lfpool_rec *)((char *)e - offsetof(struct lfpool_rec, entry)) : NULL;
+    return lfpool_rec_of_entry(e);
 }
 
 void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec)
@@ -43,13 +43,5 @@ void lfpool_list_push(ck_stack_t *s, struct lfpool_rec *rec)
 
 struct lfpool_rec *lfpool_list_take_all(ck_stack_t *s)
 {
-    ck_stack_entry_t *e = ck_stack_batch_pop_upmc(s);
-    return e ? (struct lfpool_rec *)((char *)e - offsetof(struct lfpool_rec, entry)) : NULL;
-}
-
-/* Next record of a list taken with lfpool_list_take_all (owned by caller). */
-struct lfpool_rec *lfpool_list_next(struct lfpool_rec *rec)
-{
-    ck_stack_entry_t *e = rec->entry.next;
-    return e ? (struct lfpool_rec *)((char *)e - offsetof(struct lfpool_rec, entry)) : NULL;
+    return lfpool_rec_of_entry(ck_stack_batch_pop_upmc(s));
 }

@@ -42,12 +42,12 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->health_freq = p->cfg.health_freq;
     o->now = lfpool_epoch_now(); /* the seed's now: a wall-clock timestamp */
 
-    uint64_t uses = LD(p->c.dead_uses);
+    uint64_t uses = lfpool_stat_read(&p->c.dead_uses);
     struct cds_lfht_iter iter;
     struct lfpool_rec *rec;
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        uint32_t s = rec_st(LD(rec->state));
-        uses += LD(rec->uses);
+        uint32_t s = rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed));
+        uses += atomic_load_explicit(&rec->uses, memory_order_relaxed);
         if (s == REC_AVAIL || s == REC_CACHED)
             o->navail++;
         else if (is_using(s))
@@ -62,33 +62,34 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     } else {
         o->sem_init = o->sem_value = -1;
     }
-    o->ntodel = LD(p->c.todel);
+    o->ntodel = lfpool_stat_read(&p->c.todel);
     o->running = p->cfg.clock ? now - p->started_mono : lfpool_mono_now() - p->started_mono;
-    double hk_last = LD(p->hk_last);
+    double hk_last = atomic_load_explicit(&p->hk_last, memory_order_relaxed);
     o->rel_hk_last = hk_last - now;
-    uint64_t rounds = LD(p->c.hk_rounds);
-    o->time_per_hk = LD(p->hk_time) / (double)(rounds ? rounds : 1);
+    uint64_t rounds = lfpool_stat_read(&p->c.hk_rounds);
+    double hk_time = atomic_load_explicit(&p->hk_time, memory_order_relaxed);
+    o->time_per_hk = hk_time / (double)(rounds ? rounds : 1);
     o->shutdown = atomic_load(&p->shutdown);
-    int64_t nobjs = LD(p->nobjs);
+    int64_t nobjs = atomic_load_explicit(&p->nobjs, memory_order_relaxed);
     o->nobjs = nobjs > 0 ? (uint64_t)nobjs : 0;
-    o->ncreated = LD(p->c.ncreated);
-    o->ncreating = LD(p->c.ncreating);
-    o->nkilled = LD(p->c.nkilled);
-    o->nrecycled = LD(p->c.nrecycled);
-    o->nwornout = LD(p->c.nwornout);
-    o->nborrows = LD(p->c.nborrows);
-    o->nreturns = LD(p->c.nreturns);
-    o->ndestroys = LD(p->c.ndestroys);
-    o->nhealth = LD(p->c.nhealth);
-    o->bad_health = LD(p->c.bad_health);
+    o->ncreated = lfpool_stat_read(&p->c.ncreated);
+    o->ncreating = lfpool_stat_read(&p->c.ncreating);
+    o->nkilled = lfpool_stat_read(&p->c.nkilled);
+    o->nrecycled = lfpool_stat_read(&p->c.nrecycled);
+    o->nwornout = lfpool_stat_read(&p->c.nwornout);
+    o->nborrows = lfpool_stat_read(&p->c.nborrows);
+    o->nreturns = lfpool_stat_read(&p->c.nreturns);
+    o->ndestroys = lfpool_stat_read(&p->c.ndestroys);
+    o->nhealth = lfpool_stat_read(&p->c.nhealth);
+    o->bad_health = lfpool_stat_read(&p->c.bad_health);
     o->hk_rounds = rounds;
-    o->hk_errors = LD(p->c.hk_errors);
-    o->hc_rounds = LD(p->c.hc_rounds);
-    o->hc_errors = LD(p->c.hc_errors);
+    o->hk_errors = lfpool_stat_read(&p->c.hk_errors);
+    o->hc_rounds = lfpool_stat_read(&p->c.hc_rounds);
+    o->hc_errors = lfpool_stat_read(&p->c.hc_errors);
     o->cpu_cache = p->pcpu ? p->cache_cap : 0;
-    o->nflushes = LD(p->c.nflushes);
+    o->nflushes = lfpool_stat_read(&p->c.nflushes);
     o->ret_biased = lfpool_bias_active(p);
-    o->nbias_fences = LD(p->c.nbias_fences);
+    o->nbias_fences = lfpool_stat_read(&p->c.nbias_fences);
 }
 
 
@@ -98,7 +99,7 @@ int lfpool_stats(lfpool *p, struct lfpool_stats *out)
         lfpool_log_cfg(p ? &p->cfg : NULL, LFPOOL_LOG_ERROR, "lfpool_stats: NULL %s", p ? "out" : "pool");
         return EINVAL;
     }
-    lfpool_enter(p);
+    lfpool_life_fork_check(p);
     double now = lfpool_now_fresh(p);
     rcu_read_lock();
     collect(p, out, now);
@@ -142,9 +143,9 @@ static void object_entry(struct lfpool *p, struct lfpool_json *j, struct lfpool_
         lfpool_json_key(j, "trace");
         lfpool_json_string_len(j, buf, (size_t)n);
     }
-    kv_int(j, "uses", LD(rec->uses));
-    kv_num(j, "last_get", LD(rec->last_get) - now);
-    kv_num(j, "last_ret", LD(rec->last_ret) - now);
+    kv_int(j, "uses", atomic_load_explicit(&rec->uses, memory_order_relaxed));
+    kv_num(j, "last_get", atomic_load_explicit(&rec->last_get, memory_order_relaxed) - now);
+    kv_num(j, "last_ret", atomic_load_explicit(&rec->last_ret, memory_order_relaxed) - now);
     lfpool_json_end_object(j);
 }
 
@@ -155,7 +156,7 @@ static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key
     lfpool_json_key(j, key);
     lfpool_json_begin_array(j);
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        uint32_t s = rec_st(LD(rec->state));
+        uint32_t s = rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed));
         if (avail ? s == REC_AVAIL || s == REC_CACHED : is_using(s))
             object_entry(p, j, rec, now);
     }
@@ -169,7 +170,7 @@ char *lfpool_stats_json(lfpool *p)
         errno = EINVAL;
         return NULL;
     }
-    lfpool_enter(p);
+    lfpool_life_fork_check(p);
     struct lfpool_stats s;
     struct lfpool_json jw, *j = &jw;
     char iso[64];

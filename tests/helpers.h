@@ -1,9 +1,14 @@
-/* helpers.h - shared fixtures for the unit tests: counting hooks, a fake
- * clock, a log capture.  Objects are `struct tobj`, created by tfun(). */
+/* helpers.h - the unit tests' fixture, built on the shared one
+ * (fixture/lfpool_fixture.h: counting hooks, fake clock, log capture).
+ * What is the unit tests' own: their objects (`struct tobj`, created by
+ * tfun()), the per-file Criterion fixture LFPOOL_TEST_FIXTURE, the hung
+ * health hook and the bursts of the gate tests (tburst). */
 #ifndef LFPOOL_TEST_HELPERS_H
 #define LFPOOL_TEST_HELPERS_H
 
 #include <lfpool.h>
+
+#include "lfpool_fixture.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -25,16 +30,16 @@ struct tobj {
     const char *trace;   /* tracer text */
 };
 
+/* The pool context: the shared counting hooks and fault knobs first (fx.n:
+ * calls of each hook; fx.f: fail_next_fun + fun_errno, fail_hooks), the
+ * fake clock, the log capture (log.text: every line), and the objects tfun
+ * made. */
 struct tctx {
-    _Atomic int created, opened, closed, got, retted, fail_open, fail_all_hooks;
-    _Atomic int fail_fun; /* >0: that many next calls fail */
-    int fun_errno;
+    struct lfx_hooks fx; /* first: the counting hooks' ctx */
+    struct lfx_clock clock;
+    struct lfx_log log;
     uint64_t seen_n[64];
     _Atomic int nseen;
-    _Atomic double now;  /* fake clock */
-    char log[8192];
-    pthread_mutex_t log_lock;
-    int nlogs;
     struct tobj *objs[4096];
     _Atomic int nobjs;
 };
@@ -42,79 +47,51 @@ struct tctx {
 static inline void tctx_init(struct tctx *t)
 {
     memset(t, 0, sizeof *t);
-    pthread_mutex_init(&t->log_lock, NULL);
-    atomic_store(&t->now, 1000.0);
+    lfx_log_init(&t->log, "LFPOOL_TEST_LOG");
+    lfx_clock_set(&t->clock, 1000.0);
 }
 
+/* fun: records n, fails as fx.f says, else a fresh tobj kept in objs[] */
 static inline void *tfun(void *ctx, uint64_t n)
 {
     struct tctx *t = ctx;
     int i = atomic_fetch_add(&t->nseen, 1);
     if (i < 64)
         t->seen_n[i] = n;
-    if (atomic_load(&t->fail_fun) > 0) {
-        atomic_fetch_sub(&t->fail_fun, 1);
-        errno = t->fun_errno;
+    if (lfx_fun_fails(&t->fx))
         return NULL;
-    }
     struct tobj *o = calloc(1, sizeof *o);
     o->n = n;
     o->healthy = 1;
     int k = atomic_fetch_add(&t->nobjs, 1);
     if (k < 4096)
         t->objs[k] = o;
-    atomic_fetch_add(&t->created, 1);
+    lfx_fun_created(&t->fx);
     return o;
 }
 
-static inline int thook_open(void *ctx, void *o)
-{
-    (void)o;
-    struct tctx *t = ctx;
-    atomic_fetch_add(&t->opened, 1);
-    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
-}
-static inline int thook_get(void *ctx, void *o)
-{
-    (void)o;
-    struct tctx *t = ctx;
-    atomic_fetch_add(&t->got, 1);
-    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
-}
-static inline int thook_ret(void *ctx, void *o)
-{
-    (void)o;
-    struct tctx *t = ctx;
-    atomic_fetch_add(&t->retted, 1);
-    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
-}
 /* closer: counts, marks closed; objects are freed by tctx_free_objs() so
  * that tests can inspect them after closing */
 static inline int thook_close(void *ctx, void *o)
 {
     struct tctx *t = ctx;
     atomic_fetch_add(&((struct tobj *)o)->closed, 1);
-    atomic_fetch_add(&t->closed, 1);
-    return atomic_load(&t->fail_all_hooks) ? -1 : 0;
+    lfx_count(&t->fx.n.closed);
+    return lfx_closer_fault(&t->fx);
 }
 static inline int thealth(void *ctx, void *o)
 {
     (void)ctx;
     return ((struct tobj *)o)->healthy;
 }
-static inline double tclock(void *ctx)
+/* the fake clock: set, advance, read */
+static inline void tclock_set(struct tctx *t, double s)
 {
-    return atomic_load(&((struct tctx *)ctx)->now);
+    lfx_clock_set(&t->clock, s);
 }
-static inline void tlog(void *ctx, int level, const char *msg)
+static inline void tclock_advance(struct tctx *t, double s)
 {
-    struct tctx *t = ctx;
-    (void)level;
-    pthread_mutex_lock(&t->log_lock);
-    size_t len = strlen(t->log);
-    snprintf(t->log + len, sizeof t->log - len, "%s\n", msg);
-    t->nlogs++;
-    pthread_mutex_unlock(&t->log_lock);
+    lfx_clock_advance(&t->clock, s);
 }
 static inline void tctx_free_objs(struct tctx *t)
 {
@@ -158,16 +135,9 @@ static inline bool trseq_here(void)
 static inline void tcfg(lfpool_config *c, struct tctx *t)
 {
     lfpool_config_init(c);
+    lfx_config(c, &t->fx, &t->log, &t->clock);
     c->fun = tfun;
-    c->ctx = t;
-    c->opener = thook_open;
-    c->getter = thook_get;
-    c->retter = thook_ret;
     c->closer = thook_close;
-    c->clock = tclock;
-    c->clock_ctx = t;
-    c->log = tlog;
-    c->log_ctx = t;
     c->log_level = LFPOOL_LOG_WARNING;
 }
 

@@ -37,8 +37,8 @@ Test(api, invalid_configurations)
     BAD(c.kill_mode = 7);
     BAD(c.log_level = 9);
 #undef BAD
-    cr_assert(strstr(T.log, "min_size > max_size") != NULL, "reason logged: %s", T.log);
-    cr_assert_eq(atomic_load(&T.created), 0);
+    cr_assert(strstr(T.log.text, "min_size > max_size") != NULL, "reason logged: %s", T.log.text);
+    cr_assert_eq(atomic_load(&T.fx.n.created), 0);
     /* unbounded: min_size has no upper limit */
     tcfg(&c, &T);
     c.min_size = 5;
@@ -79,13 +79,13 @@ Test(api, foreign_double_and_null_returns)
     int foreign;
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
-    int retted = atomic_load(&T.retted);
+    int retted = atomic_load(&T.fx.n.retted);
     cr_assert_eq(lfpool_ret(P, &foreign), ENOENT);
-    cr_assert_eq(atomic_load(&T.retted), retted, "retter must not see a foreign pointer");
-    cr_assert(strstr(T.log, "unexpected object returned") != NULL, "%s", T.log);
+    cr_assert_eq(atomic_load(&T.fx.n.retted), retted, "retter must not see a foreign pointer");
+    cr_assert(strstr(T.log.text, "unexpected object returned") != NULL, "%s", T.log.text);
     cr_assert_eq(lfpool_ret(P, a), 0);
     cr_assert_eq(lfpool_ret(P, a), ENOENT);
-    cr_assert_eq(atomic_load(&T.retted), retted + 1);
+    cr_assert_eq(atomic_load(&T.fx.n.retted), retted + 1);
     /* nothing lost: both slots usable, nothing handed out twice */
     void *x, *y, *z;
     cr_assert_eq(lfpool_get(P, &x, 0), 0);
@@ -145,7 +145,7 @@ Test(api, shutdown_closes_and_refuses)
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_shutdown(P, 0.5), 0);
-    cr_assert_eq(atomic_load(&T.closed), 2, "available objects closed");
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 2, "available objects closed");
     struct lfpool_stats s = tstats(P);
     cr_assert(s.shutdown);
     cr_assert_eq(s.navail, 0);
@@ -156,7 +156,7 @@ Test(api, shutdown_closes_and_refuses)
     cr_assert_eq(lfpool_ret(P, a), 0, "ret after shutdown closes and succeeds");
     cr_assert_eq(atomic_load(&((struct tobj *)a)->closed), 1);
     cr_assert_eq(lfpool_shutdown(P, 0), 0, "second shutdown harmless");
-    cr_assert_eq(atomic_load(&T.closed), 3);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 3);
     cr_assert_eq(lfpool_ret(P, a), ENOENT);
 }
 
@@ -168,9 +168,9 @@ Test(api, free_closes_objects_still_out)
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     lfpool_free(P);
     P = NULL;
-    cr_assert_eq(atomic_load(&T.closed), 2);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 2);
     cr_assert_eq(atomic_load(&((struct tobj *)a)->closed), 1);
-    cr_assert(strstr(T.log, "still out") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "still out") != NULL, "%s", T.log.text);
 }
 
 Test(api, lazy_start_creates_nothing_until_first_get)
@@ -244,10 +244,10 @@ Test(api, fork_child_never_gets_parent_objects)
             usleep(5000);
         if (s.hk_rounds == 0) bad |= 64; /* own housekeeper */
 #endif
-        int closed_before = atomic_load(&T.closed);
+        int closed_before = atomic_load(&T.fx.n.closed);
         lfpool_free(P);
         /* only the child's three objects are closed in the child */
-        if (atomic_load(&T.closed) - closed_before != 3) bad |= 128;
+        if (atomic_load(&T.fx.n.closed) - closed_before != 3) bad |= 128;
         _exit(bad);
     }
     int st;
@@ -255,7 +255,7 @@ Test(api, fork_child_never_gets_parent_objects)
     cr_assert(WIFEXITED(st));
     cr_assert_eq(WEXITSTATUS(st), 0, "child failures mask %d", WEXITSTATUS(st));
     /* parent untouched */
-    cr_assert_eq(atomic_load(&T.closed), 0);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 0);
     cr_assert_eq(lfpool_get(P, &o, 0), 0);
     cr_assert_eq(lfpool_ret(P, o), 0);
     cr_assert_eq(lfpool_ret(P, held), 0);

@@ -244,14 +244,14 @@ Test(bias, a_second_return_from_another_thread_loses_or_wins_alone, .timeout = 1
 
 static void advance(double sec)
 {
-    atomic_store(&T.now, atomic_load(&T.now) + sec);
+    tclock_advance(&T, sec);
 }
 
 /* With the injected clock ret's careful path makes the owner's commit too
  * (pool.c), so the kill's fence meets it. */
 Test(bias, a_kill_and_the_getters_return_exactly_one_wins, .timeout = 120)
 {
-    C.clock = tclock;
+    C.clock = lfx_clock_fn;
     C.max_using_delay_kill = 10;
     C.kill_mode = LFPOOL_KILL_DEFER;
     cr_assert_eq(lfpool_new(&P, &C), 0);
@@ -289,7 +289,7 @@ Test(bias, a_kill_and_the_getters_return_exactly_one_wins, .timeout = 120)
     cr_assert_eq(s.nusing, 0);
     cr_assert_eq(s.ntodel, 0);
     cr_assert_eq(s.nkilled, kills);
-    cr_assert_eq((uint64_t)atomic_load(&T.closed) + s.nobjs, s.ncreated,
+    cr_assert_eq((uint64_t)atomic_load(&T.fx.n.closed) + s.nobjs, s.ncreated,
                  "every object closed once or still in the pool");
     cr_assert_leq(atomic_load(&T.nobjs), 4096);
     for (int i = 0; i < atomic_load(&T.nobjs); i++)

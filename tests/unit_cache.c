@@ -141,12 +141,12 @@ Test(cache, housekeeping_reaches_cached_objects)
     cr_assert_eq(s.bad_health, 1);
     cr_assert_eq(((struct tobj *)o[0])->closed, 1);
 
-    atomic_store(&T.now, atomic_load(&T.now) + 10);
+    tclock_advance(&T, 10);
     cr_assert_eq(lfpool_housekeep(P), 0);
     s = tstats(P);
     cr_assert_eq(s.nrecycled, 3);
     cr_assert_eq(s.nobjs, 0);
-    cr_assert_eq(atomic_load(&T.closed), 4);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 4);
 }
 
 Test(cache, shutdown_closes_cached_objects)
@@ -155,7 +155,7 @@ Test(cache, shutdown_closes_cached_objects)
     void *o[5];
     cr_assert_eq(tget_ret_n(P, o, 5), 0);
     cr_assert_eq(lfpool_shutdown(P, 0), 0);
-    cr_assert_eq(atomic_load(&T.closed), 5);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 5);
     for (int i = 0; i < 5; i++)
         cr_assert_eq(((struct tobj *)o[i])->closed, 1);
 }

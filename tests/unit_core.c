@@ -18,7 +18,7 @@ Test(core, min_size_fill_with_creation_numbers)
     cr_assert_eq(s.ncreated, 3);
     cr_assert_eq(s.navail, 3);
     cr_assert_eq(s.nobjs, 3);
-    cr_assert_eq(atomic_load(&T.opened), 3);
+    cr_assert_eq(atomic_load(&T.fx.n.opened), 3);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(T.seen_n[i], (uint64_t)i, "call %d got n=%llu", i, (unsigned long long)T.seen_n[i]);
 }
@@ -29,8 +29,8 @@ Test(core, creation_number_counts_successes_only)
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *a, *b;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
-    atomic_store(&T.fail_fun, 1);
-    T.fun_errno = ECONNREFUSED;
+    atomic_store(&T.fx.f.fail_next_fun, 1);
+    T.fx.f.fun_errno = ECONNREFUSED;
     cr_assert_eq(lfpool_get(P, &b, 0), ECONNREFUSED);
     cr_assert_eq(lfpool_get(P, &b, 0), 0);
     cr_assert_eq(T.seen_n[0], 0);
@@ -45,13 +45,13 @@ Test(core, fill_survives_failing_fun_and_retries_later)
 {
     C.min_size = 2;
     C.delay = 1000; /* housekeeper exists but we drive rounds by hand */
-    atomic_store(&T.fail_fun, 100);
+    atomic_store(&T.fx.f.fail_next_fun, 100);
     cr_assert_eq(lfpool_new(&P, &C), 0, "new must succeed while fun fails");
     struct lfpool_stats s = tstats(P);
     cr_assert_eq(s.ncreated, 0);
     cr_assert_geq(s.ncreating, 1);
-    cr_assert(strstr(T.log, "creation failed") != NULL, "log: %s", T.log);
-    atomic_store(&T.fail_fun, 0);
+    cr_assert(strstr(T.log.text, "creation failed") != NULL, "log: %s", T.log.text);
+    atomic_store(&T.fx.f.fail_next_fun, 0);
     cr_assert_eq(lfpool_housekeep(P), 0);
     s = tstats(P);
     cr_assert_eq(s.ncreated, 2);
@@ -63,11 +63,11 @@ Test(core, fun_errno_or_eio)
     C.min_size = 0;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *o;
-    atomic_store(&T.fail_fun, 1);
-    T.fun_errno = 0;
+    atomic_store(&T.fx.f.fail_next_fun, 1);
+    T.fx.f.fun_errno = 0;
     cr_assert_eq(lfpool_get(P, &o, 0), EIO);
-    atomic_store(&T.fail_fun, 1);
-    T.fun_errno = EMFILE;
+    atomic_store(&T.fx.f.fail_next_fun, 1);
+    T.fx.f.fun_errno = EMFILE;
     cr_assert_eq(lfpool_get(P, &o, 0), EMFILE);
     cr_assert_eq(tstats(P).nobjs, 0, "failed creations must not hold a slot");
 }
@@ -85,8 +85,8 @@ Test(core, get_reuses_returned_object)
     struct lfpool_stats s = tstats(P);
     cr_assert_eq(s.ncreated, 1);
     cr_assert_eq(s.nuses, 2);
-    cr_assert_eq(atomic_load(&T.got), 2);
-    cr_assert_eq(atomic_load(&T.retted), 2);
+    cr_assert_eq(atomic_load(&T.fx.n.got), 2);
+    cr_assert_eq(atomic_load(&T.fx.n.retted), 2);
 }
 
 Test(core, uses_and_times_recorded)
@@ -94,11 +94,11 @@ Test(core, uses_and_times_recorded)
     C.min_size = 0;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *a;
-    atomic_store(&T.now, 2000.0);
+    tclock_set(&T, 2000.0);
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
-    atomic_store(&T.now, 2005.0);
+    tclock_set(&T, 2005.0);
     cr_assert_eq(lfpool_ret(P, a), 0);
-    atomic_store(&T.now, 2010.0);
+    tclock_set(&T, 2010.0);
     char *js = lfpool_stats_json(P);
     cr_assert_not_null(js);
     cr_assert(strstr(js, "\"uses\":1,\"last_get\":-10,\"last_ret\":-5") != NULL, "%s", js);
@@ -213,7 +213,7 @@ Test(core, waiter_woken_by_removal)
     pthread_t th;
     pthread_create(&th, NULL, wait_get, &w);
     usleep(30000);
-    atomic_store(&T.now, atomic_load(&T.now) + 11);
+    tclock_advance(&T, 11);
     cr_assert_eq(lfpool_housekeep(P), 0);
     pthread_join(th, NULL);
     cr_assert_eq(w.rc, 0, "kill must free capacity for the waiter (rc %d)", w.rc);
@@ -267,8 +267,8 @@ Test(core, duplicate_pointer_from_fun_is_refused)
     cr_assert_eq(s.ncreating, 2);
     cr_assert_eq(s.ncreated, 1);
     cr_assert_eq(s.nobjs, 1);
-    cr_assert_eq(atomic_load(&T.closed), 0, "closer must not run on the duplicate");
-    cr_assert(strstr(T.log, "already holds") != NULL, "%s", T.log);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 0, "closer must not run on the duplicate");
+    cr_assert(strstr(T.log.text, "already holds") != NULL, "%s", T.log.text);
     cr_assert_eq(lfpool_ret(P, a), 0);
     lfpool_free(P);
     P = NULL;

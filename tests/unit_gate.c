@@ -187,7 +187,7 @@ Test(gate, shutdown_releases_a_parked_crowd, .timeout = 120)
         cr_assert_eq(atomic_load(&d.got_after), 0, "a get begun after shutdown got an object");
         lfpool_free(P);
         P = NULL;
-        cr_assert_eq(atomic_load(&T.closed), atomic_load(&T.created),
+        cr_assert_eq(atomic_load(&T.fx.n.closed), atomic_load(&T.fx.n.created),
                      "round %d: closer not run exactly once per object", round);
         tctx_free_objs(&T);
         tctx_init(&T);

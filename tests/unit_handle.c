@@ -44,8 +44,8 @@ static void get_ret_round_trip(void)
 Test(handle, get_and_ret_with_hooks_and_clock)
 {
     get_ret_round_trip();
-    cr_assert_eq(atomic_load(&T.got), 2, "getter once per get");
-    cr_assert_eq(atomic_load(&T.retted), 2, "retter once per ret");
+    cr_assert_eq(atomic_load(&T.fx.n.got), 2, "getter once per get");
+    cr_assert_eq(atomic_load(&T.fx.n.retted), 2, "retter once per ret");
 }
 
 Test(handle, get_and_ret_fast_path)
@@ -80,7 +80,7 @@ static void stale_copy_refused(void)
 Test(handle, stale_copy_refused)
 {
     stale_copy_refused();
-    cr_assert_eq(atomic_load(&T.retted), 3, "no retter for refused handles");
+    cr_assert_eq(atomic_load(&T.fx.n.retted), 3, "no retter for refused handles");
 }
 
 Test(handle, stale_copy_refused_fast_path)
@@ -135,7 +135,7 @@ static lfpool_handle held_and_killed(int mode)
     cr_assert_eq(lfpool_new(&P, &C), 0);
     lfpool_handle h;
     cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
-    atomic_store(&T.now, atomic_load(&T.now) + 10);
+    tclock_advance(&T, 10);
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert_eq(tstats(P).nkilled, 1);
     return h;

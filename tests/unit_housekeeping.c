@@ -8,7 +8,7 @@
 LFPOOL_TEST_FIXTURE(hk, C.delay = 1000);
 static void advance(double s)
 {
-    atomic_store(&T.now, atomic_load(&T.now) + s);
+    tclock_advance(&T, s);
 }
 
 
@@ -69,9 +69,9 @@ Test(hk, worn_out_objects_are_reaped_by_the_housekeeper_thread)
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_ret(P, a), 0);
-    for (int i = 0; i < 200 && atomic_load(&T.closed) == 0; i++)
+    for (int i = 0; i < 200 && atomic_load(&T.fx.n.closed) == 0; i++)
         usleep(5000);
-    cr_assert_eq(atomic_load(&T.closed), 1);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 1);
 }
 
 Test(hk, idle_objects_recycled_down_to_min_size)
@@ -90,7 +90,7 @@ Test(hk, idle_objects_recycled_down_to_min_size)
     cr_assert_eq(s.nrecycled, 3);
     cr_assert_eq(s.nobjs, 1);
     cr_assert_eq(s.navail, 1);
-    cr_assert_eq(atomic_load(&T.closed), 3);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 3);
     /* the survivor still works; the recycled ones are never handed out */
     void *x;
     cr_assert_eq(lfpool_get(P, &x, 0), 0);
@@ -110,7 +110,7 @@ Test(hk, warn_about_long_held_objects)
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     advance(6);
     cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(strstr(T.log, "long running objects: 1") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "long running objects: 1") != NULL, "%s", T.log.text);
     cr_assert_eq(tstats(P).nkilled, 0);
     cr_assert_eq(lfpool_ret(P, a), 0);
 }
@@ -133,7 +133,7 @@ Test(hk, kill_defer_closes_on_return)
     cr_assert_eq(s.ntodel, 1);
     cr_assert_eq(s.nusing, 0);
     cr_assert_eq(atomic_load(&((struct tobj *)a)->closed), 0, "DEFER: not closed while held");
-    cr_assert(strstr(T.log, "1 to kill") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "1 to kill") != NULL, "%s", T.log.text);
     void *b;
     cr_assert_eq(lfpool_get(P, &b, 0), 0, "capacity released by the kill");
     cr_assert_neq(a, b);
@@ -152,7 +152,7 @@ Test(hk, kill_close_closes_at_once)
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
-    int retted = atomic_load(&T.retted);
+    int retted = atomic_load(&T.fx.n.retted);
     advance(11);
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert_eq(atomic_load(&((struct tobj *)a)->closed), 1);
@@ -161,7 +161,7 @@ Test(hk, kill_close_closes_at_once)
     cr_assert_eq(s.nobjs, 0);
     cr_assert_eq(s.ndestroys, 1);
     cr_assert_eq(lfpool_ret(P, a), ENOENT);
-    cr_assert_eq(atomic_load(&T.retted), retted, "retter not called on a refused ret");
+    cr_assert_eq(atomic_load(&T.fx.n.retted), retted, "retter not called on a refused ret");
 }
 
 Test(hk, inconsistent_warn_above_kill_is_accepted_with_warning)
@@ -169,7 +169,7 @@ Test(hk, inconsistent_warn_above_kill_is_accepted_with_warning)
     C.max_using_delay = 20;
     C.max_using_delay_kill = 10;
     cr_assert_eq(lfpool_new(&P, &C), 0);
-    cr_assert(strstr(T.log, "inconsistent") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "inconsistent") != NULL, "%s", T.log.text);
     cr_assert_float_eq(tstats(P).max_using_delay_warn, 20, 1e-9);
 }
 
@@ -193,7 +193,7 @@ Test(hk, health_removes_unhealthy_and_counts_errors)
     cr_assert_eq(atomic_load(&T.objs[1]->closed), 0);
     cr_assert_eq(s.nobjs, 3, "refilled to min_size");
     cr_assert_eq(s.ncreated, 4);
-    cr_assert(strstr(T.log, "bad health") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "bad health") != NULL, "%s", T.log.text);
     /* the unhealthy object is never handed out again */
     void *o[3];
     for (int i = 0; i < 3; i++) {
@@ -255,17 +255,17 @@ Test(hk, hanging_health_check_blocks_neither_get_nor_ret)
 
 Test(hk, hook_failures_are_logged_not_propagated)
 {
-    atomic_store(&T.fail_all_hooks, 1);
+    atomic_store(&T.fx.f.fail_hooks, 1);
     C.max_use = 1;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_ret(P, a), 0);
     cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(strstr(T.log, "opener hook failed") != NULL, "%s", T.log);
-    cr_assert(strstr(T.log, "getter hook failed") != NULL, "%s", T.log);
-    cr_assert(strstr(T.log, "retter hook failed") != NULL, "%s", T.log);
-    cr_assert(strstr(T.log, "closer hook failed") != NULL, "%s", T.log);
+    cr_assert(strstr(T.log.text, "opener hook failed") != NULL, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, "getter hook failed") != NULL, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, "retter hook failed") != NULL, "%s", T.log.text);
+    cr_assert(strstr(T.log.text, "closer hook failed") != NULL, "%s", T.log.text);
     cr_assert_eq(atomic_load(&((struct tobj *)a)->closed), 1);
 }
 

@@ -221,5 +221,5 @@ Test(stats, counters_follow_operations)
     cr_assert_eq(s.nwornout, 3);
     cr_assert_eq(s.ndestroys, 3);
     cr_assert_eq(s.nobjs, 0);
-    cr_assert_eq(atomic_load(&T.closed), 3);
+    cr_assert_eq(atomic_load(&T.fx.n.closed), 3);
 }

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DEPS=(build-essential meson ninja-build pkg-config liburcu-dev libck-dev
       libcriterion-dev libjansson-dev libbenchmark-dev libaprutil1-dev
-      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind
+      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base
       postgresql libpq-dev)   # examples/pgpool and the integration suite
 
 deps() {

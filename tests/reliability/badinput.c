@@ -18,15 +18,15 @@
 #define MAX 4
 
 static struct rel_world W;
-static struct rel_log L;
-static struct rel_clock C;
+static struct lfx_log L;
+static struct lfx_clock C;
 static lfpool *P;
 static lfpool_config CFG;
 
 static void setup_pool(void)
 {
     rel_world_init(&W, 4096);
-    rel_log_init(&L);
+    lfx_log_init(&L, "REL_LOG");
     atomic_store(&C.us, 1000000);
     rel_config(&CFG, &W, &L, &C);
     CFG.max_size = MAX;
@@ -38,10 +38,10 @@ static void teardown_pool(void)
 {
     lfpool_free(P);
     P = NULL;
-    cr_expect_eq(atomic_load(&W.closer_calls), atomic_load(&W.fun_ok),
+    cr_expect_eq(atomic_load(&W.hk.n.closed), atomic_load(&W.hk.n.created),
                  "closer calls %llu != created %llu",
-                 (unsigned long long)atomic_load(&W.closer_calls),
-                 (unsigned long long)atomic_load(&W.fun_ok));
+                 (unsigned long long)atomic_load(&W.hk.n.closed),
+                 (unsigned long long)atomic_load(&W.hk.n.created));
     cr_expect_eq(atomic_load(&W.closer_twice), 0);
     cr_expect_eq(atomic_load(&W.closer_foreign), 0, "closer called on a foreign pointer");
     rel_world_fini(&W);
@@ -130,17 +130,17 @@ Test(bad, ret_null_object)
 {
     struct lfpool_stats st = warm();
     st = snap();
-    uint64_t retters = atomic_load(&W.retter_calls);
+    uint64_t retters = atomic_load(&W.hk.n.retted);
     cr_expect_eq(lfpool_ret(P, NULL), EINVAL);
-    cr_expect_eq(atomic_load(&W.retter_calls), retters, "retter called on NULL");
+    cr_expect_eq(atomic_load(&W.hk.n.retted), retters, "retter called on NULL");
     intact(&st, "ret(NULL)");
 }
 
 Test(bad, ret_foreign_pointers)
 {
     struct lfpool_stats st = warm();
-    uint64_t retters = atomic_load(&W.retter_calls), tracers = atomic_load(&W.tracer_calls);
-    uint64_t logs = rel_log_total(&L);
+    uint64_t retters = atomic_load(&W.hk.n.retted), tracers = atomic_load(&W.hk.n.traced);
+    uint64_t logs = lfx_log_total(&L);
     int local;
     void *heap = malloc(32);
     void *held;
@@ -161,10 +161,10 @@ Test(bad, ret_foreign_pointers)
         /* intact() skipped the held one; keep it out */
     }
     /* each intact() got and returned the MAX-1 objects not held: 7 * 3 retters */
-    cr_expect_eq(atomic_load(&W.retter_calls) - retters, (uint64_t)(MAX - 1) * 7,
+    cr_expect_eq(atomic_load(&W.hk.n.retted) - retters, (uint64_t)(MAX - 1) * 7,
                  "retter called on a foreign pointer");
-    cr_expect_eq(atomic_load(&W.tracer_calls), tracers, "tracer called on a foreign pointer");
-    cr_expect_gt(rel_log_total(&L), logs, "foreign ret not logged");
+    cr_expect_eq(atomic_load(&W.hk.n.traced), tracers, "tracer called on a foreign pointer");
+    cr_expect_gt(lfx_log_total(&L), logs, "foreign ret not logged");
     cr_expect_eq(lfpool_ret(P, held), 0);
     free(heap);
 }
@@ -176,10 +176,10 @@ Test(bad, ret_twice)
     cr_assert_eq(lfpool_get(P, &o, 0), 0);
     cr_expect_eq(lfpool_ret(P, o), 0);
     st = snap();
-    uint64_t retters = atomic_load(&W.retter_calls);
+    uint64_t retters = atomic_load(&W.hk.n.retted);
     cr_expect_eq(lfpool_ret(P, o), ENOENT, "second ret");
     cr_expect_eq(lfpool_ret(P, o), ENOENT, "third ret");
-    cr_expect_eq(atomic_load(&W.retter_calls), retters, "retter called on a double ret");
+    cr_expect_eq(atomic_load(&W.hk.n.retted), retters, "retter called on a double ret");
     intact(&st, "double ret");
 }
 
@@ -203,7 +203,7 @@ Test(bad, ret_to_the_wrong_pool)
     cr_expect_eq(lfpool_ret(p2, o), ENOENT);
     cr_expect_eq(lfpool_ret(P, o), 0);
     lfpool_free(p2);
-    cr_expect_eq(atomic_load(&w2.closer_calls), atomic_load(&w2.fun_ok));
+    cr_expect_eq(atomic_load(&w2.hk.n.closed), atomic_load(&w2.hk.n.created));
     rel_world_fini(&w2);
 }
 
@@ -257,7 +257,7 @@ Test(bad, after_shutdown)
     cr_expect(st.shutdown);
     cr_expect_eq(st.nusing, 0);
     cr_expect_eq(st.nobjs, 0, "objects left after shutdown: %llu", (unsigned long long)st.nobjs);
-    cr_expect_eq(atomic_load(&W.closer_calls), atomic_load(&W.fun_ok),
+    cr_expect_eq(atomic_load(&W.hk.n.closed), atomic_load(&W.hk.n.created),
                  "shutdown did not close everything");
     char *js = lfpool_stats_json(P);
     cr_expect_not_null(js, "stats_json after shutdown");
@@ -273,7 +273,7 @@ Test(bad, ret_after_kill_defer)
     cr_assert_eq(lfpool_new(&P, &CFG), 0);
     void *o;
     cr_assert_eq(lfpool_get(P, &o, 0), 0);
-    rel_clock_advance(&C, 6);
+    lfx_clock_advance(&C, 6);
     cr_assert_eq(lfpool_housekeep(P), 0);
     struct lfpool_stats st = snap();
     cr_expect_eq(st.nkilled, 1);
@@ -297,7 +297,7 @@ Test(bad, ret_after_kill_close)
     cr_assert_eq(lfpool_new(&P, &CFG), 0);
     void *o;
     cr_assert_eq(lfpool_get(P, &o, 0), 0);
-    rel_clock_advance(&C, 6);
+    lfx_clock_advance(&C, 6);
     cr_assert_eq(lfpool_housekeep(P), 0);
     lfpool_housekeep(P); /* a grace period later the closer has run */
     struct lfpool_stats st = snap();
@@ -305,11 +305,11 @@ Test(bad, ret_after_kill_close)
     cr_expect_eq(st.sem_value, MAX);
     cr_expect_eq(((struct rel_obj *)o)->closed, 1, "CLOSE mode did not close the killed object");
     st = intact(&st, "kill (close)");
-    uint64_t retters = atomic_load(&W.retter_calls), tracers = atomic_load(&W.tracer_calls);
+    uint64_t retters = atomic_load(&W.hk.n.retted), tracers = atomic_load(&W.hk.n.traced);
     cr_expect_eq(lfpool_ret(P, o), ENOENT);
     cr_expect_eq(lfpool_ret(P, o), ENOENT);
-    cr_expect_eq(atomic_load(&W.retter_calls), retters, "retter ran on a closed object");
-    cr_expect_eq(atomic_load(&W.tracer_calls), tracers, "tracer ran on a closed object");
+    cr_expect_eq(atomic_load(&W.hk.n.retted), retters, "retter ran on a closed object");
+    cr_expect_eq(atomic_load(&W.hk.n.traced), tracers, "tracer ran on a closed object");
     intact(&st, "ret after kill (close)");
 }
 
@@ -709,21 +709,21 @@ static const struct bad_cfg BAD_CFGS[] = {
 Test(bad, invalid_configurations)
 {
     struct lfpool_stats st = warm();
-    uint64_t fun_calls = atomic_load(&W.fun_calls);
+    uint64_t fun_calls = atomic_load(&W.hk.n.fun);
     for (size_t i = 0; i < sizeof BAD_CFGS / sizeof *BAD_CFGS; i++) {
         lfpool_config c;
         rel_config(&c, &W, &L, &C);
         c.max_size = 4;
         BAD_CFGS[i].apply(&c);
         lfpool *p = (lfpool *)&c; /* must not be used on failure */
-        uint64_t logs = rel_log_total(&L);
+        uint64_t logs = lfx_log_total(&L);
         int rc = lfpool_new(&p, &c);
         cr_expect_eq(rc, EINVAL, "config '%s' gave %d", BAD_CFGS[i].what, rc);
         if (rc == 0) {
             lfpool_free(p);
             continue;
         }
-        cr_expect_gt(rel_log_total(&L), logs, "config '%s' refused without a logged reason",
+        cr_expect_gt(lfx_log_total(&L), logs, "config '%s' refused without a logged reason",
                      BAD_CFGS[i].what);
         st = intact(&st, BAD_CFGS[i].what);
     }

@@ -38,8 +38,8 @@ struct slot {
 struct run {
     lfpool *pool;
     struct rel_world w;
-    struct rel_log log;
-    struct rel_clock clk;
+    struct lfx_log log;
+    struct lfx_clock clk;
     struct rel_viol v;
     lfpool_config cfg;
     int nworkers;
@@ -124,10 +124,10 @@ static void *worker(void *arg)
             atomic_fetch_add(&r->held_over, 1);
 
         /* hold: mostly a short spin, sometimes long enough to be killed */
-        uint64_t x = rel_rand() % 1000;
+        uint64_t x = lfx_rand() % 1000;
         if (x < 15) {
             atomic_fetch_add(&r->long_holds, 1);
-            rel_sleep(0.03 + (double)(rel_rand() % 50) * 0.001);
+            rel_sleep(0.03 + (double)(lfx_rand() % 50) * 0.001);
         } else if (x < 40) {
             rel_sleep(0.001);
         } else {
@@ -156,7 +156,7 @@ static void *worker(void *arg)
             atomic_fetch_add(&r->v.bad_ret, 1);
         }
         /* pause now and then so that objects sit idle and get recycled */
-        if (rel_chance(10))
+        if (lfx_chance(10))
             rel_sleep(0.02);
     }
     return NULL;
@@ -166,7 +166,7 @@ static void *clock_thread(void *arg)
 {
     struct run *r = arg;
     while (!atomic_load(&r->stop_helpers)) {
-        rel_clock_advance(&r->clk, 0.1); /* 100 fake s per real s */
+        lfx_clock_advance(&r->clk, 0.1); /* 100 fake s per real s */
         rel_sleep(0.001);
     }
     return NULL;
@@ -227,7 +227,7 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
     memset(r, 0, sizeof *r);
     bool slow = rel_slow_env();
     rel_world_init(&r->w, 1u << 17);
-    rel_log_init(&r->log);
+    lfx_log_init(&r->log, "REL_LOG");
     r->nworkers = NWORKERS;
     atomic_store(&r->clk.us, 1000000);
 
@@ -247,11 +247,11 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
     cfg->kill_mode = kill_mode;
     r->kill_s = cfg->max_using_delay_kill;
 
-    atomic_store(&r->w.fun_fail, 300);
-    atomic_store(&r->w.opener_fail, 150);
-    atomic_store(&r->w.getter_fail, 150);
-    atomic_store(&r->w.retter_fail, 150);
-    atomic_store(&r->w.closer_fail, 200);
+    atomic_store(&r->w.hk.f.fun_permille, 300);
+    atomic_store(&r->w.hk.f.opener_permille, 150);
+    atomic_store(&r->w.hk.f.getter_permille, 150);
+    atomic_store(&r->w.hk.f.retter_permille, 150);
+    atomic_store(&r->w.hk.f.closer_permille, 200);
     atomic_store(&r->w.health_bad, 50);
     atomic_store(&r->w.health_err, 50);
     atomic_store(&r->w.stats_fail, 200);
@@ -299,11 +299,11 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
     pthread_join(hk, NULL);
 
     /* ---- quiesce: faults off, clock frozen */
-    atomic_store(&r->w.fun_fail, 0);
-    atomic_store(&r->w.opener_fail, 0);
-    atomic_store(&r->w.getter_fail, 0);
-    atomic_store(&r->w.retter_fail, 0);
-    atomic_store(&r->w.closer_fail, 0);
+    atomic_store(&r->w.hk.f.fun_permille, 0);
+    atomic_store(&r->w.hk.f.opener_permille, 0);
+    atomic_store(&r->w.hk.f.getter_permille, 0);
+    atomic_store(&r->w.hk.f.retter_permille, 0);
+    atomic_store(&r->w.hk.f.closer_permille, 0);
     atomic_store(&r->w.health_bad, 0);
     atomic_store(&r->w.health_err, 0);
     atomic_store(&r->w.slow_closer, 0);
@@ -346,20 +346,20 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
      * the capacity check (max_size objects exist and are all back) let them
      * idle past max_avail_delay once more */
     if (cfg->max_avail_delay > 0) {
-        rel_clock_advance(&r->clk, cfg->max_avail_delay * 2);
+        lfx_clock_advance(&r->clk, cfg->max_avail_delay * 2);
         cr_expect_eq(lfpool_housekeep(r->pool), 0);
     }
 
     /* ---- counters against what the hooks and callers saw */
     struct lfpool_stats st;
     cr_assert_eq(lfpool_stats(r->pool, &st), 0);
-    uint64_t fun_ok = atomic_load(&r->w.fun_ok);
+    uint64_t fun_ok = atomic_load(&r->w.hk.n.created);
     uint64_t killed_seen = atomic_load(&r->rets_stale) + atomic_load(&r->rets_noent);
     cr_expect_eq(st.ncreated, fun_ok, "ncreated %llu != non-NULL fun returns %llu",
                  (unsigned long long)st.ncreated, (unsigned long long)fun_ok);
-    cr_expect_eq(st.ncreating, atomic_load(&r->w.fun_calls), "ncreating %llu != fun calls %llu",
+    cr_expect_eq(st.ncreating, atomic_load(&r->w.hk.n.fun), "ncreating %llu != fun calls %llu",
                  (unsigned long long)st.ncreating,
-                 (unsigned long long)atomic_load(&r->w.fun_calls));
+                 (unsigned long long)atomic_load(&r->w.hk.n.fun));
     cr_expect_eq(st.nuses, atomic_load(&r->gets_ok), "nuses %llu != successful gets %llu",
                  (unsigned long long)st.nuses, (unsigned long long)atomic_load(&r->gets_ok));
     cr_expect_eq(st.nkilled, killed_seen, "nkilled %llu != kills seen by holders %llu",
@@ -367,9 +367,9 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
     cr_expect_eq(st.nwornout, atomic_load(&r->wornout_expected), "nwornout %llu != %llu",
                  (unsigned long long)st.nwornout,
                  (unsigned long long)atomic_load(&r->wornout_expected));
-    cr_expect_eq(st.nhealth, atomic_load(&r->w.health_calls), "nhealth %llu != health calls %llu",
+    cr_expect_eq(st.nhealth, atomic_load(&r->w.hk.n.health), "nhealth %llu != health calls %llu",
                  (unsigned long long)st.nhealth,
-                 (unsigned long long)atomic_load(&r->w.health_calls));
+                 (unsigned long long)atomic_load(&r->w.hk.n.health));
     cr_expect_eq(st.bad_health, atomic_load(&r->w.health_bad_count), "bad_health");
     cr_expect_eq(st.hc_errors, atomic_load(&r->w.health_err_count), "hc_errors");
     cr_expect_eq(st.nusing, 0, "nusing %llu after all returns", (unsigned long long)st.nusing);
@@ -403,8 +403,8 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
     cr_expect_eq(created, fun_ok);
     cr_expect_eq(not_closed, 0, "%llu created objects never closed", (unsigned long long)not_closed);
     cr_expect_eq(closed_twice, 0, "%llu objects closed twice", (unsigned long long)closed_twice);
-    cr_expect_eq(atomic_load(&r->w.closer_calls), fun_ok, "closer calls %llu != created %llu",
-                 (unsigned long long)atomic_load(&r->w.closer_calls), (unsigned long long)fun_ok);
+    cr_expect_eq(atomic_load(&r->w.hk.n.closed), fun_ok, "closer calls %llu != created %llu",
+                 (unsigned long long)atomic_load(&r->w.hk.n.closed), (unsigned long long)fun_ok);
     cr_expect_eq(atomic_load(&r->w.closer_foreign), 0);
 
     /* ---- safety, during the run */
@@ -434,7 +434,7 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
     cr_expect_gt(atomic_load(&r->ops_during_hang), floor,
                  "only %llu gets completed during the 1.5 s health hang",
                  (unsigned long long)atomic_load(&r->ops_during_hang));
-    cr_expect_gt(atomic_load(&r->w.fun_fail_count), 0);
+    cr_expect_gt(atomic_load(&r->w.hk.n.fun_failed), 0);
     cr_expect_gt(killed_seen, 0, "no kill fired");
     cr_expect_gt(st.nrecycled, 0, "no recycle fired");
     cr_expect_gt(st.nwornout, 0, "no object wore out");
@@ -454,14 +454,14 @@ static void run_faults(int kill_mode, size_t max_size, double seconds)
             (unsigned long long)atomic_load(&r->rets_ok),
             (unsigned long long)atomic_load(&r->rets_stale),
             (unsigned long long)atomic_load(&r->rets_noent), (unsigned long long)fun_ok,
-            (unsigned long long)atomic_load(&r->w.fun_calls), (unsigned long long)st.nkilled,
+            (unsigned long long)atomic_load(&r->w.hk.n.fun), (unsigned long long)st.nkilled,
             (unsigned long long)st.nrecycled, (unsigned long long)st.nwornout,
             (unsigned long long)st.nhealth, (unsigned long long)st.bad_health,
             (unsigned long long)st.hc_errors,
             (unsigned long long)atomic_load(&r->ops_during_hang),
             (unsigned long long)atomic_load(&r->hk_calls),
             (unsigned long long)atomic_load(&r->json_samples),
-            (unsigned long long)rel_log_total(&r->log));
+            (unsigned long long)lfx_log_total(&r->log));
     rel_world_fini(&r->w);
 }
 
@@ -499,10 +499,10 @@ static void *waiter(void *arg)
 static void kill_frees_capacity(int kill_mode)
 {
     static struct rel_world w;
-    struct rel_log log;
-    struct rel_clock clk = {1000000};
+    struct lfx_log log;
+    struct lfx_clock clk = {1000000};
     rel_world_init(&w, 64);
-    rel_log_init(&log);
+    lfx_log_init(&log, "REL_LOG");
     lfpool_config cfg;
     rel_config(&cfg, &w, &log, &clk);
     cfg.max_size = 2;
@@ -522,7 +522,7 @@ static void kill_frees_capacity(int kill_mode)
         pthread_create(&th[i], NULL, waiter, &wa[i]);
     }
     rel_sleep(0.1);
-    rel_clock_advance(&clk, 11);
+    lfx_clock_advance(&clk, 11);
     cr_assert_eq(lfpool_housekeep(pool), 0);
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
@@ -551,7 +551,7 @@ static void kill_frees_capacity(int kill_mode)
     cr_expect_eq(st.nkilled, 2);
     cr_expect_eq(st.sem_value, 2);
     lfpool_free(pool);
-    cr_expect_eq(atomic_load(&w.closer_calls), atomic_load(&w.fun_ok));
+    cr_expect_eq(atomic_load(&w.hk.n.closed), atomic_load(&w.hk.n.created));
     cr_expect_eq(atomic_load(&w.closer_twice), 0);
     rel_world_fini(&w);
 }
@@ -573,9 +573,9 @@ Test(faults, kill_frees_capacity_close, .timeout = 30)
 Test(faults, shutdown_wakes_waiters, .timeout = 30)
 {
     static struct rel_world w;
-    struct rel_log log;
+    struct lfx_log log;
     rel_world_init(&w, 64);
-    rel_log_init(&log);
+    lfx_log_init(&log, "REL_LOG");
     lfpool_config cfg;
     rel_config(&cfg, &w, &log, NULL);
     cfg.max_size = 1;
@@ -603,7 +603,7 @@ Test(faults, shutdown_wakes_waiters, .timeout = 30)
     cr_expect_eq(lfpool_ret(pool, a), 0);
     cr_expect_eq(atomic_load(&o->closed), 1, "object out not closed when returned after shutdown");
     lfpool_free(pool);
-    cr_expect_eq(atomic_load(&w.closer_calls), atomic_load(&w.fun_ok));
+    cr_expect_eq(atomic_load(&w.hk.n.closed), atomic_load(&w.hk.n.created));
     rel_world_fini(&w);
 }
 
@@ -630,7 +630,7 @@ static void *producer(void *arg)
         atomic_fetch_add(&q->gets, 1);
         if (!rel_take(q->w, q->v, p))
             continue;
-        unsigned i = (unsigned)(rel_rand() % 64);
+        unsigned i = (unsigned)(lfx_rand() % 64);
         void *expect = NULL;
         while (!atomic_compare_exchange_weak(&q->box[i], &expect, p)) {
             expect = NULL;
@@ -676,12 +676,12 @@ Test(faults, cross_thread_return, .timeout = 30)
     static struct rel_world w;
     static struct rel_viol v;
     static struct xq q;
-    struct rel_log log;
+    struct lfx_log log;
     rel_world_init(&w, 1u << 20);
-    rel_log_init(&log);
+    lfx_log_init(&log, "REL_LOG");
     memset(&v, 0, sizeof v);
     memset(&q, 0, sizeof q);
-    atomic_store(&w.fun_fail, 250);
+    atomic_store(&w.hk.f.fun_permille, 250);
     lfpool_config cfg;
     rel_config(&cfg, &w, &log, NULL);
     cfg.max_size = 0; /* unbounded: creation fills what is in the boxes */
@@ -712,16 +712,16 @@ Test(faults, cross_thread_return, .timeout = 30)
     struct lfpool_stats st;
     cr_assert_eq(lfpool_stats(pool, &st), 0);
     cr_expect_eq(st.nusing, 0);
-    cr_expect_eq(st.ncreated, atomic_load(&w.fun_ok));
+    cr_expect_eq(st.ncreated, atomic_load(&w.hk.n.created));
     cr_expect_eq(st.nuses, atomic_load(&q.gets));
     cr_expect_eq(st.navail, st.nobjs, "navail %llu != nobjs %llu: object stranded?",
                  (unsigned long long)st.navail, (unsigned long long)st.nobjs);
     /* every object is reachable again: get them all without creating */
-    uint64_t nobjs = st.nobjs, before = atomic_load(&w.fun_calls);
+    uint64_t nobjs = st.nobjs, before = atomic_load(&w.hk.n.fun);
     void **all = calloc(nobjs, sizeof *all);
     for (uint64_t i = 0; i < nobjs; i++)
         cr_expect_eq(lfpool_get(pool, &all[i], 0), 0);
-    cr_expect_eq(atomic_load(&w.fun_calls), before, "an available object was stranded");
+    cr_expect_eq(atomic_load(&w.hk.n.fun), before, "an available object was stranded");
     for (uint64_t i = 0; i < nobjs; i++)
         if (all[i])
             lfpool_ret(pool, all[i]);
@@ -729,6 +729,6 @@ Test(faults, cross_thread_return, .timeout = 30)
     fprintf(stderr, "cross_thread_return: %llu objects moved between threads, %llu created\n",
             (unsigned long long)atomic_load(&q.moved), (unsigned long long)st.ncreated);
     lfpool_free(pool);
-    cr_expect_eq(atomic_load(&w.closer_calls), atomic_load(&w.fun_ok));
+    cr_expect_eq(atomic_load(&w.hk.n.closed), atomic_load(&w.hk.n.created));
     rel_world_fini(&w);
 }

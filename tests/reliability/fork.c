@@ -47,8 +47,8 @@ static const char *fbits(int f, char *buf, size_t n)
 }
 
 static struct rel_world W;
-static struct rel_log L;
-static struct rel_clock C;
+static struct lfx_log L;
+static struct lfx_clock C;
 static lfpool_config CFG;
 
 static bool created_before(void *p, uint32_t next_at_fork)
@@ -190,7 +190,7 @@ static int in_child(child_fn fn, void *arg, double limit)
 static void setup(void)
 {
     rel_world_init(&W, 1u << 16);
-    rel_log_init(&L);
+    lfx_log_init(&L, "REL_LOG");
     atomic_store(&C.us, 1000000);
     rel_config(&CFG, &W, &L, NULL);
     CFG.max_size = 4;
@@ -265,7 +265,7 @@ Test(fork, basic)
     cr_expect_eq(f, 0, "child: %s", fbits(f, buf, sizeof buf));
     parent_after(pool, &before, out);
     lfpool_free(pool);
-    cr_expect_eq(atomic_load(&W.closer_calls), atomic_load(&W.fun_ok));
+    cr_expect_eq(atomic_load(&W.hk.n.closed), atomic_load(&W.hk.n.created));
     cr_expect_eq(atomic_load(&W.closer_twice), 0);
 }
 
@@ -274,18 +274,18 @@ Test(fork, lazy_pool_first_used_in_child)
     CFG.lazy_start = true;
     lfpool *pool;
     cr_assert_eq(lfpool_new(&pool, &CFG), 0);
-    cr_expect_eq(atomic_load(&W.fun_calls), 0, "lazy pool created objects at start");
+    cr_expect_eq(atomic_load(&W.hk.n.fun), 0, "lazy pool created objects at start");
     struct basic_arg a = {pool, 0, NULL, 100};
     int f = in_child(basic_child, &a, 10.0);
     char buf[512];
     cr_expect_eq(f, 0, "child: %s", fbits(f, buf, sizeof buf));
-    cr_expect_eq(atomic_load(&W.fun_calls), 0, "parent memory changed by the child?");
+    cr_expect_eq(atomic_load(&W.hk.n.fun), 0, "parent memory changed by the child?");
     void *o;
     cr_expect_eq(lfpool_get(pool, &o, 1.0), 0);
     cr_expect_eq(((struct rel_obj *)o)->pid, (int32_t)getpid());
     cr_expect_eq(lfpool_ret(pool, o), 0);
     lfpool_free(pool);
-    cr_expect_eq(atomic_load(&W.closer_calls), atomic_load(&W.fun_ok));
+    cr_expect_eq(atomic_load(&W.hk.n.closed), atomic_load(&W.hk.n.created));
 }
 
 static int grandchild_fn(void *arg)
@@ -412,6 +412,6 @@ Test(fork, under_load)
     fprintf(stderr, "fork under load: %d forks, %d failed, parent ops %llu\n", done, failed,
             (unsigned long long)atomic_load(&l.ops));
     lfpool_free(pool);
-    cr_expect_eq(atomic_load(&W.closer_calls), atomic_load(&W.fun_ok));
+    cr_expect_eq(atomic_load(&W.hk.n.closed), atomic_load(&W.hk.n.created));
     cr_expect_eq(atomic_load(&W.closer_twice), 0);
 }

@@ -22,13 +22,13 @@ struct mp {
     _Atomic uint64_t ops, wrong;
 };
 static struct mp M;
-static struct rel_log L;
+static struct lfx_log L;
 
 static void *user(void *arg)
 {
     (void)arg;
     while (!atomic_load(&M.stop)) {
-        unsigned i = (unsigned)(rel_rand() % NPOOLS);
+        unsigned i = (unsigned)(lfx_rand() % NPOOLS);
         void *o[3];
         int n = 0;
         for (; n < 3; n++) {
@@ -61,7 +61,7 @@ static void *user(void *arg)
 
 Test(manypools, thousand_pools, .timeout = 120)
 {
-    rel_log_init(&L);
+    lfx_log_init(&L, "REL_LOG");
     bool slow = rel_slow_env();
     for (int i = 0; i < NPOOLS; i++) {
         rel_world_init(&M.w[i], 256);
@@ -97,12 +97,12 @@ Test(manypools, thousand_pools, .timeout = 120)
         struct lfpool_stats st;
         cr_assert_eq(lfpool_stats(M.pool[i], &st), 0);
         cr_expect_eq(st.nusing, 0, "pool %d", i);
-        cr_expect_eq(st.ncreated, atomic_load(&M.w[i].fun_ok), "pool %d", i);
+        cr_expect_eq(st.ncreated, atomic_load(&M.w[i].hk.n.created), "pool %d", i);
         if (M.cfg[i].max_size)
             cr_expect_eq(st.sem_value, (int64_t)M.cfg[i].max_size, "pool %d leaked a token", i);
         lfpool_free(M.pool[i]);
-        created += atomic_load(&M.w[i].fun_ok);
-        closed += atomic_load(&M.w[i].closer_calls);
+        created += atomic_load(&M.w[i].hk.n.created);
+        closed += atomic_load(&M.w[i].hk.n.closed);
         twice += atomic_load(&M.w[i].closer_twice);
         rel_world_fini(&M.w[i]);
     }
@@ -116,7 +116,7 @@ Test(manypools, thousand_pools, .timeout = 120)
  * memory left behind, ids keep increasing */
 Test(manypools, churn, .timeout = 60)
 {
-    rel_log_init(&L);
+    lfx_log_init(&L, "REL_LOG");
     static struct rel_world w;
     rel_world_init(&w, 1u << 16);
     int n = rel_slow_env() ? 200 : 2000;
@@ -142,7 +142,7 @@ Test(manypools, churn, .timeout = 60)
             lfpool_shutdown(p, 0.5);
         lfpool_free(p);
     }
-    cr_expect_eq(atomic_load(&w.closer_calls), atomic_load(&w.fun_ok));
+    cr_expect_eq(atomic_load(&w.hk.n.closed), atomic_load(&w.hk.n.created));
     cr_expect_eq(atomic_load(&w.closer_twice), 0);
     rel_world_fini(&w);
 }

@@ -1,18 +1,23 @@
 /*
  * rel_common.h - shared helpers of the reliability tests (tests/reliability).
  *
- * Everything here goes through the public API of lfpool.h only.
+ * Everything here goes through the public API of lfpool.h only.  The fake
+ * clock (struct lfx_clock), the log capture (struct lfx_log), the random
+ * generator (lfx_rand, lfx_chance) and the counting hooks with their fault
+ * knobs (struct lfx_hooks: opener, getter, retter; fun and closer built on
+ * lfx_fun_fails / lfx_closer_fault) are the shared fixture of
+ * tests/fixture/lfpool_fixture.h; what is the reliability tests' own:
  *
- *  - rel_clock: an injected monotonic clock (cfg.clock) that tests advance.
  *  - rel_obj: pool objects taken from a static arena (never freed, so that a
  *    stale pointer can still be inspected safely), each with a `held` flag
  *    (set with a CAS by whoever the pool handed it to: exclusivity), a
  *    `closed` counter (closer calls), the pid of the creating process and a
  *    use counter.
- *  - rel_world: the hooks (fun, opener, getter, retter, closer, health,
- *    tracer, stats) with fault knobs (failure rates in per-mille, a hang,
- *    slow closers) and the counters the tests compare with lfpool_stats().
- *  - rel_log: a log sink that counts lines per level instead of printing.
+ *  - rel_world: the shared counting hooks (first member `hk`: calls of each
+ *    hook in hk.n, failure rates in per mille in hk.f) plus the world's own
+ *    fun, closer, health, tracer and stats hooks, which validate the objects,
+ *    with their knobs (health verdicts, stats failures, a hang, slow
+ *    closers) and the counters the tests compare with lfpool_stats().
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -20,6 +25,8 @@
 #define REL_COMMON_H
 
 #include <lfpool.h>
+
+#include "lfpool_fixture.h"
 
 #include <errno.h>
 #include <math.h>
@@ -63,91 +70,6 @@ static inline bool rel_slow_env(void)
     return p && *p && *p != '0';
 }
 
-/* --------------------------------------------------------------- random */
-
-/* xorshift64*, one state per thread */
-static inline uint64_t rel_rand_r(uint64_t *s)
-{
-    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static _Thread_local uint64_t rel_tls_seed;
-static _Atomic uint64_t rel_seed_base = 0x1234567ull;
-
-static inline uint64_t rel_rand(void)
-{
-    if (!rel_tls_seed)
-        rel_tls_seed = atomic_fetch_add(&rel_seed_base, 0x9E3779B97F4A7C15ull) | 1;
-    return rel_rand_r(&rel_tls_seed);
-}
-
-/* true with probability permille/1000 */
-static inline bool rel_chance(unsigned permille)
-{
-    return permille && (rel_rand() % 1000) < permille;
-}
-
-/* ---------------------------------------------------------------- clock */
-
-/* Injected clock in microseconds, so that it advances atomically. */
-struct rel_clock {
-    _Atomic uint64_t us;
-};
-
-static inline double rel_clock_fn(void *ctx)
-{
-    struct rel_clock *c = ctx;
-    return (double)atomic_load(&c->us) * 1e-6;
-}
-
-static inline void rel_clock_advance(struct rel_clock *c, double s)
-{
-    atomic_fetch_add(&c->us, (uint64_t)llround(s * 1e6));
-}
-
-static inline double rel_clock_now(struct rel_clock *c)
-{
-    return rel_clock_fn(c);
-}
-
-/* ------------------------------------------------------------------ log */
-
-struct rel_log {
-    _Atomic uint64_t count[4];
-    _Atomic int echo; /* print lines to stderr too (debugging) */
-    pthread_mutex_t mu;
-    char last[512];
-};
-
-static inline void rel_log_fn(void *ctx, int level, const char *msg)
-{
-    struct rel_log *l = ctx;
-    if (level >= 0 && level < 4)
-        atomic_fetch_add(&l->count[level], 1);
-    pthread_mutex_lock(&l->mu);
-    snprintf(l->last, sizeof l->last, "%s", msg ? msg : "(null)");
-    pthread_mutex_unlock(&l->mu);
-    if (atomic_load(&l->echo) || getenv("REL_LOG"))
-        fprintf(stderr, "[lfpool %d] %s\n", level, msg ? msg : "(null)");
-}
-
-static inline void rel_log_init(struct rel_log *l)
-{
-    memset(l, 0, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-}
-
-static inline uint64_t rel_log_total(struct rel_log *l)
-{
-    return atomic_load(&l->count[0]) + atomic_load(&l->count[1]) +
-           atomic_load(&l->count[2]) + atomic_load(&l->count[3]);
-}
-
 /* -------------------------------------------------------------- objects */
 
 #define REL_MAGIC 0x6C66706F6F6C4F42ull /* "lfpoolOB" */
@@ -168,13 +90,15 @@ struct rel_obj {
 /* ---------------------------------------------------------------- world */
 
 struct rel_world {
+    struct lfx_hooks hk; /* first: the counting hooks' ctx */
+
     /* arena */
     struct rel_obj *objs;
     uint32_t cap;
     _Atomic uint32_t next;
 
-    /* fault knobs, per mille */
-    _Atomic unsigned fun_fail, opener_fail, getter_fail, retter_fail, closer_fail;
+    /* fault knobs, per mille (and those of fun, opener, getter, retter,
+     * closer in hk.f) */
     _Atomic unsigned health_bad, health_err, stats_fail;
     _Atomic unsigned slow_closer;      /* per mille of closers that sleep */
     _Atomic int slow_closer_us;
@@ -183,13 +107,11 @@ struct rel_world {
     _Atomic int hanging;               /* a health call is hanging now */
     _Atomic int kill_mode;             /* copy of cfg.kill_mode */
 
-    /* counters */
-    _Atomic uint64_t fun_calls, fun_ok, fun_fail_count, fun_dup;
-    _Atomic uint64_t closer_calls, closer_on_held, closer_twice, closer_foreign;
+    /* counters (the calls of each hook are in hk.n) */
+    _Atomic uint64_t fun_dup;
+    _Atomic uint64_t closer_on_held, closer_twice, closer_foreign;
     _Atomic uint64_t closer_on_borrowed, closer_wrong_pid;
-    _Atomic uint64_t opener_calls, getter_calls, retter_calls;
-    _Atomic uint64_t health_calls, health_bad_count, health_err_count, health_on_held;
-    _Atomic uint64_t tracer_calls, stats_calls;
+    _Atomic uint64_t health_bad_count, health_err_count, health_on_held;
     _Atomic int64_t live; /* created - closed */
     _Atomic int64_t live_max;
     _Atomic int32_t pid_expected; /* closer must see this pid, 0 = no check */
@@ -238,7 +160,7 @@ static inline struct rel_obj *rel_obj_make(struct rel_world *w, uint32_t i, uint
     atomic_store(&o->killed_close, 0);
     atomic_store(&o->held, 0);
     atomic_store(&o->closed, 0);
-    atomic_fetch_add(&w->fun_ok, 1);
+    lfx_fun_created(&w->hk);
     rel_max64(&w->live_max, atomic_fetch_add(&w->live, 1) + 1);
     return o;
 }
@@ -246,50 +168,21 @@ static inline struct rel_obj *rel_obj_make(struct rel_world *w, uint32_t i, uint
 static inline void *rel_fun(void *ctx, uint64_t n)
 {
     struct rel_world *w = ctx;
-    atomic_fetch_add(&w->fun_calls, 1);
-    if (rel_chance(atomic_load(&w->fun_fail))) {
-        atomic_fetch_add(&w->fun_fail_count, 1);
-        static const int errs[] = {ECONNREFUSED, EHOSTUNREACH, 0};
-        errno = errs[rel_rand() % 3];
+    if (lfx_fun_fails(&w->hk))
         return NULL;
-    }
     uint32_t i = atomic_fetch_add(&w->next, 1);
     if (i >= w->cap) {
-        atomic_fetch_add(&w->fun_fail_count, 1);
+        lfx_fun_failed(&w->hk);
         errno = ENOMEM;
         return NULL;
     }
     return rel_obj_make(w, i, n);
 }
 
-static inline int rel_opener(void *ctx, void *obj)
-{
-    struct rel_world *w = ctx;
-    (void)obj;
-    atomic_fetch_add(&w->opener_calls, 1);
-    return rel_chance(atomic_load(&w->opener_fail)) ? -1 : 0;
-}
-
-static inline int rel_getter(void *ctx, void *obj)
-{
-    struct rel_world *w = ctx;
-    (void)obj;
-    atomic_fetch_add(&w->getter_calls, 1);
-    return rel_chance(atomic_load(&w->getter_fail)) ? 1 : 0;
-}
-
-static inline int rel_retter(void *ctx, void *obj)
-{
-    struct rel_world *w = ctx;
-    (void)obj;
-    atomic_fetch_add(&w->retter_calls, 1);
-    return rel_chance(atomic_load(&w->retter_fail)) ? -5 : 0;
-}
-
 static inline int rel_closer(void *ctx, void *obj)
 {
     struct rel_world *w = ctx;
-    atomic_fetch_add(&w->closer_calls, 1);
+    lfx_count(&w->hk.n.closed);
     if (!rel_is_obj(w, obj)) {
         atomic_fetch_add(&w->closer_foreign, 1);
         return -1;
@@ -309,16 +202,16 @@ static inline int rel_closer(void *ctx, void *obj)
         atomic_fetch_add(&w->closer_twice, 1);
     else
         atomic_fetch_sub(&w->live, 1);
-    if (rel_chance(atomic_load(&w->slow_closer)))
+    if (lfx_chance(atomic_load(&w->slow_closer)))
         usleep((useconds_t)atomic_load(&w->slow_closer_us));
-    return rel_chance(atomic_load(&w->closer_fail)) ? -1 : 0;
+    return lfx_closer_fault(&w->hk);
 }
 
 static inline int rel_health(void *ctx, void *obj)
 {
     struct rel_world *w = ctx;
     struct rel_obj *o = obj;
-    atomic_fetch_add(&w->health_calls, 1);
+    lfx_count(&w->hk.n.health);
     int expect = 0;
     /* a borrowed object must not be held by anyone else */
     if (!atomic_compare_exchange_strong(&o->held, &expect, 1)) {
@@ -335,7 +228,7 @@ static inline int rel_health(void *ctx, void *obj)
         atomic_store(&w->hanging, 0);
     }
     int r = 1;
-    uint64_t x = rel_rand() % 1000;
+    uint64_t x = lfx_rand() % 1000;
     unsigned bad = atomic_load(&w->health_bad), err = atomic_load(&w->health_err);
     if (x < bad) {
         r = 0;
@@ -352,7 +245,7 @@ static inline int rel_health(void *ctx, void *obj)
 static inline int rel_tracer(void *ctx, void *obj, char *buf, size_t size)
 {
     struct rel_world *w = ctx;
-    atomic_fetch_add(&w->tracer_calls, 1);
+    lfx_count(&w->hk.n.traced);
     if (!rel_is_obj(w, obj))
         return snprintf(buf, size, "foreign %p", obj);
     struct rel_obj *o = obj;
@@ -364,8 +257,8 @@ static inline int rel_stats_hook(void *ctx, void *obj, struct lfpool_json *j)
 {
     struct rel_world *w = ctx;
     struct rel_obj *o = obj;
-    atomic_fetch_add(&w->stats_calls, 1);
-    if (rel_chance(atomic_load(&w->stats_fail)))
+    lfx_count(&w->hk.n.stats);
+    if (lfx_chance(atomic_load(&w->stats_fail)))
         return -1;
     lfpool_json_begin_object(j);
     lfpool_json_key(j, "index");
@@ -377,25 +270,14 @@ static inline int rel_stats_hook(void *ctx, void *obj, struct lfpool_json *j)
 }
 
 /* config with every hook of the world wired, the log captured */
-static inline void rel_config(lfpool_config *cfg, struct rel_world *w, struct rel_log *l,
-                              struct rel_clock *c)
+static inline void rel_config(lfpool_config *cfg, struct rel_world *w, struct lfx_log *l,
+                              struct lfx_clock *c)
 {
     lfpool_config_init(cfg);
+    lfx_config(cfg, &w->hk, l, c); /* opener, getter, retter, log, clock */
     cfg->fun = rel_fun;
-    cfg->ctx = w;
-    cfg->opener = rel_opener;
-    cfg->getter = rel_getter;
-    cfg->retter = rel_retter;
     cfg->closer = rel_closer;
     cfg->tracer = rel_tracer;
-    if (l) {
-        cfg->log = rel_log_fn;
-        cfg->log_ctx = l;
-    }
-    if (c) {
-        cfg->clock = rel_clock_fn;
-        cfg->clock_ctx = c;
-    }
 }
 
 /* user-side checks around get/ret: exclusivity and liveness */

@@ -23,8 +23,8 @@
 
 static struct rel_world W;
 static struct rel_viol V;
-static struct rel_log L;
-static struct rel_clock C;
+static struct lfx_log L;
+static struct lfx_clock C;
 static lfpool *P;
 static lfpool_config CFG;
 static _Atomic int STOP, STOP_HELPERS;
@@ -45,9 +45,9 @@ static uint32_t QHEAD, QLEN;
 static void *soak_fun(void *ctx, uint64_t n)
 {
     struct rel_world *w = ctx;
-    atomic_fetch_add(&w->fun_calls, 1);
-    if (rel_chance(atomic_load(&w->fun_fail))) {
-        atomic_fetch_add(&w->fun_fail_count, 1);
+    atomic_fetch_add(&w->hk.n.fun, 1);
+    if (lfx_chance(atomic_load(&w->hk.f.fun_permille))) {
+        atomic_fetch_add(&w->hk.n.fun_failed, 1);
         errno = ECONNREFUSED;
         return NULL;
     }
@@ -62,7 +62,7 @@ static void *soak_fun(void *ctx, uint64_t n)
     if (i == UINT32_MAX) {
         i = atomic_fetch_add(&w->next, 1);
         if (i >= w->cap) {
-            atomic_fetch_add(&w->fun_fail_count, 1);
+            atomic_fetch_add(&w->hk.n.fun_failed, 1);
             errno = ENOMEM;
             return NULL;
         }
@@ -132,7 +132,7 @@ static void *worker(void *arg)
                    (unsigned long long)k);
         }
         pthread_mutex_unlock(&HELD_LOCK);
-        if (rel_chance(5))
+        if (lfx_chance(5))
             rel_sleep(0.03);
         int closed_before = atomic_load(&o->closed);
         uint64_t uses = atomic_load(&o->uses);
@@ -154,7 +154,7 @@ static void *worker(void *arg)
             atomic_fetch_add(&V.bad_ret, 1);
         }
         atomic_fetch_add(&OPS, 1);
-        if (rel_chance(5))
+        if (lfx_chance(5))
             rel_sleep(0.01);
     }
     return NULL;
@@ -165,7 +165,7 @@ static void *helper(void *arg)
     (void)arg;
     unsigned n = 0;
     while (!atomic_load(&STOP_HELPERS)) {
-        rel_clock_advance(&C, 0.1);
+        lfx_clock_advance(&C, 0.1);
         if (++n % 2 == 0)
             lfpool_housekeep(P);
         if (n % 200 == 0)
@@ -207,7 +207,7 @@ int main(void)
     if (epoch_s < 1)
         epoch_s = 1;
     rel_world_init(&W, ARENA);
-    rel_log_init(&L);
+    lfx_log_init(&L, "REL_LOG");
     atomic_store(&C.us, 1000000);
     double t_start = rel_mono(), next_sample = t_start;
     long rss_base = -1, rss_max = 0, rss_last = 0, rss_first = rss_kb();
@@ -219,7 +219,7 @@ int main(void)
         atomic_store(&RET_KILLED, 0);
         atomic_store(&WORNOUT_EXP, 0);
         atomic_store(&GETS_OK, 0);
-        uint64_t fun_ok0 = atomic_load(&W.fun_ok), fun_calls0 = atomic_load(&W.fun_calls);
+        uint64_t fun_ok0 = atomic_load(&W.hk.n.created), fun_calls0 = atomic_load(&W.hk.n.fun);
         uint64_t hb0 = atomic_load(&W.health_bad_count), he0 = atomic_load(&W.health_err_count);
         rel_config(&CFG, &W, &L, &C);
         CFG.fun = soak_fun;
@@ -234,11 +234,11 @@ int main(void)
         CFG.max_using_delay_kill = 2.5;
         CFG.delay = 0.05;
         CFG.kill_mode = epoch % 2 ? LFPOOL_KILL_CLOSE : LFPOOL_KILL_DEFER;
-        atomic_store(&W.fun_fail, 200);
-        atomic_store(&W.opener_fail, 50);
-        atomic_store(&W.getter_fail, 50);
-        atomic_store(&W.retter_fail, 50);
-        atomic_store(&W.closer_fail, 50);
+        atomic_store(&W.hk.f.fun_permille, 200);
+        atomic_store(&W.hk.f.opener_permille, 50);
+        atomic_store(&W.hk.f.getter_permille, 50);
+        atomic_store(&W.hk.f.retter_permille, 50);
+        atomic_store(&W.hk.f.closer_permille, 50);
         atomic_store(&W.health_bad, 20);
         atomic_store(&W.health_err, 20);
         atomic_store(&W.slow_closer, 5);
@@ -274,11 +274,11 @@ int main(void)
         atomic_store(&STOP_HELPERS, 1);
         pthread_join(hk, NULL);
         /* quiesce and check */
-        atomic_store(&W.fun_fail, 0);
-        atomic_store(&W.opener_fail, 0);
-        atomic_store(&W.getter_fail, 0);
-        atomic_store(&W.retter_fail, 0);
-        atomic_store(&W.closer_fail, 0);
+        atomic_store(&W.hk.f.fun_permille, 0);
+        atomic_store(&W.hk.f.opener_permille, 0);
+        atomic_store(&W.hk.f.getter_permille, 0);
+        atomic_store(&W.hk.f.retter_permille, 0);
+        atomic_store(&W.hk.f.closer_permille, 0);
         atomic_store(&W.health_bad, 0);
         atomic_store(&W.health_err, 0);
         lfpool_housekeep(P);
@@ -312,10 +312,10 @@ int main(void)
         }
         struct lfpool_stats st;
         lfpool_stats(P, &st);
-        CHECK(st.ncreated == atomic_load(&W.fun_ok) - fun_ok0, "ncreated %llu != fun ok %llu",
+        CHECK(st.ncreated == atomic_load(&W.hk.n.created) - fun_ok0, "ncreated %llu != fun ok %llu",
               (unsigned long long)st.ncreated,
-              (unsigned long long)(atomic_load(&W.fun_ok) - fun_ok0));
-        CHECK(st.ncreating == atomic_load(&W.fun_calls) - fun_calls0, "ncreating");
+              (unsigned long long)(atomic_load(&W.hk.n.created) - fun_ok0));
+        CHECK(st.ncreating == atomic_load(&W.hk.n.fun) - fun_calls0, "ncreating");
         CHECK(st.nuses == atomic_load(&GETS_OK), "nuses %llu != gets %llu",
               (unsigned long long)st.nuses, (unsigned long long)atomic_load(&GETS_OK));
         CHECK(st.nkilled == atomic_load(&RET_KILLED), "nkilled %llu != %llu",

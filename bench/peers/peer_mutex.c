@@ -1,8 +1,9 @@
 /*
  * peer_mutex.c - the "mutex" peer: BASELINE, the seed's design (the Python
  * Pool of seed/Pool.py.txt) transcribed plainly to C.  It is what lfpool is
- * measured against (SPEC §5 "a mutex+semaphore pool"); it is not meant to be
- * clever, only a faithful and reasonably written C version of that design:
+ * measured against (docs/CONTRACT.md §5: "a mutex+semaphore pool"); it is
+ * not meant to be clever, only a faithful and reasonably written C version
+ * of that design:
  *
  *   - one pthread mutex guards every attribute (the seed's RLock);
  *   - a POSIX semaphore (sem_t) initialised to max_size gates gets on a

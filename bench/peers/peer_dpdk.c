@@ -1,7 +1,7 @@
 /*
  * peer_dpdk.c - the "dpdk" peer: DPDK's rte_mempool (libdpdk 22.11) with a
  * per-lcore cache of 64 objects: the fastest fixed-size object pool around,
- * the reference for lfpool's hot path (SPEC §5 P1/P2/P6).
+ * the reference for lfpool's hot path (docs/CONTRACT.md §5, P1/P2/P6).
  *
  * EAL is started once per process, on the first open, with
  *     -l <first CPU of the caller's affinity> --no-huge --no-pci -m 128

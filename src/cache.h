@@ -1,0 +1,129 @@
+/*
+ * cache.h - the available set's interface (cache.c), and its fast path,
+ * inline in get and ret (handout.c) and in creation (objects.c).
+ *
+ * Owns: the inline half of the available set - pop from this CPU's cache
+ * and claim (CACHED -> OUT), push onto it - and the prototypes of the out-
+ * of-line half in cache.c (the shared stack, flush, fence, fork reset).
+ * The argument for both is in cache.c and percpu.h.  Invariant: only the
+ * thread that popped a record from a cache, or that owns it CACHED before
+ * a push, touches its state here, with plain stores.
+ */
+#ifndef LFPOOL_CACHE_H
+#define LFPOOL_CACHE_H
+
+#include "internal.h"
+
+/* ---- cache.c: the available set (per-CPU caches over the shared stack) */
+LFPOOL_INTERNAL void lfpool_avail_fence(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_avail_fence_ready(struct lfpool *p);
+LFPOOL_INTERNAL int lfpool_avail_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_avail_fini(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_avail_fork_reset(struct lfpool *p);
+LFPOOL_INTERNAL size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting);
+LFPOOL_INTERNAL void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
+LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p);
+
+/* ---- cache.c fast paths, inline in get and ret (the argument is in
+ * cache.c and percpu.h) */
+
+/* Pop a record from this CPU's cache; NULL when it has none (or there are
+ * no caches).  The record should be CACHED: see lfpool_avail_claim_cached. */
+static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop_local(struct lfpool *p)
+{
+    while (lfpool_likely(p->pcpu)) {
+        uint32_t cpu = lfpool_pcpu_cpu();
+        struct lfpool_rec *rec = NULL;
+        if (lfpool_unlikely(cpu >= p->ncaches))
+            break;
+        int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK))
+            return rec;
+        if (r == LFPOOL_PCPU_FAIL)
+            break;
+    }
+    return NULL;
+}
+
+/* Make a record popped from a cache, whose state word `w` says CACHED, OUT
+ * with last_get = now; returns the new word.  The popper is its only owner:
+ * plain stores, the state's bumping the generation. */
+static inline __attribute__((always_inline)) uint32_t lfpool_avail_claim_cached(struct lfpool_rec *rec,
+                                                                       uint32_t w, double now)
+{
+    uint32_t out = ((rec_gen(w) + 1) << 4) | REC_OUT;
+    atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
+    atomic_store_explicit(&rec->state, out, memory_order_release);
+    return out;
+}
+
+/* Take a record from this CPU's cache and make it OUT, with last_get = now;
+ * NULL when the cache has none. */
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_avail_get_local(struct lfpool *p, double now)
+{
+    struct lfpool_rec *rec;
+    while ((rec = lfpool_avail_pop_local(p)) != NULL) {
+        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+        if (lfpool_likely(rec_st(w) == REC_CACHED)) {
+            lfpool_avail_claim_cached(rec, w, now);
+            return rec;
+        }
+        lfpool_avail_bad_state(p, rec, w);
+    }
+    return NULL;
+}
+
+/* Take an available record and make it OUT, with last_get = now; NULL when
+ * none.  `waiting`: the caller is registered on the gate (it must flush). */
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_avail_get(struct lfpool *p, double now, bool waiting)
+{
+    struct lfpool_rec *rec = lfpool_avail_get_local(p, now);
+    return rec ? rec : lfpool_avail_get_slow(p, now, waiting);
+}
+
+/* Push a record that the caller owns in state CACHED onto this CPU's cache.
+ * LFPOOL_PUT_DONE: pushed, nobody waits; LFPOOL_PUT_WAKE: pushed, and a
+ * waiter must be woken; LFPOOL_PUT_STACK: not pushed (no caches, cache full
+ * or locked, or waiters: any CPU's waiter takes from the stack without a
+ * flush), the caller still owns it. */
+enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
+static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
+                                                                      struct lfpool_rec *rec)
+{
+    /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
+     * one that wants a record handed over: that takes the stack path */
+    while (lfpool_likely(p->pcpu) &&
+           !lfpool_gate_gift_wanted(&p->gate)) {
+        uint32_t cpu = lfpool_pcpu_cpu();
+        if (lfpool_unlikely(cpu >= p->ncaches))
+            break;
+        int r = lfpool_pcpu_push(&p->caches[cpu], cpu, p->cache_cap, rec);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
+            /* no fence: a waiter's flush fences for us (cache.c) */
+            atomic_signal_fence(memory_order_seq_cst);
+            if (lfpool_unlikely(lfpool_gate_has_waiters(&p->gate)))
+                return LFPOOL_PUT_WAKE;
+            return LFPOOL_PUT_DONE;
+        }
+        if (r == LFPOOL_PCPU_FAIL)
+            break;
+    }
+    return LFPOOL_PUT_STACK;
+}
+
+/* Put a record that the caller owns in state CACHED into the set, and wake
+ * a waiter if any. */
+static inline __attribute__((always_inline)) void lfpool_avail_put(struct lfpool *p, struct lfpool_rec *rec)
+{
+    int r = lfpool_avail_put_local(p, rec);
+    if (lfpool_unlikely(r == LFPOOL_PUT_WAKE))
+        lfpool_gate_wake(&p->gate, false);
+    else if (r == LFPOOL_PUT_STACK)
+        lfpool_avail_put_stack(p, rec);
+}
+
+#endif /* LFPOOL_CACHE_H */

@@ -1,0 +1,598 @@
+/*
+ * handout.c - the hand-out: get and ret.
+ *
+ * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle -
+ * their fast paths, their slow paths, the per-thread return hints and the
+ * wait at max_size (the protocol of CONTRACT §3.2, and the ret side of
+ * CONTRACT §3.4).  Invariants: a hand-out is ended once (the commit of OUT ->
+ * CACHED, or the CAS that a kill or a second ret loses, decides who); a
+ * record is handed out only from CACHED (popped from a cache, its only
+ * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.
+ *
+ * The hot path, get with an object in this CPU's cache:
+ *   life word and shutdown checks -> rseq pop from this CPU's cache ->
+ *   state check (CACHED) -> plain stores of last_get and the state
+ *   (CACHED -> OUT, a new generation) and uses -> return hint store.
+ * and ret: life word check -> return hint probe -> commit of the hand-out
+ *   (OUT -> CACHED: the getter's plain store in an rseq section while the
+ *   pool is biased, bias.c, else a CAS) -> rseq push onto this CPU's cache
+ *   -> waiter check.  lfpool_ret_handle is the same with the handle in
+ *   place of the hint (and always a CAS).  Anything else (no hint: a hash
+ *   lookup under rcu_read_lock; a full cache; hooks; an injected clock) is
+ *   a tail call to a slow path.
+ * No lock, no system call, no allocation, no clock_gettime.  Neither needs
+ * an RCU read-side section: records are type-stable (meta.c).
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+
+/* ---- per-thread hints: recently handed-out records
+ *
+ * A small direct-mapped cache per thread, {pool id, object, record}, filled
+ * by get and probed by ret to skip the hash lookup.  A hint may be stale in
+ * every way (object returned by another thread, killed, record reused for
+ * another object, pool freed); it is trusted only after re-reading the
+ * record: same object and state OUT, for a pool whose id matches (ids are
+ * never reused, so a freed pool's hints never match a live pool).  Reading
+ * a stale record is safe because record memory is type-stable while its
+ * pool lives.  Thread-local and initial-exec: no lock, no __tls_get_addr. */
+#define HINTS 8
+struct hint {
+    uint64_t pool_id;
+    void *obj;
+    struct lfpool_rec *rec;
+    uint32_t word; /* the record's state word when handed out: gen | OUT */
+};
+static __thread struct hint hints[HINTS] __attribute__((tls_model("initial-exec")));
+
+static inline struct hint *hint_slot(const void *obj)
+{
+    /* multiplicative hash: aligned objects (64, 4096...) still spread */
+    return &hints[((uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ULL) >> 61];
+}
+
+/* `word`: the record's state word as this thread handed it out (gen | OUT) */
+static inline void hint_set(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
+{
+    struct hint *h = hint_slot(obj);
+    h->pool_id = p->id;
+    h->obj = obj;
+    h->rec = rec;
+    h->word = word;
+}
+
+/* The hint for a record this thread just got; returns the word it saved. */
+static inline uint32_t hint_put(struct lfpool *p, void *obj, struct lfpool_rec *rec)
+{
+    uint32_t word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+    hint_set(p, obj, rec, word);
+    return word;
+}
+
+/* The hinted record and the exact state word (generation and OUT) it must
+ * still have; the caller's CAS on that word is the validation: a record
+ * released and reused since has another generation, one returned since is
+ * not OUT. */
+static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t *word)
+{
+    struct hint *h = hint_slot(obj);
+    if (h->obj != obj || h->pool_id != p->id)
+        return NULL;
+    *word = h->word;
+    return h->rec;
+}
+
+/* Forget the hint for obj, if this thread has one. */
+static inline void hint_drop(struct lfpool *p, void *obj)
+{
+    struct hint *h = hint_slot(obj);
+    if (h->obj == obj && h->pool_id == p->id)
+        h->obj = NULL;
+}
+
+/* This thread got the hand-out `word` of `rec` (obj): its hint holds that
+ * exact word, which no other thread's hint can (one getter per
+ * generation). */
+static inline bool hint_owns(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
+{
+    uint32_t w;
+    return hint_get(p, obj, &w) == rec && w == word;
+}
+
+/* ---- get */
+
+/* Claim an available record for this get and count the use; the caller
+ * then ends the guard below, with get_finish() (a record) or
+ * get_guard_leave() (none).  Once a record is OUT only its
+ * holder can end that, except a kill: in KILL_CLOSE mode the record may be
+ * closed and reused while this thread is still between the claim and its
+ * last touch of the record, so that stretch runs in a read-side section the
+ * reaper's grace period waits for (guard_get).  Without CLOSE kills the
+ * hot path needs none. */
+static inline __attribute__((always_inline)) struct lfpool_rec *get_claim(struct lfpool *p,
+                                                                          bool waiting)
+{
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_lock();
+    struct lfpool_rec *rec = lfpool_avail_get(p, lfpool_now(p), waiting);
+    if (lfpool_likely(rec != NULL))
+        rec_count_use(rec);
+    return rec;
+}
+
+static inline void get_guard_leave(struct lfpool *p)
+{
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_unlock();
+}
+
+/* Finish a get: the object, a return hint (*word: the hand-out it names);
+ * then leave the guard. */
+static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
+{
+    void *o = rec->obj;
+    *word = hint_put(p, o, rec);
+    get_guard_leave(p);
+    return o;
+}
+
+static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
+                              struct lfpool_rec *rec, uint32_t word)
+{
+    h->obj = obj;
+    h->priv_rec = rec;
+    h->priv_pool = p->id;
+    h->priv_word = word;
+}
+
+/* Slow paths are kept out of line (noinline, cold) so that the fast paths
+ * of get and ret stay small: no spills, few saved registers. */
+#define LFPOOL_SLOW __attribute__((noinline, cold))
+
+static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
+
+/* get_claim() and get_finish() for a record handed over by the gate
+ * (CACHED, ours): 0, or ESHUTDOWN as a look would give, the record put back */
+static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
+                         struct lfpool_rec **recp, uint32_t *word)
+{
+    if (atomic_load(&p->shutdown)) {
+        ret_put_rest(p, rec, LFPOOL_PUT_STACK);
+        return ESHUTDOWN;
+    }
+    if (lfpool_unlikely(p->guard_get))
+        rcu_read_lock();
+    lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
+    rec_count_use(rec);
+    *obj = get_finish(p, rec, word);
+    *recp = rec;
+    return 0;
+}
+
+static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
+                                struct lfpool_rec **recp, uint32_t *word)
+{
+    struct timespec deadline;
+    const struct timespec *dl = NULL;
+    bool waiting = false, slept = false, timed_out = false, parked = false;
+    bool front = false;
+    struct lfpool_gate_node node;
+    int r;
+    size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
+
+    for (;;) {
+        if (waiting && !timed_out) { /* park, then look (gate.c) */
+            lfpool_gate_park(&p->gate, &node, front);
+            parked = true;
+        }
+        if (atomic_load(&p->shutdown)) { /* waiters woken by shutdown leave empty-handed */
+            r = ESHUTDOWN;
+            break;
+        }
+        /* every look of a registered waiter that finds nothing else
+         * flushes: the heavy side of the fence that lets a ret push into
+         * a cache and read the gate with no fence of its own (cache.c) */
+        struct lfpool_rec *rec = get_claim(p, waiting);
+        if (rec) {
+            *obj = get_finish(p, rec, word);
+            *recp = rec;
+            r = 0;
+            break;
+        }
+        get_guard_leave(p);
+        if (lfpool_reserve(p, limit)) {
+            /* leave the FIFO before `fun` runs: a grant or a hand-over must
+             * not wait on user code (which may even get from this pool) */
+            if (parked) {
+                parked = false;
+                if (lfpool_gate_unpark(&p->gate, &node)) {
+                    slept = true; /* the turn is ours to pass on */
+                    if (node.gift) { /* a record came with it: take that */
+                        lfpool_unreserve(p);
+                        r = get_from_gift(p, node.gift, obj, recp, word);
+                        node.gift = NULL;
+                        break;
+                    }
+                }
+            }
+            r = lfpool_create(p, &rec, obj, word, true);
+            if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
+                hint_set(p, *obj, rec, *word);
+                *recp = rec;
+            }
+            break;
+        }
+        if (atomic_load(&p->shutdown)) {
+            r = ESHUTDOWN;
+            break;
+        }
+        if (timeout == 0) {
+            r = EAGAIN;
+            break;
+        }
+        if (timed_out) {
+            r = ETIMEDOUT;
+            break;
+        }
+        if (!waiting) {
+            lfpool_gate_wait_begin(&p->gate);
+            waiting = true;
+            if (!isinf(timeout)) {
+                lfpool_abs_deadline(timeout, &deadline);
+                dl = &deadline;
+            }
+            continue; /* re-check after registering */
+        }
+        slept = true;
+        parked = false; /* lfpool_gate_sleep unparks */
+        int sr = lfpool_gate_sleep(&p->gate, &node, dl);
+        front = sr == 0;
+        if (node.gift) { /* handed over with the grant: ours, CACHED */
+            r = get_from_gift(p, node.gift, obj, recp, word);
+            node.gift = NULL;
+            break;
+        }
+        if (sr == ETIMEDOUT || (dl && lfpool_deadline_passed(dl)))
+            timed_out = true; /* one last look, then give up */
+    }
+    if (parked && lfpool_gate_unpark(&p->gate, &node)) {
+        slept = true; /* granted while looking: the turn is ours to pass on */
+        if (node.gift) /* and a record came with it: publish it */
+            ret_put_rest(p, node.gift, LFPOOL_PUT_STACK);
+    }
+    if (waiting)
+        lfpool_gate_wait_end(&p->gate, slept);
+    return r;
+}
+
+static LFPOOL_SLOW int get_invalid(lfpool *p, bool null_out, double timeout)
+{
+    if (!p)
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get: NULL pool");
+    else if (null_out)
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get: NULL obj or handle");
+    else
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get: invalid timeout %g", timeout);
+    return EINVAL;
+}
+
+/* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
+ * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
+ * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
+ * shared stack, other CPUs' caches), creation, the wait. */
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double timeout)
+{
+    void *o;
+    struct lfpool_rec *rec;
+    uint32_t word;
+    if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
+        return get_invalid(p, !(obj || h), timeout);
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
+        int r = lfpool_life_make_ready(p);
+        if (r)
+            return r;
+    }
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return ESHUTDOWN;
+    rec = get_claim(p, false);
+    if (rec) {
+        o = get_finish(p, rec, &word);
+    } else {
+        get_guard_leave(p);
+        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o, &rec, &word);
+        if (r)
+            return r;
+    }
+    if (p->cfg.getter)
+        lfpool_call_hook(p, p->cfg.getter, o, "getter");
+    if (h) {
+        hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
+        handle_set(p, h, o, rec, word);
+    } else {
+        *obj = o;
+    }
+    return 0;
+}
+
+/* A record in a cache that was not CACHED (cache.c deals with it); then
+ * the rest of the get (of lfpool_get_handle when h is not NULL). */
+static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double timeout,
+                               struct lfpool_rec *rec, uint32_t w)
+{
+    lfpool_avail_bad_state(p, rec, w);
+    return get_rest(p, obj, h, timeout);
+}
+
+/* The fast path applies: a pool in its steady state (no getter hook, no
+ * CLOSE-kill guard, no injected clock) and a valid timeout. */
+static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
+{
+    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) && p->fast_get &&
+           atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
+           !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+}
+
+/* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
+ * and count the use; returns its word as handed out (gen | OUT). */
+static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpool *p,
+                                                                     struct lfpool_rec *rec,
+                                                                     uint32_t w)
+{
+    w = lfpool_avail_claim_cached(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
+    rec_count_use(rec);
+    return w;
+}
+
+/* The fast path of lfpool_get (obj) and lfpool_get_handle (h): get_fast_ok
+ * and a record in this CPU's cache; the hand-out goes to the return hint
+ * and *obj, or to *h.  Everything else is a tail call to get_rest, so both
+ * stay leaves with no saved registers.  Each caller passes one of obj and h
+ * as a constant NULL, which the inlining folds away. */
+static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj, lfpool_handle *h,
+                                                          double timeout)
+{
+    if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
+        struct lfpool_rec *rec = lfpool_avail_pop_local(p);
+        if (lfpool_likely(rec != NULL)) {
+            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+            if (lfpool_unlikely(rec_st(w) != REC_CACHED))
+                return get_bad(p, obj, h, timeout, rec, w);
+            w = get_fast_claim(p, rec, w);
+            void *o = rec->obj;
+            if (h) {
+                handle_set(p, h, o, rec, w);
+            } else {
+                hint_set(p, o, rec, w);
+                *obj = o;
+            }
+            return 0;
+        }
+    }
+    return get_rest(p, obj, h, timeout);
+}
+
+int lfpool_get(lfpool *p, void **obj, double timeout)
+{
+    return get_fast(p, obj, NULL, timeout);
+}
+
+/* ---- handles: get and ret without the return hint or the table lookup */
+
+int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
+{
+    return get_fast(p, NULL, h, timeout);
+}
+
+/* ---- ret */
+
+static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
+                       bool retter_done)
+{
+    if (rec_st(s) == REC_KILLED) {
+        uint32_t k = s;
+        if (rec_cas(rec, &k, REC_KILLED, REC_DEAD) && lfpool_meta_del(p, rec)) {
+            rcu_read_unlock();
+            if (!retter_done)
+                lfpool_call_hook(p, p->cfg.retter, obj, "retter");
+            lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %p returned: closing it", obj);
+            lfpool_close_removed(p, rec);
+            lfpool_stat_dec(&p->c.todel);
+            return ESTALE;
+        }
+    }
+    rcu_read_unlock();
+    lfpool_log(p, LFPOOL_LOG_WARNING, "unexpected object returned: %p", obj);
+    return ENOENT;
+}
+
+/* The rest of a fast ret whose record (CACHED, ours) did not simply land in
+ * this CPU's cache: `r` says why (lfpool_avail_put_local).  Also the check
+ * for a ret that raced with shutdown's drain: it closes what it put back. */
+static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
+{
+    if (r == LFPOOL_PUT_WAKE)
+        lfpool_gate_wake(&p->gate, false);
+    else if (r == LFPOOL_PUT_STACK)
+        lfpool_avail_put_stack(p, rec);
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        lfpool_close_available(p);
+    return 0;
+}
+
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h);
+
+/* ret's fast path applies to the pool: no retter, no injected clock. */
+static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
+{
+    return p->fast_ret && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
+}
+
+/* End the hand-out `word` (gen | OUT) of a record of this pool: not worn
+ * out, no shutdown, and still OUT in that hand-out (the CAS, which a kill
+ * or another ret of the same hand-out would have won).  `owner`: the
+ * caller is the thread that got this hand-out (its hint holds `word`),
+ * which may commit with a plain store while the pool is BIASED (bias.c;
+ * everybody else fences before touching an OUT record).  False: the
+ * careful path decides. */
+static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
+                                                                 struct lfpool_rec *rec,
+                                                                 uint32_t word, double now,
+                                                                 bool owner)
+{
+    /* uses: relaxed, the holder (this hand-out's) is its only writer */
+    if (rec_load(rec) != word ||
+        (p->max_use && atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use) ||
+        atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return false;
+    /* last_ret before the commit (it publishes it); a stale store here on a
+     * record that is OUT for another holder is overwritten by its ret */
+    atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+    uint32_t cached = rec_word(word, REC_CACHED);
+    if (owner && lfpool_likely(p->bias) &&
+        lfpool_pcpu_store_if((const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
+                             (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
+        return true;
+    /* not BIASED, or the section was aborted: the CAS decides */
+    return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+/* Put a record that ret_fast_commit made CACHED (ours) into this CPU's
+ * cache; anything else is a tail call. */
+static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
+                                                              struct lfpool_rec *rec)
+{
+    int r = lfpool_avail_put_local(p, rec);
+    if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
+        !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return 0;
+    return ret_put_rest(p, rec, r);
+}
+
+/* The fast path: ret_fast_ok, a return hint this thread took at get whose
+ * record is still OUT in that hand-out (ret_fast_commit), and room in this
+ * CPU's cache.  Everything else is a tail call, so this stays a leaf with
+ * no saved registers. */
+int lfpool_ret(lfpool *p, void *obj)
+{
+    uint32_t word = 0;
+    struct lfpool_rec *rec;
+    if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
+        lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
+        ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
+                       true))
+        return ret_fast_put(p, rec);
+    /* not OUT any more (killed, returned twice...), no hint...: careful */
+    return ret_careful(p, obj, NULL);
+}
+
+/* The handle names the record and the hand-out: no hint, no lookup, from
+ * any thread.  A handle of this pool (its id) points at one of its
+ * records, type-stable while the pool lives, so reading it is safe even
+ * when the handle is stale; the word then differs and the careful path
+ * refuses it. */
+int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
+{
+    if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
+                      ret_fast_ok(p)) &&
+        ret_fast_commit(p, h->priv_rec, h->priv_word,
+                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false))
+        return ret_fast_put(p, h->priv_rec);
+    if (p && !h) {
+        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
+        return EINVAL;
+    }
+    return ret_careful(p, h ? h->obj : NULL, h);
+}
+
+/* ret with bad arguments, in a fork child or a pool not started, without a
+ * usable hint, with a retter or an injected clock, of a worn-out object,
+ * after shutdown, or whose fast CAS failed.  With a handle `h` (not NULL),
+ * only h's hand-out of obj may end. */
+/* A ret through handle h must end h's hand-out and no other: the object may
+ * have been returned with a copy of the handle and handed out again.  The
+ * generation is kept by every transition of one hand-out (kills too). */
+static bool handle_mismatch(const lfpool_handle *h, struct lfpool_rec *rec, uint32_t s)
+{
+    return h && (rec != h->priv_rec || h->priv_pool == 0 || rec_gen(s) != rec_gen(h->priv_word));
+}
+
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
+{
+    struct lfpool_rec *rec;
+    if (!p || !obj) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret: NULL object");
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret: NULL pool");
+        return EINVAL;
+    }
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
+        lfpool_life_fork_check(p);
+    /* With an injected clock (tests) the fast path's steps, the time from
+     * the clock: the hint or handle, the CAS, this CPU's cache. */
+    if (p->cfg.clock && !p->cfg.retter &&
+        atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
+        uint32_t word = h ? h->priv_word : 0;
+        rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
+        if (rec && ret_fast_commit(p, rec, word, lfpool_now(p), h == NULL))
+            return ret_fast_put(p, rec);
+    }
+    rcu_read_lock();
+    rec = lfpool_meta_lookup(p, obj);
+    uint32_t s = rec ? rec_load(rec) : 0;
+    if (lfpool_unlikely(handle_mismatch(h, rec, s)))
+        s = 0; /* not this hand-out: as if not out */
+    if (lfpool_unlikely(rec_st(s) != REC_OUT))
+        return ret_not_out(p, rec, obj, s, false);
+    if (p->cfg.retter) {
+        /* user code runs outside our read-side section; look again after */
+        rcu_read_unlock();
+        lfpool_call_hook(p, p->cfg.retter, obj, "retter");
+        rcu_read_lock();
+        rec = lfpool_meta_lookup(p, obj);
+        s = rec ? rec_load(rec) : 0;
+        if (handle_mismatch(h, rec, s))
+            s = 0;
+        if (rec_st(s) != REC_OUT)
+            return ret_not_out(p, rec, obj, s, true);
+    }
+
+    /* The CASes below may race with the getter's biased commit (bias.c),
+     * unless this thread is that getter or the hand-out has none (a
+     * handle's); the fence and the CAS share this read-side section. */
+    if (!h && !hint_owns(p, obj, rec, s))
+        lfpool_bias_fence(p);
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
+                        (p->cfg.max_use &&
+                         atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->cfg.max_use))) {
+        if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
+            return ret_not_out(p, rec, obj, s, true);
+        lfpool_meta_del(p, rec);
+        rcu_read_unlock();
+        lfpool_unreserve(p);
+        if (atomic_load(&p->shutdown)) {
+            lfpool_log(p, LFPOOL_LOG_INFO, "object %p returned after shutdown: closing it", obj);
+            lfpool_close_removed(p, rec);
+        } else {
+            lfpool_stat_inc(&p->c.nwornout);
+            lfpool_stat_inc(&p->c.todel);
+            lfpool_list_push(&p->pending, rec);
+            lfpool_hk_kick(p);
+        }
+        return 0;
+    }
+
+    atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
+    if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
+        return ret_not_out(p, rec, obj, s, true);
+    lfpool_avail_put(p, rec);
+    rcu_read_unlock();
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        lfpool_close_available(p); /* raced with shutdown's drain */
+    return 0;
+}
+

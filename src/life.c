@@ -1,0 +1,360 @@
+/*
+ * life.c - the pool's life cycle.
+ *
+ * Owns: the configuration (defaults, validation, the derived delay and
+ * fast-path flags), lfpool_new, the process-life word (lazy start on the
+ * first get, CONTRACT §3.7; the reset of a fork child, which calls each
+ * component's *_fork_reset in turn), lfpool_housekeep, shutdown
+ * (CONTRACT §3.8), lfpool_free and lfpool_strerror.
+ *
+ * Invariant: the life word moves WIPED -> RESETTING -> LAZY -> STARTING ->
+ * READY (STARTING -> LAZY when the start fails); only the thread that won
+ * the CAS into RESETTING or STARTING does that work, and the get and ret
+ * fast paths run only in READY.  Calls the components (objects.c, cache.c,
+ * meta.c, gate.c, bias.c, housekeeper.c); none of them calls back here but
+ * through lfpool_life_fork_check(), the entry check.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Process-wide state, kept to what liburcu requires plus the seed's pool
+ * numbering: liburcu-bp's fork rule (urcu_bp_before_fork & co around
+ * fork(), registered once with pthread_atfork) and the pool id counter. */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t pool_ids;
+
+static void register_atfork(void)
+{
+    pthread_atfork(urcu_bp_before_fork, urcu_bp_after_fork_parent, urcu_bp_after_fork_child);
+}
+
+void lfpool_config_init(lfpool_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_size = 1;
+    cfg->timeout = LFPOOL_FOREVER;
+    cfg->health_freq = 1;
+    cfg->log_level = LFPOOL_LOG_WARNING;
+    cfg->kill_mode = LFPOOL_KILL_DEFER;
+}
+
+static bool bad_duration(double d)
+{
+    return isnan(d) || d < 0 || isinf(d);
+}
+
+static int validate(const lfpool_config *cfg)
+{
+    const char *why = NULL;
+    if (!cfg->fun)
+        why = "fun is mandatory";
+    else if (cfg->max_size && cfg->min_size > cfg->max_size)
+        why = "min_size > max_size";
+    else if (isnan(cfg->timeout) || cfg->timeout < 0)
+        why = "timeout must be >= 0 or LFPOOL_FOREVER";
+    else if (bad_duration(cfg->max_avail_delay))
+        why = "max_avail_delay must be finite and >= 0";
+    else if (bad_duration(cfg->max_using_delay))
+        why = "max_using_delay must be finite and >= 0";
+    else if (bad_duration(cfg->max_using_delay_kill))
+        why = "max_using_delay_kill must be finite and >= 0";
+    else if (bad_duration(cfg->delay))
+        why = "delay must be finite and >= 0";
+    else if (cfg->health_freq == 0)
+        why = "health_freq must be >= 1";
+    else if (cfg->kill_mode != LFPOOL_KILL_DEFER && cfg->kill_mode != LFPOOL_KILL_CLOSE)
+        why = "kill_mode must be LFPOOL_KILL_DEFER or LFPOOL_KILL_CLOSE";
+    else if (cfg->log_level < LFPOOL_LOG_ERROR || cfg->log_level > LFPOOL_LOG_DEBUG)
+        why = "log_level must be LFPOOL_LOG_ERROR..LFPOOL_LOG_DEBUG";
+    if (why) {
+        lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid configuration: %s", why);
+        return EINVAL;
+    }
+    return 0;
+}
+
+/* The seed's default delay: explicit, else half of the smaller non-zero of
+ * max_avail_delay and the warn threshold, else 60 s with a health hook. */
+static double compute_delay(const lfpool_config *cfg, double warn)
+{
+    if (cfg->delay > 0)
+        return cfg->delay;
+    if (cfg->max_avail_delay > 0 || warn > 0) {
+        double d = cfg->max_avail_delay;
+        if (d == 0 || (warn > 0 && d > warn))
+            d = warn;
+        return d / 2.0;
+    }
+    return cfg->health ? 60.0 : 0.0;
+}
+
+
+/* ---- life: lazy start and fork */
+
+static void fork_reset(struct lfpool *p);
+
+/* Make the pool usable in this process (reset after fork).  Every entry
+ * point calls this but the get and ret fast paths, which check the life
+ * word and leave anything but READY to their slow paths. */
+int lfpool_life_fork_check(struct lfpool *p)
+{
+    for (;;) {
+        uint32_t l = atomic_load_explicit(&p->lp->life, memory_order_acquire);
+        if (l >= LIFE_LAZY)
+            return 0;
+        if (l == LIFE_WIPED) {
+            uint32_t w = LIFE_WIPED;
+            if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_RESETTING)) {
+                fork_reset(p);
+                atomic_store_explicit(&p->lp->life, LIFE_LAZY, memory_order_release);
+                return 0;
+            }
+            continue;
+        }
+        sched_yield();
+    }
+}
+
+static int start(struct lfpool *p)
+{
+    if (p->delay > 0 || p->cfg.max_use > 0) {
+        int r = lfpool_hk_start(p);
+        if (r)
+            return r;
+    }
+    lfpool_fill(p);
+    return 0;
+}
+
+/* The slow entry of get: reset after fork, lazy start (the first get
+ * starts the housekeeper and fills).  0 once the pool is READY (or being
+ * started by another thread), else why the start failed. */
+int lfpool_life_make_ready(struct lfpool *p)
+{
+    for (;;) {
+        lfpool_life_fork_check(p);
+        uint32_t l = atomic_load_explicit(&p->lp->life, memory_order_acquire);
+        if (l == LIFE_READY || l == LIFE_STARTING)
+            return 0;
+        if (l == LIFE_LAZY) {
+            uint32_t w = LIFE_LAZY;
+            if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_STARTING)) {
+                int r = start(p);
+                atomic_store_explicit(&p->lp->life, r ? LIFE_LAZY : LIFE_READY,
+                                      memory_order_release);
+                return r;
+            }
+        }
+    }
+}
+
+/* In a fork child: drop every inherited record without closer (the
+ * objects belong to the parent), start again from an empty pool.  Each
+ * component resets its own state; the order matters: the gate first (the
+ * set's reset and drain below signal it), then the housekeeper, the set
+ * and the bias, then the records. */
+static void fork_reset(struct lfpool *p)
+{
+    struct lfpool_rec *rec, *next;
+    lfpool_gate_fork_reset(&p->gate);
+    lfpool_hk_fork_reset(p);
+    lfpool_avail_fork_reset(p);
+    lfpool_bias_fork_reset(p);
+
+    /* the set, the pending and zombie lists: records only, no closer */
+    rcu_read_lock();
+    while ((rec = lfpool_avail_pop_any(p)) != NULL)
+        if (rec_st(rec_load(rec)) == REC_DEAD_SET)
+            lfpool_list_push(&p->zombies, rec); /* not in the table */
+    rcu_read_unlock();
+    for (int l = 0; l < 2; l++)
+        for (rec = lfpool_list_take_all(l ? &p->zombies : &p->pending); rec; rec = next) {
+            next = lfpool_list_next(rec);
+            lfpool_rec_release(p, rec);
+        }
+    lfpool_meta_fork_reset(p); /* and every record left in the table */
+    memset(&p->c, 0, sizeof p->c);
+    atomic_store(&p->nobjs, 0);
+    atomic_store(&p->hk_last, 0.0);
+    atomic_store(&p->hk_time, 0.0);
+    lfpool_now_fresh(p);
+    lfpool_log(p, LFPOOL_LOG_INFO, "fork child: pool reset, inherited objects dropped");
+}
+
+/* ---- new */
+
+int lfpool_new(lfpool **pool, const lfpool_config *cfg)
+{
+    if (!pool || !cfg) {
+        lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid arguments: NULL %s", pool ? "cfg" : "pool");
+        return EINVAL;
+    }
+    *pool = NULL;
+    int r = validate(cfg);
+    if (r)
+        return r;
+    pthread_once(&atfork_once, register_atfork);
+
+    struct lfpool *p = aligned_alloc(2 * LFPOOL_CACHELINE,
+                                     (sizeof *p + 2 * LFPOOL_CACHELINE - 1) & ~(size_t)(2 * LFPOOL_CACHELINE - 1));
+    if (!p)
+        return ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->cfg = *cfg;
+    p->id = atomic_fetch_add(&pool_ids, 1) + 1;
+    p->max_use = cfg->max_use;
+    p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
+    p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
+    p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock;
+    p->fast_ret = !cfg->retter && !cfg->clock;
+    p->delay = compute_delay(cfg, p->warn);
+    if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "inconsistent max_using_delay_warn > max_using_delay_kill");
+    p->started_epoch = lfpool_epoch_now();
+    p->started_mono = cfg->clock ? cfg->clock(cfg->clock_ctx) : lfpool_mono_now();
+    atomic_init(&p->coarse_now, lfpool_mono_now());
+    ck_stack_init(&p->pending);
+    ck_stack_init(&p->zombies);
+    ck_stack_init(&p->rec_free);
+
+    p->lp = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p->lp == MAP_FAILED) {
+        free(p);
+        return ENOMEM;
+    }
+    if (madvise(p->lp, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) != 0)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "MADV_WIPEONFORK unavailable: fork safety disabled");
+
+    if ((r = lfpool_avail_init(p)) || (r = lfpool_meta_init(p)) || (r = lfpool_hk_init(p))) {
+        lfpool_hk_fini(p);
+        lfpool_meta_fini(p);
+        lfpool_avail_fini(p);
+        munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
+        free(p);
+        return r;
+    }
+    lfpool_bias_init(p);
+    lfpool_gate_init(&p->gate, p->ncaches);
+    atomic_store(&p->lp->life, LIFE_LAZY);
+    if (!cfg->lazy_start) {
+        atomic_store(&p->lp->life, LIFE_STARTING);
+        r = start(p);
+        if (r) {
+            atomic_store(&p->lp->life, LIFE_LAZY);
+            lfpool_free(p);
+            return r;
+        }
+        atomic_store(&p->lp->life, LIFE_READY);
+    }
+    lfpool_log(p, LFPOOL_LOG_INFO, "pool created (min %zu, max %zu, delay %g)", cfg->min_size,
+               cfg->max_size, p->delay);
+    *pool = p;
+    return 0;
+}
+
+/* ---- housekeep, shutdown, free */
+
+int lfpool_housekeep(lfpool *p)
+{
+    if (!p) {
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_housekeep: NULL pool");
+        return EINVAL;
+    }
+    lfpool_life_fork_check(p);
+    if (atomic_load(&p->shutdown))
+        return ESHUTDOWN;
+    int r = lfpool_hk_round(p);
+    lfpool_hk_wait_in_flight(p);
+    return r;
+}
+
+int lfpool_shutdown(lfpool *p, double delay)
+{
+    if (!p || isnan(delay) || delay < 0) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "shutdown: invalid delay %g", delay);
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_shutdown: NULL pool");
+        return EINVAL;
+    }
+    lfpool_life_fork_check(p);
+    if (!atomic_exchange(&p->shutdown, true))
+        lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
+    lfpool_gate_wake(&p->gate, true);
+    if (!lfpool_hk_stop(p, delay))
+        lfpool_log(p, LFPOOL_LOG_WARNING, "shutting down pool with live housekeeper");
+    lfpool_close_available(p);
+    lfpool_hk_reap(p, true);
+    return 0;
+}
+
+void lfpool_free(lfpool *p)
+{
+    if (!p)
+        return;
+    lfpool_life_fork_check(p);
+    lfpool_shutdown(p, LFPOOL_FOREVER); /* waits for the housekeeper */
+    lfpool_close_available(p);
+    lfpool_hk_reap(p, false);
+
+    /* whatever is left in the table is out (or killed and never returned) */
+    struct lfpool_rec *left = NULL, *rec, *next;
+    struct cds_lfht_iter iter;
+    size_t nout = 0;
+    rcu_read_lock();
+    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
+        if (lfpool_meta_del(p, rec)) {
+            lfpool_batch_push(&left, rec);
+            nout++;
+        }
+    }
+    rcu_read_unlock();
+    if (nout)
+        lfpool_log(p, LFPOOL_LOG_WARNING, "freeing pool with %zu objects still out: closing them", nout);
+    synchronize_rcu();
+    for (rec = left; rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_close_obj(p, rec->obj);
+        lfpool_rec_release(p, rec);
+    }
+    /* DEAD_SET records still physically in the set were handed to zombies
+     * by close_available; reap once more for them */
+    for (rec = lfpool_list_take_all(&p->zombies); rec; rec = next) {
+        next = lfpool_list_next(rec);
+        lfpool_rec_release(p, rec);
+    }
+    lfpool_meta_fini(p);
+    lfpool_rec_free_all(p);
+    lfpool_hk_fini(p);
+    lfpool_avail_fini(p);
+    munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
+    free(p);
+}
+
+const char *lfpool_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case EINVAL: return "invalid argument or configuration";
+    case ENOMEM: return "out of memory";
+    case EAGAIN: return "no object available and told not to wait";
+    case ETIMEDOUT: return "no object became available within the timeout";
+    case ESHUTDOWN: return "pool is shut down";
+    case ENOENT: return "object is not out of this pool";
+    case ESTALE: return "object was killed while held; it has been closed";
+    case EEXIST: return "creator returned an object the pool already holds";
+    case EIO: return "object creation failed";
+    default: return strerror(err);
+    }
+}
