@@ -57,7 +57,8 @@ fi
 ubsan_supp="$root/.ci/ubsan.supp"
 tsan_supp="$root/.ci/tsan.supp"
 # recoverable so that ubsan.supp can name them; everything else halts
-ubsan_flags="-fno-sanitize-recover=undefined -fsanitize-recover=alignment,pointer-overflow"
+# (float-cast-overflow is not in clang's `undefined` group: named)
+ubsan_flags="-fsanitize=float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -fsanitize-recover=alignment,pointer-overflow"
 
 setup() { # dir, meson args...
   local dir=$1; shift

@@ -136,7 +136,7 @@ typedef struct lfpool_config {
     void *clock_ctx;
     int kill_mode;              /* LFPOOL_KILL_DEFER (default) or LFPOOL_KILL_CLOSE */
     bool lazy_start;            /* no thread, no objects until the first get */
-    /* connection pools (docs/OPERATIONS.md, "Connection pools") */
+    /* connection pools (docs/OPERATIONS.md, section 11) */
     lfpool_health_fn validate;  /* validate on borrow: > 0 hand out, else destroy; NULL = off */
     double validate_idle;       /* validate objects available at least this long; default 0.5, 0 = every get */
     double max_lifetime;        /* seconds an object may live, 0 = forever (default) */

@@ -302,8 +302,12 @@ struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool wait
     struct lfpool_rec *rec = claim_from_stack(p, now);
     if (rec || !p->pcpu)
         return rec;
+    /* A waiter looks again whenever it is woken, and a flusher that moved
+     * records signals the gate: its flush may skip a cache another flusher
+     * holds.  A get that would create instead (or give up, when it does not
+     * wait) waits for such a cache: it must not miss what it moves. */
     if (waiting || others_cached(p)) {
-        lfpool_avail_flush(p, false, true);
+        lfpool_avail_flush(p, !waiting, true);
         rec = claim_from_stack(p, now);
     }
     return rec;

@@ -36,20 +36,39 @@ double lfpool_now_fresh(struct lfpool *p)
     return t;
 }
 
-/* Absolute CLOCK_MONOTONIC deadline `timeout` seconds from now (finite). */
-void lfpool_abs_deadline(double timeout, struct timespec *ts)
+/* Every conversion of seconds (a double) to a timespec goes through here:
+ * *ts += secs.  A float-to-integer conversion of a value out of range is
+ * undefined behaviour (lfpool_shutdown(p, 1e300) once returned at once
+ * instead of waiting), so secs is clamped to [0, LFPOOL_SECS_MAX]: NaN and
+ * negative add nothing, anything longer than about 31,700 years (infinity
+ * included) waits that long, which is forever for every caller. */
+#define LFPOOL_SECS_MAX 1e12
+void lfpool_timespec_add(struct timespec *ts, double secs)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double whole = floor(timeout);
-    long ns = (long)((timeout - whole) * 1e9);
-    if (whole > 1e12)
-        whole = 1e12; /* ~31700 years: treat as forever, avoid overflow */
+    if (!(secs > 0))
+        return;
+    if (secs > LFPOOL_SECS_MAX)
+        secs = LFPOOL_SECS_MAX;
+    double whole = floor(secs);
     ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += ns;
+    ts->tv_nsec += (long)((secs - whole) * 1e9);
     if (ts->tv_nsec >= 1000000000L) {
         ts->tv_sec += 1;
         ts->tv_nsec -= 1000000000L;
     }
+}
+
+/* Absolute `clock` deadline `timeout` seconds from now (clamped as above). */
+void lfpool_deadline_in(clockid_t clock, double timeout, struct timespec *ts)
+{
+    clock_gettime(clock, ts);
+    lfpool_timespec_add(ts, timeout);
+}
+
+/* Absolute CLOCK_MONOTONIC deadline `timeout` seconds from now. */
+void lfpool_abs_deadline(double timeout, struct timespec *ts)
+{
+    lfpool_deadline_in(CLOCK_MONOTONIC, timeout, ts);
 }
 
 /* Has the CLOCK_MONOTONIC deadline passed (a waiter woken often must still

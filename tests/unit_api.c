@@ -79,7 +79,7 @@ Test(api, foreign_double_and_null_returns)
     int foreign;
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
-    int retted = atomic_load(&T.fx.n.retted);
+    uint64_t retted = atomic_load(&T.fx.n.retted);
     cr_assert_eq(lfpool_ret(P, &foreign), ENOENT);
     cr_assert_eq(atomic_load(&T.fx.n.retted), retted, "retter must not see a foreign pointer");
     cr_assert(strstr(T.log.text, "unexpected object returned") != NULL, "%s", T.log.text);

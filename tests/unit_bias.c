@@ -248,7 +248,7 @@ static void advance(double sec)
 }
 
 /* With the injected clock ret's careful path makes the owner's commit too
- * (pool.c), so the kill's fence meets it. */
+ * (handout.c), so the kill's fence meets it. */
 Test(bias, a_kill_and_the_getters_return_exactly_one_wins, .timeout = 120)
 {
     C.clock = lfx_clock_fn;

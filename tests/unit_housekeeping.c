@@ -152,7 +152,7 @@ Test(hk, kill_close_closes_at_once)
     cr_assert_eq(lfpool_new(&P, &C), 0);
     void *a;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
-    int retted = atomic_load(&T.fx.n.retted);
+    uint64_t retted = atomic_load(&T.fx.n.retted);
     advance(11);
     cr_assert_eq(lfpool_housekeep(P), 0);
     cr_assert_eq(atomic_load(&((struct tobj *)a)->closed), 1);

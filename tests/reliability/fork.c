@@ -1,5 +1,5 @@
 /*
- * fork.c - fork() and the pool (issue 4, part 3; SPEC 3.7).
+ * fork.c - fork() and the pool (issue 4, part 3; docs/CONTRACT.md §3.7).
  *
  * The parent uses a pool (objects carry the creating pid), then forks.  The
  * child must never receive an object the parent created, gets fresh objects
