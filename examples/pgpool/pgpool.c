@@ -36,6 +36,22 @@ static void pgpool_log(struct pgpool_ctx *ctx, int level, const char *what, PGco
         fprintf(stderr, "%s\n", line);
 }
 
+/* Server notices and errors that arrive outside a query (a FATAL before
+ * the server closes an idle connection) go to the pool's log, not stderr. */
+static void pgpool_notice(void *vctx, const char *msg)
+{
+    struct pgpool_ctx *ctx = vctx;
+    char line[512];
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        n--;
+    snprintf(line, sizeof line, "pgpool: server: %.*s", (int)n, msg);
+    if (ctx->log)
+        ctx->log(ctx->log_ctx, LFPOOL_LOG_WARNING, line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
 void *pgpool_connect(void *vctx, uint64_t n)
 {
     struct pgpool_ctx *ctx = vctx;
@@ -48,6 +64,7 @@ void *pgpool_connect(void *vctx, uint64_t n)
         return NULL;
     }
     int err = 0;
+    PQsetNoticeProcessor(conn, pgpool_notice, ctx);
     if (PQstatus(conn) != CONNECTION_OK) {
         pgpool_log(ctx, LFPOOL_LOG_WARNING, "connect failed", conn);
         err = ECONNREFUSED;

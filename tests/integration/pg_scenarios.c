@@ -882,9 +882,16 @@ static void sc_restart(void)
     CHECK(fails_late == 0, "%zu failures after recovery", fails_late);
     CHECK(t_rec > 0 && t_rec - t_up <= 1.0, "recovery %.3f s after the server accepted", t_rec - t_up);
     CHECK((double)attempts < bound, "%zu creation attempts in %.2f s of outage (bound %.0f)", attempts, outage, bound);
-    row_end(row, "outage %.0f ms, %zu failed ops, recovery %.0f ms after accept, %zu connects in outage "
-                 "(bound %.0f), rows ok (%ld unknown)",
-            outage * 1e3, fails, (t_rec - t_up) * 1e3, attempts, bound, unknown);
+    size_t qf = count_fail(L, F_QUERY, 0, 1e18), gf = count_fail(L, F_GET, 0, 1e18);
+    double last_fail = 0;
+    pthread_mutex_lock(&L->mu);
+    for (size_t i = 0; i < L->nfail; i++)
+        last_fail = fmax(last_fail, L->fail[i].t1);
+    pthread_mutex_unlock(&L->mu);
+    row_end(row, "down %.0f ms (restart to accepting), %zu failed ops (%zu queries, %zu fast gets), all in "
+                 "[restart, +%.0f ms]; first success %.0f ms after accept; %zu connects while down (bound %.0f); "
+                 "rows ok (%ld unknown)",
+            outage * 1e3, fails, qf, gf, (last_fail - tf) * 1e3, (t_rec - t_up) * 1e3, attempts, bound, unknown);
     lfpool_free(src.pool);
     load_free(L);
 }
@@ -949,6 +956,9 @@ static void sc_stopped(void)
         msleep(20);
     }
     int backends = count_backends();
+    long nrows_, unknown;
+    check_rows(L, &nrows_, &unknown); /* before L2, whose ids start again at 0 */
+    PQclear(admin("TRUNCATE it_rows"));
     /* and a short load again: nothing fails */
     struct load *L2 = load_start(&src, 5, false);
     load_run(L2);
@@ -965,11 +975,11 @@ static void sc_stopped(void)
     CHECK(tr > 0 && tr - tu <= 1.0, "refilled to %llu after %.3f s", (unsigned long long)st.navail, tr - tu);
     CHECK(backends >= (int)cfg.min_size, "%d backends after refill", backends);
     CHECK(L2->nfail_total == 0, "%zu failures after the refill", L2->nfail_total);
-    long nrows_, unknown;
-    check_rows(L, &nrows_, &unknown);
     row_end(row, "%zu gets failed fast (ECONNREFUSED, worst %.1f ms), %zu queries failed, %zu connects in "
-                 "%.1f s (bound %zu, storm would be ~%d), refilled to %zu in %.0f ms",
-            nget, worst * 1e3, qfail, attempts, outage, bound, (int)(NTHREADS * outage / 0.01), cfg.min_size,
+                 "%.1f s (bound %zu; without backoff ~%d), ncreate_failed %llu, ncreate_skipped %llu; "
+                 "refilled to min_size %zu %.0f ms after start",
+            nget, worst * 1e3, qfail, attempts, outage, bound, (int)(NTHREADS * outage / 0.01),
+            (unsigned long long)st.ncreate_failed, (unsigned long long)st.ncreate_skipped, cfg.min_size,
             (tr - tu) * 1e3);
     load_free(L2);
     lfpool_free(src.pool);
