@@ -5,7 +5,8 @@
  *
  *   pg_scenarios [SCENARIO...]     steady terminate restart stopped lifetime stuck
  *                                  (default: all), then a table of figures
- *   pg_scenarios bench [SECONDS]   the same workload through lfpool, a
+ *   pg_scenarios bench [SECONDS [lfpool|lfpool-bare|mutex|perthread]]
+ *                                  the same workload through lfpool, a
  *                                  mutex+condvar pool and one connection per
  *                                  thread (the figures of PERFORMANCE.md)
  *
@@ -1183,6 +1184,11 @@ static void bench_one(const char *name, enum src_kind kind, bool checks, double 
         hi = L->w[i].ok > hi ? L->w[i].ok : hi;
     }
     long ops = load_ok(L) > 0 ? load_ok(L) : 1;
+    for (size_t i = 0; i < L->nfail && i < 5; i++) /* there should be none: say what they were */
+        fprintf(stderr, "%s: failure %zu: %s %d (%s) thread %d at %.3f s, took %.3f s\n", name, i,
+                L->fail[i].kind == F_GET ? "get" : L->fail[i].kind == F_QUERY ? "query" : "ret", L->fail[i].err,
+                L->fail[i].kind == F_QUERY ? (L->fail[i].err ? "connection dead" : "SQL error") : strerror(L->fail[i].err),
+                L->fail[i].thread, L->fail[i].t0 - L->t0, L->fail[i].t1 - L->fail[i].t0);
     printf("| %-40s | %8.0f | %8.0f | %8.0f | %6ld-%-6ld | %7.1f | %5.2f | %6zu |\n", name, (double)load_ok(L) / secs,
            p50 * 1e6, p99 * 1e6, lo, hi, cpu / (double)ops * 1e6, csw / (double)ops, L->nfail_total);
     fflush(stdout);
@@ -1223,10 +1229,15 @@ int main(int argc, char **argv)
         printf("| %-40s | %8s | %8s | %8s | %13s | %7s | %5s | %6s |\n", "connections", "ops/s", "p50 us", "p99 us",
                "ops/thread", "cpu us", "csw", "failed");
         printf("|------------------------------------------|---------:|---------:|---------:|--------------:|--------:|------:|-------:|\n");
-        bench_one("lfpool, max_size 8 (examples/pgpool)", SRC_LFPOOL, true, secs);
-        bench_one("lfpool, max_size 8, no validate/health", SRC_LFPOOL, false, secs);
-        bench_one("mutex+condvar pool, max_size 8", SRC_MUTEX, false, secs);
-        bench_one("one connection per thread (16)", SRC_PERTHREAD, false, secs);
+        const char *only = argc > 3 ? argv[3] : ""; /* lfpool, lfpool-bare, mutex, perthread */
+        if (!*only || !strcmp(only, "lfpool"))
+            bench_one("lfpool, max_size 8 (examples/pgpool)", SRC_LFPOOL, true, secs);
+        if (!*only || !strcmp(only, "lfpool-bare"))
+            bench_one("lfpool, max_size 8, no validate/health", SRC_LFPOOL, false, secs);
+        if (!*only || !strcmp(only, "mutex"))
+            bench_one("mutex+condvar pool, max_size 8", SRC_MUTEX, false, secs);
+        if (!*only || !strcmp(only, "perthread"))
+            bench_one("one connection per thread (16)", SRC_PERTHREAD, false, secs);
         return 0;
     }
 
