@@ -1192,6 +1192,13 @@ static void bench_one(const char *name, enum src_kind kind, bool checks, double 
     printf("| %-40s | %8.0f | %8.0f | %8.0f | %6ld-%-6ld | %7.1f | %5.2f | %6zu |\n", name, (double)load_ok(L) / secs,
            p50 * 1e6, p99 * 1e6, lo, hi, cpu / (double)ops * 1e6, csw / (double)ops, L->nfail_total);
     fflush(stdout);
+    if (kind == SRC_LFPOOL) {
+        struct lfpool_stats st;
+        lfpool_stats(src.pool, &st);
+        fprintf(stderr, "%s: per operation: %.2f cache flushes, %.3f bias fences; cpu_cache %llu\n", name,
+                (double)st.nflushes / (double)ops, (double)st.nbias_fences / (double)ops,
+                (unsigned long long)st.cpu_cache);
+    }
     load_free(L);
     if (kind == SRC_LFPOOL) {
         lfpool_free(src.pool);
