@@ -6,7 +6,7 @@
 #   bash tools/dev.sh test    install deps, build with -Werror, run the full suite:
 #                             unit + stress + reliability + tools tests, the
 #                             PostgreSQL integration suite (a private server,
-#                             about 40 s), then the unit, stress and reliability
+#                             about 30 s), then the unit, stress and reliability
 #                             suites under AddressSanitizer+UBSan
 #   bash tools/dev.sh deps | build | asan
 set -euo pipefail
