@@ -169,7 +169,7 @@ static int count_backends(void)
 
 /* ------------------------------------------- connect/close event log */
 
-enum { EV_CONNECT = 'c', EV_CONNECT_FAIL = 'f', EV_CLOSE = 'x' };
+enum { EV_CONNECT_START = 's', EV_CONNECT = 'c', EV_CONNECT_FAIL = 'f', EV_CLOSE = 'x' };
 struct ev {
     double t;
     int pid;
@@ -203,6 +203,7 @@ static size_t ev_count(char kind, double from, double to)
 /* the pool's hooks: examples/pgpool's, recording what they did */
 static void *it_connect(void *ctx, uint64_t n)
 {
+    ev_add(EV_CONNECT_START, 0);
     PGconn *c = pgpool_connect(ctx, n);
     int e = errno;
     ev_add(c ? EV_CONNECT : EV_CONNECT_FAIL, c ? PQbackendPID(c) : 0);
@@ -374,7 +375,7 @@ struct load {
     /* the stuck holder (scenario "stuck"): thread 0 runs pg_sleep once */
     double holder_at, holder_sleep;
     int holder_pid, holder_ret, holder_query_ok;
-    double holder_ret_t0, holder_ret_t1;
+    double holder_got, holder_ret_t0, holder_ret_t1;
 };
 
 static void add_fail(struct load *L, enum fail_kind kind, int err, int thread, double t0)
@@ -405,6 +406,7 @@ static void holder_turn(struct worker *w)
         L->holder_ret = -1;
         return;
     }
+    L->holder_got = now();
     L->holder_pid = PQbackendPID(c);
     snprintf(sql, sizeof sql, "SELECT pg_sleep(%g)", L->holder_sleep);
     L->holder_query_ok = run_query(c, sql);
@@ -1096,13 +1098,18 @@ static void sc_stuck(void)
     double t_warn = log_find(LFPOOL_LOG_WARNING, needle);
     /* capacity back at once: a new connection before the holder returned */
     size_t replaced = t_kill > 0 ? ev_count(EV_CONNECT, t_kill - 0.05, L->holder_ret_t0) : 0;
-    double t_closed = 0;
+    double t_closed = 0, t_new = 0, t_start = 0;
     pthread_mutex_lock(&evlog.mu);
-    for (size_t i = 0; i < evlog.n; i++)
+    for (size_t i = 0; i < evlog.n; i++) {
         if (evlog.ev[i].kind == EV_CLOSE && evlog.ev[i].pid == L->holder_pid)
             t_closed = evlog.ev[i].t;
+        if (evlog.ev[i].kind == EV_CONNECT_START && t_kill > 0 && evlog.ev[i].t >= t_kill - 0.05 && t_start == 0)
+            t_start = evlog.ev[i].t;
+        if (evlog.ev[i].kind == EV_CONNECT && t_kill > 0 && evlog.ev[i].t >= t_kill - 0.05 && t_new == 0)
+            t_new = evlog.ev[i].t;
+    }
     pthread_mutex_unlock(&evlog.mu);
-    double held = L->holder_ret_t0 - L->holder_at;
+    double held = L->holder_ret_t0 - L->holder_got;
     long nrows_, unknown;
     check_rows(L, &nrows_, &unknown);
     CHECK(L->holder_query_ok, "the holder's pg_sleep failed");
@@ -1113,13 +1120,17 @@ static void sc_stuck(void)
     CHECK(t_kill > 0 && t_kill < L->holder_ret_t0, "kill at %.3f, holder returned at %.3f", t_kill - L->t0,
           L->holder_ret_t0 - L->t0);
     CHECK(replaced >= 1, "no new connection between the kill and the holder's return");
+    CHECK(t_start > 0 && t_start - t_kill <= 0.1, "capacity back: a connect started %.3f s after the kill",
+          t_start > 0 ? t_start - t_kill : -1.0);
     CHECK(t_closed >= L->holder_ret_t0 && t_closed <= L->holder_ret_t1, "killed connection closed at %.3f",
           t_closed - L->t0);
     CHECK(L->nfail_total == 0, "%zu failed operations", L->nfail_total);
-    row_end(row, "held %.2f s, warned %.0f ms and killed %.0f ms after the get, %zu new connection(s) "
-                 "before its return, ret %s, closed in that ret, 0 failed: %s",
-            held, t_warn > 0 ? (t_warn - L->holder_at) * 1e3 : -1.0, t_kill > 0 ? (t_kill - L->holder_at) * 1e3 : -1.0,
-            replaced, L->holder_ret == ESTALE ? "ESTALE" : "not ESTALE", L->nfail_total ? "no" : "yes");
+    row_end(row, "held %.2f s, warned %.0f ms and killed %.0f ms after the get (kill seen by 10 ms stats "
+                 "polls), a connect started %.0f ms and done %.0f ms after the kill was seen, %zu before the holder returned, "
+                 "ret %s, closed in that ret, 0 failed: %s",
+            held, t_warn > 0 ? (t_warn - L->holder_got) * 1e3 : -1.0, t_kill > 0 ? (t_kill - L->holder_got) * 1e3 : -1.0,
+            t_start > 0 ? (t_start - t_kill) * 1e3 : -1.0, t_new > 0 ? (t_new - t_kill) * 1e3 : -1.0, replaced, L->holder_ret == ESTALE ? "ESTALE" : "not ESTALE",
+            L->nfail_total ? "no" : "yes");
     lfpool_free(src.pool);
     load_free(L);
 }
