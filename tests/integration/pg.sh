@@ -86,6 +86,13 @@ CTL
 chmod 755 "$dir/ctl"
 
 "$dir/ctl" start
+# pg_ctl -w returns when the server says it is ready; a connection made at
+# that instant can still be refused ("the database system is starting up"):
+# wait until one is accepted (PQping), at most 10 s
+for _ in $(seq 100); do
+    "$bindir/pg_isready" -q -h "$dir" -p "$port" && break
+    sleep 0.1
+done
 
 export PGHOST=$dir PGPORT=$port PGUSER=lfpool PGDATABASE=postgres
 export LFPOOL_PG_CTL=$dir/ctl

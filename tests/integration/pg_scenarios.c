@@ -1234,6 +1234,8 @@ int main(int argc, char **argv)
     }
     snprintf(pool_conninfo, sizeof pool_conninfo, "application_name=" POOL_APP " connect_timeout=2");
     snprintf(admin_conninfo, sizeof admin_conninfo, "application_name=lfpool-admin connect_timeout=2");
+    for (int i = 0; i < 100 && PQping(admin_conninfo) != PQPING_OK; i++)
+        msleep(50); /* accepting connections, not only started */
     PGresult *r = admin("CREATE TABLE IF NOT EXISTS it_rows (id bigint NOT NULL)");
     if (!r)
         return 1;
