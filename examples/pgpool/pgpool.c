@@ -15,10 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef PGPOOL_PRE_CONN_API /* TEMPORARY: the library does not have it yet */
-#define lfpool_ret_broken lfpool_ret
-#endif
-
 static void pgpool_log(struct pgpool_ctx *ctx, int level, const char *what, PGconn *conn)
 {
     char line[512];
