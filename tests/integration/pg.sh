@@ -90,7 +90,7 @@ chmod 755 "$dir/ctl"
 # that instant can still be refused ("the database system is starting up"):
 # wait until one is accepted (PQping), at most 10 s
 for _ in $(seq 100); do
-    "$bindir/pg_isready" -q -h "$dir" -p "$port" && break
+    "$bindir/pg_isready" -q -h "$dir" -p "$port" -U lfpool -d postgres && break
     sleep 0.1
 done
 
