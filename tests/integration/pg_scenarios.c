@@ -534,6 +534,22 @@ static double rate(struct load *L, double a, double b)
     return b > a ? (double)k / (b - a) : 0;
 }
 
+static int cmp_double(const void *a, const void *b);
+
+/* the median rate of the 200 ms windows in [a, b] (steps of 50 ms): one
+ * scheduling hiccup on a shared machine does not move it */
+static double baseline(struct load *L, double a, double b)
+{
+    double r[64];
+    int n = 0;
+    for (double t = a; t + 0.2 <= b && n < 64; t += 0.05)
+        r[n++] = rate(L, t, t + 0.2);
+    if (n == 0)
+        return 0;
+    qsort(r, (size_t)n, sizeof r[0], cmp_double);
+    return r[n / 2];
+}
+
 /* the first time >= from at which a 200 ms window reaches frac x baseline;
  * returns -1 when none before `until` */
 static double recovered_at(struct load *L, double from, double until, double baseline, double frac)
@@ -571,6 +587,20 @@ static size_t count_fail_by(struct load *L, enum fail_kind kind, double from, do
 static size_t count_fail(struct load *L, enum fail_kind kind, double from, double to)
 {
     return count_fail_by(L, kind, from, to, false);
+}
+
+/* what failed, when an assertion about failures does not hold */
+static void dump_fails(struct load *L, const char *why)
+{
+    pthread_mutex_lock(&L->mu);
+    for (size_t i = 0; i < L->nfail && i < 40; i++) {
+        struct fail *f = &L->fail[i];
+        fprintf(stderr, "  %s: %s %d (%s) thread %d, %.3f-%.3f s\n", why,
+                f->kind == F_GET ? "get" : f->kind == F_QUERY ? "query" : "ret", f->err,
+                f->kind == F_QUERY ? (f->err ? "connection dead" : "SQL error") : strerror(f->err), f->thread,
+                f->t0 - L->t0, f->t1 - L->t0);
+    }
+    pthread_mutex_unlock(&L->mu);
 }
 
 /* Compare the table with what the workers were told: every committed
@@ -810,7 +840,7 @@ static void sc_terminate(void)
     int pids[64];
 
     sleep_until(L->t0 + 1.0);
-    double base = rate(L, L->t0 + 0.3, L->t0 + 1.0);
+    double base = baseline(L, L->t0 + 0.3, L->t0 + 1.0);
     int n = pool_pids(pids, 64);
     double te1 = now();
     int k1 = terminate(pids, n > 0 ? 1 : 0);
@@ -822,9 +852,12 @@ static void sc_terminate(void)
 
     sleep_until(L->t0 + 3.6);
     load_stop(L);
+    /* counted by end time and cumulatively: a query in flight on the first
+     * victim may be descheduled and fail only after the second fault */
     size_t f1 = count_fail(L, F_QUERY, te1, te2) + count_fail(L, F_GET, te1, te2);
-    size_t f2 = count_fail(L, F_QUERY, te2, now()) + count_fail(L, F_GET, te2, now());
-    size_t fbefore = L->nfail_total - f1 - f2;
+    size_t fall = count_fail(L, F_QUERY, te1, 1e18) + count_fail(L, F_GET, te1, 1e18);
+    size_t f2 = fall - f1;
+    size_t fbefore = L->nfail_total - fall;
     double r1 = recovered_at(L, te1, te2, base, 0.7), r2 = recovered_at(L, te2, L->t0 + 3.6, base, 0.7);
     struct lfpool_stats st;
     lfpool_stats(src.pool, &st);
@@ -834,10 +867,22 @@ static void sc_terminate(void)
     CHECK(k2 >= 1, "terminated %d (all)", k2);
     CHECK(fbefore == 0, "%zu failures before the first termination", fbefore);
     CHECK(f1 <= (size_t)k1, "%zu failed operations for %d terminated", f1, k1);
-    CHECK(f2 <= (size_t)k2, "%zu failed operations for %d terminated", f2, k2);
+    CHECK(fall <= (size_t)(k1 + k2), "%zu failed operations for %d terminated", fall, k1 + k2);
     CHECK(r1 >= 0 && r1 - te1 <= 1.0, "throughput back %.3f s after one", r1 < 0 ? -1 : r1 - te1);
     CHECK(r2 >= 0 && r2 - te2 <= 1.0, "throughput back %.3f s after all", r2 < 0 ? -1 : r2 - te2);
-    CHECK(st.nbroken == f1 + f2, "nbroken %llu, failed %zu", (unsigned long long)st.nbroken, f1 + f2);
+    CHECK(st.nbroken == fall, "nbroken %llu, failed %zu", (unsigned long long)st.nbroken, fall);
+    if (r1 < 0)
+        r1 = te1 - 0.001; /* printed as -1 ms: never */
+    if (r2 < 0)
+        r2 = te2 - 0.001;
+    if (f1 > (size_t)k1 || fall > (size_t)(k1 + k2) || fbefore) {
+        fprintf(stderr, "  terminated at %.3f and %.3f s\n", te1 - L->t0, te2 - L->t0);
+        dump_fails(L, "terminate");
+        pthread_mutex_lock(&logcap.mu);
+        for (size_t i = 0; i < logcap.n; i++)
+            fprintf(stderr, "  log %.3f %d %s\n", logcap.line[i].t - L->t0, logcap.line[i].level, logcap.line[i].msg);
+        pthread_mutex_unlock(&logcap.mu);
+    }
     row_end(row, "one: %zu failed/%d killed, 70%% of %.0f ops/s after %.0f ms; all: %zu failed/%d killed, "
                  "after %.0f ms; nbroken %llu; rows ok",
             f1, k1, base, (r1 - te1) * 1e3, f2, k2, (r2 - te2) * 1e3, (unsigned long long)st.nbroken);
@@ -1232,8 +1277,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "pg_scenarios: run me through tests/integration/pg.sh\n");
         return 2;
     }
-    snprintf(pool_conninfo, sizeof pool_conninfo, "application_name=" POOL_APP " connect_timeout=2");
-    snprintf(admin_conninfo, sizeof admin_conninfo, "application_name=lfpool-admin connect_timeout=2");
+    snprintf(pool_conninfo, sizeof pool_conninfo, "application_name=" POOL_APP " connect_timeout=10");
+    snprintf(admin_conninfo, sizeof admin_conninfo, "application_name=lfpool-admin connect_timeout=10");
     for (int i = 0; i < 100 && PQping(admin_conninfo) != PQPING_OK; i++)
         msleep(50); /* accepting connections, not only started */
     PGresult *r = admin("CREATE TABLE IF NOT EXISTS it_rows (id bigint NOT NULL)");
