@@ -1165,7 +1165,10 @@ static void sc_stuck(void)
     CHECK(t_kill > 0 && t_kill < L->holder_ret_t0, "kill at %.3f, holder returned at %.3f", t_kill - L->t0,
           L->holder_ret_t0 - L->t0);
     CHECK(replaced >= 1, "no new connection between the kill and the holder's return");
-    CHECK(t_start > 0 && t_start - t_kill <= 0.1, "capacity back: a connect started %.3f s after the kill",
+    /* at once: well before the holder returns (1.5 s later); 0.25 s is
+     * room for a woken thread's wait for a core with 16 threads and 8
+     * backends on 2 (0-85 ms seen) */
+    CHECK(t_start > 0 && t_start - t_kill <= 0.25, "capacity back: a connect started %.3f s after the kill",
           t_start > 0 ? t_start - t_kill : -1.0);
     CHECK(t_closed >= L->holder_ret_t0 && t_closed <= L->holder_ret_t1, "killed connection closed at %.3f",
           t_closed - L->t0);
