@@ -136,7 +136,7 @@ int main(int argc, char **argv)
     int nthreads = 16, insert_pct = 20, opt;
     size_t max_size = 8;
     double seconds = 3;
-    while ((opt = getopt(argc, argv, "c:t:s:d:i:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:t:s:d:i:h")) != -1) {
         switch (opt) {
         case 'c': conninfo = optarg; break;
         case 't': nthreads = atoi(optarg); break;
@@ -144,9 +144,9 @@ int main(int argc, char **argv)
         case 'd': seconds = atof(optarg); break;
         case 'i': insert_pct = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: %s [-c CONNINFO] [-t THREADS] [-s MAX_SIZE] [-d SECONDS] [-i INSERT_PERCENT]\n",
-                    argv[0]);
-            return 2;
+            fprintf(opt == 'h' ? stdout : stderr,
+                    "usage: %s [-c CONNINFO] [-t THREADS] [-s MAX_SIZE] [-d SECONDS] [-i INSERT_PERCENT]\n", argv[0]);
+            return opt == 'h' ? 0 : 2;
         }
     }
     if (nthreads < 1 || nthreads > MAX_THREADS || max_size < 1 || !(seconds > 0) || insert_pct < 0 || insert_pct > 100) {

@@ -436,7 +436,6 @@ static void *work(void *arg)
             msleep(10); /* as an application would: the server may be down */
             continue;
         }
-        double t1 = now();
         bool insert = rand_r(&seed) % 4 == 0 && w->nseq < SEQ_MAX;
         uint32_t seq = w->nseq;
         if (insert) {
@@ -462,7 +461,6 @@ static void *work(void *arg)
                 atomic_fetch_add_explicit(&L->ok_bucket[b], 1, memory_order_relaxed);
             if (w->lat && w->nlat < LAT_MAX)
                 w->lat[w->nlat++] = t2 - t0;
-            (void)t1;
         }
         if (dead)
             msleep(10);
