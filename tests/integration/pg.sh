@@ -53,15 +53,19 @@ fi
 data=$dir/data
 port=${LFPOOL_PG_PORT:-54329}   # only names the socket file: no TCP
 cleanup() {
-    local rc=$?
+    local rc=$? tail=""
+    # a reader of our output that went away must not stop the cleanup
+    trap '' PIPE
     if [ -f "$data/postmaster.pid" ]; then
         "${as_pg[@]}" "$bindir/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     if [ "$rc" -ne 0 ] && [ -f "$dir/server.log" ]; then
-        echo "---- last lines of the server log" >&2
-        tail -n 30 "$dir/server.log" >&2 || true
+        tail=$(tail -n 30 "$dir/server.log" 2>/dev/null || true)
     fi
-    rm -rf "$dir"
+    rm -rf "$dir" || true
+    if [ -n "$tail" ]; then
+        { echo "---- last lines of the server log"; echo "$tail"; } >&2 || true
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
