@@ -139,11 +139,13 @@ static inline void get_guard_leave(struct lfpool *p)
         rcu_read_unlock();
 }
 
-/* Finish a get: the object, a return hint (*word: the hand-out it names);
- * then leave the guard. */
-static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
+/* Finish a get: the call site, the object, a return hint (*word: the
+ * hand-out it names); then leave the guard. */
+static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word,
+                               const void *caller)
 {
     void *o = rec->obj;
+    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
     *word = hint_put(p, o, rec);
     get_guard_leave(p);
     return o;
@@ -167,7 +169,7 @@ static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
 /* get_claim() and get_finish() for a record handed over by the gate
  * (CACHED, ours): 0, or ESHUTDOWN as a look would give, the record put back */
 static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
-                         struct lfpool_rec **recp, uint32_t *word)
+                         struct lfpool_rec **recp, uint32_t *word, const void *caller)
 {
     if (atomic_load(&p->shutdown)) {
         ret_put_rest(p, rec, LFPOOL_PUT_STACK);
@@ -177,16 +179,27 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
         rcu_read_lock();
     lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
     rec_count_use(rec);
-    *obj = get_finish(p, rec, word);
+    *obj = get_finish(p, rec, word, caller);
     *recp = rec;
     return 0;
+}
+
+/* A get that registered as a waiter leaves: count the wait (nwaits,
+ * wait_time, LFPOOL_HIST_WAIT; ntimeouts), whatever its outcome. */
+static void get_wait_done(struct lfpool *p, double since, int r)
+{
+    lfpool_hist_add_shared(&p->obs.wait, lfpool_now_fresh(p) - since);
+    if (r == ETIMEDOUT)
+        __atomic_fetch_add(&p->obs.ntimeouts, 1, __ATOMIC_RELAXED);
 }
 
 /* The wait and the creation.  *fresh: the object was created for this get
  * (never available: validation on borrow skips it). */
 static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
-                                struct lfpool_rec **recp, uint32_t *word, bool *fresh)
+                                struct lfpool_rec **recp, uint32_t *word, bool *fresh,
+                                const void *caller)
 {
+    double wait_since = 0;
     struct timespec deadline;
     const struct timespec *dl = NULL;
     bool waiting = false, slept = false, timed_out = false, parked = false;
@@ -209,7 +222,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
          * a cache and read the gate with no fence of its own (cache.c) */
         struct lfpool_rec *rec = get_claim(p, waiting);
         if (rec) {
-            *obj = get_finish(p, rec, word);
+            *obj = get_finish(p, rec, word, caller);
             *recp = rec;
             r = 0;
             break;
@@ -231,7 +244,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                     slept = true; /* the turn is ours to pass on */
                     if (node.gift) { /* a record came with it: take that */
                         lfpool_unreserve(p);
-                        r = get_from_gift(p, node.gift, obj, recp, word);
+                        r = get_from_gift(p, node.gift, obj, recp, word, caller);
                         node.gift = NULL;
                         break;
                     }
@@ -241,6 +254,8 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             if (r == LFPOOL_CREATE_BUSY)
                 continue; /* lost the creation slot to another get: wait */
             if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
+                /* (not killed yet: it is younger than any threshold) */
+                atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
                 hint_set(p, *obj, rec, *word);
                 *recp = rec;
                 *fresh = true;
@@ -279,6 +294,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                 lfpool_gate_wait_begin(&p->gate);
             }
             waiting = true;
+            wait_since = lfpool_now_fresh(p);
             if (!isinf(timeout)) {
                 lfpool_abs_deadline(timeout, &deadline);
                 dl = &deadline;
@@ -290,7 +306,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         int sr = lfpool_gate_sleep(&p->gate, &node, dl);
         front = sr == 0;
         if (node.gift) { /* handed over with the grant: ours, CACHED */
-            r = get_from_gift(p, node.gift, obj, recp, word);
+            r = get_from_gift(p, node.gift, obj, recp, word, caller);
             node.gift = NULL;
             break;
         }
@@ -302,8 +318,10 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         if (node.gift) /* and a record came with it: publish it */
             ret_put_rest(p, node.gift, LFPOOL_PUT_STACK);
     }
-    if (waiting)
+    if (waiting) {
         lfpool_gate_wait_end(&p->gate, slept);
+        get_wait_done(p, wait_since, r);
+    }
     return r;
 }
 
@@ -357,7 +375,8 @@ static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, ui
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
  * shared stack, other CPUs' caches), creation, the wait. */
-static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double timeout)
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double timeout,
+                                const void *caller)
 {
     void *o;
     struct lfpool_rec *rec;
@@ -380,10 +399,10 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
         bool fresh = false;
         rec = get_claim(p, false);
         if (rec) {
-            o = get_finish(p, rec, &word);
+            o = get_finish(p, rec, &word, caller);
         } else {
             get_guard_leave(p);
-            int r = get_slow(p, left, &o, &rec, &word, &fresh);
+            int r = get_slow(p, left, &o, &rec, &word, &fresh, caller);
             if (r)
                 return r;
         }
@@ -406,10 +425,10 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
 /* A record in a cache that was not CACHED (cache.c deals with it); then
  * the rest of the get (of lfpool_get_handle when h is not NULL). */
 static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double timeout,
-                               struct lfpool_rec *rec, uint32_t w)
+                               struct lfpool_rec *rec, uint32_t w, const void *caller)
 {
     lfpool_avail_bad_state(p, rec, w);
-    return get_rest(p, obj, h, timeout);
+    return get_rest(p, obj, h, timeout, caller);
 }
 
 /* The fast path applies: a pool in its steady state (no getter hook, no
@@ -422,13 +441,15 @@ static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, 
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
- * and count the use; returns its word as handed out (gen | OUT). */
+ * count the use and note the call site (one store: the record's line is
+ * being written anyway); returns its word as handed out (gen | OUT). */
 static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpool *p,
                                                                      struct lfpool_rec *rec,
-                                                                     uint32_t w)
+                                                                     uint32_t w, const void *caller)
 {
     w = lfpool_avail_claim_cached(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
     rec_count_use(rec);
+    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
     return w;
 }
 
@@ -438,15 +459,15 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
  * stay leaves with no saved registers.  Each caller passes one of obj and h
  * as a constant NULL, which the inlining folds away. */
 static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj, lfpool_handle *h,
-                                                          double timeout)
+                                                          double timeout, const void *caller)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
         struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, obj, h, timeout, rec, w);
-            w = get_fast_claim(p, rec, w);
+                return get_bad(p, obj, h, timeout, rec, w, caller);
+            w = get_fast_claim(p, rec, w, caller);
             void *o = rec->obj;
             if (h) {
                 handle_set(p, h, o, rec, w);
@@ -457,22 +478,44 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
             return 0;
         }
     }
-    return get_rest(p, obj, h, timeout);
+    return get_rest(p, obj, h, timeout, caller);
 }
 
+/* The call site is taken here, in the exported functions (the fast path is
+ * inlined into them): in a leaf, one load from the stack top. */
 int lfpool_get(lfpool *p, void **obj, double timeout)
 {
-    return get_fast(p, obj, NULL, timeout);
+    return get_fast(p, obj, NULL, timeout, __builtin_return_address(0));
 }
 
 /* ---- handles: get and ret without the return hint or the table lookup */
 
 int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
 {
-    return get_fast(p, NULL, h, timeout);
+    return get_fast(p, NULL, h, timeout, __builtin_return_address(0));
 }
 
 /* ---- ret */
+
+/* A return ended hand-out `word` (gen | OUT) of rec after `held` seconds;
+ * the record is still the caller's (CACHED not yet in the set, or DEAD not
+ * yet released).  Record the hold (hold_histogram), and if the housekeeper
+ * warned about this hand-out, say once how long it was held. */
+static void ret_observe(struct lfpool *p, struct lfpool_rec *rec, uint32_t word, double held)
+{
+    if (p->obs.hold)
+        lfpool_obs_hold(&p->obs, held);
+    uint16_t tag = rec_warn_tag(word);
+    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) == tag) &&
+        atomic_compare_exchange_strong_explicit(&rec->warned, &tag, 0, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        char trace[256], site[256];
+        lfpool_trace(p, rec->obj, trace, sizeof trace);
+        lfpool_obs_caller(atomic_load_explicit(&rec->caller, memory_order_relaxed), site, sizeof site);
+        lfpool_log(p, LFPOOL_LOG_WARNING, "object %s returned after a warning: held for %g s (got at %s)",
+                   trace, held, site);
+    }
+}
 
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
                        bool retter_done)
@@ -480,6 +523,9 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
     if (rec_st(s) == REC_KILLED) {
         uint32_t k = s;
         if (rec_cas(rec, &k, REC_KILLED, REC_DEAD) && lfpool_meta_del(p, rec)) {
+            /* the hand-out ends here: DEAD and out of the table, ours */
+            ret_observe(p, rec, rec_word(s, REC_OUT),
+                        lfpool_now(p) - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
             rcu_read_unlock();
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -511,14 +557,16 @@ static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, in
 }
 
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h);
-static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool retter);
 
-/* ret's fast path applies to the pool: no retter, no injected clock. */
+/* ret's fast path applies to the pool: no retter, no injected clock,
+ * nothing to observe (RET_OBSERVED takes ret_careful's copy of it). */
 static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
 {
-    /* one word: READY, not shut down, fast_ret (life.c); shutdown is read
-     * again at the commit and after the push */
-    return atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_RET;
+    /* the mode byte (observability may switch it at run time), then one
+     * word: READY and not shut down (life.c); shutdown is read again at
+     * the commit and after the push */
+    return lfpool_ret_fast_mode(p) &&
+           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_RET);
 }
 
 /* The object must end at this return: used max_use times, or past its
@@ -628,13 +676,6 @@ static bool handle_mismatch(const lfpool_handle *h, struct lfpool_rec *rec, uint
 
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
 {
-    return ret_careful_ex(p, obj, h, true);
-}
-
-/* ret_careful; `retter` false: the retter hook does not run (a bulk get
- * giving back what it took, which the caller never saw) */
-static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool retter)
-{
     struct lfpool_rec *rec;
     if (!p || !obj) {
         if (p)
@@ -645,14 +686,24 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
     }
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
         lfpool_life_fork_check(p);
-    /* With an injected clock (tests) the fast path's steps, the time from
-     * the clock: the hint or handle, the CAS, this CPU's cache. */
-    if (p->cfg.clock && (!p->cfg.retter || !retter) &&
-        atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
+    /* With an injected clock (tests), or returns observed (hold_histogram,
+     * warned objects out), the fast path's steps, the time from the pool's
+     * clock: the hint or handle, the CAS, the observation while the record
+     * is still ours (CACHED, not in the set), this CPU's cache.  last_get
+     * is read before the commit: the getter wrote it before its hand-out's
+     * word, which the commit finds unchanged. */
+    if ((p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED) &&
+        !p->cfg.retter && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
-        if (rec && ret_fast_commit(p, rec, word, lfpool_now(p), h == NULL, lfpool_pcpu_off()))
-            return ret_fast_put(p, rec, lfpool_pcpu_off());
+        if (rec) {
+            double now = lfpool_now(p);
+            double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+            if (ret_fast_commit(p, rec, word, now, h == NULL, lfpool_pcpu_off())) {
+                ret_observe(p, rec, word, now - got);
+                return ret_fast_put(p, rec, lfpool_pcpu_off());
+            }
+        }
     }
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
@@ -660,8 +711,8 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
     if (lfpool_unlikely(handle_mismatch(h, rec, s)))
         s = 0; /* not this hand-out: as if not out */
     if (lfpool_unlikely(rec_st(s) != REC_OUT))
-        return ret_not_out(p, rec, obj, s, !retter);
-    if (p->cfg.retter && retter) {
+        return ret_not_out(p, rec, obj, s, false);
+    if (p->cfg.retter) {
         /* user code runs outside our read-side section; look again after */
         rcu_read_unlock();
         lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -684,6 +735,7 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
                         (p->wear && ret_worn(p, rec, now)))) {
         if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
             return ret_not_out(p, rec, obj, s, true);
+        ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
         lfpool_meta_del(p, rec);
         rcu_read_unlock();
         lfpool_unreserve(p);
@@ -711,6 +763,7 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
         return ret_not_out(p, rec, obj, s, true);
+    ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
     lfpool_avail_put(p, rec);
     rcu_read_unlock();
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
@@ -721,11 +774,12 @@ static int ret_careful_ex(lfpool *p, void *obj, const lfpool_handle *h, bool ret
 
 /* ---- ret_broken: end a hand-out by destroying the object */
 
-/* A housekeeper thread runs (it was started for rounds or max_use: the
- * same test as the start's, on configuration that never changes). */
+/* A housekeeper thread runs (it was started for rounds, max_use or the
+ * hold histogram's tick: the same test as the start's, on configuration
+ * that never changes). */
 static bool has_housekeeper(struct lfpool *p)
 {
-    return p->delay > 0 || p->cfg.max_use > 0;
+    return p->delay > 0 || p->cfg.max_use > 0 || p->cfg.hold_histogram;
 }
 
 /* End the hand-out `s` (gen | OUT) of rec (obj) by destroying the object.
@@ -738,12 +792,16 @@ static bool has_housekeeper(struct lfpool *p)
  * the housekeeper (pending list and a kick; it refills too) or, without
  * one, on this thread (synchronize_rcu, never inside a read-side section
  * or with a lock held), followed by the refill when `refill`.  After
- * shutdown, closed here. */
+ * shutdown, closed here.  `refill` also says the caller is a user's return
+ * (lfpool_ret_broken, not a failed validation): its hold is observed. */
 static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
                        _Atomic uint64_t *counter, const char *why, bool refill)
 {
+    double now = refill ? lfpool_now(p) : 0;
     if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
         return ret_not_out(p, rec, obj, s, true);
+    if (refill) /* a user's return (not a failed validation): a hold ends */
+        ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
     lfpool_meta_del(p, rec);
     rcu_read_unlock();
     hint_drop(p, obj);
@@ -838,14 +896,14 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
  * slow path (the shared stack, creation, and before "nothing" a flush of
  * every cache, which is also the look of a registered waiter).  0; EAGAIN:
  * nothing available and no room to create; else get's error. */
-static int bulk_take_one(struct lfpool *p, lfpool_handle *h)
+static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller)
 {
     if (lfpool_likely(get_fast_ok(p, 0))) {
         struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_likely(rec_st(w) == REC_CACHED)) {
-                w = get_fast_claim(p, rec, w);
+                w = get_fast_claim(p, rec, w, caller);
                 handle_set(p, h, rec->obj, rec, w);
                 return 0;
             }
@@ -861,11 +919,13 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h)
          * another CPU's cache looks non-empty), then the slow path */
         if ((rec = get_claim(p, false)) != NULL) {
             o = rec->obj;
+            atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
+            /* no return hint: a handle's hand-out has no owner (bias.c) */
             word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
             get_guard_leave(p);
         } else {
             get_guard_leave(p);
-            int r = get_slow(p, 0, &o, &rec, &word, &fresh);
+            int r = get_slow(p, 0, &o, &rec, &word, &fresh, caller);
             if (r)
                 return r;
             hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
@@ -878,29 +938,49 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h)
     }
 }
 
-/* Give back the k hand-outs hs[0, k) a try took: not uses, no retter.  A
- * record killed meanwhile ends as a return of it would (DEFER: closed
- * here; CLOSE: already closed by the housekeeper). */
-static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
+/* Give back one hand-out a try took: not a use, no retter, no observation.
+ * The record is touched only while the hand-out is still ours: the CAS of
+ * its word OUT -> CACHED (no owner: a handle's hand-out has no biased
+ * commit to race with, bias.c) makes it ours alone, and only then is the
+ * use taken back, before the record goes to the set as a ret's would
+ * (ret_fast_put: this CPU's cache, else the stack and the gate, and the
+ * shutdown check).  Killed meanwhile: DEFER leaves it KILLED, the holder's
+ * to end (the use taken back, then closed as a ret would, ret_not_out);
+ * CLOSE has closed it and may have reused the record, which is then not
+ * touched, and that take stays counted as a use (API.md). */
+static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
 {
-    for (size_t i = 0; i < k; i++) {
-        struct lfpool_rec *rec = hs[i].priv_rec;
-        /* this thread is the holder, the only writer of uses */
+    struct lfpool_rec *rec = h->priv_rec;
+    uint32_t w = h->priv_word;
+    rcu_read_lock(); /* ret_not_out's lookup and close run in it */
+    if (rec_cas(rec, &w, REC_OUT, REC_CACHED)) {
         uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
         atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
-        if (p->fast_ret) /* no retter: the plain return of a handle */
-            (void)lfpool_ret_handle(p, &hs[i]);
-        else
-            (void)ret_careful_ex(p, hs[i].obj, &hs[i], false);
+        rcu_read_unlock();
+        (void)ret_fast_put(p, rec, lfpool_pcpu_off());
+        return;
     }
+    if (rec_st(w) == REC_KILLED && rec_gen(w) == rec_gen(h->priv_word)) {
+        uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
+        atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+        (void)ret_not_out(p, rec, h->obj, w, true); /* closes it; unlocks */
+        return;
+    }
+    rcu_read_unlock(); /* CLOSE-killed: not ours any more */
+}
+
+static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        bulk_undo_one(p, &hs[i]);
 }
 
 /* One try: all n into hs, or none (what it took given back).  0, EAGAIN, or
  * a creation error. */
-static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n)
+static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller)
 {
     for (size_t i = 0; i < n; i++) {
-        int r = bulk_take_one(p, &hs[i]);
+        int r = bulk_take_one(p, &hs[i], caller);
         if (lfpool_unlikely(r != 0)) {
             bulk_undo(p, hs, i);
             return r;
@@ -915,7 +995,8 @@ static bool ts_before(const struct timespec *a, const struct timespec *b)
 }
 
 /* The wait of a bulk get whose first try failed (header above). */
-static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeout)
+static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeout,
+                     const void *caller)
 {
     if (p->cfg.max_waiters) {
         if (!lfpool_gate_wait_begin_bounded(&p->gate, p->cfg.max_waiters))
@@ -935,7 +1016,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
             r = ESHUTDOWN;
             break;
         }
-        r = bulk_try(p, hs, n); /* a miss flushes: the look of a waiter */
+        r = bulk_try(p, hs, n, caller); /* a miss flushes: the look of a waiter */
         if (r != EAGAIN || last)
             break;
         lfpool_abs_deadline(poll, &wake);
@@ -986,9 +1067,10 @@ int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
         return 0;
     if (timeout == LFPOOL_DEFAULT)
         timeout = p->cfg.timeout;
-    int r = bulk_try(p, hs, n);
+    const void *caller = __builtin_return_address(0); /* the call site (obs) */
+    int r = bulk_try(p, hs, n, caller);
     if (r == EAGAIN && timeout > 0)
-        r = bulk_wait(p, hs, n, timeout);
+        r = bulk_wait(p, hs, n, timeout, caller);
     if (r)
         return r;
     if (p->cfg.getter)

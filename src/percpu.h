@@ -130,10 +130,13 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     "jnz %l[fail]\n\t"
 /* After the commit (label 2, the section's end): the abort handler, out of
  * line (the kernel checks the signature in the four bytes before it),
- * jumps to the caller's restart label. */
+ * jumps to the caller's restart label.  Its section is one of its own:
+ * not .text.unlikely, where the compiler puts cold functions (a section
+ * inlined into one would have the handler right after its commit, in the
+ * path that falls through). */
 #define LFPOOL_RSEQ_LEAVE                          \
     "2:\n\t"                                      \
-    ".pushsection .text.unlikely, \"ax\"\n\t"     \
+    ".pushsection .text.lfpool_rseq_abort, \"ax\"\n\t" \
     ".byte 0x0f, 0xb9, 0x3d\n\t"                  \
     ".long " LFPOOL_RSEQ_SIG_STR "\n\t"           \
     "4:\n\t"                                      \
