@@ -12,7 +12,7 @@
  * Connection-pool runs add broken returns (lfpool_ret_broken, and its
  * handle form), validation on borrow that fails now and then, lifetimes
  * that expire (max_lifetime with jitter) and max_creating: the same
- * invariants hold, and each feature must have fired.  One worker in four
+ * invariants hold, and each feature must have fired.  A ninth worker
  * takes its objects two at a time (one on a pool of two or with CLOSE
  * kills) with lfpool_get_bulk and returns them with lfpool_ret_bulk. */
 #include <lfpool.h>
@@ -188,7 +188,7 @@ static void *worker(void *arg)
     struct sctx *s = arg;
     unsigned seed = (unsigned)(uintptr_t)&seed;
     int id = atomic_fetch_add(&s->next_id, 1);
-    if (id % 4 == 2)
+    if (id == THREADS) /* the ninth thread */
         return bulk_worker(s);
     bool handles = id % 2 == 1;
     /* run at least `iters` operations and until 60 rounds have happened */
@@ -332,11 +332,11 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     struct lfpool_stats st0;
     lfpool_stats(s->p, &st0);
 
-    pthread_t th[THREADS], drv;
+    pthread_t th[THREADS + 1], drv; /* and the bulk worker */
     pthread_create(&drv, NULL, driver, s);
-    for (int i = 0; i < THREADS; i++)
+    for (int i = 0; i <= THREADS; i++)
         pthread_create(&th[i], NULL, worker, s);
-    for (int i = 0; i < THREADS; i++)
+    for (int i = 0; i <= THREADS; i++)
         pthread_join(th[i], NULL);
     atomic_store(&s->stop, 1);
     pthread_join(drv, NULL);
