@@ -1004,6 +1004,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
     } else {
         lfpool_gate_wait_begin(&p->gate);
     }
+    double wait_since = lfpool_now_fresh(p); /* counted as a get's wait (obs) */
     struct timespec deadline, wake;
     bool bounded = !isinf(timeout), slept = false, last = false;
     if (bounded)
@@ -1036,6 +1037,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
     if (r == EAGAIN)
         r = ETIMEDOUT;
     lfpool_gate_wait_end(&p->gate, slept);
+    get_wait_done(p, wait_since, r);
     return r;
 }
 

@@ -123,6 +123,8 @@ static void timeout_holds_nothing(bool hooks)
     cr_assert_eq(lfpool_get_bulk(P, held, 2, 0), 0);
     cr_assert_eq(lfpool_get_bulk(P, hs, 3, 0.05), ETIMEDOUT, "2 of 3 there for the whole wait");
     struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.ntimeouts, 1, "counted as a get's timeout");
+    cr_assert_eq(s.nwaits, 1, "and as one wait");
     cr_assert_eq(s.nusing, 2, "nothing kept after the timeout");
     cr_assert_eq(s.navail + s.nusing, s.nobjs);
     cr_assert_eq(s.nuses, 2);
