@@ -39,6 +39,12 @@
  * for a hand-over makes rets take the stack path, where
  * lfpool_avail_put_stack hands the record over (gate.c).
  *
+ * Closed caches (control.c): while a pool is paused, over its max_size or
+ * has evicted objects out, every cache is LFPOOL_PCPU_CLOSED: the flush
+ * that closes them (locks, membarrier) ends every rseq section in flight,
+ * and later ones fail, so that every get and ret takes its slow path,
+ * where control decides; the fast paths are unchanged.
+ *
  * Never stranded: a get that misses its cache and the stack flushes before
  * it creates (when another cache looks non-empty) or waits (always).
  */
@@ -194,6 +200,9 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
         }
     }
     uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
+    /* read after the locks are ours: a control call that closes the caches
+     * sets the flag and then flushes, waiting for every lock (control.c) */
+    bool closed = atomic_load_explicit(&p->ctl.caches_closed, memory_order_seq_cst);
     lfpool_avail_fence(p);
     lfpool_stat_inc(&p->c.nflushes);
     size_t moved = 0;
@@ -204,14 +213,28 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
         uint32_t n = cache_empty(p, c);
         moved += n;
         __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&c->lock, steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN,
-                         __ATOMIC_RELEASE);
+        uint32_t lock = steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN;
+        if (closed)
+            lock = LFPOOL_PCPU_CLOSED; /* control.c: keep the fast paths out */
+        __atomic_store_n(&c->lock, lock, __ATOMIC_RELEASE);
     }
     if (moved) {
         atomic_thread_fence(memory_order_seq_cst);
         lfpool_gate_signal(&p->gate);
     }
     return moved;
+}
+
+/* Runtime control is over (control.c): CLOSED caches open again.  A cache
+ * a flusher holds now is reopened by that flusher, which reads the cleared
+ * flag (or stays CLOSED, empty, until the next flush: slower, not wrong). */
+void lfpool_avail_reopen(struct lfpool *p)
+{
+    for (unsigned i = 0; i < p->ncaches; i++) {
+        uint32_t v = LFPOOL_PCPU_CLOSED;
+        __atomic_compare_exchange_n(&p->caches[i].lock, &v, LFPOOL_PCPU_OPEN, false,
+                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    }
 }
 
 /* Some other cache looks non-empty (a racy peek: a hint for the miss path

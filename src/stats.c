@@ -31,8 +31,8 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     memset(o, 0, sizeof *o);
     o->id = p->id;
     o->started = p->started_epoch;
-    o->min_size = p->cfg.min_size;
-    o->max_size = p->cfg.max_size;
+    o->min_size = lfpool_min_size(p);
+    o->max_size = lfpool_max_size(p);
     o->max_use = p->cfg.max_use;
     o->timeout = p->cfg.timeout;
     o->delay = p->delay;
@@ -54,9 +54,9 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
             o->nusing++;
     }
     o->nuses = uses;
-    if (p->cfg.max_size) {
-        o->sem_init = (int64_t)p->cfg.max_size;
-        o->sem_value = (int64_t)p->cfg.max_size - (int64_t)o->nusing;
+    if (o->max_size) {
+        o->sem_init = (int64_t)o->max_size;
+        o->sem_value = (int64_t)o->max_size - (int64_t)o->nusing;
         if (o->sem_value < 0)
             o->sem_value = 0;
     } else {
@@ -90,6 +90,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->nflushes = lfpool_stat_read(&p->c.nflushes);
     o->ret_biased = lfpool_bias_active(p);
     o->nbias_fences = lfpool_stat_read(&p->c.nbias_fences);
+    o->nevicted = lfpool_stat_read(&p->c.nevicted);
 }
 
 
@@ -240,6 +241,7 @@ char *lfpool_stats_json(lfpool *p)
     lfpool_json_key(j, "ret_biased");
     lfpool_json_bool(j, s.ret_biased);
     kv_int(j, "nbias_fences", s.nbias_fences);
+    kv_int(j, "nevicted", s.nevicted);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

@@ -29,7 +29,7 @@ static const char *seed_keys[] = {
     "hc_errors",
 };
 /* lfpool's own, documented in docs/API.md */
-static const char *own_keys[] = {"cpu_cache", "nflushes", "nbias_fences"};
+static const char *own_keys[] = {"cpu_cache", "nflushes", "nbias_fences", "nevicted"};
 
 Test(stats, every_seed_key_present_and_consistent)
 {
