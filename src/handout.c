@@ -203,6 +203,8 @@ static bool get_created_back(struct lfpool *p, struct lfpool_rec *rec, uint32_t 
      * holder's ret closes it */
     if (back && !rec_cas(rec, &word, REC_OUT, REC_CACHED))
         back = false;
+    if (back) /* the creation counted this get's use: it did not happen */
+        atomic_store_explicit(&rec->uses, 0, memory_order_relaxed);
     rcu_read_unlock();
     if (back)
         lfpool_ctl_put(p, rec);
