@@ -200,9 +200,6 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
         }
     }
     uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
-    /* read after the locks are ours: a control call that closes the caches
-     * sets the flag and then flushes, waiting for every lock (control.c) */
-    bool closed = atomic_load_explicit(&p->ctl.caches_closed, memory_order_seq_cst);
     lfpool_avail_fence(p);
     lfpool_stat_inc(&p->c.nflushes);
     size_t moved = 0;
@@ -214,8 +211,11 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
         moved += n;
         __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
         uint32_t lock = steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN;
-        if (closed)
-            lock = LFPOOL_PCPU_CLOSED; /* control.c: keep the fast paths out */
+        /* control.c: keep the fast paths out.  Read while the lock is
+         * ours: lfpool_avail_reopen clears the flag, then waits for every
+         * HELD cache before it reopens a CLOSED one. */
+        if (atomic_load_explicit(&p->ctl.caches_closed, memory_order_seq_cst))
+            lock = LFPOOL_PCPU_CLOSED;
         __atomic_store_n(&c->lock, lock, __ATOMIC_RELEASE);
     }
     if (moved) {
@@ -225,15 +225,23 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
     return moved;
 }
 
-/* Runtime control is over (control.c): CLOSED caches open again.  A cache
- * a flusher holds now is reopened by that flusher, which reads the cleared
- * flag (or stays CLOSED, empty, until the next flush: slower, not wrong). */
+/* Runtime control is over (control.c, under its lock; the caller cleared
+ * caches_closed, seq_cst): CLOSED caches open again.  A cache a flusher
+ * holds is waited for (flushes are brief): the flusher reads the flag
+ * before it releases the lock, so it stores OPEN if it read the cleared
+ * flag, and CLOSED only if it read it earlier, which this CAS then undoes.
+ * A new control call cannot close them meanwhile: it needs the same lock. */
 void lfpool_avail_reopen(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++) {
-        uint32_t v = LFPOOL_PCPU_CLOSED;
-        __atomic_compare_exchange_n(&p->caches[i].lock, &v, LFPOOL_PCPU_OPEN, false,
-                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        uint32_t v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
+        while (v == LFPOOL_PCPU_HELD) {
+            sched_yield();
+            v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
+        }
+        if (v == LFPOOL_PCPU_CLOSED)
+            __atomic_compare_exchange_n(&p->caches[i].lock, &v, LFPOOL_PCPU_OPEN, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
     }
 }
 
