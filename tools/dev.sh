@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DEPS=(build-essential meson ninja-build pkg-config liburcu-dev libck-dev
       libcriterion-dev libjansson-dev libbenchmark-dev libaprutil1-dev
-      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base)
+      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base
+      python3-prometheus-client curl)
 
 deps() {
     local missing=()
