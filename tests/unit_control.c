@@ -456,6 +456,12 @@ Test(ctl, stats_json_has_nevicted)
     cr_assert_not_null(j);
     cr_assert_not_null(strstr(j, "\"nevicted\":2"), "%s", j);
     free(j);
+    lfpool *pools[1] = {P};
+    const char *names[1] = {"p"};
+    char *om = lfpool_stats_openmetrics(pools, names, 1);
+    cr_assert_not_null(om);
+    cr_assert_not_null(strstr(om, "lfpool_nevicted_total"), "%s", om);
+    free(om);
 }
 
 /* ---- the shared housekeeper, through its public effects */
