@@ -250,7 +250,11 @@ int lfpool_set_size(lfpool *p, size_t min_size, size_t max_size)
         if (!max_size) {
             lfpool_gate_wake(&p->gate, true);
         } else {
-            for (size_t i = old; i < max_size && atomic_load(&p->gate.parked) > 0; i++)
+            int32_t parked = atomic_load(&p->gate.parked);
+            size_t n = max_size - old;
+            if (parked > 0 && (size_t)parked < n)
+                n = (size_t)parked;
+            for (size_t i = 0; i < n && atomic_load(&p->gate.parked) > 0; i++)
                 lfpool_gate_wake(&p->gate, false);
         }
     }
