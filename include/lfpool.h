@@ -111,6 +111,21 @@ enum {
     LFPOOL_KILL_CLOSE = 1,
 };
 
+enum {
+    /* the pool's rounds run on a housekeeper thread of its own (default) */
+    LFPOOL_HK_OWN = 0,
+    /* the pool's rounds run on the process-wide housekeeper: at most two
+     * threads serve every such pool, each at its own period */
+    LFPOOL_HK_SHARED = 1,
+};
+
+enum {
+    /* lfpool_evict(): close every available object now */
+    LFPOOL_EVICT_IDLE = 1,
+    /* and every object out when it is returned (its lfpool_ret gives 0) */
+    LFPOOL_EVICT_ALL = 2,
+};
+
 /* --------------------------------------------------------- configuration */
 
 typedef struct lfpool_config {
@@ -151,6 +166,8 @@ typedef struct lfpool_config {
      * the housekeeper, whose tick (at most 1 ms then) is the resolution of
      * the hold times: see lfpool_histogram() */
     bool hold_histogram;
+    int housekeeper;            /* LFPOOL_HK_OWN (default): a thread of its own;
+                                   LFPOOL_HK_SHARED: the process-wide housekeeper */
 } lfpool_config;
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
@@ -262,8 +279,8 @@ int lfpool_ret_broken_handle(lfpool *pool, const lfpool_handle *h);
  * hook), so it never holds objects while it waits.  It waits like a get
  * (timeout as for lfpool_get) until all n can be had at once.  Returns 0,
  * or those of lfpool_get, and:
- *   EINVAL  pool NULL, hs NULL with n > 0, a bad timeout, or n > max_size
- *           on a bounded pool (it could never succeed)
+ *   EINVAL  pool NULL, hs NULL with n > 0, a bad timeout, or n > the
+ *           max_size in force on a bounded pool (it could not succeed)
  * n = 0 returns 0 (after the checks a get makes: ESHUTDOWN...).
  * lfpool_ret_bulk returns every handle of hs[0, n) as lfpool_ret_handle
  * would, also after one fails; it returns 0 or the first failure's code
@@ -288,6 +305,32 @@ int lfpool_shutdown(lfpool *pool, double delay);
  * warning: do not use them afterwards) and release all memory.  NULL is a
  * no-op.  No other call on this pool may run concurrently or later. */
 void lfpool_free(lfpool *pool);
+
+/* ------------------------------------------------------ runtime control */
+
+/* Change the bounds now, from any thread.  Growing wakes waiters for the new
+ * room; shrinking never takes an object from its holder: surplus available
+ * objects are closed at once (and by later rounds), surplus returned ones on
+ * return, and once the call has returned no get succeeds beyond the new
+ * max_size.  max_size 0 is unbounded.  The pool is refilled to min_size.
+ * Returns 0, EINVAL (NULL pool, min_size > max_size on a bounded pool) or
+ * ESHUTDOWN. */
+int lfpool_set_size(lfpool *pool, size_t min_size, size_t max_size);
+
+/* Hold every get: while paused, gets wait (their timeout holds; timeout 0
+ * gives EAGAIN) and no object is handed out, even an available one;
+ * returns, rounds and stats go on.  lfpool_resume() wakes the waiters in
+ * FIFO order; shutdown wakes them with ESHUTDOWN.  Both are idempotent.
+ * Returns 0, EINVAL (NULL pool) or ESHUTDOWN. */
+int lfpool_pause(lfpool *pool);
+int lfpool_resume(lfpool *pool);
+
+/* Evict objects: LFPOOL_EVICT_IDLE closes every available object now;
+ * LFPOOL_EVICT_ALL also has every object out closed when it is returned
+ * (lfpool_ret gives 0), so that no object created before the call is handed
+ * out after it returns.  Refills to min_size; counted in nevicted.
+ * Returns 0, EINVAL (NULL pool, bad `how`) or ESHUTDOWN. */
+int lfpool_evict(lfpool *pool, int how);
 
 /* A static description of an lfpool return code. */
 const char *lfpool_strerror(int err);
@@ -338,6 +381,9 @@ struct lfpool_stats {
      * seconds spent in `fun` in total (every call, failed ones too) */
     uint64_t waiting, nwaits, ntimeouts;
     double wait_time, create_time;
+    /* not in the seed: objects closed by lfpool_evict() (available ones at
+     * the call, and with LFPOOL_EVICT_ALL those out at the call, on return) */
+    uint64_t nevicted;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.
