@@ -349,3 +349,47 @@ Test(bulk, threads_never_share, .timeout = 60)
     cr_assert_leq(s.nobjs, 8);
     cr_assert_eq(s.nuses, (uint64_t)MT_THREADS * MT_ROUNDS * 3 + MT_ROUNDS);
 }
+
+/* Runtime control: a paused pool holds bulk gets too (also from this CPU's
+ * cache), a bulk get waiting through the pause completes after the resume,
+ * and n is checked against the max_size in force. */
+struct resume_later {
+    lfpool *p;
+};
+static void *resume_later(void *arg)
+{
+    usleep(30000);
+    lfpool_resume(((struct resume_later *)arg)->p);
+    return NULL;
+}
+
+static void pause_and_resize(bool hooks)
+{
+    if (!hooks)
+        plain_cfg();
+    C.max_size = 8;
+    C.min_size = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle hs[8];
+    cr_assert_eq(lfpool_get_bulk(P, hs, 4, 0), 0);
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 4), 0); /* in this CPU's cache, where there is one */
+    cr_assert_eq(lfpool_pause(P), 0);
+    cr_assert_eq(lfpool_get_bulk(P, hs, 2, 0), EAGAIN, "paused: nothing handed out");
+    cr_assert_eq(lfpool_get_bulk(P, hs, 2, 0.02), ETIMEDOUT);
+    cr_assert_eq(tstats(P).nusing, 0);
+    struct resume_later r = {.p = P};
+    pthread_t th;
+    pthread_create(&th, NULL, resume_later, &r);
+    cr_assert_eq(lfpool_get_bulk(P, hs, 4, 5.0), 0, "served once resumed");
+    pthread_join(th, NULL);
+    all_distinct(hs, 4);
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 4), 0);
+    cr_assert_eq(lfpool_set_size(P, 0, 3), 0);
+    cr_assert_eq(lfpool_get_bulk(P, hs, 4, 0), EINVAL, "more than the max_size in force");
+    cr_assert_eq(lfpool_get_bulk(P, hs, 3, 1.0), 0);
+    cr_assert_leq(tstats(P).nobjs, 3);
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 3), 0);
+}
+
+Test(bulk, pause_and_resize_with_hooks_and_clock, .timeout = 30) { pause_and_resize(true); }
+Test(bulk, pause_and_resize_fast_path, .timeout = 30) { pause_and_resize(false); }
