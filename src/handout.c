@@ -1035,7 +1035,7 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller)
  * shutdown check).  Killed meanwhile: DEFER leaves it KILLED, the holder's
  * to end (the use taken back, then closed as a ret would, ret_not_out);
  * CLOSE has closed it and may have reused the record, which is then not
- * touched, and that take stays counted as a use (API.md). */
+ * touched: the take is counted in uses_undone instead. */
 static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
 {
     struct lfpool_rec *rec = h->priv_rec;
@@ -1054,7 +1054,11 @@ static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
         (void)ret_not_out(p, rec, h->obj, w, true); /* closes it; unlocks */
         return;
     }
-    rcu_read_unlock(); /* CLOSE-killed: not ours any more */
+    /* CLOSE-killed: the record is not ours any more (its reaper moves its
+     * uses to dead_uses, and it may serve another object): the take is
+     * taken back from nuses apart, as a failed validation's is */
+    rcu_read_unlock();
+    lfpool_stat_inc(&p->c.uses_undone);
 }
 
 static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)

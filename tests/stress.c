@@ -13,8 +13,8 @@
  * handle form), validation on borrow that fails now and then, lifetimes
  * that expire (max_lifetime with jitter) and max_creating: the same
  * invariants hold, and each feature must have fired.  A ninth worker
- * takes its objects two at a time (one on a pool of two or with CLOSE
- * kills) with lfpool_get_bulk and returns them with lfpool_ret_bulk.
+ * takes its objects two at a time (one on a pool of two) with
+ * lfpool_get_bulk and returns them with lfpool_ret_bulk.
  * With a control thread, lfpool_set_size (shrink and grow), lfpool_pause/
  * lfpool_resume and lfpool_evict run against the workers: on top of the
  * invariants above, no get that started after a shrink returned may bring
@@ -152,11 +152,9 @@ static void hold(struct sctx *s, struct sobj *so)
 static void *bulk_worker(struct sctx *s)
 {
     unsigned seed = (unsigned)(uintptr_t)&seed;
-    /* two at a time; one on a pool of two, and with CLOSE kills: a take
-     * that a failed try gives back after a CLOSE kill closed it stays
-     * counted as a use (API.md), which nuses == gets below cannot allow */
-    size_t n = (s->max_size == 0 || s->max_size >= 4) &&
-                       !(s->kill && s->kill_mode == LFPOOL_KILL_CLOSE) ? 2 : 1;
+    /* two at a time (one on a pool of two): a failed try gives back what
+     * it took, also what a kill hit meanwhile, and none of it is a use */
+    size_t n = s->max_size == 0 || s->max_size >= 4 ? 2 : 1;
     lfpool_handle hs[2];
     for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
         /* a bulk get is not served ahead of single gets: it may time out
