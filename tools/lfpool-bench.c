@@ -684,24 +684,6 @@ static bool is_lfpool_peer(const struct bench_peer *p)
     return strcmp(p->name, "lfpool") == 0 || strcmp(p->name, "lfpool-h") == 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isnan(v[i]))
-            v[k++] = v[i];
-    if (k == 0)
-        return NAN;
-    qsort(v, k, sizeof *v, cmp_double);
-    return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
-}
-
 static void summarize(struct result *res)
 {
     double v[MAX_ROUNDS];
@@ -710,18 +692,18 @@ static void summarize(struct result *res)
     do {                                                                                 \
         for (unsigned i = 0; i < n; i++)                                                 \
             v[i] = res->rounds[i].ok ? res->rounds[i].field : NAN;                       \
-        res->field = median(v, n);                                                       \
+        res->field = bench_median(v, n);                                                 \
     } while (0)
     for (unsigned i = 0; i < n; i++)
         v[i] = res->rounds[i].ok ? res->rounds[i].ns_per_pair : NAN;
-    res->ns = median(v, n);
+    res->ns = bench_median(v, n);
     MED(p50);
     MED(p99);
     MED(p999);
 #undef MED
     for (unsigned i = 0; i < n; i++)
         v[i] = res->rounds[i].ok ? res->rounds[i].fair : 0;
-    res->fair = median(v, n);
+    res->fair = bench_median(v, n);
     for (unsigned i = 0; i < n; i++) {
         res->pairs += res->rounds[i].pairs;
         res->errors += res->rounds[i].errors;
