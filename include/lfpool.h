@@ -384,6 +384,12 @@ struct lfpool_stats {
     /* not in the seed: objects closed by lfpool_evict() (available ones at
      * the call, and with LFPOOL_EVICT_ALL those out at the call, on return) */
     uint64_t nevicted;
+    /* not in the seed: every membarrier system call the pool made (each
+     * interrupts every CPU running the process): the probe at creation (and
+     * in a fork child), flushes that found a per-CPU cache open, the first
+     * waiter's closing of the caches (at most one per housekeeping period,
+     * docs/DESIGN.md §4), and the bias fences (nbias_fences) */
+    uint64_t nfences;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

@@ -66,16 +66,19 @@ static int membarrier(int cmd, unsigned flags, int cpu)
 
 /* Per-CPU caches need glibc's rseq registration, the expedited rseq
  * membarrier (Linux >= 5.10), and x86-64.  Registration is per process:
- * repeated for every pool (cheap) and after fork. */
-static bool pcpu_available(unsigned ncaches)
+ * repeated for every pool (cheap) and after fork; the probe's fence is
+ * counted in nfences like every other. */
+static bool pcpu_available(struct lfpool *p)
 {
     if (!LFPOOL_HAVE_PCPU || __rseq_size < 20)
         return false;
-    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0 ||
-        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
+        return false;
+    lfpool_stat_inc(&p->c.nfences);
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
         return false;
     uint32_t cpu = lfpool_pcpu_cpu();
-    return cpu < ncaches; /* a registered thread reads a real cpu id */
+    return cpu < p->ncaches; /* a registered thread reads a real cpu id */
 }
 
 int lfpool_avail_init(struct lfpool *p)
@@ -99,7 +102,8 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
-    p->pcpu = cap > 0 && pcpu_available(p->ncaches);
+    p->fence_ok = pcpu_available(p);
+    p->pcpu = cap > 0 && p->fence_ok;
     ck_stack_init(&p->stack);
     return 0;
 }
@@ -134,8 +138,9 @@ void lfpool_avail_fork_reset(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
-    if (p->pcpu)
-        p->pcpu = pcpu_available(p->ncaches);
+    if (p->fence_ok)
+        p->fence_ok = pcpu_available(p);
+    p->pcpu = p->pcpu && p->fence_ok;
     if (!p->pcpu) /* without the fence nobody may lock: empty them here */
         for (unsigned i = 0; i < p->ncaches; i++)
             cache_empty(p, &p->caches[i]);
@@ -143,10 +148,12 @@ void lfpool_avail_fork_reset(struct lfpool *p)
 
 /* The rseq membarrier is registered and works in this process (and this
  * is x86-64 with glibc's rseq): lfpool_avail_fence() may be used.  Also
- * for the biased return (bias.c). */
+ * for the biased return (bias.c).  Probed once by lfpool_avail_init and
+ * again in a fork child by lfpool_avail_fork_reset, both before bias.c
+ * asks. */
 bool lfpool_avail_fence_ready(struct lfpool *p)
 {
-    return pcpu_available(p->ncaches);
+    return p->fence_ok;
 }
 
 /* Take a cache's lock from OPEN or BYPASS; returns the value it had, or
@@ -166,6 +173,7 @@ static uint32_t cache_trylock(struct lfpool_cache *c)
  * and every CPU running the process has executed a full barrier. */
 void lfpool_avail_fence(struct lfpool *p)
 {
+    lfpool_stat_inc(&p->c.nfences);
     if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
         /* registered in lfpool_avail_init: cannot fail short of a kernel bug,
          * and without it neither the caches nor biased returns are safe */

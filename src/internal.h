@@ -280,6 +280,7 @@ struct lfpool_counters {
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
+    _Atomic uint64_t nfences;   /* every membarrier the pool made (cache.c) */
     _Atomic uint64_t nevicted;  /* objects closed by lfpool_evict (control.c) */
     /* connection pools: ret_broken, validate on borrow, max_lifetime,
      * creation failures and the backoff's refusals */
@@ -359,6 +360,7 @@ struct lfpool {
     lfpool_config cfg;
     double warn;           /* effective warn threshold */
     bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
+    bool fence_ok;         /* the rseq membarrier works in this process (cache.c) */
     double delay;          /* effective housekeeping period */
     double started_epoch, started_mono;
 
