@@ -395,8 +395,17 @@ struct lfpool {
         _Atomic size_t min_size, max_size; /* in force (max 0: unbounded) */
         _Atomic uint32_t epoch;    /* eviction epoch; records keep its low 16 bits */
         _Atomic int64_t stale_out; /* LFPOOL_EVICT_ALL: old objects still out (a hint) */
-        _Atomic bool caches_closed; /* flushes leave the caches LFPOOL_PCPU_CLOSED */
     } ctl LFPOOL_ALIGNED;
+
+    /* closed per-CPU caches (cache.c): why, and the gets' closing, which a
+     * round (or the clock, without rounds) ends */
+    struct lfpool_close {
+        pthread_mutex_t lock;  /* a closing or reopening at a time (after ctl.lock) */
+        _Atomic uint32_t why;  /* LFPOOL_CLOSE_*: non-zero, flushes leave caches CLOSED */
+        _Atomic bool gets;     /* the gets' closing is complete: every cache CLOSED, empty */
+        _Atomic bool want;     /* a get wanted every cache since the last decision */
+        _Atomic double mark;   /* the last decision, on the pool's clock (cache.c) */
+    } close LFPOOL_ALIGNED;
 };
 
 _Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL_CACHELINE,
@@ -468,6 +477,9 @@ static inline void lfpool_batch_push(struct lfpool_rec **batch, struct lfpool_re
     rec->entry.next = *batch ? &(*batch)->entry : NULL;
     *batch = rec;
 }
+
+/* closed caches' reasons (cache.c, struct lfpool_close) */
+enum { LFPOOL_CLOSE_CTL = 1, LFPOOL_CLOSE_GETS = 2 };
 
 /* ---- bias.c: the biased return (plain-store commit by the getter) */
 #define LFPOOL_BIAS_MASK 3u /* bias_mode's state bits: 0 is BIASED */

@@ -1,0 +1,239 @@
+/* unit_fence.c - bounded fences (docs/DESIGN.md §4): a pool whose gets
+ * must look into every CPU's cache (a waiter, or a get with timeout 0
+ * before EAGAIN) closes the caches with one membarrier and stays closed
+ * while gets keep waiting; a housekeeping round that saw no waiting since
+ * the previous one reopens them without a fence; a pool without rounds
+ * does the same by the clock.  Counted in nfences (every membarrier the
+ * pool makes).  And what must not change: every get served, pause and the
+ * gets' closing compose. */
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <sys/sysinfo.h>
+
+/* no hooks around get/ret, the fake clock; the pool's period and rounds
+ * are each test's (delay 1000: a housekeeper thread that never runs a
+ * round on its own, the test's lfpool_housekeep calls are the rounds) */
+LFPOOL_TEST_FIXTURE(fence, (C.getter = NULL, C.retter = NULL, C.delay = 1000));
+
+/* A bounded pool large enough for per-CPU caches: at least one object per
+ * cache (cache.c), and at most 64 (the tests' arrays). */
+static size_t pool_size(void)
+{
+    int n = get_nprocs_conf();
+    return n < 8 ? 8 : n > 64 ? 64 : (size_t)n;
+}
+
+/* The fences of flushes and closings: every fence but the bias fences
+ * (a return without its hint fences once per biased stretch, bias.c;
+ * bounded per round on their own, saturated_pool_fences_per_round). */
+static uint64_t fences(void)
+{
+    struct lfpool_stats s = tstats(P);
+    return s.nfences - s.nbias_fences;
+}
+
+/* Take every object of the pool (max_size n) into o[]. */
+static void take_all(void **o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(lfpool_get(P, &o[i], 0), 0, "object %zu", i);
+}
+
+static void ret_all(void **o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(lfpool_ret(P, o[i]), 0);
+}
+
+/* An exhausted pool: every get with timeout 0 gives EAGAIN; only the first
+ * of them fences (it closes the caches), however many follow. */
+Test(fence, eagain_gets_fence_once)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    uint64_t f = fences() - f0;
+    cr_assert_leq(f, 1, "%llu fences for 200 gets that found nothing", (unsigned long long)f);
+    if (tstats(P).cpu_cache)
+        cr_assert_eq(f, 1, "the first miss closes the caches with one fence");
+    else
+        cr_assert_eq(f, 0, "no per-CPU caches: no fence at all");
+    /* closed: returns go to the shared stack, every object is served */
+    for (int k = 0; k < 50; k++) {
+        ret_all(o, n);
+        take_all(o, n);
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    }
+    cr_assert_leq(fences() - f0, 1);
+    ret_all(o, n);
+}
+
+/* Closed caches reopen at a round that saw no waiting since the previous
+ * one, and neither those rounds nor the reopening fence; the next miss
+ * closes them again with one fence. */
+Test(fence, quiet_rounds_reopen_without_fence)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        cr_skip_test("no per-CPU caches here");
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + 1);
+    ret_all(o, n); /* to the shared stack: the caches are closed */
+    /* the round after the closing saw it (waiting): stays closed */
+    cr_assert_eq(lfpool_housekeep(P), 0);
+    take_all(o, n);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + 1, "still closed: no fence for a miss, none for the round");
+    ret_all(o, n);
+    cr_assert_eq(lfpool_housekeep(P), 0); /* saw the miss: stays closed */
+    cr_assert_eq(lfpool_housekeep(P), 0); /* quiet since the last: reopens */
+    cr_assert_eq(fences(), f0 + 1, "rounds over closed caches and the reopening need no fence");
+    take_all(o, n);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + 2, "reopened: the next miss closes them again");
+    ret_all(o, n);
+}
+
+/* Without housekeeping rounds (delay 0, no thread, lfpool_housekeep never
+ * called) the gets' slow path reopens by the pool's clock: a period (1 s
+ * without rounds) with no waiting since the last look at the clock. */
+Test(fence, no_rounds_reopen_by_clock)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.delay = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        cr_skip_test("no per-CPU caches here");
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + 1);
+    ret_all(o, n);
+    take_all(o, n); /* the clock stands still: closed */
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + 1);
+    ret_all(o, n);
+    for (int k = 0; k < 3; k++) { /* periods without waiting */
+        tclock_advance(&T, 1.5);
+        cr_assert_eq(lfpool_get(P, &x, 0), 0);
+        cr_assert_eq(lfpool_ret(P, x), 0);
+    }
+    cr_assert_eq(fences(), f0 + 1, "reopening needs no fence");
+    take_all(o, n);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + 2, "reopened by the clock: the next miss closes again");
+    ret_all(o, n);
+    cr_assert_eq(tstats(P).hk_rounds, 0);
+}
+
+/* The two reasons to close compose: a resume does not reopen what the
+ * gets closed, and a quiet round does not reopen while paused (a return
+ * would land in a cache where the fast path hands it out). */
+Test(fence, pause_and_gets_compose)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN); /* closed by the gets */
+    uint64_t f1 = fences();
+    cr_assert_leq(f1 - f0, 1);
+    cr_assert_eq(lfpool_pause(P), 0);
+    cr_assert_eq(lfpool_resume(P), 0);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f1, "control's closing and reopening left the gets' closing alone");
+    cr_assert_eq(lfpool_pause(P), 0);
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(lfpool_housekeep(P), 0); /* quiet: the gets' reason ends */
+    cr_assert_eq(lfpool_ret(P, o[0]), 0);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN, "paused: nothing handed out");
+    cr_assert_eq(lfpool_resume(P), 0);
+    cr_assert_eq(lfpool_get(P, &o[0], 0), 0);
+    ret_all(o, n);
+}
+
+/* Saturation: twice as many threads as objects, each waiting for one in
+ * turn, while a driver runs rounds on the fake clock.  Every get is
+ * served, and the fences stay within two per round (the round's own
+ * flush, the gets' closing after a reopening) plus a constant - not one
+ * per get; the bias fences within one per round. */
+struct sat {
+    _Atomic int stop, got, failed;
+    _Atomic long rounds;
+};
+static struct sat S;
+
+static void *sat_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 400; i++) {
+        void *o;
+        int r = lfpool_get(P, &o, 10.0);
+        if (r) {
+            atomic_fetch_add(&S.failed, 1);
+            continue;
+        }
+        atomic_fetch_add(&S.got, 1);
+        if (i % 8 == 0)
+            sched_yield();
+        if (lfpool_ret(P, o) != 0)
+            atomic_fetch_add(&S.failed, 1);
+    }
+    return NULL;
+}
+
+static void *sat_driver(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&S.stop)) {
+        usleep(2000);
+        tclock_advance(&T, 1.0);
+        lfpool_housekeep(P);
+        atomic_fetch_add(&S.rounds, 1);
+    }
+    return NULL;
+}
+
+Test(fence, saturated_pool_fences_per_round, .timeout = 60)
+{
+    size_t n = pool_size();
+    size_t nth = 2 * n;
+    C.max_size = n;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    memset(&S, 0, sizeof S);
+    uint64_t f0 = fences(), r0 = tstats(P).hk_rounds;
+    pthread_t th[128], drv;
+    pthread_create(&drv, NULL, sat_driver, NULL);
+    for (size_t i = 0; i < nth; i++)
+        pthread_create(&th[i], NULL, sat_worker, NULL);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&S.stop, 1);
+    pthread_join(drv, NULL);
+    struct lfpool_stats s = tstats(P);
+    uint64_t rounds = s.hk_rounds - r0, f = s.nfences - s.nbias_fences - f0;
+    cr_log_info("%d gets, %llu rounds, %llu fences (%llu bias), %llu waits", atomic_load(&S.got),
+                (unsigned long long)rounds, (unsigned long long)f,
+                (unsigned long long)s.nbias_fences, (unsigned long long)s.nwaits);
+    cr_assert_eq(atomic_load(&S.failed), 0, "every get served and returned");
+    cr_assert_eq(atomic_load(&S.got), (int)nth * 400);
+    /* per round: its own flush, and one closing after a reopening */
+    cr_assert_leq(f, 2 * rounds + 2, "%llu fences for %llu rounds (%d gets)", (unsigned long long)f,
+                  (unsigned long long)rounds, atomic_load(&S.got));
+    cr_assert_leq(s.nbias_fences, rounds + 1, "bias fences: one per biased stretch");
+}
