@@ -20,7 +20,11 @@
  * invariants above, no get that started after a shrink returned may bring
  * the objects out above the new max_size (the control thread's calls are
  * bracketed by a sequence count, so a worker knows its get saw no call in
- * progress). */
+ * progress).
+ * Fences (docs/DESIGN.md §4): the membarriers of flushes and closings stay
+ * within two per housekeeping round (the round's flush, one closing of
+ * the caches by gets after a reopening) plus two per control call, and
+ * the bias fences within one per round - however many gets waited. */
 #include <lfpool.h>
 
 #include <criterion/criterion.h>
@@ -420,6 +424,8 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
         atomic_fetch_sub(&s->in_hand, 1);
         ret_result(s, lfpool_ret(s->p, left));
     }
+    struct lfpool_stats st_run; /* the fences of the run (checked below) */
+    lfpool_stats(s->p, &st_run);
 
     cr_assert_eq(atomic_load(&s->errors), 0,
                  "invariant violations: %ld (get errors %ld, last rc %ld; double hand-outs %ld; "
@@ -480,6 +486,24 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     }
     if (st0.ret_biased) /* returns from other threads met biased hand-outs */
         cr_assert_gt(st.nbias_fences, 0);
+    /* bounded fences, counted before the checks below (whose EAGAIN get
+     * closes the caches once more): st_run was read right after the run */
+    {
+        uint64_t rounds = st_run.hk_rounds - st0.hk_rounds;
+        uint64_t calls = (uint64_t)atomic_load(&s->ctl_ops) + (control ? 2 : 0);
+        uint64_t flush_fences = (st_run.nfences - st_run.nbias_fences) - (st0.nfences - st0.nbias_fences);
+        uint64_t bias_fences = st_run.nbias_fences - st0.nbias_fences;
+        cr_log_info("fences: %llu of flushes and closings, %llu bias, for %llu rounds, %llu control "
+                    "calls, %ld gets", (unsigned long long)flush_fences,
+                    (unsigned long long)bias_fences, (unsigned long long)rounds,
+                    (unsigned long long)calls, atomic_load(&s->gets));
+        cr_assert_leq(flush_fences, 2 * (rounds + 1) + 2 * calls,
+                      "%llu fences of flushes and closings for %llu rounds and %llu control calls",
+                      (unsigned long long)flush_fences, (unsigned long long)rounds,
+                      (unsigned long long)calls);
+        cr_assert_leq(bias_fences, rounds + 1, "%llu bias fences for %llu rounds",
+                      (unsigned long long)bias_fences, (unsigned long long)rounds);
+    }
     cr_log_info("handoffs %ld, bias fences %llu, rounds %d", atomic_load(&s->handoffs),
                 (unsigned long long)st.nbias_fences, atomic_load(&s->rounds));
     if (health)
