@@ -358,8 +358,10 @@ struct lfpool_stats {
     uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
     /* not in the seed: records each per-CPU cache holds (0: per-CPU caches
      * off - no rseq, or a bounded pool too small for them), and how many
-     * times the caches were flushed to the shared stack (each flush is one
-     * membarrier system call: housekeeping rounds, waits, cross-CPU gets) */
+     * times the caches were flushed to the shared stack (housekeeping
+     * rounds, the closing of the caches by gets that wait or miss - at most
+     * once per housekeeping period -, control calls; a flush makes a
+     * membarrier system call unless every cache was closed: nfences) */
     uint64_t cpu_cache, nflushes;
     /* not in the seed: returns by the getting thread commit without a
      * locked instruction (true), or every return CASes (false: no rseq, or
