@@ -28,25 +28,27 @@
  * No lost wake-up with caches.  A bounded pool's ret that pushes into a
  * cache reads the gate's waiter count after the push with no fence between
  * (store then load: TSO may reorder them).  The other half is heavy: a
- * getter that registered as a waiter flushes, whose membarrier runs a full
- * barrier on every CPU running the process.  Either the returner's push
- * was visible before that barrier (the flush moves it to the stack and
- * the waiter finds it), or its later read of the waiter count sees the
- * registration and it signals the gate.  Waiters parked on the gate do
- * not make rets bypass the caches: every look of a waiter that finds
- * nothing else flushes, and the gate's reads in the ret's wake path are
- * plain loads covered by that flush (gate.c).  Only a waiter that asked
- * for a hand-over makes rets take the stack path, where
- * lfpool_avail_put_stack hands the record over (gate.c).
+ * registered waiter that finds nothing closes the caches (below, "closing
+ * and reopening"), whose flush's membarrier runs a full barrier on every
+ * CPU running the process.  Either the returner's push was visible before
+ * that barrier (the flush moves it to the stack and the waiter finds it),
+ * or its later read of the waiter count sees the registration and it
+ * signals the gate; once closed, rets take the stack path, fenced.  The
+ * gate's reads in the ret's wake path are plain loads covered the same
+ * way (gate.c).  A waiter that asked for a hand-over makes rets take the
+ * stack path too, where lfpool_avail_put_stack hands the record over.
  *
- * Closed caches (control.c): while a pool is paused, over its max_size or
- * has evicted objects out, every cache is LFPOOL_PCPU_CLOSED: the flush
- * that closes them (locks, membarrier) ends every rseq section in flight,
- * and later ones fail, so that every get and ret takes its slow path,
- * where control decides; the fast paths are unchanged.
+ * Closed caches: while runtime control needs it (control.c: paused, over
+ * max_size, evicted objects out) or gets must see every cache (below),
+ * every cache is LFPOOL_PCPU_CLOSED: the flush that closes them (locks,
+ * membarrier) ends every rseq section in flight, and later ones fail, so
+ * that every get and ret takes its slow path; the fast paths are
+ * unchanged.
  *
- * Never stranded: a get that misses its cache and the stack flushes before
- * it creates (when another cache looks non-empty) or waits (always).
+ * Never stranded: a get that misses its cache and the stack looks at every
+ * cache (by closing them, or they are closed and empty) before it creates
+ * (when another cache looks non-empty), waits, or gives EAGAIN.  At most
+ * one membarrier per housekeeping period for it: "closing and reopening".
  */
 #include "cache.h"
 
