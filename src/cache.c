@@ -1,12 +1,15 @@
 /*
  * cache.c - the available set: per-CPU caches over the shared Treiber
- * stack, and the claim protocol.
+ * stack, their closing and reopening (bounded fences), and the claim
+ * protocol.
  *
- * Owns: where available records sit.  Invariant: an available record is
+ * Owns: where available records sit, and whether the caches are open
+ * (struct lfpool_close; nfences).  Invariants: an available record is
  * physically in exactly one place - one per-CPU cache (state CACHED), the
  * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
  * hands of the one thread moving it between them; only that thread pushes
- * it.
+ * it.  While close.why is non-zero every cache is CLOSED or HELD, and
+ * while close.gets is set, every cache is also empty.
  *
  * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
  * popper may take: no in-place claim, so get from a cache is an rseq pop
