@@ -8,8 +8,9 @@
  * physically in exactly one place - one per-CPU cache (state CACHED), the
  * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
  * hands of the one thread moving it between them; only that thread pushes
- * it.  While close.why is non-zero every cache is CLOSED or HELD, and
- * while close.gets is set, every cache is also empty.
+ * it.  From the end of a reason's closing flush (under close.lock) until
+ * the last reason is cleared, every cache is CLOSED, or HELD by a flusher
+ * that releases it CLOSED; while close.gets is set, every cache is empty.
  *
  * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
  * popper may take: no in-place claim, so get from a cache is an rseq pop
