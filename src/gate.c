@@ -71,6 +71,20 @@
  * in unpark before it leaves, so no FUTEX_WAKE ever names a dead node
  * (valgrind checks the address of every futex call).
  *
+ * Tickets (loop.c).  An event loop's pending get is a node of the same
+ * FIFO (`async`), owned by a ticket on the heap, on which nobody sleeps.
+ * The gate treats it as a waiter that always wants a hand-over: while a
+ * ticket is at the head, rets take the stack path and lfpool_gate_gift
+ * hands it the record (lfpool_loop_on_gift completes it, unlinked, with no
+ * grant slot: nobody has to run).  A grant that reaches a ticket at the
+ * head (a producer other than a ret: a flush, a freed slot, a health
+ * check; or a gift's trylock that failed) leaves it in the FIFO and asks
+ * the housekeeper to look for it (lfpool_loop_on_grant: once until that
+ * look starts); grants behind it wait, as they would behind a sleeper.
+ * Shutdown completes tickets instead of waking them.  The blocking path
+ * is unchanged: a sleeper's node has `async` false and every branch above
+ * is taken only for ticket nodes.
+ *
  * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
  * mutex 2).  Returns only try it (a ret never waits for it, CONTRACT §4's hot
  * path); parking and unparking waiters and shutdown take it.  It is held
@@ -97,7 +111,7 @@ static bool gate_trylock(struct lfpool_gate *g)
                                                    memory_order_seq_cst);
 }
 
-static void gate_lock(struct lfpool_gate *g)
+void lfpool_gate_lock(struct lfpool_gate *g)
 {
     uint32_t c = 0;
     if (atomic_compare_exchange_strong_explicit(&g->lock, &c, 1, memory_order_seq_cst,
@@ -120,14 +134,14 @@ static void gate_release(struct lfpool_gate *g)
 static void gate_drain(struct lfpool_gate *g);
 
 /* Release, then make any grant a producer left for the holder (header). */
-static void gate_unlock(struct lfpool_gate *g)
+void lfpool_gate_unlock(struct lfpool_gate *g)
 {
     gate_release(g);
     if (atomic_load_explicit(&g->pending, memory_order_seq_cst))
         gate_drain(g);
 }
 
-static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
+void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
     LFPOOL_ASSERT(n->queued);
     if (n->prev)
@@ -155,13 +169,19 @@ static bool grant_slot(struct lfpool_gate *g)
     return true;
 }
 
-/* Grant the head of the FIFO if a grant may go out; lock held. */
+/* Grant the head of the FIFO if a grant may go out; lock held.  A ticket
+ * at the head takes no grant slot: the housekeeper looks for it (loop.c),
+ * and NULL is returned (nobody to wake). */
 static struct lfpool_gate_node *grant_one(struct lfpool_gate *g)
 {
+    if (lfpool_unlikely(g->head && g->head->async)) {
+        lfpool_loop_on_grant(g, g->head);
+        return NULL;
+    }
     if (!g->head || !grant_slot(g))
         return NULL;
     struct lfpool_gate_node *n = g->head;
-    fifo_unlink(g, n);
+    lfpool_gate_unlink(g, n);
     atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
     return n;
 }
@@ -186,14 +206,18 @@ void lfpool_gate_wake(struct lfpool_gate *g, bool all)
 {
     if (all) {
         struct lfpool_gate_node *n;
-        gate_lock(g);
+        lfpool_gate_lock(g);
         while ((n = g->head) != NULL) {
-            fifo_unlink(g, n);
+            if (n->async) { /* completed with ESHUTDOWN, unlinked */
+                lfpool_loop_on_shutdown(g, n);
+                continue;
+            }
+            lfpool_gate_unlink(g, n);
             atomic_fetch_add_explicit(&g->woken, 1, memory_order_seq_cst); /* its unpark takes it back */
             atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
             futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
         }
-        gate_unlock(g);
+        lfpool_gate_unlock(g);
         return;
     }
     if (atomic_load_explicit(&g->parked, memory_order_seq_cst) <= 0 ||
@@ -208,21 +232,26 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
     if (!atomic_load_explicit(&g->gift_wanted, memory_order_relaxed) || !gate_trylock(g))
         return false;
     struct lfpool_gate_node *n = g->head;
+    if (n && n->async) { /* a ticket: completed with rec, unlinked */
+        lfpool_loop_on_gift(g, n, rec);
+        lfpool_gate_unlock(g);
+        return true;
+    }
     bool ok = n && n->wants_gift && grant_slot(g);
     if (ok) {
-        fifo_unlink(g, n);
+        lfpool_gate_unlink(g, n);
         n->gift = rec;
         atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
         futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
     }
-    gate_unlock(g);
+    lfpool_gate_unlock(g);
     return ok;
 }
 
 void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
 {
     atomic_store_explicit(&n->granted, 0, memory_order_relaxed);
-    gate_lock(g);
+    lfpool_gate_lock(g);
     if (front) { /* a granted waiter that lost the race keeps its turn */
         n->prev = NULL;
         n->next = g->head;
@@ -241,11 +270,11 @@ void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool fr
         g->tail = n;
     }
     n->queued = true;
-    n->wants_gift = front;
+    n->wants_gift = front || n->async; /* a ticket always takes a hand-over */
     n->gift = NULL;
     atomic_fetch_add_explicit(&g->parked, 1, memory_order_seq_cst);
     atomic_store_explicit(&g->gift_wanted, g->head->wants_gift, memory_order_relaxed);
-    gate_unlock(g);
+    lfpool_gate_unlock(g);
     atomic_thread_fence(memory_order_seq_cst); /* parked, then the caller looks */
 }
 
@@ -260,11 +289,11 @@ bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
     /* always under the lock: a granter wakes our word before it unlocks,
      * so once we have had the lock nobody touches the node again */
-    gate_lock(g);
+    lfpool_gate_lock(g);
     bool granted = !n->queued;
     if (!granted)
-        fifo_unlink(g, n);
-    gate_unlock(g);
+        lfpool_gate_unlink(g, n);
+    lfpool_gate_unlock(g);
     if (granted)
         granted_runs(g);
     return granted;

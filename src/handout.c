@@ -179,7 +179,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     const struct timespec *dl = NULL;
     bool waiting = false, slept = false, timed_out = false, parked = false;
     bool front = false, final_look = false;
-    struct lfpool_gate_node node;
+    struct lfpool_gate_node node = {.async = false};
     int r;
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
 

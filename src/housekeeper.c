@@ -25,8 +25,10 @@
  * (cache.c): the walk and the health check claim available records in
  * place, which only stack records allow; records cached again during the
  * round were just used and wait for the next round.
- * The thread also refreshes the pool's coarse time every tick, and reaps
- * when a ret kicks it (an object wore out).
+ * The thread also refreshes the pool's coarse time every tick, reaps
+ * when a ret kicks it (an object wore out), and looks (and creates) for
+ * event loops' tickets when the gate asks it to (loop.c; it is started on
+ * demand by the first lfpool_loop_new of a pool that has none).
  * Calls objects.c (fill, close, slots), cache.c (flush), bias.c, meta.c
  * and gate.c; never handout.c or life.c, which call it (start, stop,
  * rounds, kicks).
@@ -386,6 +388,10 @@ static void *hk_main(void *arg)
             hk_work_end(p);
             next_round = lfpool_mono_now() + p->delay;
             seen = k;
+            continue;
+        }
+        if (lfpool_loop_has_work(p)) { /* tickets to look for (loop.c) */
+            lfpool_loop_serve(p);
             continue;
         }
         if (k != seen || ck_pr_load_ptr(&p->pending.head) || ck_pr_load_ptr(&p->zombies.head)) {
