@@ -30,13 +30,26 @@
  * protocol, and lfpool_loop_free knows that no completer is still inside
  * once it has taken the lock after cancelling its tickets.
  *
+ * Order.  Tickets park at the back of the FIFO only (the housekeeper
+ * never parks one again: a look that finds nothing leaves it where it is),
+ * only the head is granted (scheduled) or handed a record, and a get_async
+ * that sees room to create grants the head rather than its own ticket.
+ * So tickets are served in the order they were queued, whichever loop
+ * they belong to, and complete in that order but for one case: a ticket
+ * the housekeeper creates for leaves the FIFO before `fun` runs (as a
+ * sleeper does: no hand-over waits on user code), so the tickets behind it
+ * may be handed returned objects before `fun` returns.  With the sleepers
+ * the FIFO decides too, except that a granted sleeper that lost its race
+ * parks again at the front, and a running get (blocking or not) may take
+ * an available object first.
+ *
  * States (t->st, under the gate lock):
- *   QUEUED     in the FIFO.  -> DONE (gift, shutdown, a look by the
- *              housekeeper that took it back), -> CANCELLED (cancel, or
- *              get_async's own look that found an object), -> SERVING.
- *   SERVING    taken out of the FIFO by the housekeeper, which is creating
- *              for it.  -> DONE, -> CANCELLED (cancel: the housekeeper then
- *              gives the object back).
+ *   QUEUED     in the FIFO.  -> DONE (gift, shutdown), -> CANCELLED
+ *              (cancel, or get_async's own look that found an object),
+ *              -> SERVING (the housekeeper's look took it back).
+ *   SERVING    taken out of the FIFO by the housekeeper's look, which
+ *              found an object or is creating one for it.  -> DONE,
+ *              -> CANCELLED (cancel: the housekeeper then gives it back).
  *   DONE       on its loop's done list with a result.  -> drained (the
  *              event is returned), -> CANCELLED_DONE (cancel: the record
  *              goes back at once; the drain frees it without an event).
@@ -547,11 +560,10 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
         if (r == 0)
             give_back(p, h);
     } else if (may_create(p)) {
-        /* room to create: the housekeeper runs `fun` for it */
-        lfpool_gate_lock(g);
-        if (t->st == T_QUEUED)
-            schedule_locked(p, t);
-        lfpool_gate_unlock(g);
+        /* room to create: a grant to the head of the FIFO, as a freed slot
+         * makes one - a ticket there gets a look by the housekeeper, which
+         * runs `fun` for it; so creations follow the FIFO too */
+        lfpool_gate_wake(g, false);
     }
     *ticket = t;
     return EINPROGRESS;

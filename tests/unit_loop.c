@@ -1,0 +1,660 @@
+/* unit_loop.c - event loops (src/loop.c): tickets in the gate's FIFO,
+ * completed through one eventfd per loop, objects created for them on the
+ * housekeeper, cancel, shutdown, lfpool_free with a loop alive; and one
+ * real epoll loop with 10,000 tickets on 4 objects while two blocking
+ * threads get too.
+ *
+ * Waits are for readiness with a generous bound (a lost completion ends
+ * there and fails the test); nothing is measured by time. */
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+
+LFPOOL_TEST_FIXTURE(loop, (C.getter = NULL, C.retter = NULL));
+
+/* ---- helpers */
+
+/* open descriptors of this process */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* the loop's descriptor is readable within `ms` */
+static bool readable(lfpool_loop *l, int ms)
+{
+    struct pollfd pfd = {.fd = lfpool_loop_fd(l), .events = POLLIN};
+    return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+}
+
+/* Wait for and take exactly `want` events (5 s bound). */
+static void take_events(lfpool_loop *l, lfpool_loop_event *ev, size_t want)
+{
+    size_t have = 0;
+    while (have < want) {
+        cr_assert(readable(l, 5000), "%zu of %zu events came", have, want);
+        size_t got;
+        cr_assert_eq(lfpool_loop_ready(l, ev + have, want - have, &got), 0);
+        have += got;
+    }
+}
+
+/* fun on the pool: records the thread it ran on */
+static pthread_t loop_thread;
+static _Atomic int loop_armed, fun_on_loop, fun_calls;
+static void *thread_fun(void *ctx, uint64_t n)
+{
+    atomic_fetch_add(&fun_calls, 1);
+    if (atomic_load(&loop_armed) && pthread_equal(pthread_self(), loop_thread))
+        atomic_fetch_add(&fun_on_loop, 1);
+    return tfun(ctx, n);
+}
+
+/* ---- basics */
+
+Test(loop, available_object_is_taken_at_once)
+{
+    C.max_size = 2;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    cr_assert_geq(lfpool_loop_fd(l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t = (lfpool_ticket *)1;
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), 0);
+    cr_assert_not_null(h.obj);
+    cr_assert_null(t);
+    cr_assert_not(readable(l, 0));
+    cr_assert_eq(lfpool_ret_handle(P, &h), 0);
+    lfpool_loop_free(l);
+}
+
+Test(loop, bad_arguments)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    lfpool_handle h;
+    lfpool_ticket *t;
+    size_t got;
+    cr_assert_eq(lfpool_loop_new(NULL, &l), EINVAL);
+    cr_assert_eq(lfpool_loop_new(P, NULL), EINVAL);
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    cr_assert_eq(lfpool_get_async(NULL, NULL, &h, &t), EINVAL);
+    cr_assert_eq(lfpool_get_async(l, NULL, NULL, &t), EINVAL);
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, NULL), EINVAL);
+    cr_assert_eq(lfpool_loop_ready(NULL, NULL, 0, &got), EINVAL);
+    cr_assert_eq(lfpool_loop_ready(l, NULL, 1, &got), EINVAL);
+    cr_assert_eq(lfpool_loop_ready(l, NULL, 0, NULL), EINVAL);
+    cr_assert_eq(lfpool_loop_ready(l, NULL, 0, &got), 0);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(lfpool_ticket_cancel(l, NULL), EINVAL);
+    cr_assert_eq(lfpool_ticket_cancel(NULL, NULL), EINVAL);
+    cr_assert_eq(lfpool_loop_fd(NULL), -1);
+    cr_assert_str_eq(lfpool_strerror(EINPROGRESS),
+                     "no object available yet: the ticket completes through its loop");
+    lfpool_loop_free(NULL);
+    lfpool_loop_free(l);
+}
+
+Test(loop, a_return_completes_the_ticket_through_the_fd)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    int tag;
+    cr_assert_eq(lfpool_get_async(l, &tag, &h, &t), EINPROGRESS);
+    cr_assert_not_null(t);
+    cr_assert_not(readable(l, 0));
+    lfpool_loop_event ev[4];
+    size_t got = 9;
+    cr_assert_eq(lfpool_loop_ready(l, ev, 4, &got), 0);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(lfpool_ret(P, held), 0);
+    cr_assert(readable(l, 5000));
+    cr_assert_eq(lfpool_loop_ready(l, ev, 4, &got), 0);
+    cr_assert_eq(got, 1);
+    cr_assert_eq(ev[0].ticket, t);
+    cr_assert_eq(ev[0].udata, &tag);
+    cr_assert_eq(ev[0].err, 0);
+    cr_assert_eq(ev[0].h.obj, held);
+    cr_assert_not(readable(l, 0), "drained: the fd is not readable any more");
+    cr_assert_eq(tstats(P).nusing, 1);
+    cr_assert_eq(lfpool_ret_handle(P, &ev[0].h), 0);
+    cr_assert_eq(lfpool_ret_handle(P, &ev[0].h), ENOENT, "one hand-out, one return");
+    lfpool_loop_free(l);
+}
+
+/* The fd is written once per batch and stays readable while events wait
+ * that a too small `n` left behind. */
+Test(loop, the_fd_stays_readable_while_events_wait)
+{
+    enum { N = 5 };
+    C.max_size = N;
+    C.min_size = N;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(lfpool_get_async(l, (void *)(intptr_t)i, &h, &t[i]), EINPROGRESS);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(lfpool_ret(P, held[i]), 0);
+    lfpool_loop_event ev[N];
+    size_t got, total = 0;
+    for (int round = 0; round < N; round++) {
+        cr_assert(readable(l, 5000), "round %d", round);
+        cr_assert_eq(lfpool_loop_ready(l, ev, 1, &got), 0);
+        cr_assert_eq(got, 1);
+        cr_assert_eq(ev[0].udata, (void *)(intptr_t)round, "FIFO order");
+        cr_assert_eq(ev[0].err, 0);
+        cr_assert_eq(lfpool_ret_handle(P, &ev[0].h), 0);
+        total += got;
+    }
+    cr_assert_eq(total, N);
+    cr_assert_not(readable(l, 0));
+    lfpool_loop_free(l);
+}
+
+/* ---- creation */
+
+Test(loop, objects_for_tickets_are_created_on_the_housekeeper)
+{
+    enum { N = 4 };
+    C.max_size = N;
+    C.min_size = 0;
+    C.fun = thread_fun;
+    loop_thread = pthread_self();
+    atomic_store(&loop_armed, 1);
+    atomic_store(&fun_on_loop, 0);
+    atomic_store(&fun_calls, 0);
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(lfpool_get_async(l, (void *)(intptr_t)i, &h, &t[i]), EINPROGRESS);
+    lfpool_loop_event ev[N];
+    take_events(l, ev, N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(ev[i].err, 0);
+        cr_assert_eq(ev[i].udata, (void *)(intptr_t)i, "created in FIFO order");
+        for (int j = 0; j < i; j++)
+            cr_assert_neq(ev[i].h.obj, ev[j].h.obj);
+    }
+    cr_assert_eq(atomic_load(&fun_calls), N);
+    cr_assert_eq(atomic_load(&fun_on_loop), 0, "fun ran on the loop's thread");
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(lfpool_ret_handle(P, &ev[i].h), 0);
+    lfpool_loop_free(l);
+}
+
+Test(loop, a_failed_creation_completes_the_ticket_with_its_errno)
+{
+    C.max_size = 2;
+    C.min_size = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    T.fx.f.fun_errno = ECONNREFUSED;
+    atomic_store(&T.fx.f.fail_next_fun, 1);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    lfpool_loop_event ev;
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.ticket, t);
+    cr_assert_eq(ev.err, ECONNREFUSED);
+    cr_assert_eq(tstats(P).nobjs, 0, "the slot went back");
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.err, 0);
+    cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    lfpool_loop_free(l);
+}
+
+/* ---- cancel */
+
+Test(loop, cancel_a_queued_ticket)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t1, *t2;
+    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    cr_assert_eq(lfpool_get_async(l, (void *)2, &h, &t2), EINPROGRESS);
+    cr_assert_eq(lfpool_ticket_cancel(l, t1), 0);
+    cr_assert_eq(lfpool_ret(P, held), 0);
+    lfpool_loop_event ev[2];
+    take_events(l, ev, 1);
+    cr_assert_eq(ev[0].ticket, t2);
+    cr_assert_eq(ev[0].udata, (void *)2);
+    size_t got;
+    cr_assert_eq(lfpool_loop_ready(l, ev, 2, &got), 0);
+    cr_assert_eq(got, 0, "the cancelled ticket gives no event");
+    cr_assert_eq(lfpool_ret_handle(P, &ev[0].h), 0);
+    lfpool_loop_free(l);
+}
+
+/* A ticket handed an object and cancelled before its event was taken: the
+ * object goes to the next waiter (here the next ticket), never lost. */
+Test(loop, cancel_after_the_hand_over_passes_the_object_on)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t1, *t2;
+    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    cr_assert_eq(lfpool_get_async(l, (void *)2, &h, &t2), EINPROGRESS);
+    cr_assert_eq(lfpool_ret(P, held), 0);
+    cr_assert(readable(l, 5000)); /* t1 holds it now */
+    cr_assert_eq(lfpool_ticket_cancel(l, t1), 0);
+    cr_assert_eq(lfpool_ticket_cancel(l, t1), EINVAL, "already cancelled");
+    lfpool_loop_event ev[2];
+    take_events(l, ev, 1);
+    cr_assert_eq(ev[0].ticket, t2, "the object went on to the next waiter");
+    cr_assert_eq(ev[0].err, 0);
+    cr_assert_eq(ev[0].h.obj, held);
+    size_t got;
+    cr_assert_eq(lfpool_loop_ready(l, ev + 1, 1, &got), 0);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(lfpool_ret_handle(P, &ev[0].h), 0);
+    lfpool_loop_free(l);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    cr_assert_eq(s.nobjs, 1);
+}
+
+/* Freeing a loop with tickets completed but not drained gives their
+ * objects back. */
+Test(loop, loop_free_gives_handed_objects_back)
+{
+    C.max_size = 3;
+    C.min_size = 3;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(lfpool_ret(P, held[i]), 0);
+    cr_assert(readable(l, 5000));
+    lfpool_loop_free(l);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(lfpool_get(P, &held[i], 0), 0, "object %d lost", i);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(lfpool_ret(P, held[i]), 0);
+}
+
+/* ---- shutdown, free */
+
+Test(loop, shutdown_completes_every_ticket)
+{
+    enum { N = 100 };
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(lfpool_get_async(l, (void *)(intptr_t)i, &h, &t), EINPROGRESS);
+    cr_assert_eq(lfpool_shutdown(P, 5.0), 0);
+    lfpool_loop_event ev[N];
+    take_events(l, ev, N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(ev[i].err, ESHUTDOWN);
+        cr_assert_eq(ev[i].udata, (void *)(intptr_t)i);
+    }
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), ESHUTDOWN);
+    lfpool_loop *l2;
+    cr_assert_eq(lfpool_loop_new(P, &l2), ESHUTDOWN);
+    lfpool_loop_free(l);
+    cr_assert_eq(lfpool_ret(P, held), 0);
+}
+
+/* lfpool_free with a loop alive: shut down at once (the ticket completes
+ * with ESHUTDOWN), memory released by the last lfpool_loop_free (ASan
+ * checks that it is, and that nothing is touched after). */
+Test(loop, free_with_a_loop_alive_is_deferred)
+{
+    C.max_size = 1;
+    C.log_level = LFPOOL_LOG_ERROR;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    lfx_log_clear(&T.log);
+    lfpool_free(P);
+    P = NULL;
+    cr_assert_geq(lfx_log_total(&T.log), 1, "the misuse is logged");
+    lfpool_loop_event ev;
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.err, ESHUTDOWN);
+    lfpool_loop_free(l); /* frees the pool */
+}
+
+/* ---- FIFO across blocking gets and tickets */
+
+struct blocker {
+    lfpool *p;
+    _Atomic pid_t tid;
+    _Atomic int done;
+    void *obj;
+    int *order, *norder;
+    pthread_mutex_t *mu;
+};
+
+static void *blocker_main(void *arg)
+{
+    struct blocker *b = arg;
+    atomic_store(&b->tid, (pid_t)syscall(SYS_gettid));
+    cr_assert_eq(lfpool_get(b->p, &b->obj, 10.0), 0);
+    pthread_mutex_lock(b->mu);
+    b->order[(*b->norder)++] = 100; /* the blocking get's turn */
+    pthread_mutex_unlock(b->mu);
+    cr_assert_eq(lfpool_ret(b->p, b->obj), 0);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+/* the thread is asleep in futex(2) (parked on the gate) */
+static bool in_futex(pid_t tid)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool r = fgets(buf, sizeof buf, f) && atoi(buf) == SYS_futex;
+    fclose(f);
+    return r;
+}
+
+Test(loop, fifo_across_blocking_gets_and_tickets)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    int order[3], norder = 0;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct blocker b = {.p = P, .order = order, .norder = &norder, .mu = &mu};
+    lfpool_handle h;
+    lfpool_ticket *t1, *t2;
+    /* queue: t1, the blocking get, t2 */
+    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    pthread_t th;
+    pthread_create(&th, NULL, blocker_main, &b);
+    for (int i = 0; i < 5000 && !(atomic_load(&b.tid) && in_futex(atomic_load(&b.tid))); i++)
+        usleep(1000);
+    cr_assert(in_futex(atomic_load(&b.tid)), "the blocking get did not park");
+    cr_assert_eq(lfpool_get_async(l, (void *)2, &h, &t2), EINPROGRESS);
+    cr_assert_eq(lfpool_ret(P, held), 0);
+    lfpool_loop_event ev;
+    for (int k = 0; k < 2; k++) {
+        take_events(l, &ev, 1);
+        cr_assert_eq(ev.err, 0);
+        pthread_mutex_lock(&mu);
+        order[norder++] = (int)(intptr_t)ev.udata;
+        pthread_mutex_unlock(&mu);
+        cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(norder, 3);
+    cr_assert_eq(order[0], 1);
+    cr_assert_eq(order[1], 100, "the blocking get queued between the tickets is served between them");
+    cr_assert_eq(order[2], 2);
+    lfpool_loop_free(l);
+}
+
+/* ---- one epoll loop, 10,000 tickets, 4 objects, two blocking threads */
+
+enum { BIG = 10000, NOBJ = 4 };
+enum { T_NONE, T_PENDING, T_DONE, T_CANCELLED };
+
+struct big {
+    lfpool *p;
+    _Atomic int stop;
+    _Atomic int doubles, errors;
+    _Atomic uint64_t blocking_gets;
+};
+
+/* Objects seen handed out before (T.objs[k] <-> seen[k]): an object handed
+ * for the first time was just created. */
+static _Atomic int seen[4096];
+static bool first_hand_out(void *o)
+{
+    int n = atomic_load(&T.nobjs);
+    for (int k = 0; k < n && k < 4096; k++)
+        if (T.objs[k] == o)
+            return atomic_exchange(&seen[k], 1) == 0;
+    cr_assert_fail("object %p not made by fun", o);
+    return false;
+}
+
+static void *big_blocker(void *arg)
+{
+    struct big *b = arg;
+    while (!atomic_load(&b->stop)) {
+        void *o;
+        int r = lfpool_get(b->p, &o, 0.2);
+        if (r == ETIMEDOUT)
+            continue;
+        if (r) {
+            atomic_fetch_add(&b->errors, 1);
+            break;
+        }
+        struct tobj *to = o;
+        if (atomic_exchange(&to->held, 1))
+            atomic_fetch_add(&b->doubles, 1);
+        first_hand_out(o);
+        sched_yield();
+        atomic_store(&to->held, 0);
+        if (lfpool_ret(b->p, o))
+            atomic_fetch_add(&b->errors, 1);
+        atomic_fetch_add(&b->blocking_gets, 1);
+    }
+    return NULL;
+}
+
+static void big_run(void)
+{
+    static uint8_t state[BIG];
+    static lfpool_ticket *tk[BIG];
+    static int bag[BIG];
+    static lfpool_loop_event ev[256];
+    memset(state, 0, sizeof state);
+    for (int k = 0; k < 4096; k++)
+        atomic_store(&seen[k], 0);
+    C.max_size = NOBJ;
+    C.min_size = NOBJ;
+    C.max_use = 64; /* objects wear out: some are created for tickets */
+    C.clock = NULL; /* the real fast paths */
+    C.fun = thread_fun;
+    atomic_store(&loop_armed, 0); /* the min_size fill runs here */
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    loop_thread = pthread_self(); /* from now on, this is the loop's thread */
+    atomic_store(&loop_armed, 1);
+    atomic_store(&fun_on_loop, 0);
+    atomic_store(&fun_calls, 0);
+    int fd0 = count_fds();
+
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    cr_assert_geq(ep, 0);
+    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = l};
+    cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, lfpool_loop_fd(l), &ee), 0);
+
+    struct big b = {.p = P};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, big_blocker, &b);
+
+    /* half of the tickets (chosen at random) are cancelled, in a random
+     * order: a bag of the chosen ones, drawn from at random */
+    uint64_t rs = 0x9e3779b97f4a7c15ULL;
+    int nbag = 0;
+    int issued = 0, immediate = 0, completed = 0, cancelled = 0;
+    int last_done = -1, max_fds = 0;
+    lfpool_handle held[512];
+    int nheld = 0;
+
+    while (completed + cancelled + immediate < BIG) {
+        /* issue a few, keeping some thousands outstanding */
+        for (int k = 0; k < 64 && issued < BIG && issued - completed - cancelled < 100; k++) {
+            lfpool_handle h;
+            int r = lfpool_get_async(l, (void *)(intptr_t)issued, &h, &tk[issued]);
+            if (r == 0) {
+                first_hand_out(h.obj);
+                struct tobj *to = h.obj;
+                if (atomic_exchange(&to->held, 1))
+                    atomic_fetch_add(&b.doubles, 1);
+                held[nheld++] = h;
+                state[issued] = T_DONE;
+                immediate++;
+            } else {
+                cr_assert_eq(r, EINPROGRESS);
+                state[issued] = T_PENDING;
+                if (lfx_rand_r(&rs) & 1)
+                    bag[nbag++] = issued;
+            }
+            issued++;
+            if (nheld == 256)
+                break;
+        }
+        /* cancel some of the chosen ones, drawn at random */
+        for (int k = 0; k < 64 && nbag > 0; k++) {
+            int j = (int)(lfx_rand_r(&rs) % (uint64_t)nbag);
+            int i = bag[j];
+            bag[j] = bag[--nbag];
+            if (state[i] == T_PENDING) { /* not completed meanwhile */
+                cr_assert_eq(lfpool_ticket_cancel(l, tk[i]), 0);
+                state[i] = T_CANCELLED;
+                cancelled++;
+            }
+        }
+        /* the objects held since the last turn go back */
+        for (int k = 0; k < nheld; k++) {
+            struct tobj *to = held[k].obj;
+            atomic_store(&to->held, 0);
+            cr_assert_eq(lfpool_ret_handle(P, &held[k]), 0);
+        }
+        nheld = 0;
+        struct epoll_event out;
+        int w = epoll_wait(ep, &out, 1, issued < BIG ? 0 : 5000);
+        cr_assert_geq(w, 0);
+        if (w == 0 && issued >= BIG)
+            cr_assert_fail("no completion for 5 s: %d completed, %d cancelled, %d immediate of %d",
+                           completed, cancelled, immediate, BIG);
+        int nfd = count_fds();
+        if (nfd > max_fds)
+            max_fds = nfd;
+        size_t got;
+        cr_assert_eq(lfpool_loop_ready(l, ev, 256, &got), 0);
+        for (size_t k = 0; k < got; k++) {
+            int i = (int)(intptr_t)ev[k].udata;
+            cr_assert_eq(ev[k].ticket, tk[i]);
+            cr_assert_eq(state[i], T_PENDING, "ticket %d: an event after %d", i, state[i]);
+            cr_assert_eq(ev[k].err, 0, "ticket %d: %d", i, ev[k].err);
+            /* FIFO: tickets complete in the order they were queued, but
+             * for those the housekeeper created an object for (they left
+             * the FIFO while `fun` ran: tickets behind may have been handed
+             * returned objects meanwhile) */
+            if (!first_hand_out(ev[k].h.obj)) {
+                cr_assert_gt(i, last_done, "ticket %d completed after ticket %d", i, last_done);
+                last_done = i;
+            }
+            state[i] = T_DONE;
+            completed++;
+            struct tobj *to = ev[k].h.obj;
+            if (atomic_exchange(&to->held, 1))
+                atomic_fetch_add(&b.doubles, 1);
+            held[nheld++] = ev[k].h;
+        }
+    }
+    for (int k = 0; k < nheld; k++) {
+        struct tobj *to = held[k].obj;
+        atomic_store(&to->held, 0);
+        cr_assert_eq(lfpool_ret_handle(P, &held[k]), 0);
+    }
+    atomic_store(&b.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+
+    for (int i = 0; i < BIG; i++)
+        cr_assert(state[i] == T_DONE || state[i] == T_CANCELLED, "ticket %d: state %d", i, state[i]);
+    cr_assert_eq(completed + cancelled + immediate, BIG);
+    cr_assert_gt(cancelled, BIG / 4, "about half cancelled (%d)", cancelled);
+    cr_assert_gt(completed, BIG / 10, "tickets completed through the loop (%d)", completed);
+    cr_assert_eq(atomic_load(&b.doubles), 0, "an object was handed out twice");
+    cr_assert_eq(atomic_load(&b.errors), 0);
+    cr_assert_eq(atomic_load(&fun_on_loop), 0, "fun ran on the loop's thread");
+    cr_assert_leq(max_fds, fd0 + 2, "descriptors grew: %d, %d before", max_fds, fd0);
+
+    lfpool_loop_free(l);
+    close(ep);
+    cr_assert_eq(count_fds(), fd0);
+    /* nothing lost: all NOBJ objects can be had again */
+    void *o[NOBJ];
+    for (int i = 0; i < NOBJ; i++)
+        cr_assert_eq(lfpool_get(P, &o[i], 5.0), 0, "object %d lost", i);
+    for (int i = 0; i < NOBJ; i++)
+        cr_assert_eq(lfpool_ret(P, o[i]), 0);
+    cr_assert_gt(atomic_load(&fun_calls), 0, "worn-out objects were created again");
+    cr_log_info("10000 tickets: %d through the loop, %d immediate, %d cancelled; %llu blocking gets; "
+                "%d creations",
+                completed, immediate, cancelled, (unsigned long long)atomic_load(&b.blocking_gets),
+                atomic_load(&fun_calls));
+}
+
+Test(loop, epoll_10000_tickets_4_objects_two_blocking_threads, .timeout = 120)
+{
+    big_run();
+}
