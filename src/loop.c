@@ -249,8 +249,11 @@ static void give_back(struct lfpool *p, const lfpool_handle *h)
 {
     struct lfpool_rec *rec = h->priv_rec;
     uint32_t w = h->priv_word;
+    /* the use goes too while the hand-out is ours (OUT, or killed in
+     * DEFER mode: we are still the only writer of `uses`) */
     uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
-    if (u && rec_load(rec) == w)
+    uint32_t now_w = rec_load(rec);
+    if (u && (now_w == w || now_w == rec_word(w, REC_KILLED)))
         atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
     if (!atomic_load(&p->shutdown) &&
