@@ -14,14 +14,29 @@
  *                ret, clock jump, housekeep, stats/stats_json, next fun
  *                verdicts (ok/fail/duplicate), EINVAL probes, health
  *                verdicts, shutdown.
+ *   connection pools: when byte 2 has its top bit (0x80) the pool also gets
+ *                validate on borrow (bit 0; bit 1: validate_idle 1 s, else
+ *                0), max_creating (bit 2: 1 or 2 by bit 4), create_backoff
+ *                (bit 3: 0.5 s, cap 2 s) and max_waiters 1 (bit 6), and op
+ *                bytes >= 0xF0 are its ops (low nibble): 0-5 ret_broken of
+ *                a held object (its handle when it was got with one), 6-9
+ *                validate verdicts, 10-11 ret_broken of an object not out,
+ *                12-15 EINVAL probes of ret_broken.  Byte 2 was unused and
+ *                0xF0.. op bytes meant op % 16 before: inputs without that
+ *                bit decode as they always did, so the corpus keeps its
+ *                meaning.  max_lifetime is not modelled, for the reason
+ *                max_use is not (its closes and refills run on the
+ *                housekeeper thread, asynchronously): unit_conn and the
+ *                stress test cover it.
  *
  * The model owns a fixed arena of 48 objects.  Hooks (fun, closer, health,
  * which may run on the pool's housekeeper thread) update it under a mutex
  * and check every event against the states the model allows:
  *   FREE -> POOL (fun) -> HELD (get) -> POOL (ret) | DYING (worn out)
- *   POOL -> CLOSED (closer, only if recycle-eligible, unhealthy, worn out,
- *           shut down or freed), HELD -> CLOSED only for a kill in CLOSE
- *           mode, a DEFER-killed ret (ESTALE), a ret after shutdown, or free.
+ *   POOL -> CLOSED (closer, only if recycle-eligible, unhealthy, failed
+ *           validation on borrow, worn out, shut down or freed), HELD ->
+ *           CLOSED only for a kill in CLOSE mode, a DEFER-killed ret
+ *           (ESTALE), a ret after shutdown, a ret_broken, or free.
  * Return codes are exact where the spec makes them so (EINVAL, ENOENT,
  * ESTALE, ESHUTDOWN, EEXIST, the creator's errno, EAGAIN at max_size);
  * the counters (nuses, nkilled, nusing, ncreated, ncreating) are compared
@@ -69,6 +84,7 @@ struct fslot {
     double get_time, last_ret;
     uint64_t uses;
     int health;          /* verdict for its next health check */
+    int valid;           /* verdict for its next validation: 0 good, 1 bad, 2 error */
     bool ever;           /* created at least once */
     bool published;      /* made available by a completed call of the fuzzing
                           * thread (not by a background refill in flight) */
@@ -91,6 +107,8 @@ static struct model {
     struct lfx_log log;     /* its log capture (FUZZ_TRACE: echoed) */
     struct lfx_hooks hk;    /* its hook counters: hk.n.fun, hk.n.created */
     uint64_t gets, kills;
+    uint64_t broken, vfailed, verrors; /* ret_broken successes, failed validations */
+    int last_err;        /* errno of the last failed fun (any thread), for the backoff */
     uint8_t verdict[32];
     unsigned nverdict, vi;
     uint8_t tracer_junk;
@@ -152,6 +170,7 @@ static void *h_fun(void *ctx, uint64_t n)
             TL.fail++;
             TL.err = e ? e : EIO;
         }
+        M.last_err = e ? e : EIO;
         lfx_fun_failed(&M.hk);
         pthread_mutex_unlock(&M.mu);
         errno = e;
@@ -202,15 +221,17 @@ static void *h_fun(void *ctx, uint64_t n)
             TL.fail++;
             TL.err = ENOSPC;
         }
+        M.last_err = ENOSPC;
         lfx_fun_failed(&M.hk);
         pthread_mutex_unlock(&M.mu);
         errno = ENOSPC;
         return NULL;
     }
     struct fslot *s = &M.s[pick];
-    int health = s->health;
+    int health = s->health, valid = s->valid;
     memset(s, 0, sizeof *s);
     s->health = health ? health : 1;
+    s->valid = valid;
     s->state = S_POOL;
     s->ever = true;
     s->last_ret = now_s();
@@ -263,6 +284,29 @@ static int h_health(void *ctx, void *obj)
     int v = s->health;
     if (v == 0)
         s->may_close = true; /* unhealthy: removed */
+    pthread_mutex_unlock(&M.mu);
+    return v;
+}
+
+/* validate on borrow: only an available object (the getting thread has
+ * not been given it yet); a failed one is destroyed by the get */
+static int h_validate(void *ctx, void *obj)
+{
+    (void)ctx;
+    int i = slot_of(obj);
+    if (i < 0)
+        die("validate on a foreign pointer");
+    pthread_mutex_lock(&M.mu);
+    struct fslot *s = &M.s[i];
+    if (s->state != S_POOL)
+        die("validation of slot %d in state %d (held, dying or closed)", i, s->state);
+    int v = s->valid == 1 ? 0 : s->valid == 2 ? -1 : 1;
+    if (v <= 0) {
+        s->may_close = true;
+        s->state = S_DYING; /* closed by the get, or by the housekeeper */
+        M.vfailed++;
+        M.verrors += v < 0;
+    }
     pthread_mutex_unlock(&M.mu);
     return v;
 }
@@ -370,6 +414,7 @@ static const char *stats_mismatch(lfpool *pool, bool exact)
     pthread_mutex_lock(&M.mu);
     int hl = held_live();
     uint64_t gets = M.gets, kills = M.kills;
+    uint64_t broken = M.broken, vfailed = M.vfailed, verrors = M.verrors;
     uint64_t fok = atomic_load(&M.hk.n.created), fcalls = atomic_load(&M.hk.n.fun);
     pthread_mutex_unlock(&M.mu);
     if (st.nusing != (uint64_t)hl)
@@ -380,6 +425,13 @@ static const char *stats_mismatch(lfpool *pool, bool exact)
     else if (st.nkilled != kills)
         snprintf(why, sizeof why, "nkilled %llu, model kills %llu", (unsigned long long)st.nkilled,
                  (unsigned long long)kills);
+    else if (st.nbroken != broken || st.nvalidate_failed != vfailed ||
+             st.nvalidate_errors != verrors)
+        snprintf(why, sizeof why, "nbroken %llu / nvalidate_failed %llu / nvalidate_errors %llu, "
+                 "model %llu / %llu / %llu", (unsigned long long)st.nbroken,
+                 (unsigned long long)st.nvalidate_failed, (unsigned long long)st.nvalidate_errors,
+                 (unsigned long long)broken, (unsigned long long)vfailed,
+                 (unsigned long long)verrors);
     else if (M.bounded && st.nobjs > M.cfg.max_size)
         snprintf(why, sizeof why, "nobjs %llu > max_size", (unsigned long long)st.nobjs);
     else if (st.ncreated > fok)
@@ -409,7 +461,8 @@ static const char *stats_mismatch(lfpool *pool, bool exact)
         "now", "sem", "navail", "nusing", "ntodel", "running", "rel_hk_last", "time_per_hk",
         "shutdown", "avail", "using", "nobjs", "ncreated", "ncreating", "nuses", "nkilled",
         "nrecycled", "nwornout", "nborrows", "nreturns", "ndestroys", "nhealth", "bad_health",
-        "hk_rounds", "hk_errors", "hc_rounds", "hc_errors"};
+        "hk_rounds", "hk_errors", "hc_rounds", "hc_errors", "nbroken", "nvalidate_failed",
+        "nvalidate_errors", "nexpired", "ncreate_failed", "ncreate_skipped"};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
         if (!json_object_get(root, keys[k]))
             die("stats JSON lacks \"%s\"", keys[k]);
@@ -458,6 +511,8 @@ static void reset_model(void)
     M.shutdown = false;
     memset(&M.hk, 0, sizeof M.hk);
     M.gets = M.kills = 0;
+    M.broken = M.vfailed = M.verrors = 0;
+    M.last_err = 0;
     M.nverdict = M.vi = 0;
     lfx_clock_set(&M.clock, 1000.0);
     static bool log_ready;
@@ -470,6 +525,17 @@ static void reset_model(void)
 }
 
 static bool STARTED; /* a lazy pool's first get also fills to min_size */
+
+/* A get refused at once by a creation backoff: the last fun failure's
+ * errno (of any thread: a refill's failure starts a backoff too), without
+ * a fun call of its own. */
+static bool backoff_refusal(int rc)
+{
+    pthread_mutex_lock(&M.mu);
+    bool r = M.cfg.create_backoff > 0 && rc != 0 && !TL.calls && rc == M.last_err;
+    pthread_mutex_unlock(&M.mu);
+    return r;
+}
 
 static void do_get(lfpool *pool, double timeout, bool handle)
 {
@@ -492,6 +558,10 @@ static void do_get(lfpool *pool, double timeout, bool handle)
     }
     if (rc != 0 && TL.fail && !TL.ok && !TL.dup && rc == TL.err)
         return; /* the creator's errno, whatever it is (even ETIMEDOUT) */
+    if (backoff_refusal(rc))
+        return;
+    if (rc == EBUSY)
+        die("EBUSY with one getting thread (max_waiters %zu)", M.cfg.max_waiters);
     if (rc == EAGAIN || rc == ETIMEDOUT) {
         if (rc == EAGAIN && timeout != 0)
             die("EAGAIN with a timeout");
@@ -510,6 +580,8 @@ static void do_get(lfpool *pool, double timeout, bool handle)
         rc = handle ? lfpool_get_handle(pool, &h, 2.0) : lfpool_get(pool, &o, 2.0);
         if (handle && rc == 0)
             o = h.obj;
+        if (backoff_refusal(rc) || (rc != 0 && TL.fail && !TL.ok && !TL.dup && rc == TL.err))
+            return; /* creation failed meanwhile (a background refill's failure too) */
         if (rc == EAGAIN || rc == ETIMEDOUT)
             die("get(0) gave EAGAIN/ETIMEDOUT with %d of %zu held, and again after 2 s", hl,
                 M.cfg.max_size);
@@ -624,6 +696,44 @@ static void do_ret(lfpool *pool, int i)
     pthread_mutex_unlock(&M.mu);
 }
 
+/* lfpool_ret_broken of held slot i (through its handle when it has one) */
+static void do_broken(lfpool *pool, int i)
+{
+    pthread_mutex_lock(&M.mu);
+    struct fslot *s = &M.s[i];
+    bool killed = s->killed, stale = s->stale;
+    bool close_kill = killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE;
+    if (!close_kill)
+        s->may_close = true; /* destroyed (or, DEFER-killed, closed: ESTALE) */
+    bool has_h = s->has_h;
+    lfpool_handle h = s->h;
+    pthread_mutex_unlock(&M.mu);
+    memset(&TL, 0, sizeof TL); /* the refill (no housekeeper) runs fun here */
+    int rc = has_h ? lfpool_ret_broken_handle(pool, &h) : lfpool_ret_broken(pool, &OBJ[i]);
+    pthread_mutex_lock(&M.mu);
+    s->stale = false;
+    if (close_kill) {
+        if (rc != ENOENT)
+            die("ret_broken of a CLOSE-killed object gave %d", rc);
+        if (!stale && s->state != S_CLOSED)
+            die("CLOSE-killed slot %d not closed by the round", i);
+    } else if (killed) {
+        if (rc != ESTALE)
+            die("ret_broken of a DEFER-killed object gave %d", rc);
+        if (s->state != S_CLOSED)
+            die("ESTALE but the closer did not run");
+    } else if (rc != 0) {
+        die("ret_broken of held slot %d gave %d", i, rc);
+    } else {
+        M.broken++;
+        if (s->state != S_CLOSED && (M.shutdown || !ASYNC))
+            die("ret_broken of slot %d: not closed in the call (shutdown %d)", i, M.shutdown);
+        if (s->state != S_CLOSED)
+            s->state = S_DYING; /* the housekeeper closes it */
+    }
+    pthread_mutex_unlock(&M.mu);
+}
+
 static void do_housekeep(lfpool *pool)
 {
     if (M.shutdown) {
@@ -678,6 +788,56 @@ static int pick_state(uint8_t arg, int st)
     return -1;
 }
 
+/* The connection-pool ops (op bytes 0xF0.., see the top of this file). */
+static void conn_op(lfpool *pool, uint8_t op, uint8_t arg)
+{
+    int rc, i;
+    if (op <= 5) { /* ret_broken of a held object (or a CLOSE-killed stale one) */
+        pthread_mutex_lock(&M.mu);
+        i = pick_state(arg, S_HELD);
+        for (int k = 0; k < NSLOT && i < 0; k++)
+            if (M.s[k].stale)
+                i = k;
+        pthread_mutex_unlock(&M.mu);
+        if (i >= 0)
+            do_broken(pool, i);
+    } else if (op <= 9) { /* validate verdict: 0 good, 1 bad (0), 2 error (< 0) */
+        pthread_mutex_lock(&M.mu);
+        M.s[arg % NSLOT].valid = (arg / NSLOT) % 3;
+        pthread_mutex_unlock(&M.mu);
+    } else if (op <= 11) { /* ret_broken of an object not out: nothing changes */
+        pthread_mutex_lock(&M.mu);
+        int j = -1;
+        for (int k = 0; k < NSLOT && j < 0; k++) {
+            int x = (arg + k) % NSLOT;
+            if (M.s[x].state != S_HELD && !M.s[x].stale)
+                j = x;
+        }
+        bool stale_h = j >= 0 && M.s[j].has_h;
+        lfpool_handle h = j >= 0 ? M.s[j].h : (lfpool_handle){0};
+        pthread_mutex_unlock(&M.mu);
+        if (j >= 0 && (rc = lfpool_ret_broken(pool, &OBJ[j])) != ENOENT)
+            die("ret_broken of slot %d not out (state %d) gave %d", j, M.s[j].state, rc);
+        if (stale_h && (rc = lfpool_ret_broken_handle(pool, &h)) != ENOENT)
+            die("ret_broken of a stale handle of slot %d gave %d", j, rc);
+        /* an earlier hand-out's handle of an object out again: refused */
+        pthread_mutex_lock(&M.mu);
+        int k = pick_state(arg, S_HELD);
+        bool prev = k >= 0 && M.s[k].has_prev;
+        h = prev ? M.s[k].prev : (lfpool_handle){0};
+        pthread_mutex_unlock(&M.mu);
+        if (prev && (rc = lfpool_ret_broken_handle(pool, &h)) != ENOENT)
+            die("ret_broken of an earlier handle of held slot %d gave %d", k, rc);
+    } else { /* EINVAL probes */
+        lfpool_handle nul = {0};
+        rc = arg % 3 == 0 ? lfpool_ret_broken(pool, NULL)
+             : arg % 3 == 1 ? lfpool_ret_broken_handle(pool, NULL)
+                            : lfpool_ret_broken_handle(pool, &nul);
+        if (rc != EINVAL)
+            die("ret_broken EINVAL probe %d gave %d", arg % 3, rc);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 8)
@@ -717,6 +877,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->health_freq = 1 + data[6] % 3;
     c->timeout = data[6] & 0x80 ? 0.002 : LFPOOL_FOREVER;
     M.tracer_junk = data[7];
+    bool conn = data[2] & 0x80; /* connection-pool options and ops */
+    if (conn) {
+        if (data[2] & 1)
+            c->validate = h_validate;
+        c->validate_idle = data[2] & 2 ? 1.0 : 0;
+        if (data[2] & 4)
+            c->max_creating = 1 + (data[2] >> 4 & 1);
+        if (data[2] & 8) {
+            c->create_backoff = 0.5;
+            c->create_backoff_max = 2.0;
+        }
+        if (data[2] & 0x40)
+            c->max_waiters = 1;
+    }
     /* rounds only when the fuzzer asks: the housekeeper thread (if any)
      * only reaps and refills */
     if (c->max_avail_delay > 0 || c->max_using_delay_kill > 0 || c->max_using_delay > 0 ||
@@ -762,6 +936,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t k = 8; k + 1 < size; k += 2) {
         uint8_t op = data[k] % 16, arg = data[k + 1];
         int i;
+        if (conn && data[k] >= 0xF0) {
+            conn_op(pool, op, arg);
+            continue;
+        }
         if (trace) {
             fprintf(stderr, "op %u arg %u |", op, arg);
             for (int q = 0; q < NSLOT; q++)

@@ -11,11 +11,17 @@ Ops (x%16): 0-3 get(0), 4 get(1 ms), 5-6 ret, 7 double ret, 8 foreign ret,
 (arg%4: 0 ok, 1 fail, 2 duplicate), 13 EINVAL probe, 14 health verdict
 (slot arg%48, (arg/48)%3: 0 bad, 1 error, 2 good), 15 shutdown (arg%4==0)
 or stats.
+Connection pools (byte 2 with 0x80: 1 validate, 2 validate_idle 1 s,
+4 max_creating 1 (2 with 0x10), 8 create_backoff 0.5 s, 0x40 max_waiters 1):
+op bytes 0xF0 + n: n 0-5 ret_broken of a held object, 6-9 validate verdict
+(slot arg%48, (arg/48)%3: 0 good, 1 bad, 2 error), 10-11 ret_broken of an
+object not out, 12-15 EINVAL probes of ret_broken.
 """
 import os
 import sys
 
 GET, GETW, RET, DRET, FRET, CLK, HK, ST, FUN, INV, HEALTH, SHUT = 0, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15
+BROKEN, VALID, BROKEN2, BINV = 0xF0, 0xF6, 0xFA, 0xFC
 
 
 def enc(cfg, ops):
@@ -63,6 +69,22 @@ SEEDS = {
                             [GET, GET, GET, (CLK, 4), RET, (HEALTH, 50), HK, GET, (FUN, 1), GET,
                              (CLK, 30), HK, ST, RET, RET, RET, (CLK, 30), HK, GET, (FUN, 2), GET,
                              DRET, FRET, ST, RET, RET, ST]),
+    "conn_broken": enc([3, 1, 0x80 | 4, 0, 0, 0, 0, 0x21],
+                       [GET, GET, BROKEN, (BROKEN, 1), ST, GET, GET, (GETW, 0), BROKEN2,
+                        (BINV, 0), (BINV, 1), (BINV, 2), RET, RET, ST, (SHUT, 0), ST]),
+    "conn_broken_handles_kill": enc([3, 1, 0x80 | 1, 2, 0, 0, 0, 0x33],
+                                    [(GET, 1), (GET, 1), (CLK, 12), HK, (BROKEN, 0), (BROKEN, 1),
+                                     (GET, 1), (BROKEN, 2), (BROKEN2, 0), ST, (SHUT, 0)]),
+    "conn_broken_kill_close": enc([3, 1, 0x80, 2, 0, 1, 0, 0x34],
+                                  [GET, (GET, 1), (CLK, 12), HK, BROKEN, (BROKEN, 1), GET, ST]),
+    "conn_validate": enc([3, 2, 0x80 | 1, 0, 0, 0, 0, 0x44],
+                         [GET, GET, RET, RET, (VALID, 0), (VALID, 1 + 96), GET, GET, ST, RET, RET,
+                          (VALID, 48 + 2), GET, GET, GET, ST, RET, RET, RET, ST]),
+    "conn_validate_idle": enc([2, 1, 0x80 | 1 | 2, 0, 0, 0, 0, 0x45],
+                              [GET, RET, (VALID, 48), GET, RET, (CLK, 8), GET, RET, GET, RET, ST]),
+    "conn_backoff": enc([2, 0, 0x80 | 8 | 4 | 0x40, 0, 0, 0, 0, 0x46],
+                        [(FUN, 1), GET, GET, GET, (CLK, 2), (FUN, 5), GET, GET, (CLK, 4), GET,
+                         (CLK, 8), GET, GET, ST, RET, RET, ST]),
 }
 
 if __name__ == "__main__":

@@ -136,10 +136,21 @@ typedef struct lfpool_config {
     void *clock_ctx;
     int kill_mode;              /* LFPOOL_KILL_DEFER (default) or LFPOOL_KILL_CLOSE */
     bool lazy_start;            /* no thread, no objects until the first get */
+    /* connection pools (docs/OPERATIONS.md, section 11) */
+    lfpool_health_fn validate;  /* validate on borrow: > 0 hand out, else destroy; NULL = off */
+    double validate_idle;       /* validate objects available at least this long; default 0.5, 0 = every get */
+    double max_lifetime;        /* seconds an object may live, 0 = forever (default) */
+    double max_lifetime_jitter; /* each object's lifetime is max_lifetime - U(0, jitter); default 0 */
+    unsigned max_creating;      /* `fun` calls running at once, 0 = unlimited (default) */
+    double create_backoff;      /* seconds creation pauses after `fun` fails, 0 = off (default) */
+    double create_backoff_max;  /* the doubling backoff's cap; default 30 */
+    size_t max_waiters;         /* gets waiting at once, 0 = unlimited (default); beyond: EBUSY */
 } lfpool_config;
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
- * timeout LFPOOL_FOREVER, health_freq 1, log_level LFPOOL_LOG_WARNING). */
+ * timeout LFPOOL_FOREVER, health_freq 1, log_level LFPOOL_LOG_WARNING,
+ * validate_idle 0.5 and create_backoff_max 30, which matter only once
+ * validate or create_backoff is set). */
 void lfpool_config_init(lfpool_config *cfg);
 
 /* ------------------------------------------------------------- life cycle */
@@ -172,6 +183,9 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg);
  *   ENOMEM     no memory for the object's record
  *   EAGAIN     also: the first get of a lazy pool could not start its
  *              housekeeper thread
+ *   EBUSY      the get would wait, and max_waiters gets already wait
+ *   errno of the last failed `fun` while a creation backoff runs (the get
+ *              would have created; an available object is still handed out)
  *   errno of `fun` (EIO if it set none) when creation failed
  * Waiting gets sleep in a FIFO; a running thread may still take a returned
  * object first, but a woken get that loses that race is handed the next.
@@ -188,6 +202,15 @@ int lfpool_get(lfpool *pool, void **obj, double timeout);
  *   ESTALE  obj was killed (LFPOOL_KILL_DEFER) while held; its closer ran
  *           in this call; the object is gone from the pool */
 int lfpool_ret(lfpool *pool, void *obj);
+
+/* End a hand-out and destroy the object: the caller found it broken (a
+ * dead connection).  `retter` does not run; `closer` runs exactly once,
+ * after an RCU grace period, on this thread or the housekeeper; the
+ * capacity is free at once (a waiter is woken and may create) and min_size
+ * is refilled.  Counted in nbroken.  Returns as lfpool_ret: 0, EINVAL,
+ * ENOENT (not out of this pool), ESTALE (killed in DEFER mode while held:
+ * closed in this call, counted as a kill, not in nbroken). */
+int lfpool_ret_broken(lfpool *pool, void *obj);
 
 /* ---------------------------------------------------------------- handles
  *
@@ -222,6 +245,9 @@ int lfpool_get_handle(lfpool *pool, lfpool_handle *h, double timeout);
 
 /* lfpool_ret of h->obj, for the hand-out h names only. */
 int lfpool_ret_handle(lfpool *pool, const lfpool_handle *h);
+
+/* lfpool_ret_broken of h->obj, for the hand-out h names only. */
+int lfpool_ret_broken_handle(lfpool *pool, const lfpool_handle *h);
 
 /* ------------------------------------------------------------ event loops
  *
@@ -361,6 +387,13 @@ struct lfpool_stats {
      * a biased stretch (one membarrier system call each) */
     bool ret_biased;
     uint64_t nbias_fences;
+    /* not in the seed (connection pools): objects returned broken
+     * (lfpool_ret_broken); validations on borrow that failed (validate gave
+     * 0 or < 0) and, of those, that gave < 0; objects destroyed for passing
+     * max_lifetime; `fun` calls that failed; creations refused at once
+     * during a creation backoff */
+    uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;
+    uint64_t ncreate_failed, ncreate_skipped;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

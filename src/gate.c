@@ -325,6 +325,21 @@ void lfpool_gate_wait_begin(struct lfpool_gate *g)
     atomic_thread_fence(memory_order_seq_cst);
 }
 
+/* The same, unless `limit` gets (> 0) already wait: false, not registered
+ * (max_waiters: the get fails with EBUSY).  The CAS bounds the count
+ * exactly; a get leaving (wait_end) only lowers it. */
+bool lfpool_gate_wait_begin_bounded(struct lfpool_gate *g, size_t limit)
+{
+    int32_t n = atomic_load_explicit(&g->waiters, memory_order_relaxed);
+    do {
+        if (n >= 0 && (size_t)n >= limit)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&g->waiters, &n, n + 1, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    atomic_thread_fence(memory_order_seq_cst);
+    return true;
+}
+
 /* A get leaves its wait loop.  `slept`: it held a grant, or slept; it
  * passes the turn on - producers made no grant while its grant was in
  * flight, and what they pushed into a cache may not have been visible to

@@ -172,8 +172,10 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
     return 0;
 }
 
+/* The wait and the creation.  *fresh: the object was created for this get
+ * (never available: validation on borrow skips it). */
 static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
-                                struct lfpool_rec **recp, uint32_t *word)
+                                struct lfpool_rec **recp, uint32_t *word, bool *fresh)
 {
     struct timespec deadline;
     const struct timespec *dl = NULL;
@@ -203,7 +205,14 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             break;
         }
         get_guard_leave(p);
-        if (lfpool_reserve(p, limit)) {
+        /* a creation backoff refuses at once; max_creating calls of `fun`
+         * running make the get wait as at max_size (objects.c) */
+        int cr = lfpool_create_check(p);
+        if (lfpool_unlikely(cr > 0)) {
+            r = cr;
+            break;
+        }
+        if (cr == 0 && lfpool_reserve(p, limit)) {
             /* leave the FIFO before `fun` runs: a grant or a hand-over must
              * not wait on user code (which may even get from this pool) */
             if (parked) {
@@ -219,9 +228,12 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                 }
             }
             r = lfpool_create(p, &rec, obj, word, true);
+            if (r == LFPOOL_CREATE_BUSY)
+                continue; /* lost the creation slot to another get: wait */
             if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
                 hint_set(p, *obj, rec, *word);
                 *recp = rec;
+                *fresh = true;
             }
             break;
         }
@@ -248,7 +260,14 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             break;
         }
         if (!waiting) {
-            lfpool_gate_wait_begin(&p->gate);
+            if (p->cfg.max_waiters) {
+                if (!lfpool_gate_wait_begin_bounded(&p->gate, p->cfg.max_waiters)) {
+                    r = EBUSY; /* fail fast: enough gets wait already */
+                    break;
+                }
+            } else {
+                lfpool_gate_wait_begin(&p->gate);
+            }
             waiting = true;
             if (!isinf(timeout)) {
                 lfpool_abs_deadline(timeout, &deadline);
@@ -289,6 +308,41 @@ static LFPOOL_SLOW int get_invalid(lfpool *p, bool null_out, double timeout)
     return EINVAL;
 }
 
+static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
+                       _Atomic uint64_t *counter, const char *why, bool refill);
+
+/* Validation on borrow of the hand-out `word` of rec (obj), just got by
+ * this thread and not yet given to the caller: true, hand it out.  Runs
+ * the hook with no read-side section and no lock held (get_finish left
+ * the CLOSE-kill guard: in that mode a kill may close the object under
+ * the hook, as under any holder).  A failure destroys the object as
+ * lfpool_ret_broken does; no fence is needed, this thread is the only one
+ * that may end the hand-out (the caller has not seen it). */
+static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t word)
+{
+    /* last_ret: relaxed, stored before the release that made it available */
+    double ret_t = atomic_load_explicit(&rec->last_ret, memory_order_relaxed);
+    if (lfpool_now(p) - ret_t < p->cfg.validate_idle)
+        return true;
+    int v = p->cfg.validate(p->cfg.ctx, obj);
+    if (v > 0)
+        return true;
+    lfpool_stat_inc(&p->c.nvalidate_failed);
+    if (v < 0)
+        lfpool_stat_inc(&p->c.nvalidate_errors);
+    char buf[256];
+    lfpool_trace(p, obj, buf, sizeof buf);
+    lfpool_log(p, LFPOOL_LOG_ERROR, "validation failed (%d): %s", v, buf);
+    /* not a use: nuses counts objects handed out (the holder's field) */
+    uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
+    atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+    rcu_read_lock();
+    /* a DEFER kill meanwhile: KILLED, closed here (ret_not_out); a CLOSE
+     * kill: closed by the housekeeper; either way not handed out */
+    ret_destroy(p, rec, obj, word, NULL, NULL, false);
+    return false;
+}
+
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
@@ -307,14 +361,26 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     }
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return ESHUTDOWN;
-    rec = get_claim(p, false);
-    if (rec) {
-        o = get_finish(p, rec, &word);
-    } else {
-        get_guard_leave(p);
-        int r = get_slow(p, timeout == LFPOOL_DEFAULT ? p->cfg.timeout : timeout, &o, &rec, &word);
-        if (r)
-            return r;
+    if (timeout == LFPOOL_DEFAULT)
+        timeout = p->cfg.timeout;
+    /* validation on borrow: a failed object is destroyed and the get goes
+     * on within its first deadline (t0 + timeout) */
+    double t0 = p->cfg.validate && timeout > 0 && !isinf(timeout) ? lfpool_mono_now() : 0;
+    for (double left = timeout;;) {
+        bool fresh = false;
+        rec = get_claim(p, false);
+        if (rec) {
+            o = get_finish(p, rec, &word);
+        } else {
+            get_guard_leave(p);
+            int r = get_slow(p, left, &o, &rec, &word, &fresh);
+            if (r)
+                return r;
+        }
+        if (lfpool_likely(!p->cfg.validate) || fresh || get_validate(p, rec, o, word))
+            break;
+        if (t0 > 0) /* a passed deadline still gets one last look */
+            left = fmax(t0 + timeout - lfpool_mono_now(), 1e-9);
     }
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
@@ -407,7 +473,9 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
             rcu_read_unlock();
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
-            lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %p returned: closing it", obj);
+            char buf[256]; /* the object is the pool's until its closer: traceable */
+            lfpool_trace(p, obj, buf, sizeof buf);
+            lfpool_log(p, LFPOOL_LOG_WARNING, "killed object %s returned: closing it", buf);
             lfpool_close_removed(p, rec);
             lfpool_stat_dec(&p->c.todel);
             return ESTALE;
@@ -440,8 +508,21 @@ static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
     return p->fast_ret && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
 }
 
+/* The object must end at this return: used max_use times, or past its
+ * lifetime at `now` (only when p->wear: either is set). */
+static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
+                                                           struct lfpool_rec *rec, double now)
+{
+    /* relaxed: uses has one writer, the holder; expires was written by
+     * the creator before the record was first published; a stale record
+     * (another hand-out) fails the word compare or the CAS anyway */
+    return atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use ||
+           now >= atomic_load_explicit(&rec->expires, memory_order_relaxed);
+}
+
 /* End the hand-out `word` (gen | OUT) of a record of this pool: not worn
- * out, no shutdown, and still OUT in that hand-out (the CAS, which a kill
+ * out or expired (one flag, `wear`, when neither is configured), no
+ * shutdown, and still OUT in that hand-out (the CAS, which a kill
  * or another ret of the same hand-out would have won).  `owner`: the
  * caller is the thread that got this hand-out (its hint holds `word`),
  * which may commit with a plain store while the pool is BIASED (bias.c;
@@ -452,9 +533,9 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
                                                                  uint32_t word, double now,
                                                                  bool owner)
 {
-    /* uses: relaxed, the holder (this hand-out's) is its only writer */
-    if (rec_load(rec) != word ||
-        (p->max_use && atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use) ||
+    /* uses: relaxed, the holder (this hand-out's) is its only writer; the
+     * wear test is one flag when neither max_use nor max_lifetime is set */
+    if (rec_load(rec) != word || (p->wear && ret_worn(p, rec, now)) ||
         atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return false;
     /* last_ret before the commit (it publishes it); a stale store here on a
@@ -576,9 +657,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
      * handle's); the fence and the CAS share this read-side section. */
     if (!h && !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
+    double now = lfpool_now(p);
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
-                        (p->cfg.max_use &&
-                         atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->cfg.max_use))) {
+                        (p->wear && ret_worn(p, rec, now)))) {
         if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
             return ret_not_out(p, rec, obj, s, true);
         lfpool_meta_del(p, rec);
@@ -588,7 +669,16 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
             lfpool_log(p, LFPOOL_LOG_INFO, "object %p returned after shutdown: closing it", obj);
             lfpool_close_removed(p, rec);
         } else {
-            lfpool_stat_inc(&p->c.nwornout);
+            if (now >= atomic_load_explicit(&rec->expires, memory_order_relaxed)) {
+                lfpool_stat_inc(&p->c.nexpired);
+                if (p->cfg.log_level >= LFPOOL_LOG_INFO) {
+                    char buf[256];
+                    lfpool_trace(p, obj, buf, sizeof buf);
+                    lfpool_log(p, LFPOOL_LOG_INFO, "expired: %s", buf);
+                }
+            } else {
+                lfpool_stat_inc(&p->c.nwornout);
+            }
             lfpool_stat_inc(&p->c.todel);
             lfpool_list_push(&p->pending, rec);
             lfpool_hk_kick(p);
@@ -596,7 +686,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         return 0;
     }
 
-    atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
+    atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
         return ret_not_out(p, rec, obj, s, true);
     lfpool_avail_put(p, rec);
@@ -606,3 +696,91 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     return 0;
 }
 
+
+/* ---- ret_broken: end a hand-out by destroying the object */
+
+/* A housekeeper thread runs (it was started for rounds or max_use: the
+ * same test as the start's, on configuration that never changes). */
+static bool has_housekeeper(struct lfpool *p)
+{
+    return p->delay > 0 || p->cfg.max_use > 0;
+}
+
+/* End the hand-out `s` (gen | OUT) of rec (obj) by destroying the object.
+ * The caller holds rcu_read_lock (released here) and has fenced when the
+ * owner's biased commit could race (bias.c).  The CAS OUT -> DEAD decides
+ * against a kill or another ret of the same hand-out, as ret's does: the
+ * loser's state goes to ret_not_out (KILLED: closed here, ESTALE; else
+ * ENOENT).  Then as a worn-out return: out of the table, the capacity
+ * released with the gate signalled, the closer after a grace period - on
+ * the housekeeper (pending list and a kick; it refills too) or, without
+ * one, on this thread (synchronize_rcu, never inside a read-side section
+ * or with a lock held), followed by the refill when `refill`.  After
+ * shutdown, closed here. */
+static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
+                       _Atomic uint64_t *counter, const char *why, bool refill)
+{
+    if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
+        return ret_not_out(p, rec, obj, s, true);
+    lfpool_meta_del(p, rec);
+    rcu_read_unlock();
+    hint_drop(p, obj);
+    if (counter)
+        lfpool_stat_inc(counter);
+    if (why && p->cfg.log_level >= LFPOOL_LOG_INFO) {
+        char buf[256];
+        lfpool_trace(p, obj, buf, sizeof buf);
+        lfpool_log(p, LFPOOL_LOG_INFO, "object %s %s: closing it", buf, why);
+    }
+    lfpool_unreserve(p); /* a waiter may create now */
+    if (atomic_load(&p->shutdown) || !has_housekeeper(p)) {
+        lfpool_close_removed(p, rec);
+        if (refill && !atomic_load(&p->shutdown))
+            lfpool_fill(p);
+    } else {
+        lfpool_stat_inc(&p->c.todel);
+        lfpool_list_push(&p->pending, rec);
+        lfpool_hk_kick(p); /* reaps, then refills to min_size */
+    }
+    return 0;
+}
+
+static LFPOOL_SLOW int ret_broken(lfpool *p, void *obj, const lfpool_handle *h)
+{
+    struct lfpool_rec *rec;
+    if (!p || !obj) {
+        if (p)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret_broken: NULL object or handle");
+        else
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret_broken: NULL pool");
+        return EINVAL;
+    }
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
+        lfpool_life_fork_check(p);
+    rcu_read_lock();
+    rec = lfpool_meta_lookup(p, obj);
+    uint32_t s = rec ? rec_load(rec) : 0;
+    if (handle_mismatch(h, rec, s))
+        s = 0; /* not this hand-out: as if not out */
+    if (rec_st(s) != REC_OUT)
+        return ret_not_out(p, rec, obj, s, true); /* retter never runs here */
+    /* as ret_careful: the getter's biased commit may race with our CAS
+     * unless this thread is that getter, or the hand-out is a handle's */
+    if (!h && !hint_owns(p, obj, rec, s))
+        lfpool_bias_fence(p);
+    return ret_destroy(p, rec, obj, s, &p->c.nbroken, "returned broken", true);
+}
+
+int lfpool_ret_broken(lfpool *p, void *obj)
+{
+    return ret_broken(p, obj, NULL);
+}
+
+int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
+{
+    if (p && !h) {
+        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_broken_handle: NULL handle");
+        return EINVAL;
+    }
+    return ret_broken(p, h ? h->obj : NULL, h);
+}

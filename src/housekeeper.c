@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -99,10 +100,34 @@ static void removed(struct lfpool *p)
     lfpool_unreserve(p);
 }
 
+/* The warn line names the long-running objects by their tracer text (the
+ * tracer may run inside a read-side section: it must not call the pool). */
+#define NAMES_MAX 8
+struct names {
+    char buf[600];
+    size_t len;
+    unsigned n;
+};
+
+static void names_add(struct lfpool *p, struct names *nm, void *obj, bool killed)
+{
+    if (nm->n++ >= NAMES_MAX)
+        return;
+    char t[64];
+    lfpool_trace(p, obj, t, sizeof t);
+    int k = snprintf(nm->buf + nm->len, sizeof nm->buf - nm->len, "%s%s%s", nm->n > 1 ? ", " : "",
+                     t, killed ? " (killed)" : "");
+    if (k > 0)
+        nm->len += (size_t)k;
+    if (nm->len >= sizeof nm->buf)
+        nm->len = sizeof nm->buf - 1;
+}
+
 /* Phase 1. */
 static void walk(struct lfpool *p, double now)
 {
     const lfpool_config *cfg = &p->cfg;
+    struct names names = {.len = 0};
     uint64_t long_run = 0, long_kill = 0;
     double long_time = 0;
     bool fenced = false;
@@ -119,26 +144,48 @@ static void walk(struct lfpool *p, double now)
             double running = now - get_t;
             if (running < p->warn)
                 continue;
+            void *obj = rec->obj; /* valid until the read-side section ends */
             long_run++;
             long_time += running;
-            if (cfg->max_using_delay_kill <= 0 || running < cfg->max_using_delay_kill)
+            bool killed = false;
+            if (cfg->max_using_delay_kill > 0 && running >= cfg->max_using_delay_kill) {
+                if (!fenced) { /* the holder may be returning it with a plain store (bias.c) */
+                    lfpool_bias_fence(p);
+                    fenced = true;
+                }
+                if (cfg->kill_mode == LFPOOL_KILL_DEFER) {
+                    killed = rec_cas(rec, &w, REC_OUT, REC_KILLED);
+                } else if ((killed = rec_cas(rec, &w, REC_OUT, REC_DEAD))) {
+                    lfpool_meta_del_uncounted(p, rec);
+                    lfpool_list_push(&p->pending, rec);
+                }
+                if (killed) {
+                    long_kill++;
+                    lfpool_stat_inc(&p->c.nkilled);
+                    removed(p);
+                }
+            }
+            names_add(p, &names, obj, killed);
+        } else if (s == REC_AVAIL && cfg->max_lifetime > 0 &&
+                   now >= atomic_load_explicit(&rec->expires, memory_order_relaxed)) {
+            /* past its lifetime: as a recycling, whatever the pool's size
+             * (relaxed: written by the creator before the word's release
+             * store that the acquire load above read) */
+            if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
+                lfpool_stat_inc(&p->c.hk_errors);
                 continue;
-            if (!fenced) { /* the holder may be returning it with a plain store (bias.c) */
-                lfpool_bias_fence(p);
-                fenced = true;
             }
-            if (cfg->kill_mode == LFPOOL_KILL_DEFER) {
-                if (!rec_cas(rec, &w, REC_OUT, REC_KILLED))
-                    continue;
-            } else {
-                if (!rec_cas(rec, &w, REC_OUT, REC_DEAD))
-                    continue;
-                lfpool_meta_del_uncounted(p, rec);
-                lfpool_list_push(&p->pending, rec);
-            }
-            long_kill++;
-            lfpool_stat_inc(&p->c.nkilled);
+            if (!rec_cas(rec, &w, REC_AVAIL, REC_DEAD_SET))
+                continue;
+            lfpool_meta_del(p, rec);
+            p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
+            lfpool_stat_inc(&p->c.nexpired);
             removed(p);
+            if (cfg->log_level >= LFPOOL_LOG_INFO) {
+                char buf[256];
+                lfpool_trace(p, rec->obj, buf, sizeof buf);
+                lfpool_log(p, LFPOOL_LOG_INFO, "expired: %s", buf);
+            }
         } else if (s == REC_AVAIL && cfg->max_avail_delay > 0 &&
                    (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) > cfg->min_size) {
             /* relaxed: a count and a time to judge by; the CAS below, which
@@ -160,9 +207,10 @@ static void walk(struct lfpool *p, double now)
     }
     rcu_read_unlock();
     if (long_run || long_kill)
-        lfpool_log(p, LFPOOL_LOG_WARNING, "long running objects: %llu (%g seconds, %llu to kill)",
+        lfpool_log(p, LFPOOL_LOG_WARNING,
+                   "long running objects: %llu (%g seconds, %llu to kill): %s%s",
                    (unsigned long long)long_run, long_run ? long_time / (double)long_run : 0.0,
-                   (unsigned long long)long_kill);
+                   (unsigned long long)long_kill, names.buf, names.n > NAMES_MAX ? ", ..." : "");
 }
 
 /* Phase 2. */
@@ -346,6 +394,7 @@ int lfpool_hk_round(struct lfpool *p)
 
     reap_finish(p, &b);
     lfpool_bias_restore(p); /* back to biased returns after a quiet round */
+    lfpool_log_flush(p, false); /* folded log lines whose second has passed */
     if (lfpool_life_started(p))
         lfpool_fill(p);
     lfpool_meta_resize(p, true);

@@ -105,7 +105,7 @@ enum lfpool_rec_state {
     REC_CACHED,
 };
 
-/* One record per object; 72 bytes (an 80-byte malloc chunk, as 64 would be).  `entry` links the record into the
+/* One record per object; 80 bytes (a 96-byte malloc chunk; 72 before `expires`).  `entry` links the record into the
  * shared stack while it is in the set, and into the pending/zombie lists
  * after it left it (never both at once). */
 struct lfpool_rec {
@@ -117,6 +117,8 @@ struct lfpool_rec {
     _Atomic uint64_t uses;      /* written by the holder only */
     _Atomic double last_get;    /* written by the holder only */
     _Atomic double last_ret;    /* written by the returner before AVAIL */
+    _Atomic double expires;     /* end of its lifetime (max_lifetime), INFINITY
+                                   without one; written by its creator while NEW */
     struct lfpool_rec *all_next; /* every record ever allocated (meta.c) */
 };
 
@@ -245,6 +247,39 @@ struct lfpool_counters {
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
+    /* connection pools: ret_broken, validate on borrow, max_lifetime,
+     * creation failures and the backoff's refusals */
+    _Atomic uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;
+    _Atomic uint64_t ncreate_failed, ncreate_skipped;
+};
+
+/* Creation control (objects.c): the `fun` calls running (counted only with
+ * max_creating) and the backoff after a failure (only with create_backoff).
+ * Read by creation only, never by the get/ret fast paths. */
+struct lfpool_create_ctl {
+    _Atomic uint32_t running; /* fun calls in progress */
+    _Atomic bool probing;     /* a probe of the backoff is running */
+    _Atomic int err;          /* errno of the failure that started the backoff; 0 = none */
+    _Atomic double until;     /* creations refused before this (pool clock) */
+    _Atomic double length;    /* the current backoff, doubled by each failed probe */
+};
+
+/* Folding of repeated log lines (log.c). */
+#define LFPOOL_LOG_LINE 1024 /* a line, NUL included */
+#define LFPOOL_LOG_SLOTS 4   /* distinct lines remembered */
+#define LFPOOL_LOG_KEEP 256  /* bytes of a line kept for its summary */
+struct lfpool_logdup_slot {
+    uint64_t hash;     /* of level and text; 0: empty */
+    uint64_t folded;   /* times it came since it was last written */
+    uint64_t used;     /* recency, for the choice of a slot to reuse */
+    double written;    /* when it was last written (pool clock) */
+    int level;
+    char text[LFPOOL_LOG_KEEP];
+};
+struct lfpool_logdup {
+    _Atomic uint32_t lock; /* spin lock: compare and copy only */
+    uint64_t uses;
+    struct lfpool_logdup_slot slot[LFPOOL_LOG_SLOTS];
 };
 
 /* The statistics counters above: relaxed, they order nothing and nothing
@@ -277,9 +312,10 @@ struct lfpool {
                               no injected clock (handout.c) */
     bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
     bool bias;             /* owners may end a hand-out with a plain store (bias.c) */
+    bool wear;             /* a return may end the object: max_use or max_lifetime set */
     struct lfpool_life_page *lp;
     uint64_t id;
-    uint64_t max_use;      /* cfg.max_use */
+    uint64_t max_use;      /* cfg.max_use, UINT64_MAX when unlimited */
     struct cds_lfht *ht;
     /* read-mostly */
     _Atomic unsigned long ht_buckets;
@@ -307,6 +343,8 @@ struct lfpool {
     _Atomic(struct lfpool_rec *) all_recs; /* push-only list of every record */
     struct lfpool_counters c LFPOOL_ALIGNED;
     _Atomic double hk_last, hk_time;
+    struct lfpool_create_ctl create LFPOOL_ALIGNED;
+    struct lfpool_logdup logdup LFPOOL_ALIGNED;
 
     struct lfpool_hk hk;
     struct lfpool_async async;
@@ -337,6 +375,9 @@ LFPOOL_INTERNAL void lfpool_log(const struct lfpool *p, int level, const char *f
 LFPOOL_INTERNAL void lfpool_log_cfg(const lfpool_config *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 LFPOOL_INTERNAL int lfpool_trace(const struct lfpool *p, void *obj, char *buf, size_t size);
+/* write the folded lines' summaries that are due (all: every pending one) */
+LFPOOL_INTERNAL void lfpool_log_flush(struct lfpool *p, bool all);
+LFPOOL_INTERNAL void lfpool_log_fork_reset(struct lfpool *p);
 
 /* ---- stack.c: records on ck_stack lists, all linked the same way
  * (entry.next names the next record's entry) */
@@ -404,6 +445,7 @@ LFPOOL_INTERNAL void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus);
 LFPOOL_INTERNAL void lfpool_gate_fork_reset(struct lfpool_gate *g);
 /* a get enters / leaves its wait loop (`slept`: pass the turn on) */
 LFPOOL_INTERNAL void lfpool_gate_wait_begin(struct lfpool_gate *g);
+LFPOOL_INTERNAL bool lfpool_gate_wait_begin_bounded(struct lfpool_gate *g, size_t limit);
 LFPOOL_INTERNAL void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept);
 LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* park: join the FIFO, then look once more before sleeping; unpark: leave
@@ -494,6 +536,14 @@ LFPOOL_INTERNAL void lfpool_unreserve(struct lfpool *p);
  * *word_out (if not NULL): its state word then */
 LFPOOL_INTERNAL int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out,
                                   uint32_t *word_out, bool for_get);
+/* lfpool_create's answer when max_creating calls of `fun` already run (the
+ * slot it reserved is released): wait, as at max_size */
+#define LFPOOL_CREATE_BUSY (-1)
+/* Before reserving a slot for a creation: 0 go ahead, LFPOOL_CREATE_BUSY
+ * (max_creating calls of `fun` run), or the errno of the last failure while
+ * a creation backoff runs (counted in ncreate_skipped) */
+LFPOOL_INTERNAL int lfpool_create_check(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_create_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_fill(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void *obj, const char *what);
 LFPOOL_INTERNAL void lfpool_close_obj(struct lfpool *p, void *obj);

@@ -46,6 +46,8 @@ void lfpool_config_init(lfpool_config *cfg)
     cfg->health_freq = 1;
     cfg->log_level = LFPOOL_LOG_WARNING;
     cfg->kill_mode = LFPOOL_KILL_DEFER;
+    cfg->validate_idle = 0.5;
+    cfg->create_backoff_max = 30;
 }
 
 static bool bad_duration(double d)
@@ -76,6 +78,20 @@ static int validate(const lfpool_config *cfg)
         why = "kill_mode must be LFPOOL_KILL_DEFER or LFPOOL_KILL_CLOSE";
     else if (cfg->log_level < LFPOOL_LOG_ERROR || cfg->log_level > LFPOOL_LOG_DEBUG)
         why = "log_level must be LFPOOL_LOG_ERROR..LFPOOL_LOG_DEBUG";
+    else if (bad_duration(cfg->validate_idle))
+        why = "validate_idle must be finite and >= 0";
+    else if (bad_duration(cfg->max_lifetime))
+        why = "max_lifetime must be finite and >= 0";
+    else if (bad_duration(cfg->max_lifetime_jitter))
+        why = "max_lifetime_jitter must be finite and >= 0";
+    else if (cfg->max_lifetime_jitter > cfg->max_lifetime)
+        why = "max_lifetime_jitter must not exceed max_lifetime";
+    else if (bad_duration(cfg->create_backoff))
+        why = "create_backoff must be finite and >= 0";
+    else if (bad_duration(cfg->create_backoff_max))
+        why = "create_backoff_max must be finite and >= 0";
+    else if (cfg->create_backoff_max < cfg->create_backoff)
+        why = "create_backoff_max must be >= create_backoff";
     if (why) {
         lfpool_log_cfg(cfg, LFPOOL_LOG_ERROR, "invalid configuration: %s", why);
         return EINVAL;
@@ -84,15 +100,23 @@ static int validate(const lfpool_config *cfg)
 }
 
 /* The seed's default delay: explicit, else half of the smaller non-zero of
- * max_avail_delay and the warn threshold, else 60 s with a health hook. */
+ * max_avail_delay and the warn threshold, else 60 s with a health hook.
+ * Not in the seed: max_lifetime counts as a third threshold, its shortest
+ * lifetime (max_lifetime - jitter, or max_lifetime when that is 0), so
+ * that rounds expire available objects. */
 static double compute_delay(const lfpool_config *cfg, double warn)
 {
     if (cfg->delay > 0)
         return cfg->delay;
-    if (cfg->max_avail_delay > 0 || warn > 0) {
+    double life = cfg->max_lifetime - cfg->max_lifetime_jitter;
+    if (life <= 0)
+        life = cfg->max_lifetime;
+    if (cfg->max_avail_delay > 0 || warn > 0 || life > 0) {
         double d = cfg->max_avail_delay;
         if (d == 0 || (warn > 0 && d > warn))
             d = warn;
+        if (d == 0 || (life > 0 && d > life))
+            d = life;
         return d / 2.0;
     }
     return cfg->health ? 60.0 : 0.0;
@@ -171,6 +195,8 @@ static void fork_reset(struct lfpool *p)
     lfpool_loop_fork_reset(p);
     lfpool_avail_fork_reset(p);
     lfpool_bias_fork_reset(p);
+    lfpool_create_fork_reset(p);
+    lfpool_log_fork_reset(p);
 
     /* the set, the pending and zombie lists: records only, no closer */
     rcu_read_lock();
@@ -213,10 +239,11 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     memset(p, 0, sizeof *p);
     p->cfg = *cfg;
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
-    p->max_use = cfg->max_use;
+    p->max_use = cfg->max_use ? cfg->max_use : UINT64_MAX;
+    p->wear = cfg->max_use > 0 || cfg->max_lifetime > 0;
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
     p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
-    p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock;
+    p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock && !cfg->validate;
     p->fast_ret = !cfg->retter && !cfg->clock;
     p->delay = compute_delay(cfg, p->warn);
     if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
@@ -342,6 +369,7 @@ void lfpool_free(lfpool *p)
         next = lfpool_list_next(rec);
         lfpool_rec_release(p, rec);
     }
+    lfpool_log_flush(p, true); /* the folded lines' last counts */
     lfpool_meta_fini(p);
     lfpool_rec_free_all(p);
     lfpool_hk_fini(p);

@@ -9,14 +9,42 @@
  * Used by the hand-out (handout.c), the life cycle (life.c) and the
  * housekeeper (housekeeper.c); calls none of them.
  *
+ * Also creation control (connection pools): at most max_creating calls of
+ * `fun` at once, the backoff after a failure (create_backoff), and each
+ * object's lifetime (max_lifetime - U(0, max_lifetime_jitter), drawn at
+ * creation).
+ *
  * Invariants: nobjs never exceeds max_size (a slot is reserved by CAS
  * before `fun` runs and released on every failure path); every release of
  * a slot signals the gate; an object is closed only after its record left
- * the table and an RCU grace period passed (no reader still sees it).
+ * the table and an RCU grace period passed (no reader still sees it);
+ * create.running never exceeds max_creating (a creation slot is taken by
+ * CAS after the object slot, and every end of a `fun` call releases it and
+ * signals the gate).
+ *
+ * Why a get that waits for a creation slot is never forgotten: it registers
+ * on the gate (seq_cst) and then looks at create.running (seq_cst) before
+ * it sleeps; a creation's end decrements create.running (seq_cst) and then
+ * reads the waiter count (lfpool_gate_signal): one of the two sees the
+ * other.  A get checks for a free creation slot before it reserves an
+ * object slot (lfpool_create_check), and takes it by CAS only after: a
+ * woken get that finds no creation slot does not touch nobjs, so gets
+ * waiting for a slot do not wake each other in turn.  When the CAS loses a
+ * race the object slot goes back with a signal (lfpool_unreserve), as any
+ * release does.
+ *
+ * The backoff: err != 0 while it runs; until = when the next probe may
+ * start; length doubles on each failed probe, capped.  The fields are read
+ * and written separately (relaxed): a race between a failure and a success
+ * at the same moment may cost one extra probe or one extra refusal, never
+ * a slot or an object.  Only the thread that wins `probing` by CAS calls
+ * `fun` once `until` has passed; everybody else is refused at once.
  */
 #include "cache.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 bool lfpool_reserve(struct lfpool *p, size_t limit)
@@ -57,16 +85,151 @@ void lfpool_close_obj(struct lfpool *p, void *obj)
     lfpool_stat_inc(&p->c.ndestroys);
 }
 
+/* ---- creation control */
+
+/* A creation backoff is running (or its probe may start) */
+static bool backoff_on(struct lfpool *p)
+{
+    return p->cfg.create_backoff > 0 && atomic_load_explicit(&p->create.err, memory_order_acquire);
+}
+
+int lfpool_create_check(struct lfpool *p)
+{
+    if (lfpool_unlikely(backoff_on(p))) {
+        int err = atomic_load_explicit(&p->create.err, memory_order_relaxed);
+        if (err && (lfpool_now_fresh(p) < atomic_load_explicit(&p->create.until, memory_order_relaxed) || atomic_load_explicit(&p->create.probing, memory_order_relaxed))) {
+            lfpool_stat_inc(&p->c.ncreate_skipped);
+            return err;
+        }
+    }
+    if (p->cfg.max_creating &&
+        atomic_load_explicit(&p->create.running, memory_order_seq_cst) >= p->cfg.max_creating)
+        return LFPOOL_CREATE_BUSY;
+    return 0;
+}
+
+/* Take a creation slot (max_creating) and, during a backoff, the probe.
+ * 0: go ahead (*probe: this call is the probe); LFPOOL_CREATE_BUSY; or the
+ * backoff's errno (refused). */
+static int create_begin(struct lfpool *p, bool *probe)
+{
+    *probe = false;
+    if (lfpool_unlikely(backoff_on(p))) {
+        int err = atomic_load_explicit(&p->create.err, memory_order_relaxed);
+        bool no = false;
+        if (err && (lfpool_now_fresh(p) < atomic_load_explicit(&p->create.until, memory_order_relaxed) ||
+                    !atomic_compare_exchange_strong(&p->create.probing, &no, true))) {
+            lfpool_stat_inc(&p->c.ncreate_skipped);
+            return err;
+        }
+        *probe = err != 0;
+    }
+    if (p->cfg.max_creating) {
+        uint32_t n = atomic_load_explicit(&p->create.running, memory_order_relaxed);
+        do {
+            if (n >= p->cfg.max_creating) {
+                if (*probe)
+                    atomic_store(&p->create.probing, false);
+                return LFPOOL_CREATE_BUSY;
+            }
+        } while (!atomic_compare_exchange_weak_explicit(&p->create.running, &n, n + 1,
+                                                        memory_order_seq_cst, memory_order_relaxed));
+    }
+    return 0;
+}
+
+/* A `fun` call ended: `e` its errno (0: success; < 0: `fun` was not
+ * called after all, the backoff stays as it is).  Returns the backoff now
+ * running, in seconds (0: none). */
+static double create_end(struct lfpool *p, bool probe, int e)
+{
+    double len = 0;
+    if (p->cfg.create_backoff > 0) {
+        if (e < 0) {
+            /* no call: nothing learnt */
+        } else if (e) {
+            /* the first failure starts the backoff, a failed probe doubles
+             * it; failures of calls that were already running when it
+             * started leave it */
+            int was = atomic_load(&p->create.err);
+            if (probe || !was) {
+                len = probe ? fmin(2 * atomic_load_explicit(&p->create.length, memory_order_relaxed), p->cfg.create_backoff_max)
+                            : p->cfg.create_backoff;
+                atomic_store_explicit(&p->create.length, len, memory_order_relaxed);
+                atomic_store_explicit(&p->create.until, lfpool_now_fresh(p) + len,
+                                      memory_order_relaxed);
+            } else {
+                len = atomic_load_explicit(&p->create.length, memory_order_relaxed);
+            }
+            atomic_store_explicit(&p->create.err, e, memory_order_release);
+        } else if (atomic_load_explicit(&p->create.err, memory_order_relaxed)) {
+            atomic_store_explicit(&p->create.err, 0, memory_order_release);
+            atomic_store_explicit(&p->create.length, 0.0, memory_order_relaxed);
+            atomic_store_explicit(&p->create.until, 0.0, memory_order_relaxed);
+        }
+        if (probe)
+            atomic_store_explicit(&p->create.probing, false, memory_order_release);
+    }
+    if (p->cfg.max_creating) {
+        /* a get may wait for this slot: seq_cst, then the waiter count */
+        atomic_fetch_sub_explicit(&p->create.running, 1, memory_order_seq_cst);
+        lfpool_gate_signal(&p->gate);
+    }
+    return len;
+}
+
+void lfpool_create_fork_reset(struct lfpool *p)
+{
+    atomic_store(&p->create.running, 0);
+    atomic_store(&p->create.probing, false);
+    atomic_store(&p->create.err, 0);
+    atomic_store(&p->create.until, 0.0);
+    atomic_store(&p->create.length, 0.0);
+}
+
+/* This object's end of life: now + max_lifetime - U(0, jitter), or
+ * INFINITY.  The draw: a per-thread xorshift64*, seeded from the thread's
+ * address space and the clock - lifetimes need spread, not secrecy. */
+static __thread uint64_t jitter_state __attribute__((tls_model("initial-exec")));
+
+static double lifetime_end(struct lfpool *p, double now)
+{
+    if (p->cfg.max_lifetime <= 0)
+        return INFINITY;
+    double life = p->cfg.max_lifetime;
+    if (p->cfg.max_lifetime_jitter > 0) {
+        uint64_t x = jitter_state;
+        if (!x)
+            x = ((uint64_t)(uintptr_t)&jitter_state ^ (uint64_t)(lfpool_mono_now() * 1e9) ^ p->id) | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        jitter_state = x;
+        double u = (double)((x * 0x2545f4914f6cdd1dULL) >> 11) * 0x1.0p-53; /* [0, 1) */
+        life -= u * p->cfg.max_lifetime_jitter;
+    }
+    return now + life;
+}
+
 /* Create one object (a slot of nobjs is already reserved and is released
  * here on failure).  The record enters the table as NEW while `opener`
  * runs, then becomes OUT for the getter (for_get: one use) or AVAIL and
  * goes into the set (fill).
- * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST. */
+ * Returns 0 with *out, or the creator's errno / EIO / ENOMEM / EEXIST, or
+ * (the slot released, `fun` not called) LFPOOL_CREATE_BUSY or the errno of
+ * a running creation backoff. */
 int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uint32_t *word_out,
                   bool for_get)
 {
+    bool probe;
+    int r = create_begin(p, &probe);
+    if (r) {
+        lfpool_unreserve(p);
+        return r;
+    }
     struct lfpool_rec *rec = lfpool_rec_alloc(p);
     if (!rec) {
+        create_end(p, probe, -1);
         lfpool_unreserve(p);
         return ENOMEM;
     }
@@ -76,19 +239,27 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
     void *obj = p->cfg.fun(p->cfg.ctx, n);
     if (!obj) {
         int e = errno ? errno : EIO;
-        lfpool_log(p, LFPOOL_LOG_ERROR, "object creation failed: %s", strerror(e));
+        lfpool_stat_inc(&p->c.ncreate_failed);
+        double backoff = create_end(p, probe, e);
+        if (backoff > 0)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "object creation failed: %s, backing off %g s",
+                       strerror(e), backoff);
+        else
+            lfpool_log(p, LFPOOL_LOG_ERROR, "object creation failed: %s", strerror(e));
         lfpool_rec_release(p, rec);
         lfpool_unreserve(p);
         return e;
     }
+    create_end(p, probe, 0);
     double now = lfpool_now_fresh(p);
     __atomic_store_n(&rec->obj, obj, __ATOMIC_RELAXED);
     rec_store(rec, REC_NEW, memory_order_release);
     atomic_store_explicit(&rec->uses, for_get ? 1 : 0, memory_order_relaxed);
     atomic_init(&rec->last_get, now);
     atomic_init(&rec->last_ret, now);
+    atomic_store_explicit(&rec->expires, lifetime_end(p, now), memory_order_relaxed);
     rcu_read_lock();
-    int r = lfpool_meta_insert(p, rec);
+    r = lfpool_meta_insert(p, rec);
     rcu_read_unlock();
     if (r) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "fun returned %p, which the pool already holds", obj);
@@ -128,7 +299,8 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
 }
 
 /* Create available objects up to min_size; a failure stops the fill (it
- * is retried on the next round: the pool stays usable meanwhile). */
+ * is retried on the next round: the pool stays usable meanwhile), and so
+ * do max_creating calls of `fun` running and a creation backoff. */
 void lfpool_fill(struct lfpool *p)
 {
     size_t limit = p->cfg.min_size;
@@ -138,7 +310,7 @@ void lfpool_fill(struct lfpool *p)
     while (!atomic_load(&p->shutdown) &&
            (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) < limit) {
         struct lfpool_rec *rec;
-        if (!lfpool_reserve(p, limit))
+        if (lfpool_create_check(p) != 0 || !lfpool_reserve(p, limit))
             break;
         if (lfpool_create(p, &rec, NULL, NULL, false) != 0)
             break;

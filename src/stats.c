@@ -90,6 +90,12 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->nflushes = lfpool_stat_read(&p->c.nflushes);
     o->ret_biased = lfpool_bias_active(p);
     o->nbias_fences = lfpool_stat_read(&p->c.nbias_fences);
+    o->nbroken = lfpool_stat_read(&p->c.nbroken);
+    o->nvalidate_failed = lfpool_stat_read(&p->c.nvalidate_failed);
+    o->nvalidate_errors = lfpool_stat_read(&p->c.nvalidate_errors);
+    o->nexpired = lfpool_stat_read(&p->c.nexpired);
+    o->ncreate_failed = lfpool_stat_read(&p->c.ncreate_failed);
+    o->ncreate_skipped = lfpool_stat_read(&p->c.ncreate_skipped);
 }
 
 
@@ -240,6 +246,12 @@ char *lfpool_stats_json(lfpool *p)
     lfpool_json_key(j, "ret_biased");
     lfpool_json_bool(j, s.ret_biased);
     kv_int(j, "nbias_fences", s.nbias_fences);
+    kv_int(j, "nbroken", s.nbroken);
+    kv_int(j, "nvalidate_failed", s.nvalidate_failed);
+    kv_int(j, "nvalidate_errors", s.nvalidate_errors);
+    kv_int(j, "nexpired", s.nexpired);
+    kv_int(j, "ncreate_failed", s.ncreate_failed);
+    kv_int(j, "ncreate_skipped", s.ncreate_skipped);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

@@ -8,10 +8,14 @@
  * injected clock and runs rounds).  Now and then a worker leaves its object
  * in a mailbox and returns the one it finds there, got by another thread:
  * returns from other threads race with the getters' biased returns, kills
- * and the rounds that turn biased returns back on (src/bias.c).  Two
- * workers get through an event loop (lfpool_get_async, then poll(2) on the
- * loop's descriptor), and now and then give a ticket up, before or after
- * it was handed an object (src/loop.c). */
+ * and the rounds that turn biased returns back on (src/bias.c).
+ * Connection-pool runs add broken returns (lfpool_ret_broken, and its
+ * handle form), validation on borrow that fails now and then, lifetimes
+ * that expire (max_lifetime with jitter) and max_creating: the same
+ * invariants hold, and each feature must have fired.  Two workers get
+ * through an event loop (lfpool_get_async, then poll(2) on the loop's
+ * descriptor), and now and then give a ticket up, before or after it was
+ * handed an object (src/loop.c). */
 #include <lfpool.h>
 
 #include <criterion/criterion.h>
@@ -38,6 +42,7 @@ struct sctx {
     int kill_mode;
     bool kill;
     bool real_clock; /* no injected clock: the leaf fast paths run, kills by real time */
+    bool conn;       /* ret_broken, validate, max_lifetime, max_creating */
     int iters;
     _Atomic double now;
     _Atomic int created, closed, stop, rounds, nchecks;
@@ -46,6 +51,7 @@ struct sctx {
     _Atomic long stale_h, e_stale_h;
     _Atomic long handoffs;
     _Atomic long async_gets, async_waits, async_cancels, e_async;
+    _Atomic long broken, nvalidate, e_validate;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
     struct sobj *objs[MAXOBJS];
 };
@@ -79,6 +85,19 @@ static int shealth(void *ctx, void *obj)
         atomic_fetch_add(&s->errors, 1); /* health must only see available objects */
     int r = atomic_fetch_add(&s->nchecks, 1) % 6;
     return r == 0 ? 0 : r == 1 ? -1 : 1;
+}
+/* validate on borrow: only objects nobody holds, never closed ones; one in
+ * eight fails (one in sixteen as an error) */
+static int svalidate(void *ctx, void *obj)
+{
+    struct sctx *s = ctx;
+    struct sobj *o = obj;
+    if (atomic_load(&o->held) || atomic_load(&o->closed)) {
+        atomic_fetch_add(&s->errors, 1);
+        atomic_fetch_add(&s->e_validate, 1);
+    }
+    long n = atomic_fetch_add(&s->nvalidate, 1);
+    return n % 16 == 0 ? -1 : n % 16 == 8 ? 0 : 1;
 }
 static double sclock(void *ctx)
 {
@@ -207,7 +226,13 @@ static void *worker(void *arg)
         if (atomic_exchange(&so->held, 0) != 1)
             atomic_fetch_add(&s->errors, 1); /* released by a non-holder */
         atomic_fetch_sub(&s->in_hand, 1);
-        r = handles ? lfpool_ret_handle(s->p, &hd) : lfpool_ret(s->p, o);
+        if (s->conn && rand_r(&seed) % 32 == 0) {
+            /* found broken: destroyed, never handed out again */
+            atomic_fetch_add(&s->broken, 1);
+            r = handles ? lfpool_ret_broken_handle(s->p, &hd) : lfpool_ret_broken(s->p, o);
+        } else {
+            r = handles ? lfpool_ret_handle(s->p, &hd) : lfpool_ret(s->p, o);
+        }
         ret_result(s, r);
         if (handles && rand_r(&seed) % 8 == 0) {
             /* the hand-out has ended (returned, or killed): a stale copy
@@ -250,10 +275,11 @@ static void *driver(void *arg)
 }
 
 static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
-                      double avail_delay, int iters, bool real_clock)
+                      double avail_delay, int iters, bool real_clock, bool conn)
 {
     struct sctx *s = calloc(1, sizeof *s);
     s->real_clock = real_clock;
+    s->conn = conn;
     s->max_size = max_size;
     s->kill = kill;
     s->kill_mode = kill_mode;
@@ -279,6 +305,13 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
         c.clock_ctx = s;
     }
     c.log = slog;
+    if (conn) {
+        c.validate = svalidate;
+        c.validate_idle = 0;
+        c.max_lifetime = real_clock ? 0.004 : 6.0;
+        c.max_lifetime_jitter = real_clock ? 0.002 : 3.0;
+        c.max_creating = 2;
+    }
     cr_assert_eq(lfpool_new(&s->p, &c), 0);
     struct lfpool_stats st0;
     lfpool_stats(s->p, &st0);
@@ -329,6 +362,15 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     cr_assert_eq(st.nobjs, st.navail);
     if (max_use)
         cr_assert_gt(st.nwornout, 0);
+    if (conn) {
+        cr_assert_gt(st.nbroken, 0, "broken returns: %ld", atomic_load(&s->broken));
+        cr_assert_leq(st.nbroken, (uint64_t)atomic_load(&s->broken));
+        cr_assert_gt(st.nvalidate_failed, 0);
+        cr_assert_gt(st.nvalidate_errors, 0);
+        cr_assert_leq(st.nvalidate_errors, st.nvalidate_failed);
+        cr_assert_gt(st.nexpired, 0);
+        cr_assert_eq(atomic_load(&s->e_validate), 0, "validate saw a held or closed object");
+    }
     if (st0.ret_biased) /* returns from other threads met biased hand-outs */
         cr_assert_gt(st.nbias_fences, 0);
     cr_log_info("handoffs %ld, bias fences %llu, rounds %d; event-loop gets %ld (%ld waited, "
@@ -365,7 +407,7 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
 static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
                 double avail_delay, int iters)
 {
-    run_clock(max_size, max_use, kill, kill_mode, health, avail_delay, iters, false);
+    run_clock(max_size, max_use, kill, kill_mode, health, avail_delay, iters, false, false);
 }
 
 Test(stress, unbounded_wearout_health_recycle, .timeout = 120)
@@ -390,9 +432,23 @@ Test(stress, bounded_two_slots_high_contention, .timeout = 120)
  * slow path) */
 Test(stress, real_clock_kill_defer, .timeout = 120)
 {
-    run_clock(4, 11, true, LFPOOL_KILL_DEFER, true, 0, 5000, true);
+    run_clock(4, 11, true, LFPOOL_KILL_DEFER, true, 0, 5000, true, false);
 }
 Test(stress, real_clock_kill_close, .timeout = 120)
 {
-    run_clock(0, 0, true, LFPOOL_KILL_CLOSE, false, 0, 5000, true);
+    run_clock(0, 0, true, LFPOOL_KILL_CLOSE, false, 0, 5000, true, false);
+}
+/* connection pools: broken returns, failing validations, expiry and
+ * max_creating, with kills and health checks around them */
+Test(stress, conn_bounded_kill_defer, .timeout = 120)
+{
+    run_clock(4, 0, true, LFPOOL_KILL_DEFER, true, 0, 20000, false, true);
+}
+Test(stress, conn_unbounded_recycle, .timeout = 120)
+{
+    run_clock(0, 9, false, 0, false, 2.0, 20000, false, true);
+}
+Test(stress, conn_real_clock_kill_close, .timeout = 120)
+{
+    run_clock(4, 0, true, LFPOOL_KILL_CLOSE, false, 0, 5000, true, true);
 }

@@ -29,7 +29,9 @@ static const char *seed_keys[] = {
     "hc_errors",
 };
 /* lfpool's own, documented in docs/API.md */
-static const char *own_keys[] = {"cpu_cache", "nflushes", "nbias_fences"};
+static const char *own_keys[] = {"cpu_cache",        "nflushes",         "nbias_fences",
+                                 "nbroken",          "nvalidate_failed", "nvalidate_errors",
+                                 "nexpired",         "ncreate_failed",   "ncreate_skipped"};
 
 Test(stats, every_seed_key_present_and_consistent)
 {
