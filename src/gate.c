@@ -232,10 +232,11 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
     if (!atomic_load_explicit(&g->gift_wanted, memory_order_relaxed) || !gate_trylock(g))
         return false;
     struct lfpool_gate_node *n = g->head;
-    if (n && n->async) { /* a ticket: completed with rec, unlinked */
-        lfpool_loop_on_gift(g, n, rec);
+    if (n && n->async) { /* a ticket: completed with rec, unlinked; or
+                            * (validation due) left to the housekeeper */
+        bool taken = lfpool_loop_on_gift(g, n, rec);
         lfpool_gate_unlock(g);
-        return true;
+        return taken;
     }
     bool ok = n && n->wants_gift && grant_slot(g);
     if (ok) {
@@ -250,8 +251,17 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
 
 void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
 {
-    atomic_store_explicit(&n->granted, 0, memory_order_relaxed);
     lfpool_gate_lock(g);
+    lfpool_gate_park_locked(g, n, front);
+    lfpool_gate_unlock(g);
+    atomic_thread_fence(memory_order_seq_cst); /* parked, then the caller looks */
+}
+
+/* lfpool_gate_park with the lock held (a ticket parked again, loop.c); the
+ * caller fences before it looks. */
+void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
+{
+    atomic_store_explicit(&n->granted, 0, memory_order_relaxed);
     if (front) { /* a granted waiter that lost the race keeps its turn */
         n->prev = NULL;
         n->next = g->head;
@@ -274,8 +284,6 @@ void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool fr
     n->gift = NULL;
     atomic_fetch_add_explicit(&g->parked, 1, memory_order_seq_cst);
     atomic_store_explicit(&g->gift_wanted, g->head->wants_gift, memory_order_relaxed);
-    lfpool_gate_unlock(g);
-    atomic_thread_fence(memory_order_seq_cst); /* parked, then the caller looks */
 }
 
 /* The granted waiter runs: the next grant may go out. */

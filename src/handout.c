@@ -343,6 +343,12 @@ static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, ui
     return false;
 }
 
+/* For the housekeeper's looks on behalf of event loops' tickets (loop.c). */
+bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t word)
+{
+    return get_validate(p, rec, obj, word);
+}
+
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the

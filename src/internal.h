@@ -456,6 +456,8 @@ LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
  * after its grant; false: nobody wants it, publish it as usual */
 LFPOOL_INTERNAL bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front);
+LFPOOL_INTERNAL void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n,
+                                             bool front);
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
@@ -484,12 +486,19 @@ LFPOOL_INTERNAL void lfpool_gate_lock(struct lfpool_gate *g);
 LFPOOL_INTERNAL void lfpool_gate_unlock(struct lfpool_gate *g);
 LFPOOL_INTERNAL void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n);
 
+/* ---- handout.c: validation on borrow of a record just claimed (the
+ * hand-out `word` of rec, obj, not yet seen by anybody): true, hand it
+ * out; false, it was destroyed (counted, logged).  Runs the hook: never
+ * with a lock held, never on an event loop's thread (loop.c). */
+LFPOOL_INTERNAL bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj,
+                                             uint32_t word);
+
 /* ---- loop.c: event loops (tickets in the gate's FIFO); called by the
  * gate with its lock held: a grant reached a ticket at the head (schedule a
  * look on the housekeeper), a record is handed over to one (complete it),
  * shutdown (complete it with ESHUTDOWN).  Each unlinks when it completes. */
 LFPOOL_INTERNAL void lfpool_loop_on_grant(struct lfpool_gate *g, struct lfpool_gate_node *n);
-LFPOOL_INTERNAL void lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n,
+LFPOOL_INTERNAL bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                          struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_loop_on_shutdown(struct lfpool_gate *g, struct lfpool_gate_node *n);
 /* the housekeeper (or shutdown): serve the scheduled tickets; whether any wait */

@@ -170,15 +170,25 @@ static void complete_locked(struct lfpool *p, struct lfpool_ticket *t)
     }
 }
 
-void lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n, struct lfpool_rec *rec)
+static void schedule_locked(struct lfpool *p, struct lfpool_ticket *t);
+static bool validation_due(struct lfpool *p, struct lfpool_rec *rec);
+
+bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n, struct lfpool_rec *rec)
 {
     struct lfpool_ticket *t = ticket_of(n);
+    if (lfpool_unlikely(validation_due(pool_of(g), rec))) {
+        /* the `validate` hook must not run on the loop's thread: the
+         * housekeeper's look takes it (the ret publishes it, then signals) */
+        schedule_locked(pool_of(g), t);
+        return false;
+    }
     lfpool_gate_unlink(g, n);
     t->err = 0;
     t->cached = true;
     memset(&t->h, 0, sizeof t->h);
     t->h.priv_rec = rec;
     complete_locked(pool_of(g), t);
+    return true;
 }
 
 void lfpool_loop_on_shutdown(struct lfpool_gate *g, struct lfpool_gate_node *n)
@@ -213,23 +223,52 @@ void lfpool_loop_on_grant(struct lfpool_gate *g, struct lfpool_gate_node *n)
 
 /* ---- claims and give-backs */
 
-/* Claim an available record as a get does, into *h.  `waiting`: the
- * ticket is in the FIFO (the look flushes the per-CPU caches). */
-static bool claim(struct lfpool *p, bool waiting, lfpool_handle *h)
+/* Validation on borrow is due for rec: a `validate` hook, and the record
+ * was available at least validate_idle (handout.c, get_validate). */
+static bool validation_due(struct lfpool *p, struct lfpool_rec *rec)
 {
-    if (lfpool_unlikely(p->guard_get))
-        rcu_read_lock();
-    struct lfpool_rec *rec = lfpool_avail_get(p, lfpool_now(p), waiting);
-    if (rec) {
-        rec_count_use(rec);
-        h->obj = rec->obj;
-        h->priv_rec = rec;
-        h->priv_pool = p->id;
-        h->priv_word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+    if (lfpool_likely(!p->cfg.validate))
+        return false;
+    /* relaxed: stored before the release that made it available */
+    double ret_t = atomic_load_explicit(&rec->last_ret, memory_order_relaxed);
+    return lfpool_now(p) - ret_t >= p->cfg.validate_idle;
+}
+
+static void give_back(struct lfpool *p, const lfpool_handle *h);
+
+enum { CLAIM_NONE, CLAIM_OK, CLAIM_DECLINED };
+
+/* Claim an available record as a get does, into *h.  `waiting`: the
+ * ticket is in the FIFO (the look flushes the per-CPU caches).  On the
+ * housekeeper (`hk`) a record whose validation is due is validated there
+ * (a failure destroys it, and the look goes on); on the loop's thread it
+ * is given back (CLAIM_DECLINED): the housekeeper's look will take it. */
+static int claim(struct lfpool *p, bool waiting, lfpool_handle *h, bool hk)
+{
+    for (;;) {
+        if (lfpool_unlikely(p->guard_get))
+            rcu_read_lock();
+        struct lfpool_rec *rec = lfpool_avail_get(p, lfpool_now(p), waiting);
+        if (rec) {
+            rec_count_use(rec);
+            h->obj = rec->obj;
+            h->priv_rec = rec;
+            h->priv_pool = p->id;
+            h->priv_word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+        }
+        if (lfpool_unlikely(p->guard_get))
+            rcu_read_unlock();
+        if (!rec)
+            return CLAIM_NONE;
+        if (lfpool_likely(!validation_due(p, rec)))
+            return CLAIM_OK;
+        if (!hk) {
+            give_back(p, h);
+            return CLAIM_DECLINED;
+        }
+        if (lfpool_handout_validate(p, rec, h->obj, h->priv_word))
+            return CLAIM_OK;
     }
-    if (lfpool_unlikely(p->guard_get))
-        rcu_read_unlock();
-    return rec != NULL;
 }
 
 /* A record handed over (CACHED, ours) that nobody will take: publish it
@@ -244,7 +283,8 @@ static void gift_back(struct lfpool *p, struct lfpool_rec *rec)
 /* A record claimed for a ticket that nobody will take (the user never saw
  * it): end the hand-out as a ret would, without its hooks or its use.
  * The CAS expects the hand-out's word (a handle's hand-out has no biased
- * owner: bias.c); a kill or shutdown leaves it to the ret's careful path. */
+ * owner: bias.c); a kill, shutdown, or an object worn out or expired
+ * leaves it to the ret's careful path. */
 static void give_back(struct lfpool *p, const lfpool_handle *h)
 {
     struct lfpool_rec *rec = h->priv_rec;
@@ -256,7 +296,10 @@ static void give_back(struct lfpool *p, const lfpool_handle *h)
     if (u && (now_w == w || now_w == rec_word(w, REC_KILLED)))
         atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
-    if (!atomic_load(&p->shutdown) &&
+    /* worn out or expired (max_use, max_lifetime): the ret ends it */
+    bool worn = p->wear && (atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use ||
+                            lfpool_now(p) >= atomic_load_explicit(&rec->expires, memory_order_relaxed));
+    if (!worn && !atomic_load(&p->shutdown) &&
         atomic_compare_exchange_strong_explicit(&rec->state, &w, rec_word(w, REC_CACHED),
                                                 memory_order_acq_rel, memory_order_acquire)) {
         gift_back(p, rec);
@@ -334,62 +377,98 @@ static void finish(struct lfpool *p, struct lfpool_ticket *t, int err, const lfp
     pass_on(p); /* signals absorbed while t was scheduled may be the next waiter's */
 }
 
-/* Look for a scheduled ticket, as a granted sleeper looks (handout.c,
- * get_slow), and create for it when the pool may: `fun` runs here. */
-static void serve_one(struct lfpool *p, struct lfpool_ticket *t)
+/* Put t (SERVING, its creation refused: max_creating) back at the head
+ * of the FIFO, where it was; false if it was cancelled meanwhile. */
+static bool requeue_front(struct lfpool *p, struct lfpool_ticket *t)
 {
     lfpool_gate_lock(&p->gate);
-    t->sched = false; /* from here a grant schedules it again (header) */
-    bool queued = t->st == T_QUEUED;
+    bool ok = t->st == T_SERVING;
+    if (ok) {
+        lfpool_gate_park_locked(&p->gate, &t->node, true);
+        t->st = T_QUEUED;
+    }
     lfpool_gate_unlock(&p->gate);
-    if (!queued) { /* completed or cancelled since */
-        release(p, t);
-        pass_on(p);
-        return;
-    }
-    lfpool_handle h;
-    memset(&h, 0, sizeof h);
-    if (atomic_load(&p->shutdown)) {
-        if (take_back(p, t))
-            finish(p, t, ESHUTDOWN, NULL);
-        else
-            release(p, t);
-        return;
-    }
-    if (claim(p, true, &h)) {
-        if (take_back(p, t)) {
-            finish(p, t, 0, &h);
-        } else { /* handed a record meanwhile, or cancelled */
-            give_back(p, &h);
-            release(p, t);
-        }
-        return;
-    }
+    atomic_thread_fence(memory_order_seq_cst); /* parked, then the look */
+    return ok;
+}
+
+/* Look for a scheduled ticket, as a granted sleeper looks (handout.c,
+ * get_slow), and create for it when the pool may: `fun` and `validate`
+ * run here, never on the loop's thread. */
+static void serve_one(struct lfpool *p, struct lfpool_ticket *t)
+{
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
-    if (lfpool_reserve(p, limit)) {
-        if (!take_back(p, t)) {
-            lfpool_unreserve(p);
+    for (;;) {
+        lfpool_gate_lock(&p->gate);
+        t->sched = false; /* from here a grant schedules it again (header) */
+        bool queued = t->st == T_QUEUED;
+        lfpool_gate_unlock(&p->gate);
+        if (!queued) { /* completed or cancelled since */
             release(p, t);
+            pass_on(p);
             return;
         }
-        /* out of the FIFO before `fun` runs, as a sleeper leaves it:
-         * hand-overs go to the next waiter meanwhile */
-        struct lfpool_rec *rec;
-        void *obj;
-        uint32_t word;
-        int r = lfpool_create(p, &rec, &obj, &word, true);
-        if (r == 0) {
-            h.obj = obj;
-            h.priv_rec = rec;
-            h.priv_pool = p->id;
-            h.priv_word = word;
+        lfpool_handle h;
+        memset(&h, 0, sizeof h);
+        if (atomic_load(&p->shutdown)) {
+            if (take_back(p, t))
+                finish(p, t, ESHUTDOWN, NULL);
+            else
+                release(p, t);
+            return;
         }
-        finish(p, t, r, &h);
+        if (claim(p, true, &h, true) == CLAIM_OK) {
+            if (take_back(p, t)) {
+                finish(p, t, 0, &h);
+            } else { /* handed a record meanwhile, or cancelled */
+                give_back(p, &h);
+                release(p, t);
+            }
+            return;
+        }
+        /* a creation backoff refuses at once, as it does a blocking get;
+         * max_creating calls of `fun` running: it waits in the FIFO (the
+         * end of one signals the gate, objects.c) */
+        int cr = lfpool_create_check(p);
+        if (lfpool_unlikely(cr > 0)) {
+            if (take_back(p, t))
+                finish(p, t, cr, NULL);
+            else
+                release(p, t);
+            return;
+        }
+        if (cr == 0 && lfpool_reserve(p, limit)) {
+            if (!take_back(p, t)) {
+                lfpool_unreserve(p);
+                release(p, t);
+                return;
+            }
+            /* out of the FIFO before `fun` runs, as a sleeper leaves it:
+             * hand-overs go to the next waiter meanwhile */
+            struct lfpool_rec *rec;
+            void *obj;
+            uint32_t word;
+            int r = lfpool_create(p, &rec, &obj, &word, true);
+            if (r == LFPOOL_CREATE_BUSY) { /* lost the creation slot: wait */
+                if (requeue_front(p, t))
+                    continue; /* parked again: look again */
+                release(p, t); /* cancelled meanwhile */
+                return;
+            }
+            if (r == 0) {
+                h.obj = obj;
+                h.priv_rec = rec;
+                h.priv_pool = p->id;
+                h.priv_word = word;
+            }
+            finish(p, t, r, &h);
+            return;
+        }
+        /* nothing: it stays in the FIFO; the next producer's grant
+         * schedules it again, or a ret hands it a record */
+        release(p, t);
         return;
     }
-    /* nothing: it stays in the FIFO; the next producer's grant schedules
-     * it again, or a ret hands it a record */
-    release(p, t);
 }
 
 void lfpool_loop_serve(struct lfpool *p)
@@ -520,25 +599,39 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     }
     if (atomic_load(&p->shutdown))
         return ESHUTDOWN;
-    if (claim(p, false, h)) /* available: no ticket */
+    int c = claim(p, false, h, false);
+    if (c == CLAIM_OK) /* available: no ticket */
         goto got;
+    /* a ticket is a waiting get: max_waiters bounds them too */
+    if (p->cfg.max_waiters) {
+        if (!lfpool_gate_wait_begin_bounded(g, p->cfg.max_waiters))
+            return EBUSY;
+    } else {
+        lfpool_gate_wait_begin(g);
+    }
     struct lfpool_ticket *t = calloc(1, sizeof *t);
-    if (!t)
+    if (!t) {
+        atomic_fetch_sub_explicit(&g->waiters, 1, memory_order_seq_cst);
         return ENOMEM;
+    }
     t->node.async = true;
     t->loop = l;
     t->udata = udata;
     t->st = T_QUEUED;
     t->refs = 1;
     live_add(l, t);
-    /* a waiter: counted, parked, then one more look (gate.c) */
-    lfpool_gate_wait_begin(g);
+    /* a waiter: counted (above), parked, then one more look (gate.c) */
     lfpool_gate_park(g, &t->node, false);
     int r = EINPROGRESS;
-    if (atomic_load(&p->shutdown))
+    bool declined = c == CLAIM_DECLINED;
+    if (atomic_load(&p->shutdown)) {
         r = ESHUTDOWN;
-    else if (claim(p, true, h))
-        r = 0;
+    } else {
+        c = claim(p, true, h, false);
+        if (c == CLAIM_OK)
+            r = 0;
+        declined = declined || c == CLAIM_DECLINED;
+    }
     if (r != EINPROGRESS) {
         /* leave the FIFO, unless a producer completed the ticket (or the
          * housekeeper took it) meanwhile: then it is the loop's event */
@@ -562,10 +655,11 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
         }
         if (r == 0)
             give_back(p, h);
-    } else if (may_create(p)) {
-        /* room to create: a grant to the head of the FIFO, as a freed slot
-         * makes one - a ticket there gets a look by the housekeeper, which
-         * runs `fun` for it; so creations follow the FIFO too */
+    } else if (declined || may_create(p)) {
+        /* room to create, or an object to validate: a grant to the head of
+         * the FIFO, as a freed slot makes one - a ticket there gets a look
+         * by the housekeeper, which validates or runs `fun` for it; so
+         * creations follow the FIFO too */
         lfpool_gate_wake(g, false);
     }
     *ticket = t;

@@ -658,3 +658,106 @@ Test(loop, epoll_10000_tickets_4_objects_two_blocking_threads, .timeout = 120)
 {
     big_run();
 }
+
+/* ---- connection-pool settings (validate on borrow, creation backoff,
+ * max_waiters) apply to tickets too */
+
+static _Atomic int validate_calls, validate_on_loop, validate_answer = 1;
+static int thread_validate(void *ctx, void *o)
+{
+    (void)ctx;
+    (void)o;
+    atomic_fetch_add(&validate_calls, 1);
+    if (atomic_load(&loop_armed) && pthread_equal(pthread_self(), loop_thread))
+        atomic_fetch_add(&validate_on_loop, 1);
+    return atomic_load(&validate_answer);
+}
+
+/* An available object whose validation is due is not handed out on the
+ * loop's thread: the housekeeper validates it; one that fails is
+ * destroyed and the ticket gets a new object, created there. */
+Test(loop, validation_runs_on_the_housekeeper)
+{
+    C.max_size = 1;
+    C.min_size = 1;
+    C.validate = thread_validate;
+    C.validate_idle = 0; /* every get validates */
+    loop_thread = pthread_self();
+    atomic_store(&loop_armed, 1);
+    atomic_store(&validate_calls, 0);
+    atomic_store(&validate_on_loop, 0);
+    atomic_store(&validate_answer, 1);
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS, "validation due: a ticket");
+    lfpool_loop_event ev;
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.err, 0);
+    cr_assert_geq(atomic_load(&validate_calls), 1);
+    void *first = ev.h.obj;
+    cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    /* now it fails validation: destroyed, a new one is made for the ticket */
+    atomic_store(&validate_answer, 0);
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.err, 0);
+    cr_assert_neq(ev.h.obj, first, "the object that failed was handed out");
+    cr_assert_eq(atomic_load(&validate_on_loop), 0, "validate ran on the loop's thread");
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nvalidate_failed, 1);
+    cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    lfpool_loop_free(l);
+    atomic_store(&loop_armed, 0);
+}
+
+/* During a creation backoff a ticket is refused at once with the errno of
+ * the failure, as a blocking get is. */
+Test(loop, a_creation_backoff_refuses_tickets)
+{
+    C.max_size = 2;
+    C.min_size = 0;
+    C.create_backoff = 10.0; /* on the fake clock: it does not move here */
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    T.fx.f.fun_errno = ECONNREFUSED;
+    atomic_store(&T.fx.f.fail_next_fun, 1);
+    lfpool_handle h;
+    lfpool_ticket *t;
+    lfpool_loop_event ev;
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.err, ECONNREFUSED);
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t), EINPROGRESS);
+    take_events(l, &ev, 1);
+    cr_assert_eq(ev.err, ECONNREFUSED, "refused by the backoff");
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(atomic_load(&T.fx.n.fun), 1, "fun is not called during the backoff");
+    cr_assert_geq(s.ncreate_skipped, 1);
+    lfpool_loop_free(l);
+}
+
+Test(loop, max_waiters_bounds_tickets)
+{
+    C.max_size = 1;
+    C.max_waiters = 2;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t1, *t2, *t3;
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t1), EINPROGRESS);
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t2), EINPROGRESS);
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t3), EBUSY);
+    cr_assert_null(t3);
+    cr_assert_eq(lfpool_get(P, &h.obj, 1.0), EBUSY, "blocking gets count the tickets");
+    cr_assert_eq(lfpool_ticket_cancel(l, t2), 0);
+    cr_assert_eq(lfpool_get_async(l, NULL, &h, &t3), EINPROGRESS, "a cancel makes room");
+    lfpool_loop_free(l);
+    cr_assert_eq(lfpool_ret(P, held), 0);
+}
