@@ -261,9 +261,10 @@ int lfpool_ret_broken_handle(lfpool *pool, const lfpool_handle *h);
  *   lfpool_loop_ready, lfpool_ticket_cancel and lfpool_loop_free on the
  *   same loop must not run concurrently (different loops of one pool may).
  *   lfpool_loop_fd may be read from anywhere.
- * - `fun` never runs on the loop's thread for a ticket: the pool's
- *   housekeeper thread (started by lfpool_loop_new if the pool has none)
- *   creates the object and hands it over.  Only lfpool_loop_new itself
+ * - `fun` and `validate` never run on the loop's thread for a ticket: the
+ *   pool's housekeeper thread (started by lfpool_loop_new if the pool has
+ *   none) creates or validates the object and hands it over; max_creating
+ *   and create_backoff apply as for blocking gets.  Only lfpool_loop_new itself
  *   may run `fun` (the min_size fill of a lazy pool it starts); the getter
  *   hook runs in lfpool_loop_ready (or lfpool_get_async), on the loop's
  *   thread.
@@ -310,9 +311,12 @@ int lfpool_loop_fd(const lfpool_loop *loop);
  * object (or an error) comes later through lfpool_loop_ready, in FIFO
  * order with every other waiter (blocking gets and other loops'
  * tickets); when the pool may create, the housekeeper runs `fun` for it.
- * udata is given back with the ticket's event.  Also returns:
+ * An object whose validation on borrow is due is left to the
+ * housekeeper, which validates it (`validate` never runs on the loop's
+ * thread).  udata is given back with the ticket's event.  Also returns:
  *   EINVAL     loop, h or ticket NULL
  *   ESHUTDOWN  the pool is shut down
+ *   EBUSY      max_waiters gets (blocking or tickets) already wait
  *   ENOMEM     no memory for the ticket */
 int lfpool_get_async(lfpool_loop *loop, void *udata, lfpool_handle *h, lfpool_ticket **ticket);
 
