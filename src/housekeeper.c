@@ -439,10 +439,11 @@ static void *hk_main(void *arg)
             seen = k;
             continue;
         }
-        if (lfpool_loop_has_work(p)) { /* tickets to look for (loop.c) */
+        /* tickets to look for (loop.c); then on to the reap, so that a
+         * steady flow of tickets does not hold back closers and refills
+         * (each schedule kicks: the wait below returns at once) */
+        if (lfpool_loop_has_work(p))
             lfpool_loop_serve(p);
-            continue;
-        }
         if (k != seen || ck_pr_load_ptr(&p->pending.head) || ck_pr_load_ptr(&p->zombies.head)) {
             seen = k;
             hk_work_begin(p);
