@@ -398,9 +398,15 @@ static bool requeue_front(struct lfpool *p, struct lfpool_ticket *t)
 static void serve_one(struct lfpool *p, struct lfpool_ticket *t)
 {
     size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
+    /* off the serve list: from here a grant schedules it again (header).
+     * Only here: once requeued (below) it may be on the list again, and
+     * `sched` then says so - clearing it would let a second grant put it
+     * on the list twice (and cut the list at its first place). */
+    lfpool_gate_lock(&p->gate);
+    t->sched = false;
+    lfpool_gate_unlock(&p->gate);
     for (;;) {
         lfpool_gate_lock(&p->gate);
-        t->sched = false; /* from here a grant schedules it again (header) */
         bool queued = t->st == T_QUEUED;
         lfpool_gate_unlock(&p->gate);
         if (!queued) { /* completed or cancelled since */
