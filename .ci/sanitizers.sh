@@ -10,7 +10,9 @@
 # build-san/ in the source tree, next to (never inside) build/):
 #   asan      clang, -Db_sanitize=address,undefined, LSan on (detect_leaks=1):
 #             the default `meson test` run (unit, stress, reliability, fuzz
-#             corpus replay, tools smoke).
+#             corpus replay, tools smoke) but the integration suite, whose
+#             recovery-time assertions assume an unsanitized client (run it
+#             by hand under ASan: tests/integration/meson.build).
 #   valgrind  gcc, memcheck with --leak-check=full on the unit, reliability
 #             and fuzz-replay suites (Criterion's workers are exec'd: followed
 #             with --trace-children=yes; definite leaks and errors fail).
@@ -102,7 +104,7 @@ for step in $steps; do
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$ubsan_supp" \
     LSAN_OPTIONS="suppressions=$root/.ci/lsan.supp:print_suppressions=0" \
       meson test -C "$san/asan" --print-errorlogs --num-processes "$jobs" --timeout-multiplier 3 \
-        --no-suite fork ||
+        --no-suite fork --no-suite integration ||
       failed+=(asan)
     scan asan "$san/asan" "$san_pat"
     ;;

@@ -145,6 +145,12 @@ typedef struct lfpool_config {
     double create_backoff;      /* seconds creation pauses after `fun` fails, 0 = off (default) */
     double create_backoff_max;  /* the doubling backoff's cap; default 30 */
     size_t max_waiters;         /* gets waiting at once, 0 = unlimited (default); beyond: EBUSY */
+    /* record every return's hold time in LFPOOL_HIST_HOLD (default off: the
+     * return's fast path then has no instruction for it; on, returns take
+     * an out-of-line copy of the fast path that also records).  Also starts
+     * the housekeeper, whose tick (at most 1 ms then) is the resolution of
+     * the hold times: see lfpool_histogram() */
+    bool hold_histogram;
 } lfpool_config;
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
@@ -398,6 +404,12 @@ struct lfpool_stats {
      * during a creation backoff */
     uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;
     uint64_t ncreate_failed, ncreate_skipped;
+    /* not in the seed (observability): gets waiting now (a gauge); gets
+     * that waited (registered as waiters at max_size, whatever the outcome);
+     * of those, the ones that gave ETIMEDOUT; seconds they waited in total;
+     * seconds spent in `fun` in total (every call, failed ones too) */
+    uint64_t waiting, nwaits, ntimeouts;
+    double wait_time, create_time;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.
@@ -408,6 +420,56 @@ int lfpool_stats(lfpool *pool, struct lfpool_stats *out);
  * malloc'd, NUL-terminated, always valid JSON; the caller frees it.
  * NULL with errno set (EINVAL, ENOMEM) on failure. */
 char *lfpool_stats_json(lfpool *pool);
+
+/* ------------------------------------------------------------- histograms
+ *
+ * Fixed log2 buckets: count[i] counts values v (seconds) with
+ * 2^(i-21) < v <= 2^(i-20) for i = 1 .. LFPOOL_HIST_BUCKETS - 2, count[0]
+ * the values <= 2^-20 s (about 1 us, zero included), and the last bucket
+ * those above 2^6 = 64 s.  LFPOOL_HIST_LE(i) is bucket i's upper bound
+ * (INFINITY for the last).  total is the number of values recorded (the
+ * sum of count[]); sum the sum of the values in seconds (kept in integer
+ * nanoseconds).  Recording is exact: every operation is counted once. */
+#define LFPOOL_HIST_BUCKETS 28
+#define LFPOOL_HIST_LE(i) ((i) >= LFPOOL_HIST_BUCKETS - 1 ? INFINITY : ldexp(1.0, (int)(i) - 20))
+
+enum {
+    /* how long a get waited: only gets that waited (lfpool_stats.nwaits),
+     * recorded when the wait ends (slow path; CLOCK_MONOTONIC, or the
+     * injected clock) */
+    LFPOOL_HIST_WAIT = 0,
+    /* how long an object was held: get to ret, for every return that ends
+     * a hand-out (0 or ESTALE), with cfg.hold_histogram only.  Taken from
+     * the stamps the record already has: the pool's coarse clock (the
+     * housekeeper's tick, at most 1 ms with hold_histogram) or the
+     * injected clock; holds shorter than a tick may read 0 */
+    LFPOOL_HIST_HOLD = 1,
+    /* how long `fun` took, every call (slow path) */
+    LFPOOL_HIST_CREATE = 2,
+    LFPOOL_HIST_KINDS = 3
+};
+
+struct lfpool_histogram {
+    uint64_t count[LFPOOL_HIST_BUCKETS];
+    uint64_t total;
+    double sum;
+};
+
+/* Fill *out with histogram `which` (LFPOOL_HIST_*), summed over the CPUs
+ * it is kept on; allocates nothing.  Returns 0 or EINVAL. */
+int lfpool_histogram(lfpool *pool, int which, struct lfpool_histogram *out);
+
+/* ----------------------------------------------------- OpenMetrics export */
+
+/* One OpenMetrics text exposition (also valid Prometheus text format) for
+ * n pools, pool i labelled pool="names[i]" (escaped; NULL names: the pool
+ * ids): every counter of lfpool_stats as lfpool_<name>_total, the gauges,
+ * the settings as gauges, and the three histograms as lfpool_wait_seconds,
+ * lfpool_hold_seconds and lfpool_create_seconds (cumulative _bucket{le},
+ * _count, _sum), ending with "# EOF".  malloc'd, NUL-terminated; the
+ * caller frees it.  NULL with errno set (EINVAL: pools NULL with n > 0 or a
+ * NULL pool; ENOMEM) on failure. */
+char *lfpool_stats_openmetrics(lfpool *const *pools, const char *const *names, size_t n);
 
 /* ------------------------------------------------------ JSON value writer */
 

@@ -129,11 +129,13 @@ static inline void get_guard_leave(struct lfpool *p)
         rcu_read_unlock();
 }
 
-/* Finish a get: the object, a return hint (*word: the hand-out it names);
- * then leave the guard. */
-static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word)
+/* Finish a get: the call site, the object, a return hint (*word: the
+ * hand-out it names); then leave the guard. */
+static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_t *word,
+                               const void *caller)
 {
     void *o = rec->obj;
+    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
     *word = hint_put(p, o, rec);
     get_guard_leave(p);
     return o;
@@ -157,7 +159,7 @@ static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
 /* get_claim() and get_finish() for a record handed over by the gate
  * (CACHED, ours): 0, or ESHUTDOWN as a look would give, the record put back */
 static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
-                         struct lfpool_rec **recp, uint32_t *word)
+                         struct lfpool_rec **recp, uint32_t *word, const void *caller)
 {
     if (atomic_load(&p->shutdown)) {
         ret_put_rest(p, rec, LFPOOL_PUT_STACK);
@@ -167,16 +169,27 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
         rcu_read_lock();
     lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
     rec_count_use(rec);
-    *obj = get_finish(p, rec, word);
+    *obj = get_finish(p, rec, word, caller);
     *recp = rec;
     return 0;
+}
+
+/* A get that registered as a waiter leaves: count the wait (nwaits,
+ * wait_time, LFPOOL_HIST_WAIT; ntimeouts), whatever its outcome. */
+static void get_wait_done(struct lfpool *p, double since, int r)
+{
+    lfpool_hist_add_shared(&p->obs.wait, lfpool_now_fresh(p) - since);
+    if (r == ETIMEDOUT)
+        __atomic_fetch_add(&p->obs.ntimeouts, 1, __ATOMIC_RELAXED);
 }
 
 /* The wait and the creation.  *fresh: the object was created for this get
  * (never available: validation on borrow skips it). */
 static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
-                                struct lfpool_rec **recp, uint32_t *word, bool *fresh)
+                                struct lfpool_rec **recp, uint32_t *word, bool *fresh,
+                                const void *caller)
 {
+    double wait_since = 0;
     struct timespec deadline;
     const struct timespec *dl = NULL;
     bool waiting = false, slept = false, timed_out = false, parked = false;
@@ -199,7 +212,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
          * a cache and read the gate with no fence of its own (cache.c) */
         struct lfpool_rec *rec = get_claim(p, waiting);
         if (rec) {
-            *obj = get_finish(p, rec, word);
+            *obj = get_finish(p, rec, word, caller);
             *recp = rec;
             r = 0;
             break;
@@ -221,7 +234,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                     slept = true; /* the turn is ours to pass on */
                     if (node.gift) { /* a record came with it: take that */
                         lfpool_unreserve(p);
-                        r = get_from_gift(p, node.gift, obj, recp, word);
+                        r = get_from_gift(p, node.gift, obj, recp, word, caller);
                         node.gift = NULL;
                         break;
                     }
@@ -231,6 +244,8 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             if (r == LFPOOL_CREATE_BUSY)
                 continue; /* lost the creation slot to another get: wait */
             if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
+                /* (not killed yet: it is younger than any threshold) */
+                atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
                 hint_set(p, *obj, rec, *word);
                 *recp = rec;
                 *fresh = true;
@@ -269,6 +284,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                 lfpool_gate_wait_begin(&p->gate);
             }
             waiting = true;
+            wait_since = lfpool_now_fresh(p);
             if (!isinf(timeout)) {
                 lfpool_abs_deadline(timeout, &deadline);
                 dl = &deadline;
@@ -280,7 +296,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         int sr = lfpool_gate_sleep(&p->gate, &node, dl);
         front = sr == 0;
         if (node.gift) { /* handed over with the grant: ours, CACHED */
-            r = get_from_gift(p, node.gift, obj, recp, word);
+            r = get_from_gift(p, node.gift, obj, recp, word, caller);
             node.gift = NULL;
             break;
         }
@@ -292,8 +308,10 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         if (node.gift) /* and a record came with it: publish it */
             ret_put_rest(p, node.gift, LFPOOL_PUT_STACK);
     }
-    if (waiting)
+    if (waiting) {
         lfpool_gate_wait_end(&p->gate, slept);
+        get_wait_done(p, wait_since, r);
+    }
     return r;
 }
 
@@ -353,7 +371,8 @@ bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
  * shared stack, other CPUs' caches), creation, the wait. */
-static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double timeout)
+static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double timeout,
+                                const void *caller)
 {
     void *o;
     struct lfpool_rec *rec;
@@ -376,10 +395,10 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
         bool fresh = false;
         rec = get_claim(p, false);
         if (rec) {
-            o = get_finish(p, rec, &word);
+            o = get_finish(p, rec, &word, caller);
         } else {
             get_guard_leave(p);
-            int r = get_slow(p, left, &o, &rec, &word, &fresh);
+            int r = get_slow(p, left, &o, &rec, &word, &fresh, caller);
             if (r)
                 return r;
         }
@@ -402,10 +421,10 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
 /* A record in a cache that was not CACHED (cache.c deals with it); then
  * the rest of the get (of lfpool_get_handle when h is not NULL). */
 static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double timeout,
-                               struct lfpool_rec *rec, uint32_t w)
+                               struct lfpool_rec *rec, uint32_t w, const void *caller)
 {
     lfpool_avail_bad_state(p, rec, w);
-    return get_rest(p, obj, h, timeout);
+    return get_rest(p, obj, h, timeout, caller);
 }
 
 /* The fast path applies: a pool in its steady state (no getter hook, no
@@ -418,13 +437,15 @@ static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, 
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
- * and count the use; returns its word as handed out (gen | OUT). */
+ * count the use and note the call site (one store: the record's line is
+ * being written anyway); returns its word as handed out (gen | OUT). */
 static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpool *p,
                                                                      struct lfpool_rec *rec,
-                                                                     uint32_t w)
+                                                                     uint32_t w, const void *caller)
 {
     w = lfpool_avail_claim_cached(rec, w, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
     rec_count_use(rec);
+    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
     return w;
 }
 
@@ -434,15 +455,15 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
  * stay leaves with no saved registers.  Each caller passes one of obj and h
  * as a constant NULL, which the inlining folds away. */
 static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj, lfpool_handle *h,
-                                                          double timeout)
+                                                          double timeout, const void *caller)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
         struct lfpool_rec *rec = lfpool_avail_pop_local(p);
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, obj, h, timeout, rec, w);
-            w = get_fast_claim(p, rec, w);
+                return get_bad(p, obj, h, timeout, rec, w, caller);
+            w = get_fast_claim(p, rec, w, caller);
             void *o = rec->obj;
             if (h) {
                 handle_set(p, h, o, rec, w);
@@ -453,22 +474,44 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
             return 0;
         }
     }
-    return get_rest(p, obj, h, timeout);
+    return get_rest(p, obj, h, timeout, caller);
 }
 
+/* The call site is taken here, in the exported functions (the fast path is
+ * inlined into them): in a leaf, one load from the stack top. */
 int lfpool_get(lfpool *p, void **obj, double timeout)
 {
-    return get_fast(p, obj, NULL, timeout);
+    return get_fast(p, obj, NULL, timeout, __builtin_return_address(0));
 }
 
 /* ---- handles: get and ret without the return hint or the table lookup */
 
 int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
 {
-    return get_fast(p, NULL, h, timeout);
+    return get_fast(p, NULL, h, timeout, __builtin_return_address(0));
 }
 
 /* ---- ret */
+
+/* A return ended hand-out `word` (gen | OUT) of rec after `held` seconds;
+ * the record is still the caller's (CACHED not yet in the set, or DEAD not
+ * yet released).  Record the hold (hold_histogram), and if the housekeeper
+ * warned about this hand-out, say once how long it was held. */
+static void ret_observe(struct lfpool *p, struct lfpool_rec *rec, uint32_t word, double held)
+{
+    if (p->obs.hold)
+        lfpool_obs_hold(&p->obs, held);
+    uint16_t tag = rec_warn_tag(word);
+    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) == tag) &&
+        atomic_compare_exchange_strong_explicit(&rec->warned, &tag, 0, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        char trace[256], site[256];
+        lfpool_trace(p, rec->obj, trace, sizeof trace);
+        lfpool_obs_caller(atomic_load_explicit(&rec->caller, memory_order_relaxed), site, sizeof site);
+        lfpool_log(p, LFPOOL_LOG_WARNING, "object %s returned after a warning: held for %g s (got at %s)",
+                   trace, held, site);
+    }
+}
 
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
                        bool retter_done)
@@ -476,6 +519,9 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
     if (rec_st(s) == REC_KILLED) {
         uint32_t k = s;
         if (rec_cas(rec, &k, REC_KILLED, REC_DEAD) && lfpool_meta_del(p, rec)) {
+            /* the hand-out ends here: DEAD and out of the table, ours */
+            ret_observe(p, rec, rec_word(s, REC_OUT),
+                        lfpool_now(p) - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
             rcu_read_unlock();
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -508,10 +554,12 @@ static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, in
 
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h);
 
-/* ret's fast path applies to the pool: no retter, no injected clock. */
+/* ret's fast path applies to the pool: no retter, no injected clock,
+ * nothing to observe (RET_OBSERVED takes ret_careful's copy of it). */
 static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
 {
-    return p->fast_ret && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
+    return lfpool_ret_fast_mode(p) &&
+           atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
 }
 
 /* The object must end at this return: used max_use times, or past its
@@ -629,14 +677,24 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     }
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
         lfpool_life_fork_check(p);
-    /* With an injected clock (tests) the fast path's steps, the time from
-     * the clock: the hint or handle, the CAS, this CPU's cache. */
-    if (p->cfg.clock && !p->cfg.retter &&
-        atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
+    /* With an injected clock (tests), or returns observed (hold_histogram,
+     * warned objects out), the fast path's steps, the time from the pool's
+     * clock: the hint or handle, the CAS, the observation while the record
+     * is still ours (CACHED, not in the set), this CPU's cache.  last_get
+     * is read before the commit: the getter wrote it before its hand-out's
+     * word, which the commit finds unchanged. */
+    if ((p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED) &&
+        !p->cfg.retter && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
         rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
-        if (rec && ret_fast_commit(p, rec, word, lfpool_now(p), h == NULL))
-            return ret_fast_put(p, rec);
+        if (rec) {
+            double now = lfpool_now(p);
+            double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+            if (ret_fast_commit(p, rec, word, now, h == NULL)) {
+                ret_observe(p, rec, word, now - got);
+                return ret_fast_put(p, rec);
+            }
+        }
     }
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
@@ -668,6 +726,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
                         (p->wear && ret_worn(p, rec, now)))) {
         if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
             return ret_not_out(p, rec, obj, s, true);
+        ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
         lfpool_meta_del(p, rec);
         rcu_read_unlock();
         lfpool_unreserve(p);
@@ -695,6 +754,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
         return ret_not_out(p, rec, obj, s, true);
+    ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
     lfpool_avail_put(p, rec);
     rcu_read_unlock();
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
@@ -705,11 +765,12 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
 
 /* ---- ret_broken: end a hand-out by destroying the object */
 
-/* A housekeeper thread runs (it was started for rounds or max_use: the
- * same test as the start's, on configuration that never changes). */
+/* A housekeeper thread runs (it was started for rounds, max_use or the
+ * hold histogram's tick: the same test as the start's, on configuration
+ * that never changes). */
 static bool has_housekeeper(struct lfpool *p)
 {
-    return p->delay > 0 || p->cfg.max_use > 0;
+    return p->delay > 0 || p->cfg.max_use > 0 || p->cfg.hold_histogram;
 }
 
 /* End the hand-out `s` (gen | OUT) of rec (obj) by destroying the object.
@@ -722,12 +783,16 @@ static bool has_housekeeper(struct lfpool *p)
  * the housekeeper (pending list and a kick; it refills too) or, without
  * one, on this thread (synchronize_rcu, never inside a read-side section
  * or with a lock held), followed by the refill when `refill`.  After
- * shutdown, closed here. */
+ * shutdown, closed here.  `refill` also says the caller is a user's return
+ * (lfpool_ret_broken, not a failed validation): its hold is observed. */
 static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
                        _Atomic uint64_t *counter, const char *why, bool refill)
 {
+    double now = refill ? lfpool_now(p) : 0;
     if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
         return ret_not_out(p, rec, obj, s, true);
+    if (refill) /* a user's return (not a failed validation): a hold ends */
+        ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
     lfpool_meta_del(p, rec);
     rcu_read_unlock();
     hint_drop(p, obj);

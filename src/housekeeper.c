@@ -66,6 +66,8 @@ int lfpool_hk_init(struct lfpool *p)
 {
     pthread_mutex_init(&p->hk.round_lock, NULL);
     p->hk.tick = p->delay > 0 ? fmin(fmax(p->delay / 8.0, 0.001), 1.0) : 1.0;
+    if (p->cfg.hold_histogram) /* the coarse time is the hold times' resolution */
+        p->hk.tick = fmin(p->hk.tick, 0.001);
     return 0;
 }
 
@@ -123,11 +125,22 @@ static void names_add(struct lfpool *p, struct names *nm, void *obj, bool killed
         nm->len = sizeof nm->buf - 1;
 }
 
+/* Per round, the long-running objects named in a line of their own. */
+#define WARN_LINES 4
+struct warn_line {
+    char trace[256];
+    double age;
+    const void *caller;
+};
+
 /* Phase 1. */
 static void walk(struct lfpool *p, double now)
 {
     const lfpool_config *cfg = &p->cfg;
     struct names names = {.len = 0};
+    struct warn_line lines[WARN_LINES];
+    unsigned nlines = 0;
+    uint64_t warned_out = 0;
     uint64_t long_run = 0, long_kill = 0;
     double long_time = 0;
     bool fenced = false;
@@ -137,6 +150,11 @@ static void walk(struct lfpool *p, double now)
     rcu_read_lock();
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t w = rec_load(rec), s = rec_st(w);
+        /* a warned hand-out's tag left by a returner on the fast path
+         * (handout.c): cleared once the record is available (this thread
+         * is the only one that sets tags) */
+        if (s == REC_AVAIL && atomic_load_explicit(&rec->warned, memory_order_relaxed))
+            atomic_store_explicit(&rec->warned, 0, memory_order_relaxed);
         if (s == REC_OUT && p->warn > 0) {
             /* relaxed: the acquire load of the word above orders it after
              * the getter's store; the kill's CAS expects that word */
@@ -147,6 +165,18 @@ static void walk(struct lfpool *p, double now)
             void *obj = rec->obj; /* valid until the read-side section ends */
             long_run++;
             long_time += running;
+            /* leak attribution: the hand-out is marked for its returner
+             * (handout.c), the first few get a line with age and call
+             * site below; the tracer may look at an object out because
+             * its closer waits for a grace period after this section */
+            lfpool_obs_warned(p, rec, w);
+            warned_out++;
+            if (nlines < WARN_LINES) {
+                lfpool_trace(p, obj, lines[nlines].trace, sizeof lines[nlines].trace);
+                lines[nlines].age = running;
+                lines[nlines].caller = atomic_load_explicit(&rec->caller, memory_order_relaxed);
+                nlines++;
+            }
             bool killed = false;
             if (cfg->max_using_delay_kill > 0 && running >= cfg->max_using_delay_kill) {
                 if (!fenced) { /* the holder may be returning it with a plain store (bias.c) */
@@ -211,6 +241,14 @@ static void walk(struct lfpool *p, double now)
                    "long running objects: %llu (%g seconds, %llu to kill): %s%s",
                    (unsigned long long)long_run, long_run ? long_time / (double)long_run : 0.0,
                    (unsigned long long)long_kill, names.buf, names.n > NAMES_MAX ? ", ..." : "");
+    for (unsigned i = 0; i < nlines; i++) {
+        char site[256];
+        lfpool_obs_caller(lines[i].caller, site, sizeof site);
+        lfpool_log(p, LFPOOL_LOG_WARNING, "long running object %s: held %g s, got at %s",
+                   lines[i].trace, lines[i].age, site);
+    }
+    if (warned_out == 0)
+        lfpool_obs_unwarned(p); /* returns need not look for warned hand-outs */
 }
 
 /* Phase 2. */

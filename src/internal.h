@@ -57,6 +57,7 @@
 #define _LGPL_SOURCE 1 /* inline urcu-bp read-side fast paths (LGPL lib) */
 
 #include "lfpool.h"
+#include "histogram.h"
 #include "percpu.h"
 
 #include <ck_stack.h>
@@ -105,7 +106,7 @@ enum lfpool_rec_state {
     REC_CACHED,
 };
 
-/* One record per object; 80 bytes (a 96-byte malloc chunk; 72 before `expires`).  `entry` links the record into the
+/* One record per object; 88 bytes (a 96-byte malloc chunk, as 80 would be).  `entry` links the record into the
  * shared stack while it is in the set, and into the pending/zombie lists
  * after it left it (never both at once). */
 struct lfpool_rec {
@@ -113,14 +114,22 @@ struct lfpool_rec {
     ck_stack_entry_t entry;    /* shared stack / pending / zombie link */
     void *obj;
     _Atomic uint32_t state;
-    uint32_t uncounted; /* kill CLOSE: uses join dead_uses at reap, after the grace period */
+    uint16_t uncounted; /* kill CLOSE: uses join dead_uses at reap, after the grace period */
+    /* the hand-out the housekeeper warned about: rec_warn_tag() of its
+     * word, 0 if none; the returner that finds its own tag here logs the
+     * hold once (handout.c); the walk clears it on records not out */
+    _Atomic uint16_t warned;
     _Atomic uint64_t uses;      /* written by the holder only */
     _Atomic double last_get;    /* written by the holder only */
     _Atomic double last_ret;    /* written by the returner before AVAIL */
     _Atomic double expires;     /* end of its lifetime (max_lifetime), INFINITY
                                    without one; written by its creator while NEW */
     struct lfpool_rec *all_next; /* every record ever allocated (meta.c) */
+    /* where the get of the current hand-out was called from (its return
+     * address), stored by the getter; read by warn lines and the JSON */
+    _Atomic(const void *) caller;
 };
+_Static_assert(sizeof(struct lfpool_rec) == 88, "records fit a 96-byte malloc chunk");
 
 static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
 {
@@ -144,6 +153,12 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
 static inline uint32_t rec_st(uint32_t w) { return w & REC_ST_MASK; }
 static inline uint32_t rec_gen(uint32_t w) { return w >> 4; }
 static inline uint32_t rec_word(uint32_t w, uint32_t st) { return (w & ~REC_ST_MASK) | st; }
+/* The 16-bit tag of a hand-out (word gen | OUT) in rec->warned: the low 15
+ * bits of the generation, the top bit set (0 means none).  A tag left by a
+ * returner that took the fast path just before the housekeeper switched
+ * returns to the observed path could match again only 32768 hand-outs
+ * later, and the next round clears it before (the record is not out). */
+static inline uint16_t rec_warn_tag(uint32_t w) { return (uint16_t)(0x8000u | ((w >> 4) & 0x7fffu)); }
 static inline uint32_t rec_load(struct lfpool_rec *r)
 {
     return atomic_load_explicit(&r->state, memory_order_acquire);
@@ -310,7 +325,9 @@ struct lfpool {
     uint32_t cache_cap;    /* records per CPU cache (cache.c) */
     bool fast_get;         /* get's fast path applies: no getter, no CLOSE-kill guard,
                               no injected clock (handout.c) */
-    bool fast_ret;         /* ret's fast path applies: no retter, no injected clock */
+    _Atomic uint8_t fast_ret; /* RET_FAST: ret's fast path applies (no retter, no injected
+                                 clock, nothing observed); RET_OBSERVED: the same steps out
+                                 of line, recording (hold_histogram, warned objects out) */
     bool bias;             /* owners may end a hand-out with a plain store (bias.c) */
     bool wear;             /* a return may end the object: max_use or max_lifetime set */
     struct lfpool_life_page *lp;
@@ -342,6 +359,8 @@ struct lfpool {
     ck_stack_t rec_free LFPOOL_ALIGNED;   /* released records, type-stable */
     _Atomic(struct lfpool_rec *) all_recs; /* push-only list of every record */
     struct lfpool_counters c LFPOOL_ALIGNED;
+    struct lfpool_obs obs LFPOOL_ALIGNED; /* histograms (histogram.h) */
+    uint8_t ret_mode;      /* what fast_ret is when no warned object is out */
     _Atomic double hk_last, hk_time;
     struct lfpool_create_ctl create LFPOOL_ALIGNED;
     struct lfpool_logdup logdup LFPOOL_ALIGNED;
@@ -352,6 +371,21 @@ struct lfpool {
 
 _Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL_CACHELINE,
                "the fast paths' read-mostly fields share the first line");
+
+/* fast_ret: the ret fast path tests RET_FAST only (one compare, as when it
+ * was a bool); anything else is the out-of-line ret (handout.c) */
+enum { RET_FAST = 0, RET_CAREFUL = 1, RET_OBSERVED = 2 };
+
+/* ---- histogram.c: observability (histogram.h has the recording) */
+LFPOOL_INTERNAL int lfpool_obs_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_obs_fini(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_obs_fork_reset(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out);
+LFPOOL_INTERNAL int lfpool_obs_caller(const void *addr, char *buf, size_t size);
+/* the housekeeper warned about hand-out `word` of rec: rets must look */
+LFPOOL_INTERNAL void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word);
+/* a round saw no warned hand-out still out: rets may skip the look */
+LFPOOL_INTERNAL void lfpool_obs_unwarned(struct lfpool *p);
 
 /* ---- clock.c */
 LFPOOL_INTERNAL double lfpool_mono_now(void);
@@ -424,6 +458,24 @@ LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
 #ifndef LFPOOL_TSAN
 #define LFPOOL_TSAN 0
 #endif
+
+/* Does the ret fast path apply (fast_ret == RET_FAST)?  One compare of the
+ * byte in memory (`cmpb $0`), as when the flag was a bool written once by
+ * lfpool_new: the compiler does not fold an atomic load into a compare (a
+ * load and a test, one instruction more), so on x86-64 the compare is
+ * written out, its flag the result.  The housekeeper now also writes the
+ * byte (lfpool_obs_warned, an atomic store); a byte access is single-copy
+ * atomic, and nothing is ordered by it: the returner only picks a path. */
+static inline bool lfpool_ret_fast_mode(struct lfpool *p)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool zero;
+    __asm__("cmpb $0, %[m]" : "=@ccz"(zero) : [m] "m"(*(const uint8_t *)&p->fast_ret));
+    return zero;
+#else
+    return atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST;
+#endif
+}
 
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);

@@ -151,7 +151,7 @@ int lfpool_life_fork_check(struct lfpool *p)
 
 static int start(struct lfpool *p)
 {
-    if (p->delay > 0 || p->cfg.max_use > 0) {
+    if (p->delay > 0 || p->cfg.max_use > 0 || p->cfg.hold_histogram) {
         int r = lfpool_hk_start(p);
         if (r)
             return r;
@@ -197,6 +197,7 @@ static void fork_reset(struct lfpool *p)
     lfpool_bias_fork_reset(p);
     lfpool_create_fork_reset(p);
     lfpool_log_fork_reset(p);
+    lfpool_obs_fork_reset(p);
 
     /* the set, the pending and zombie lists: records only, no closer */
     rcu_read_lock();
@@ -244,7 +245,13 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
     p->guard_get = cfg->kill_mode == LFPOOL_KILL_CLOSE && cfg->max_using_delay_kill > 0;
     p->fast_get = !cfg->getter && !p->guard_get && !cfg->clock && !cfg->validate;
-    p->fast_ret = !cfg->retter && !cfg->clock;
+    /* returns observed (hold_histogram) take the out-of-line copy of the
+     * fast path; the housekeeper switches RET_FAST to RET_OBSERVED while
+     * objects it warned about are out */
+    p->ret_mode = cfg->retter || cfg->clock ? RET_CAREFUL
+                  : cfg->hold_histogram     ? RET_OBSERVED
+                                            : RET_FAST;
+    atomic_init(&p->fast_ret, p->ret_mode);
     p->delay = compute_delay(cfg, p->warn);
     if (cfg->max_using_delay_kill > 0 && p->warn > cfg->max_using_delay_kill)
         lfpool_log(p, LFPOOL_LOG_WARNING, "inconsistent max_using_delay_warn > max_using_delay_kill");
@@ -264,7 +271,9 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     if (madvise(p->lp, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) != 0)
         lfpool_log(p, LFPOOL_LOG_WARNING, "MADV_WIPEONFORK unavailable: fork safety disabled");
 
-    if ((r = lfpool_avail_init(p)) || (r = lfpool_meta_init(p)) || (r = lfpool_hk_init(p))) {
+    if ((r = lfpool_avail_init(p)) || (r = lfpool_meta_init(p)) || (r = lfpool_hk_init(p)) ||
+        (r = lfpool_obs_init(p))) {
+        lfpool_obs_fini(p);
         lfpool_hk_fini(p);
         lfpool_meta_fini(p);
         lfpool_avail_fini(p);
@@ -373,6 +382,7 @@ void lfpool_free(lfpool *p)
     lfpool_meta_fini(p);
     lfpool_rec_free_all(p);
     lfpool_hk_fini(p);
+    lfpool_obs_fini(p);
     lfpool_avail_fini(p);
     munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
     free(p);

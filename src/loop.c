@@ -95,6 +95,8 @@ struct lfpool_ticket {
     int refs;                      /* holders (gate lock) */
     bool sched;                    /* on the serve list, its look not started (gate lock) */
     bool cached;                   /* the result is a handed-over record, CACHED, in h.priv_rec */
+    const void *caller;            /* lfpool_get_async's call site (leak attribution) */
+    double since;                  /* when it started to wait (the wait histogram) */
     int err;                       /* the result: 0 (h) or an errno */
     lfpool_handle h;
     struct lfpool_ticket *dnext;   /* the loop's done list (gate lock) */
@@ -161,6 +163,11 @@ static void complete_locked(struct lfpool *p, struct lfpool_ticket *t)
         l->done_head = t;
     l->done_tail = t;
     leave_waiters(p);
+    /* a completed ticket is a get that waited (nwaits, wait_time) */
+    lfpool_hist_add_shared(&p->obs.wait, lfpool_now_fresh(p) - t->since);
+    if (t->err == 0) /* the hand-out's call site: where the loop asked */
+        atomic_store_explicit(&((struct lfpool_rec *)t->h.priv_rec)->caller, t->caller,
+                              memory_order_relaxed);
     if (!l->signalled) {
         /* an eventfd counter cannot overflow one write per drain */
         uint64_t one = 1;
@@ -597,6 +604,7 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     }
     struct lfpool *p = l->p;
     struct lfpool_gate *g = &p->gate;
+    const void *caller = __builtin_return_address(0);
     *ticket = NULL;
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
         int r = lfpool_life_make_ready(p);
@@ -623,6 +631,8 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     t->node.async = true;
     t->loop = l;
     t->udata = udata;
+    t->caller = caller;
+    t->since = lfpool_now_fresh(p);
     t->st = T_QUEUED;
     t->refs = 1;
     live_add(l, t);
@@ -671,6 +681,7 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     *ticket = t;
     return EINPROGRESS;
 got:
+    atomic_store_explicit(&((struct lfpool_rec *)h->priv_rec)->caller, caller, memory_order_relaxed);
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, h->obj, "getter");
     return 0;

@@ -235,8 +235,13 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
     }
     lfpool_stat_inc(&p->c.ncreating);
     uint64_t n = lfpool_stat_read(&p->c.ncreated);
+    double t0 = lfpool_now_fresh(p);
     errno = 0;
     void *obj = p->cfg.fun(p->cfg.ctx, n);
+    int fun_errno = errno;
+    double now = lfpool_now_fresh(p);
+    lfpool_hist_add_shared(&p->obs.create, now - t0); /* every call of fun */
+    errno = fun_errno;
     if (!obj) {
         int e = errno ? errno : EIO;
         lfpool_stat_inc(&p->c.ncreate_failed);
@@ -251,8 +256,9 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
         return e;
     }
     create_end(p, probe, 0);
-    double now = lfpool_now_fresh(p);
     __atomic_store_n(&rec->obj, obj, __ATOMIC_RELAXED);
+    atomic_store_explicit(&rec->caller, NULL, memory_order_relaxed); /* a get sets its own */
+    atomic_store_explicit(&rec->warned, 0, memory_order_relaxed);
     rec_store(rec, REC_NEW, memory_order_release);
     atomic_store_explicit(&rec->uses, for_get ? 1 : 0, memory_order_relaxed);
     atomic_init(&rec->last_get, now);

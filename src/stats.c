@@ -96,6 +96,15 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->nexpired = lfpool_stat_read(&p->c.nexpired);
     o->ncreate_failed = lfpool_stat_read(&p->c.ncreate_failed);
     o->ncreate_skipped = lfpool_stat_read(&p->c.ncreate_skipped);
+    int32_t waiting = atomic_load_explicit(&p->gate.waiters, memory_order_relaxed);
+    o->waiting = waiting > 0 ? (uint64_t)waiting : 0;
+    struct lfpool_histogram h;
+    lfpool_obs_read(p, LFPOOL_HIST_WAIT, &h);
+    o->nwaits = h.total;
+    o->wait_time = h.sum;
+    o->ntimeouts = __atomic_load_n(&p->obs.ntimeouts, __ATOMIC_RELAXED);
+    lfpool_obs_read(p, LFPOOL_HIST_CREATE, &h);
+    o->create_time = h.sum;
 }
 
 
@@ -139,7 +148,10 @@ static void iso_time(double epoch, char *buf, size_t size)
     snprintf(buf + n, size - n, ".%06ld", usec);
 }
 
-static void object_entry(struct lfpool *p, struct lfpool_json *j, struct lfpool_rec *rec, double now)
+/* An entry of `avail` or `using` (`out`: one of using, which also names
+ * the call site of its get; "-" for a health-check borrow). */
+static void object_entry(struct lfpool *p, struct lfpool_json *j, struct lfpool_rec *rec, double now,
+                         bool out)
 {
     lfpool_json_begin_object(j);
     if (p->cfg.stats) {
@@ -154,6 +166,14 @@ static void object_entry(struct lfpool *p, struct lfpool_json *j, struct lfpool_
     kv_int(j, "uses", atomic_load_explicit(&rec->uses, memory_order_relaxed));
     kv_num(j, "last_get", atomic_load_explicit(&rec->last_get, memory_order_relaxed) - now);
     kv_num(j, "last_ret", atomic_load_explicit(&rec->last_ret, memory_order_relaxed) - now);
+    if (out) {
+        char site[256];
+        bool borrowed = rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed)) == REC_BORROWED;
+        int n = lfpool_obs_caller(borrowed ? NULL : atomic_load_explicit(&rec->caller, memory_order_relaxed),
+                                  site, sizeof site);
+        lfpool_json_key(j, "caller");
+        lfpool_json_string_len(j, site, n < 0 ? 0 : (size_t)n < sizeof site ? (size_t)n : sizeof site - 1);
+    }
     lfpool_json_end_object(j);
 }
 
@@ -166,7 +186,7 @@ static void object_list(struct lfpool *p, struct lfpool_json *j, const char *key
     LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
         uint32_t s = rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed));
         if (avail ? s == REC_AVAIL || s == REC_CACHED : is_using(s))
-            object_entry(p, j, rec, now);
+            object_entry(p, j, rec, now, !avail);
     }
     lfpool_json_end_array(j);
 }
@@ -252,6 +272,11 @@ char *lfpool_stats_json(lfpool *p)
     kv_int(j, "nexpired", s.nexpired);
     kv_int(j, "ncreate_failed", s.ncreate_failed);
     kv_int(j, "ncreate_skipped", s.ncreate_skipped);
+    kv_int(j, "waiting", s.waiting);
+    kv_int(j, "nwaits", s.nwaits);
+    kv_int(j, "ntimeouts", s.ntimeouts);
+    kv_num(j, "wait_time", s.wait_time);
+    kv_num(j, "create_time", s.create_time);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

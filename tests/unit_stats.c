@@ -31,7 +31,9 @@ static const char *seed_keys[] = {
 /* lfpool's own, documented in docs/API.md */
 static const char *own_keys[] = {"cpu_cache",        "nflushes",         "nbias_fences",
                                  "nbroken",          "nvalidate_failed", "nvalidate_errors",
-                                 "nexpired",         "ncreate_failed",   "ncreate_skipped"};
+                                 "nexpired",         "ncreate_failed",   "ncreate_skipped",
+                                 "waiting",          "nwaits",           "ntimeouts"};
+static const char *own_num_keys[] = {"wait_time", "create_time"};
 
 Test(stats, every_seed_key_present_and_consistent)
 {
@@ -46,9 +48,12 @@ Test(stats, every_seed_key_present_and_consistent)
         cr_assert_not_null(json_object_get(j, seed_keys[i]), "missing key %s", seed_keys[i]);
     for (size_t i = 0; i < sizeof own_keys / sizeof own_keys[0]; i++)
         cr_assert(json_is_integer(json_object_get(j, own_keys[i])), "missing key %s", own_keys[i]);
+    for (size_t i = 0; i < sizeof own_num_keys / sizeof own_num_keys[0]; i++)
+        cr_assert(json_is_number(json_object_get(j, own_num_keys[i])), "missing key %s", own_num_keys[i]);
     cr_assert(json_is_boolean(json_object_get(j, "ret_biased")), "missing key ret_biased");
     cr_assert_eq(json_object_size(j),
-                 sizeof seed_keys / sizeof seed_keys[0] + sizeof own_keys / sizeof own_keys[0] + 1,
+                 sizeof seed_keys / sizeof seed_keys[0] + sizeof own_keys / sizeof own_keys[0] +
+                     sizeof own_num_keys / sizeof own_num_keys[0] + 1,
                  "no extra keys");
     cr_assert_eq(json_integer_value(json_object_get(j, "navail")), 1);
     cr_assert_eq(json_integer_value(json_object_get(j, "nusing")), 1);

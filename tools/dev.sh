@@ -4,8 +4,10 @@
 #
 #   bash tools/dev.sh bench   install deps, build, run the short benchmark table
 #   bash tools/dev.sh test    install deps, build with -Werror, run the full suite:
-#                             unit + stress + reliability tests, the same suite
-#                             under AddressSanitizer+UBSan, and a benchmark smoke run
+#                             unit + stress + reliability + tools tests, the
+#                             PostgreSQL integration suite (a private server,
+#                             about 30 s), then the unit, stress and reliability
+#                             suites under AddressSanitizer+UBSan
 #   bash tools/dev.sh deps | build | asan
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,9 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DEPS=(build-essential meson ninja-build pkg-config liburcu-dev libck-dev
       libcriterion-dev libjansson-dev libbenchmark-dev libaprutil1-dev
-      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base)
+      libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base
+      python3-prometheus-client curl   # the OpenMetrics parse and scrape tests
+      postgresql libpq-dev)   # examples/pgpool and the integration suite
 
 deps() {
     local missing=()
@@ -30,7 +34,9 @@ deps() {
 
 build() {
     if [ ! -d "$BUILD" ]; then
-        meson setup "$BUILD" --werror -Dbuildtype=debugoptimized >/dev/null
+        # -Dpg=enabled: libpq-dev is in DEPS, so a missing libpq is an error
+        # here, not a silently smaller build
+        meson setup "$BUILD" --werror -Dbuildtype=debugoptimized -Dpg=enabled >/dev/null
     fi
     ninja -C "$BUILD" >/dev/null
 }
@@ -61,14 +67,14 @@ bench)
     ;;
 test)
     deps; build
-    echo "== default suite (unit, stress, reliability, tools)"
+    echo "== default suite (unit, stress, reliability, tools, integration)"
     meson test -C "$BUILD" --print-errorlogs --no-rebuild
     echo "== the same under AddressSanitizer + UBSan"
     asan
     ;;
 asan) deps; asan ;;
 *)
-    sed -n '2,12p' "$0"
+    sed -n '2,11p' "$0"
     exit 2
     ;;
 esac

@@ -10,6 +10,8 @@
  */
 #include "peers.h"
 
+#include <lfpool.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -88,7 +90,8 @@ static void usage(FILE *f)
 "Output (the table always goes to stdout):\n"
 "      --json FILE        every figure, per round too, as JSON\n"
 "      --csv FILE         the table as CSV\n"
-"      --plot FILE.png    throughput vs threads, one line per peer (gnuplot)\n"
+"      --plot FILE.png    throughput vs threads, one line per peer (gnuplot), and\n"
+"                         FILE-wait.png: the wait histogram of the contention case\n"
 "  -q, --quiet            no progress on stderr\n"
 "  -v, --verbose          per-thread pair counts of every measurement on stderr\n"
 "  -l, --list             list the peers and exit\n"
@@ -632,7 +635,24 @@ struct result {
     double ns, p50, p99, p999, fair;
     uint64_t pairs, errors, fails;
     unsigned starved; /* thread runs with no pair, over all rounds */
+    /* lfpool peers in a contention case (more threads than objects): the
+     * pool's wait histogram over warm-up and every round, read at close */
+    bool has_wait;
+    struct lfpool_histogram wait;
+    uint64_t nuses;
 };
+
+/* The contention case: bounded, more threads than objects (P3). */
+static bool contention_case(const struct bcase *c)
+{
+    return c->max_size > 0 && c->threads > c->max_size;
+}
+
+/* The lfpool peers' pool handle is the lfpool itself (bench/peer_lfpool.c). */
+static bool is_lfpool_peer(const struct bench_peer *p)
+{
+    return strcmp(p->name, "lfpool") == 0 || strcmp(p->name, "lfpool-h") == 0;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -740,6 +760,129 @@ static void print_table(FILE *f)
                 r->peer->name, r->c->threads, maxs, r->c->hold, ns, mp, ra, p50, p99, p999,
                 r->errors + r->fails, fair, r->starved);
     }
+}
+
+/* A bucket bound for people: 1us, 512us, 1.05ms, 64s. */
+static void fmt_le(char *buf, size_t size, int i)
+{
+    double le = LFPOOL_HIST_LE(i);
+    if (isinf(le))
+        snprintf(buf, size, "+Inf");
+    else if (le < 1e-3)
+        snprintf(buf, size, "%.3gus", le * 1e6);
+    else if (le < 1)
+        snprintf(buf, size, "%.3gms", le * 1e3);
+    else
+        snprintf(buf, size, "%.3gs", le);
+}
+
+/* The wait histogram of each lfpool peer in each contention case: the
+ * non-empty range of buckets, count and cumulative share of waits. */
+static void print_wait_tables(FILE *f)
+{
+    for (size_t i = 0; i < nresults; i++) {
+        struct result *r = &results[i];
+        if (!r->has_wait)
+            continue;
+        const struct lfpool_histogram *h = &r->wait;
+        fprintf(f, "\nwait histogram: %s, %u threads, max_size %zu, hold %u (warm-up and all "
+                   "rounds): %" PRIu64 " of %" PRIu64 " gets waited, mean wait %.1f us\n",
+                r->peer->name, r->c->threads, r->c->max_size, r->c->hold, h->total, r->nuses,
+                h->total ? h->sum / (double)h->total * 1e6 : 0.0);
+        if (!h->total)
+            continue;
+        int lo = 0, hi = LFPOOL_HIST_BUCKETS - 1;
+        while (h->count[lo] == 0)
+            lo++;
+        while (h->count[hi] == 0)
+            hi--;
+        fprintf(f, "%10s %12s %7s %7s\n", "wait <=", "gets", "share", "cum");
+        uint64_t cum = 0;
+        for (int b = lo; b <= hi; b++) {
+            char le[24];
+            fmt_le(le, sizeof le, b);
+            cum += h->count[b];
+            fprintf(f, "%10s %12" PRIu64 " %6.2f%% %6.2f%%\n", le, h->count[b],
+                    100.0 * (double)h->count[b] / (double)h->total,
+                    100.0 * (double)cum / (double)h->total);
+        }
+    }
+}
+
+/* --plot FILE.png: FILE-wait.png beside it, one bar series per lfpool peer
+ * and contention case (share of waits per bucket). */
+static int write_wait_plot(const char *path)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nresults; i++)
+        n += results[i].has_wait && results[i].wait.total > 0;
+    if (n == 0)
+        return 0; /* no contention case run: nothing to draw */
+    char out[1024];
+    size_t len = strlen(path);
+    if (len > 4 && strcmp(path + len - 4, ".png") == 0)
+        len -= 4;
+    snprintf(out, sizeof out, "%.*s-wait.png", (int)len, path);
+    char escaped[2100];
+    size_t k = 0;
+    for (const char *p = out; *p && k < sizeof escaped - 2; p++) {
+        if (*p == '\'')
+            escaped[k++] = '\'';
+        escaped[k++] = *p;
+    }
+    escaped[k] = 0;
+    FILE *g = popen("gnuplot", "w");
+    if (!g) {
+        fprintf(stderr, "lfpool-bench: cannot run gnuplot: %s\n", strerror(errno));
+        return -1;
+    }
+    fprintf(g, "set terminal pngcairo size 1000,600 noenhanced font ',10'\n");
+    fprintf(g, "set output '%s'\n", escaped);
+    fprintf(g, "set title 'lfpool-bench: how long gets waited (contention case, all rounds)'\n");
+    fprintf(g, "set xlabel 'wait <= (log2 buckets)'\nset ylabel 'share of waits (%%)'\n"
+               "set style data histograms\nset style histogram clustered gap 1\n"
+               "set style fill solid 0.8 border -1\nset boxwidth 0.9\nset grid ytics\n"
+               "set xtics rotate by -45\nset yrange [0:*]\nset key outside right top\n");
+    int lo = LFPOOL_HIST_BUCKETS, hi = -1;
+    for (size_t i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        if (!r->has_wait || !r->wait.total)
+            continue;
+        for (int b = 0; b < LFPOOL_HIST_BUCKETS; b++)
+            if (r->wait.count[b]) {
+                lo = b < lo ? b : lo;
+                hi = b > hi ? b : hi;
+            }
+    }
+    fprintf(g, "$w << EOD\n");
+    for (int b = lo; b <= hi; b++) {
+        char le[24];
+        fmt_le(le, sizeof le, b);
+        fprintf(g, "%s", le);
+        for (size_t i = 0; i < nresults; i++) {
+            const struct result *r = &results[i];
+            if (r->has_wait && r->wait.total)
+                fprintf(g, " %.4f", 100.0 * (double)r->wait.count[b] / (double)r->wait.total);
+        }
+        fprintf(g, "\n");
+    }
+    fprintf(g, "EOD\nplot ");
+    int col = 2;
+    for (size_t i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        if (!r->has_wait || !r->wait.total)
+            continue;
+        fprintf(g, "%s$w using %d:xtic(1) title '%s, %u threads, max %zu, hold %u'",
+                col > 2 ? ", " : "", col, r->peer->name, r->c->threads, r->c->max_size, r->c->hold);
+        col++;
+    }
+    fprintf(g, "\n");
+    int st = pclose(g);
+    if (st != 0) {
+        fprintf(stderr, "lfpool-bench: gnuplot failed (status %d); is gnuplot installed?\n", st);
+        return -1;
+    }
+    return 0;
 }
 
 static void json_num(FILE *f, double v)
@@ -1077,6 +1220,13 @@ int main(int argc, char **argv)
                 (double)(bench_now_ns() - t0) * 1e-9);
     }
     for (size_t i = 0; i < nresults; i++) {
+        struct result *r = &results[i];
+        if (r->opened && is_lfpool_peer(r->peer) && contention_case(r->c)) {
+            struct lfpool_stats st;
+            r->has_wait = lfpool_histogram(r->pool, LFPOOL_HIST_WAIT, &r->wait) == 0 &&
+                          lfpool_stats(r->pool, &st) == 0;
+            r->nuses = r->has_wait ? st.nuses : 0;
+        }
         if (results[i].opened)
             results[i].peer->close(results[i].pool);
         if (!results[i].na)
@@ -1089,6 +1239,7 @@ int main(int argc, char **argv)
            opt.rounds, opt.duration > 0 ? "a fixed duration" : "a fixed number of pairs", ncpus,
            opt.pin ? ", pinned" : "", cas_ns_start, cas_ns_end);
     print_table(stdout);
+    print_wait_tables(stdout);
     fflush(stdout);
 
     int status = 0;
@@ -1105,6 +1256,8 @@ int main(int argc, char **argv)
     if (opt.csv && write_csv(opt.csv) != 0)
         status = status ? status : 2;
     if (opt.plot && write_plot(opt.plot) != 0)
+        status = status ? status : 2;
+    if (opt.plot && write_wait_plot(opt.plot) != 0)
         status = status ? status : 2;
 
     for (size_t i = 0; i < nresults; i++)

@@ -287,6 +287,12 @@ struct rel_viol {
     _Atomic uint64_t foreign_handout;/* got a pointer that is not ours */
     _Atomic uint64_t bad_ret;        /* unexpected ret code */
     _Atomic uint64_t ret_ok_after_close; /* ret 0 for an object closed while held */
+    /* KILL_CLOSE with a kill threshold: a kill may close an object between
+     * lfpool_get's return and rel_take (its guard ends with the get), so a
+     * closed object at take is counted here, not as closed_handout; the
+     * caller checks that each one was a kill (its ret gives ENOENT) */
+    bool close_kills;
+    _Atomic uint64_t closed_by_kill_at_take;
 };
 
 /* take ownership of an object just got; false on a violation */
@@ -303,7 +309,10 @@ static inline bool rel_take(struct rel_world *w, struct rel_viol *v, void *p)
         return false;
     }
     if (atomic_load(&o->closed)) {
-        atomic_fetch_add(&v->closed_handout, 1);
+        if (v->close_kills)
+            atomic_fetch_add(&v->closed_by_kill_at_take, 1);
+        else
+            atomic_fetch_add(&v->closed_handout, 1);
     }
     atomic_fetch_add(&o->uses, 1);
     return true;

@@ -234,6 +234,7 @@ int main(void)
         CFG.max_using_delay_kill = 2.5;
         CFG.delay = 0.05;
         CFG.kill_mode = epoch % 2 ? LFPOOL_KILL_CLOSE : LFPOOL_KILL_DEFER;
+        V.close_kills = CFG.kill_mode == LFPOOL_KILL_CLOSE && CFG.max_using_delay_kill > 0;
         atomic_store(&W.hk.f.fun_permille, 200);
         atomic_store(&W.hk.f.opener_permille, 50);
         atomic_store(&W.hk.f.getter_permille, 50);
@@ -338,6 +339,10 @@ int main(void)
               (unsigned long long)V.double_handout, (unsigned long long)V.closed_handout,
               (unsigned long long)V.foreign_handout, (unsigned long long)V.bad_ret,
               (unsigned long long)V.ret_ok_after_close);
+        CHECK(atomic_load(&V.closed_by_kill_at_take) <= st.nkilled,
+              "%llu objects closed at take, only %llu kills",
+              (unsigned long long)atomic_load(&V.closed_by_kill_at_take),
+              (unsigned long long)st.nkilled);
         CHECK(atomic_load(&W.health_on_held) == 0, "health on a held object");
         CHECK(atomic_load(&HELD_OVER) == 0, "more than max_size held");
         CHECK(atomic_load(&GET_OTHER) == 0, "unexpected get code");
