@@ -111,6 +111,21 @@ enum {
     LFPOOL_KILL_CLOSE = 1,
 };
 
+enum {
+    /* the pool's rounds run on a housekeeper thread of its own (default) */
+    LFPOOL_HK_OWN = 0,
+    /* the pool's rounds run on the process-wide housekeeper: at most two
+     * threads serve every such pool, each at its own period */
+    LFPOOL_HK_SHARED = 1,
+};
+
+enum {
+    /* lfpool_evict(): close every available object now */
+    LFPOOL_EVICT_IDLE = 1,
+    /* and every object out when it is returned (its lfpool_ret gives 0) */
+    LFPOOL_EVICT_ALL = 2,
+};
+
 /* --------------------------------------------------------- configuration */
 
 typedef struct lfpool_config {
@@ -151,6 +166,8 @@ typedef struct lfpool_config {
      * the housekeeper, whose tick (at most 1 ms then) is the resolution of
      * the hold times: see lfpool_histogram() */
     bool hold_histogram;
+    int housekeeper;            /* LFPOOL_HK_OWN (default): a thread of its own;
+                                   LFPOOL_HK_SHARED: the process-wide housekeeper */
 } lfpool_config;
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
@@ -303,7 +320,8 @@ typedef struct lfpool_loop_event {
  *   ESHUTDOWN  the pool is shut down
  *   ENOMEM     out of memory
  *   EAGAIN     the housekeeper thread could not be started
- *   EMFILE, ENFILE, ENODEV  eventfd(2)'s errors */
+ *   EMFILE, ENFILE, ENODEV  eventfd(2)'s errors
+ *   ENOTSUP    the pool runs on the shared housekeeper (LFPOOL_HK_SHARED) */
 int lfpool_loop_new(lfpool *pool, lfpool_loop **loop);
 
 /* The loop's file descriptor: readable (level) while completed tickets
@@ -361,6 +379,32 @@ int lfpool_shutdown(lfpool *pool, double delay);
  * no-op.  No other call on this pool may run concurrently or later. */
 void lfpool_free(lfpool *pool);
 
+/* ------------------------------------------------------ runtime control */
+
+/* Change the bounds now, from any thread.  Growing wakes waiters for the new
+ * room; shrinking never takes an object from its holder: surplus available
+ * objects are closed at once (and by later rounds), surplus returned ones on
+ * return, and once the call has returned no get succeeds beyond the new
+ * max_size.  max_size 0 is unbounded.  The pool is refilled to min_size.
+ * Returns 0, EINVAL (NULL pool, min_size > max_size on a bounded pool) or
+ * ESHUTDOWN. */
+int lfpool_set_size(lfpool *pool, size_t min_size, size_t max_size);
+
+/* Hold every get: while paused, gets wait (their timeout holds; timeout 0
+ * gives EAGAIN) and no object is handed out, even an available one;
+ * returns, rounds and stats go on.  lfpool_resume() wakes the waiters in
+ * FIFO order; shutdown wakes them with ESHUTDOWN.  Both are idempotent.
+ * Returns 0, EINVAL (NULL pool) or ESHUTDOWN. */
+int lfpool_pause(lfpool *pool);
+int lfpool_resume(lfpool *pool);
+
+/* Evict objects: LFPOOL_EVICT_IDLE closes every available object now;
+ * LFPOOL_EVICT_ALL also has every object out closed when it is returned
+ * (lfpool_ret gives 0), so that no object created before the call is handed
+ * out after it returns.  Refills to min_size; counted in nevicted.
+ * Returns 0, EINVAL (NULL pool, bad `how`) or ESHUTDOWN. */
+int lfpool_evict(lfpool *pool, int how);
+
 /* A static description of an lfpool return code. */
 const char *lfpool_strerror(int err);
 
@@ -410,6 +454,9 @@ struct lfpool_stats {
      * seconds spent in `fun` in total (every call, failed ones too) */
     uint64_t waiting, nwaits, ntimeouts;
     double wait_time, create_time;
+    /* not in the seed: objects closed by lfpool_evict() (available ones at
+     * the call, and with LFPOOL_EVICT_ALL those out at the call, on return) */
+    uint64_t nevicted;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

@@ -39,6 +39,12 @@
  * for a hand-over makes rets take the stack path, where
  * lfpool_avail_put_stack hands the record over (gate.c).
  *
+ * Closed caches (control.c): while a pool is paused, over its max_size or
+ * has evicted objects out, every cache is LFPOOL_PCPU_CLOSED: the flush
+ * that closes them (locks, membarrier) ends every rseq section in flight,
+ * and later ones fail, so that every get and ret takes its slow path,
+ * where control decides; the fast paths are unchanged.
+ *
  * Never stranded: a get that misses its cache and the stack flushes before
  * it creates (when another cache looks non-empty) or waits (always).
  */
@@ -204,14 +210,39 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
         uint32_t n = cache_empty(p, c);
         moved += n;
         __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&c->lock, steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN,
-                         __ATOMIC_RELEASE);
+        uint32_t lock = steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN;
+        /* control.c: keep the fast paths out.  Read while the lock is
+         * ours: lfpool_avail_reopen clears the flag, then waits for every
+         * HELD cache before it reopens a CLOSED one. */
+        if (atomic_load_explicit(&p->ctl.caches_closed, memory_order_seq_cst))
+            lock = LFPOOL_PCPU_CLOSED;
+        __atomic_store_n(&c->lock, lock, __ATOMIC_RELEASE);
     }
     if (moved) {
         atomic_thread_fence(memory_order_seq_cst);
         lfpool_gate_signal(&p->gate);
     }
     return moved;
+}
+
+/* Runtime control is over (control.c, under its lock; the caller cleared
+ * caches_closed, seq_cst): CLOSED caches open again.  A cache a flusher
+ * holds is waited for (flushes are brief): the flusher reads the flag
+ * before it releases the lock, so it stores OPEN if it read the cleared
+ * flag, and CLOSED only if it read it earlier, which this CAS then undoes.
+ * A new control call cannot close them meanwhile: it needs the same lock. */
+void lfpool_avail_reopen(struct lfpool *p)
+{
+    for (unsigned i = 0; i < p->ncaches; i++) {
+        uint32_t v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
+        while (v == LFPOOL_PCPU_HELD) {
+            sched_yield();
+            v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
+        }
+        if (v == LFPOOL_PCPU_CLOSED)
+            __atomic_compare_exchange_n(&p->caches[i].lock, &v, LFPOOL_PCPU_OPEN, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    }
 }
 
 /* Some other cache looks non-empty (a racy peek: a hint for the miss path

@@ -21,6 +21,7 @@ LFPOOL_INTERNAL int lfpool_avail_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal);
+LFPOOL_INTERNAL void lfpool_avail_reopen(struct lfpool *p);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting);
 LFPOOL_INTERNAL void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);

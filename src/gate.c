@@ -81,7 +81,8 @@
  * check; or a gift's trylock that failed) leaves it in the FIFO and asks
  * the housekeeper to look for it (lfpool_loop_on_grant: once until that
  * look starts); grants behind it wait, as they would behind a sleeper.
- * Shutdown completes tickets instead of waking them.  The blocking path
+ * Wake-all completes tickets with ESHUTDOWN at shutdown, and schedules a
+ * look for each (leaving them queued) when a pause ends.  The blocking path
  * is unchanged: a sleeper's node has `async` false and every branch above
  * is taken only for ticket nodes.
  *
@@ -205,11 +206,13 @@ void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus)
 void lfpool_gate_wake(struct lfpool_gate *g, bool all)
 {
     if (all) {
-        struct lfpool_gate_node *n;
+        struct lfpool_gate_node *n, *next;
         lfpool_gate_lock(g);
-        while ((n = g->head) != NULL) {
-            if (n->async) { /* completed with ESHUTDOWN, unlinked */
-                lfpool_loop_on_shutdown(g, n);
+        for (n = g->head; n != NULL; n = next) {
+            next = n->next;
+            if (n->async) { /* shutdown: completed (ESHUTDOWN), unlinked;
+                             * resume: a look by the housekeeper, queued */
+                lfpool_loop_on_wake_all(g, n);
                 continue;
             }
             lfpool_gate_unlink(g, n);

@@ -158,6 +158,7 @@ static int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r);
 
 /* get_claim() and get_finish() for a record handed over by the gate
  * (CACHED, ours): 0, or ESHUTDOWN as a look would give, the record put back */
+#define GET_AGAIN (-1) /* get_from_gift: control holds gets, the record went back */
 static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
                          struct lfpool_rec **recp, uint32_t *word, const void *caller)
 {
@@ -165,13 +166,51 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
         ret_put_rest(p, rec, LFPOOL_PUT_STACK);
         return ESHUTDOWN;
     }
+    /* control (control.c): the check and the hand-out in one read-side
+     * section; a record of an older eviction epoch is closed, one that may
+     * not go out now goes back to the set */
+    rcu_read_lock();
+    if (lfpool_unlikely(lfpool_ctl_flags(p) || lfpool_rec_stale(p, rec)) &&
+        (lfpool_ctl_hold(p) || lfpool_rec_stale(p, rec))) {
+        rcu_read_unlock();
+        lfpool_ctl_put(p, rec);
+        return GET_AGAIN;
+    }
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
     lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
     rec_count_use(rec);
     *obj = get_finish(p, rec, word, caller);
     *recp = rec;
+    rcu_read_unlock();
     return 0;
+}
+
+/* A record this get created (OUT, its hand-out `word`) may not go out now
+ * (control.c: paused, over max_size, or created before an eviction): true
+ * if it was given back (to the set, or closed), and the get goes on.  The
+ * check and the hand-out share a read-side section, as for a claim. */
+static bool get_created_back(struct lfpool *p, struct lfpool_rec *rec, uint32_t word)
+{
+    rcu_read_lock();
+    if (lfpool_likely(!lfpool_ctl_flags(p) && !lfpool_rec_stale(p, rec))) {
+        rcu_read_unlock();
+        return false;
+    }
+    size_t max = lfpool_max_size(p);
+    bool back = lfpool_ctl_hold(p) || lfpool_rec_stale(p, rec) ||
+                (max && (size_t)atomic_load(&p->nobjs) > max);
+    /* fresh, never seen by a user: only a kill could move it (an injected
+     * clock jumping past the kill threshold); then it goes out and its
+     * holder's ret closes it */
+    if (back && !rec_cas(rec, &word, REC_OUT, REC_CACHED))
+        back = false;
+    if (back) /* the creation counted this get's use: it did not happen */
+        atomic_store_explicit(&rec->uses, 0, memory_order_relaxed);
+    rcu_read_unlock();
+    if (back)
+        lfpool_ctl_put(p, rec);
+    return back;
 }
 
 /* A get that registered as a waiter leaves: count the wait (nwaits,
@@ -196,7 +235,6 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     bool front = false, final_look = false;
     struct lfpool_gate_node node = {.async = false};
     int r;
-    size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
 
     for (;;) {
         if (waiting && !timed_out) { /* park, then look (gate.c) */
@@ -207,25 +245,36 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             r = ESHUTDOWN;
             break;
         }
+        /* runtime control (control.c): shed surplus objects first; then
+         * the flags' read and the claim share a read-side section, which a
+         * pause or a shrink waits for */
+        if (lfpool_unlikely(lfpool_ctl_flags(p)))
+            lfpool_ctl_shed(p);
+        rcu_read_lock();
+        bool hold = lfpool_unlikely(lfpool_ctl_flags(p)) && lfpool_ctl_hold(p);
         /* every look of a registered waiter that finds nothing else
          * flushes: the heavy side of the fence that lets a ret push into
          * a cache and read the gate with no fence of its own (cache.c) */
-        struct lfpool_rec *rec = get_claim(p, waiting);
+        struct lfpool_rec *rec = hold ? NULL : get_claim(p, waiting);
         if (rec) {
             *obj = get_finish(p, rec, word, caller);
+            rcu_read_unlock();
             *recp = rec;
             r = 0;
             break;
         }
-        get_guard_leave(p);
+        if (!hold)
+            get_guard_leave(p);
+        rcu_read_unlock();
         /* a creation backoff refuses at once; max_creating calls of `fun`
          * running make the get wait as at max_size (objects.c) */
-        int cr = lfpool_create_check(p);
+        int cr = hold ? -1 : lfpool_create_check(p);
         if (lfpool_unlikely(cr > 0)) {
             r = cr;
             break;
         }
-        if (cr == 0 && lfpool_reserve(p, limit)) {
+        size_t max = lfpool_max_size(p);
+        if (cr == 0 && lfpool_reserve(p, max ? max : SIZE_MAX)) {
             /* leave the FIFO before `fun` runs: a grant or a hand-over must
              * not wait on user code (which may even get from this pool) */
             if (parked) {
@@ -236,6 +285,8 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
                         lfpool_unreserve(p);
                         r = get_from_gift(p, node.gift, obj, recp, word, caller);
                         node.gift = NULL;
+                        if (r == GET_AGAIN)
+                            continue;
                         break;
                     }
                 }
@@ -243,6 +294,8 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             r = lfpool_create(p, &rec, obj, word, true);
             if (r == LFPOOL_CREATE_BUSY)
                 continue; /* lost the creation slot to another get: wait */
+            if (r == 0 && lfpool_unlikely(get_created_back(p, rec, *word)))
+                continue; /* control holds gets: wait (or EAGAIN) */
             if (r == 0) { /* a stale hint (CLOSE kill after a stall) is harmless */
                 /* (not killed yet: it is younger than any threshold) */
                 atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
@@ -262,7 +315,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
              * membarrier also brings in a push still in another CPU's
              * store buffer.  A get that does not wait then misses no
              * object that was available when it was called (API.md). */
-            if (!final_look && p->pcpu) {
+            if (!final_look && p->pcpu && !hold) {
                 final_look = true;
                 lfpool_avail_flush(p, true, true);
                 continue;
@@ -294,11 +347,15 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
         slept = true;
         parked = false; /* lfpool_gate_sleep unparks */
         int sr = lfpool_gate_sleep(&p->gate, &node, dl);
-        front = sr == 0;
+        /* a granted waiter keeps its turn at the front, wanting a record
+         * handed over; not while paused (two such waiters would hand a
+         * record to each other and back) */
+        front = sr == 0 && !(lfpool_ctl_flags(p) & LFPOOL_CTL_PAUSED);
         if (node.gift) { /* handed over with the grant: ours, CACHED */
             r = get_from_gift(p, node.gift, obj, recp, word, caller);
             node.gift = NULL;
-            break;
+            if (r != GET_AGAIN)
+                break;
         }
         if (sr == ETIMEDOUT || (dl && lfpool_deadline_passed(dl)))
             timed_out = true; /* one last look, then give up */
@@ -393,11 +450,18 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     double t0 = p->cfg.validate && timeout > 0 && !isinf(timeout) ? lfpool_mono_now() : 0;
     for (double left = timeout;;) {
         bool fresh = false;
-        rec = get_claim(p, false);
+        /* runtime control in force (control.c): get_slow decides.  The
+         * flags' read and the claim share a read-side section (control.c). */
+        rcu_read_lock();
+        bool ctl = lfpool_unlikely(lfpool_ctl_flags(p) != 0);
+        rec = ctl ? NULL : get_claim(p, false);
         if (rec) {
             o = get_finish(p, rec, &word, caller);
+            rcu_read_unlock();
         } else {
-            get_guard_leave(p);
+            if (!ctl)
+                get_guard_leave(p);
+            rcu_read_unlock();
             int r = get_slow(p, left, &o, &rec, &word, &fresh, caller);
             if (r)
                 return r;
@@ -543,10 +607,20 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
  * for a ret that raced with shutdown's drain: it closes what it put back. */
 static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
 {
-    if (r == LFPOOL_PUT_WAKE)
+    if (r == LFPOOL_PUT_WAKE) {
         lfpool_gate_wake(&p->gate, false);
-    else if (r == LFPOOL_PUT_STACK)
-        lfpool_avail_put_stack(p, rec);
+    } else if (r == LFPOOL_PUT_STACK) {
+        /* runtime control (control.c): the flags' read (and the record's
+         * epoch) and the put in one read-side section */
+        rcu_read_lock();
+        if (lfpool_unlikely(lfpool_ctl_flags(p) || lfpool_rec_stale(p, rec))) {
+            rcu_read_unlock();
+            lfpool_ctl_put(p, rec);
+        } else {
+            lfpool_avail_put_stack(p, rec);
+            rcu_read_unlock();
+        }
+    }
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         lfpool_close_available(p);
     return 0;
@@ -755,6 +829,11 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
         return ret_not_out(p, rec, obj, s, true);
     ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
+    if (lfpool_unlikely(lfpool_ctl_flags(p) || lfpool_rec_stale(p, rec))) {
+        rcu_read_unlock();
+        lfpool_ctl_put(p, rec); /* control.c: back to the set, or closed */
+        return 0;
+    }
     lfpool_avail_put(p, rec);
     rcu_read_unlock();
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))

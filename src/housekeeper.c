@@ -65,6 +65,7 @@ static int vec_reserve(struct lfpool_ptrvec *v, size_t n)
 int lfpool_hk_init(struct lfpool *p)
 {
     pthread_mutex_init(&p->hk.round_lock, NULL);
+    p->hk.shared = p->cfg.housekeeper == LFPOOL_HK_SHARED;
     p->hk.tick = p->delay > 0 ? fmin(fmax(p->delay / 8.0, 0.001), 1.0) : 1.0;
     if (p->cfg.hold_histogram) /* the coarse time is the hold times' resolution */
         p->hk.tick = fmin(p->hk.tick, 0.001);
@@ -85,6 +86,9 @@ void lfpool_hk_fini(struct lfpool *p)
 void lfpool_hk_fork_reset(struct lfpool *p)
 {
     p->hk.has_thread = false;
+    /* the child's registry is empty (reg_atfork_child): not registered */
+    p->hk.registered = p->hk.running = p->hk.unregister = false;
+    atomic_store(&p->hk.shared_on, false);
     pthread_mutex_init(&p->hk.round_lock, NULL);
     atomic_store(&p->hk.kick, 0);
     atomic_store(&p->hk.stop, false);
@@ -185,7 +189,7 @@ static void walk(struct lfpool *p, double now)
                 }
                 if (cfg->kill_mode == LFPOOL_KILL_DEFER) {
                     killed = rec_cas(rec, &w, REC_OUT, REC_KILLED);
-                } else if ((killed = rec_cas(rec, &w, REC_OUT, REC_DEAD))) {
+                } else if ((killed = rec_cas(rec, &w, REC_OUT, REC_DEAD_UNCOUNTED))) {
                     lfpool_meta_del_uncounted(p, rec);
                     lfpool_list_push(&p->pending, rec);
                 }
@@ -217,7 +221,7 @@ static void walk(struct lfpool *p, double now)
                 lfpool_log(p, LFPOOL_LOG_INFO, "expired: %s", buf);
             }
         } else if (s == REC_AVAIL && cfg->max_avail_delay > 0 &&
-                   (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) > cfg->min_size) {
+                   (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) > lfpool_min_size(p)) {
             /* relaxed: a count and a time to judge by; the CAS below, which
              * expects the word read above, makes the decision */
             double ret_t = atomic_load_explicit(&rec->last_ret, memory_order_relaxed);
@@ -303,7 +307,12 @@ static void health(struct lfpool *p)
         lfpool_stat_inc(&p->c.nreturns);
         rcu_read_lock();
         LFPOOL_ASSERT(rec_st(rec_load(rec)) == REC_BORROWED);
-        if (h == 0 || atomic_load(&p->shutdown)) {
+        /* borrowed across an eviction (lfpool_evict, control.c): it must
+         * not be available again */
+        bool evicted = lfpool_rec_stale(p, rec);
+        if (evicted)
+            lfpool_stat_inc(&p->c.nevicted);
+        if (h == 0 || evicted || atomic_load(&p->shutdown)) {
             rec_store(rec, REC_DEAD_SET, memory_order_release);
             lfpool_meta_del(p, rec);
             p->hk.close_only.v[p->hk.close_only.n++] = obj;
@@ -351,10 +360,8 @@ static void reap_finish(struct lfpool *p, struct reap_batch *b)
     synchronize_rcu();
     for (rec = b->pend; rec; rec = next) {
         next = lfpool_list_next(rec);
-        if (rec->uncounted) {
+        if (rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed)) == REC_DEAD_UNCOUNTED)
             lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
-            rec->uncounted = 0;
-        }
         lfpool_close_obj(p, rec->obj);
         lfpool_rec_release(p, rec);
         lfpool_stat_dec(&p->c.todel);
@@ -432,6 +439,7 @@ int lfpool_hk_round(struct lfpool *p)
 
     reap_finish(p, &b);
     lfpool_bias_restore(p); /* back to biased returns after a quiet round */
+    lfpool_ctl_round(p); /* surplus after a shrink, the end of an eviction */
     lfpool_log_flush(p, false); /* folded log lines whose second has passed */
     if (lfpool_life_started(p))
         lfpool_fill(p);
@@ -454,6 +462,8 @@ static long futex_wait_abs(_Atomic uint32_t *w, uint32_t seen, const struct time
 void lfpool_hk_kick(struct lfpool *p)
 {
     atomic_fetch_add(&p->hk.kick, 1);
+    if (p->hk.shared)
+        return; /* the shared threads look at it on the pool's next tick */
     syscall(SYS_futex, (uint32_t *)&p->hk.kick, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
@@ -499,8 +509,20 @@ static void *hk_main(void *arg)
     return NULL;
 }
 
+static int shared_start(struct lfpool *p);
+static bool shared_stop(struct lfpool *p, double wait);
+
+/* Work queued for the housekeeper is taken (a thread of its own, or the
+ * shared threads): a removed record may go on the pending list. */
+bool lfpool_hk_active(struct lfpool *p)
+{
+    return p->hk.has_thread || atomic_load(&p->hk.shared_on);
+}
+
 int lfpool_hk_start(struct lfpool *p)
 {
+    if (p->hk.shared)
+        return shared_start(p);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -520,6 +542,8 @@ int lfpool_hk_start(struct lfpool *p)
  * until it is gone).  True when no thread is left. */
 bool lfpool_hk_stop(struct lfpool *p, double wait)
 {
+    if (p->hk.shared)
+        return shared_stop(p, wait);
     if (!p->hk.has_thread)
         return true;
     atomic_store(&p->hk.stop, true);
@@ -539,4 +563,277 @@ bool lfpool_hk_stop(struct lfpool *p, double wait)
         return true;
     }
     return false;
+}
+
+/* ---- the shared housekeeper (LFPOOL_HK_SHARED)
+ *
+ * A process-wide registry of the shared pools: a binary min-heap keyed by
+ * each pool's next work time (`due`: its next round, or its next tick, when
+ * it refreshes its coarse clock and reaps what returns left), under one
+ * mutex, served by at most two threads.  A thread takes the earliest pool
+ * whose time has come out of the heap (`running`), runs its work with no
+ * registry lock held, and puts it back with its next time; otherwise it
+ * waits on a condition variable (CLOCK_MONOTONIC) until the earliest time
+ * or an insertion of an earlier one.
+ *  - Isolation: a pool whose work runs is not in the heap, so it is never
+ *    scheduled twice, and a hook that hangs holds one thread and that
+ *    pool's round lock only; the other thread serves every other pool at
+ *    its own period (a second thread starts with the second pool).  Both
+ *    hanging would need hooks hanging in two pools.
+ *  - lfpool_free (lfpool_hk_stop) takes its pool out of the heap, or, if
+ *    its work is running, marks it and waits on `done` for that work only;
+ *    the thread drops a marked pool instead of putting it back.  No pool's
+ *    stop waits for another pool's round.
+ *  - Kicks (a worn-out object to reap) do not wake the threads: the pool's
+ *    next tick (at most its tick, a second at most, away) reaps.
+ *  - Threads exit when the registry is empty and are started again by the
+ *    next registration (under the registry lock: the count is exact).
+ *  - fork: the child has none of the parent's threads; an atfork child
+ *    handler empties the registry (prepare takes its lock, so the child
+ *    inherits a consistent one), and each pool's reset in the child
+ *    (lfpool_hk_fork_reset) forgets its registration: its start in the
+ *    child registers it again and starts the child's own threads.
+ * Fields of a pool's hk used here (registered, running, unregister,
+ * heap_idx, due) are read and written under the registry lock; next_round
+ * and seen_kick by the one thread running the pool's work.
+ */
+#define HK_SHARED_THREADS 2
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* the threads: an earlier time, or a new pool */
+    pthread_cond_t done; /* a marked pool's running work ended */
+    struct lfpool **heap;
+    size_t n, cap;
+    int nthreads;
+} reg;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+static void reg_init_sync(void)
+{
+    pthread_condattr_t ca;
+    pthread_mutex_init(&reg.lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&reg.wake, &ca);
+    pthread_cond_init(&reg.done, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+static void reg_atfork_prepare(void) { pthread_mutex_lock(&reg.lock); }
+static void reg_atfork_parent(void) { pthread_mutex_unlock(&reg.lock); }
+static void reg_atfork_child(void)
+{
+    /* one thread; the heap names the parent's registrations, which each
+     * pool forgets in its own reset */
+    reg.n = 0;
+    reg.nthreads = 0;
+    reg_init_sync();
+}
+
+static void reg_init(void)
+{
+    reg_init_sync();
+    pthread_atfork(reg_atfork_prepare, reg_atfork_parent, reg_atfork_child);
+}
+
+static void heap_set(size_t i, struct lfpool *p)
+{
+    reg.heap[i] = p;
+    p->hk.heap_idx = i;
+}
+
+static void heap_up(size_t i)
+{
+    struct lfpool *p = reg.heap[i];
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (reg.heap[up]->hk.due <= p->hk.due)
+            break;
+        heap_set(i, reg.heap[up]);
+        i = up;
+    }
+    heap_set(i, p);
+}
+
+static void heap_down(size_t i)
+{
+    struct lfpool *p = reg.heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= reg.n)
+            break;
+        if (c + 1 < reg.n && reg.heap[c + 1]->hk.due < reg.heap[c]->hk.due)
+            c++;
+        if (p->hk.due <= reg.heap[c]->hk.due)
+            break;
+        heap_set(i, reg.heap[c]);
+        i = c;
+    }
+    heap_set(i, p);
+}
+
+static int heap_insert(struct lfpool *p)
+{
+    if (reg.n == reg.cap) {
+        size_t cap = reg.cap ? 2 * reg.cap : 64;
+        struct lfpool **h = realloc(reg.heap, cap * sizeof *h);
+        if (!h)
+            return ENOMEM;
+        reg.heap = h;
+        reg.cap = cap;
+    }
+    heap_set(reg.n++, p);
+    heap_up(reg.n - 1);
+    if (reg.heap[0] == p)
+        pthread_cond_signal(&reg.wake);
+    return 0;
+}
+
+static void heap_remove(struct lfpool *p)
+{
+    size_t i = p->hk.heap_idx;
+    LFPOOL_ASSERT(i < reg.n && reg.heap[i] == p);
+    struct lfpool *last = reg.heap[--reg.n];
+    if (last != p) {
+        heap_set(i, last);
+        heap_up(i);
+        heap_down(last->hk.heap_idx);
+    }
+}
+
+/* One turn of a pool's housekeeping, as hk_main does it: the coarse time,
+ * a round when its period has passed, else a reap and refill when returns
+ * left work; then the time of the next turn. */
+static void shared_work(struct lfpool *p)
+{
+    double now = lfpool_mono_now();
+    atomic_store_explicit(&p->coarse_now, now, memory_order_relaxed);
+    uint32_t k = atomic_load(&p->hk.kick);
+    if (now >= p->hk.next_round) {
+        hk_work_begin(p);
+        if (!atomic_load(&p->shutdown))
+            lfpool_hk_round(p);
+        hk_work_end(p);
+        p->hk.next_round = p->delay > 0 ? lfpool_mono_now() + p->delay : INFINITY;
+        p->hk.seen_kick = k;
+    } else if (k != p->hk.seen_kick || ck_pr_load_ptr(&p->pending.head) ||
+               ck_pr_load_ptr(&p->zombies.head)) {
+        p->hk.seen_kick = k;
+        hk_work_begin(p);
+        lfpool_hk_reap(p, false);
+        if (lfpool_life_started(p))
+            lfpool_fill(p);
+        hk_work_end(p);
+    }
+}
+
+static void *shared_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&reg.lock);
+    for (;;) {
+        if (reg.n == 0)
+            break;
+        struct lfpool *p = reg.heap[0];
+        double now = lfpool_mono_now();
+        if (p->hk.due > now) {
+            struct timespec ts = {0, 0};
+            lfpool_timespec_add(&ts, p->hk.due); /* absolute CLOCK_MONOTONIC */
+            pthread_cond_timedwait(&reg.wake, &reg.lock, &ts);
+            continue;
+        }
+        heap_remove(p);
+        p->hk.running = true;
+        p->hk.runner = pthread_self();
+        pthread_mutex_unlock(&reg.lock);
+
+        shared_work(p);
+        double due = fmin(p->hk.next_round, lfpool_mono_now() + p->hk.tick);
+
+        pthread_mutex_lock(&reg.lock);
+        p->hk.running = false;
+        p->hk.due = due;
+        if (p->hk.unregister || heap_insert(p) != 0) {
+            p->hk.registered = false;
+            p->hk.unregister = false;
+            pthread_cond_broadcast(&reg.done);
+        }
+    }
+    reg.nthreads--;
+    pthread_mutex_unlock(&reg.lock);
+    return NULL;
+}
+
+static int shared_start(struct lfpool *p)
+{
+    pthread_once(&reg_once, reg_init);
+    pthread_mutex_lock(&reg.lock);
+    double now = lfpool_mono_now();
+    p->hk.next_round = p->delay > 0 ? now + p->delay : INFINITY;
+    p->hk.due = fmin(p->hk.next_round, now + p->hk.tick);
+    p->hk.seen_kick = atomic_load(&p->hk.kick);
+    p->hk.unregister = false;
+    if (heap_insert(p) != 0) {
+        pthread_mutex_unlock(&reg.lock);
+        return ENOMEM;
+    }
+    p->hk.registered = true;
+    int want = reg.n < HK_SHARED_THREADS ? (int)reg.n : HK_SHARED_THREADS;
+    while (reg.nthreads < want) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&t, &attr, shared_main, NULL);
+        pthread_attr_destroy(&attr);
+        if (r) {
+            lfpool_log(p, LFPOOL_LOG_ERROR, "cannot start shared housekeeper thread: %s", strerror(r));
+            if (reg.nthreads > 0)
+                break; /* one thread serves them all, without the isolation */
+            heap_remove(p);
+            p->hk.registered = false;
+            pthread_mutex_unlock(&reg.lock);
+            return EAGAIN;
+        }
+        reg.nthreads++;
+    }
+    atomic_store(&p->hk.shared_on, true);
+    pthread_mutex_unlock(&reg.lock);
+    lfpool_log(p, LFPOOL_LOG_INFO, "on the shared housekeeper, every %g s", p->delay);
+    return 0;
+}
+
+/* Leave the registry; wait up to `wait` seconds for this pool's running
+ * work, never for another pool's.  True once no thread will touch it. */
+static bool shared_stop(struct lfpool *p, double wait)
+{
+    if (!atomic_load(&p->hk.shared_on))
+        return true;
+    pthread_mutex_lock(&reg.lock);
+    if (p->hk.registered && !p->hk.running) {
+        heap_remove(p);
+        p->hk.registered = false;
+    } else if (p->hk.registered) {
+        p->hk.unregister = true;
+        if (pthread_equal(p->hk.runner, pthread_self())) {
+            pthread_mutex_unlock(&reg.lock); /* a hook of this pool's own work */
+            return false;
+        }
+        struct timespec ts;
+        if (!isinf(wait))
+            lfpool_deadline_in(CLOCK_MONOTONIC, wait, &ts);
+        while (p->hk.registered) {
+            if (isinf(wait))
+                pthread_cond_wait(&reg.done, &reg.lock);
+            else if (pthread_cond_timedwait(&reg.done, &reg.lock, &ts) == ETIMEDOUT)
+                break;
+        }
+    }
+    bool gone = !p->hk.registered;
+    pthread_mutex_unlock(&reg.lock);
+    if (gone)
+        atomic_store(&p->hk.shared_on, false);
+    return gone;
 }

@@ -27,7 +27,14 @@
  *                                           AVAIL -> DEAD_SET   (idle recycling)
  *   OUT       held by a user, not in the set.  OUT -> CACHED    (ret)
  *                                           OUT -> DEAD         (ret: worn out,
- *                                                                shutdown; kill CLOSE)
+ *                                                                shutdown)
+ *                                           OUT -> DEAD_UNCOUNTED (kill CLOSE: DEAD
+ *                                                                whose uses the reaper
+ *                                                                counts, after the
+ *                                                                grace period)
+ *                                           CACHED -> DEAD      (its owner, when
+ *                                                                control closes it
+ *                                                                instead: control.c)
  *                                           (and AVAIL -> DEAD: shutdown closing
  *                                            the set, lfpool_close_available)
  *                                           OUT -> KILLED       (kill DEFER)
@@ -104,6 +111,7 @@ enum lfpool_rec_state {
     REC_DEAD,
     REC_NEW,
     REC_CACHED,
+    REC_DEAD_UNCOUNTED, /* DEAD by a CLOSE kill: its uses join dead_uses at reap */
 };
 
 /* One record per object; 88 bytes (a 96-byte malloc chunk, as 80 would be).  `entry` links the record into the
@@ -114,7 +122,7 @@ struct lfpool_rec {
     ck_stack_entry_t entry;    /* shared stack / pending / zombie link */
     void *obj;
     _Atomic uint32_t state;
-    uint16_t uncounted; /* kill CLOSE: uses join dead_uses at reap, after the grace period */
+    uint16_t born;      /* eviction epoch at publication (control.c); owner-written */
     /* the hand-out the housekeeper warned about: rec_warn_tag() of its
      * word, 0 if none; the returner that finds its own tag here logs the
      * hold once (handout.c); the walk clears it on records not out */
@@ -232,6 +240,16 @@ struct lfpool_ptrvec {
 struct lfpool_hk {
     pthread_t thread;
     bool has_thread;
+    bool shared;             /* LFPOOL_HK_SHARED: served by the process-wide threads */
+    /* shared mode, under the registry lock (housekeeper.c) */
+    bool registered;         /* in the registry's heap or running */
+    bool running;            /* a shared thread runs this pool's work */
+    bool unregister;         /* leave the registry when the running work ends */
+    size_t heap_idx;
+    double due, next_round;  /* next work (round or tick), next round */
+    uint32_t seen_kick;
+    pthread_t runner;        /* the shared thread running it (when running) */
+    _Atomic bool shared_on;  /* registered with the shared housekeeper, not stopped */
     _Atomic uint32_t kick;   /* futex word: pending work or stop */
     _Atomic bool stop;
     pthread_mutex_t round_lock; /* serialises rounds (never taken by get/ret) */
@@ -262,6 +280,7 @@ struct lfpool_counters {
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
+    _Atomic uint64_t nevicted;  /* objects closed by lfpool_evict (control.c) */
     /* connection pools: ret_broken, validate on borrow, max_lifetime,
      * creation failures and the backoff's refusals */
     _Atomic uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;
@@ -367,6 +386,16 @@ struct lfpool {
 
     struct lfpool_hk hk;
     struct lfpool_async async;
+
+    /* runtime control (control.c): the bounds in force, pause, eviction */
+    struct lfpool_ctl {
+        pthread_mutex_t lock;      /* serialises control calls and flag changes */
+        _Atomic uint32_t flags;    /* LFPOOL_CTL_*: non-zero closes the per-CPU caches */
+        _Atomic size_t min_size, max_size; /* in force (max 0: unbounded) */
+        _Atomic uint32_t epoch;    /* eviction epoch; records keep its low 16 bits */
+        _Atomic int64_t stale_out; /* LFPOOL_EVICT_ALL: old objects still out (a hint) */
+        _Atomic bool caches_closed; /* flushes leave the caches LFPOOL_PCPU_CLOSED */
+    } ctl LFPOOL_ALIGNED;
 };
 
 _Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL_CACHELINE,
@@ -552,7 +581,7 @@ LFPOOL_INTERNAL bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec
 LFPOOL_INTERNAL void lfpool_loop_on_grant(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                          struct lfpool_rec *rec);
-LFPOOL_INTERNAL void lfpool_loop_on_shutdown(struct lfpool_gate *g, struct lfpool_gate_node *n);
+LFPOOL_INTERNAL void lfpool_loop_on_wake_all(struct lfpool_gate *g, struct lfpool_gate_node *n);
 /* the housekeeper (or shutdown): serve the scheduled tickets; whether any wait */
 LFPOOL_INTERNAL void lfpool_loop_serve(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_loop_has_work(struct lfpool *p);
@@ -571,9 +600,50 @@ LFPOOL_INTERNAL void lfpool_hk_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_start(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_hk_stop(struct lfpool *p, double wait);
 LFPOOL_INTERNAL void lfpool_hk_kick(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_hk_active(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_hk_round(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_hk_reap(struct lfpool *p, bool try_lock);
 LFPOOL_INTERNAL void lfpool_hk_wait_in_flight(struct lfpool *p);
+
+/* ---- control.c: set_size, pause/resume, evict */
+enum {
+    LFPOOL_CTL_PAUSED = 1,   /* gets wait */
+    LFPOOL_CTL_SURPLUS = 2,  /* nobjs may exceed max_size: returns and gets shed */
+    LFPOOL_CTL_EVICTING = 4, /* objects of an older epoch may be out */
+};
+LFPOOL_INTERNAL void lfpool_ctl_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_ctl_fork_reset(struct lfpool *p);
+/* a record the caller owns in state CACHED goes back to the set, unless
+ * control says it must go (surplus, evicted): then it is closed */
+LFPOOL_INTERNAL void lfpool_ctl_put(struct lfpool *p, struct lfpool_rec *rec);
+/* caller in a read-side section: no hand-out may happen now (paused, or
+ * at a max_size below the objects that exist) */
+LFPOOL_INTERNAL bool lfpool_ctl_hold(struct lfpool *p);
+/* a get finds the pool over max_size: close surplus available objects */
+LFPOOL_INTERNAL void lfpool_ctl_shed(struct lfpool *p);
+/* end of a round: shed surplus, end an eviction whose old objects are back */
+LFPOOL_INTERNAL void lfpool_ctl_round(struct lfpool *p);
+static inline uint32_t lfpool_ctl_flags(struct lfpool *p)
+{
+    return atomic_load_explicit(&p->ctl.flags, memory_order_seq_cst);
+}
+static inline size_t lfpool_max_size(struct lfpool *p)
+{
+    return atomic_load_explicit(&p->ctl.max_size, memory_order_seq_cst);
+}
+static inline size_t lfpool_min_size(struct lfpool *p)
+{
+    return atomic_load_explicit(&p->ctl.min_size, memory_order_relaxed);
+}
+static inline uint16_t lfpool_ctl_epoch(struct lfpool *p)
+{
+    return (uint16_t)atomic_load_explicit(&p->ctl.epoch, memory_order_seq_cst);
+}
+/* rec was published before the current eviction epoch */
+static inline bool lfpool_rec_stale(struct lfpool *p, struct lfpool_rec *rec)
+{
+    return rec->born != lfpool_ctl_epoch(p);
+}
 
 /* ---- life.c */
 /* Make the pool usable in this process: reset it if this is a fork child
@@ -610,6 +680,7 @@ LFPOOL_INTERNAL void lfpool_call_hook(struct lfpool *p, lfpool_hook_fn fn, void 
 LFPOOL_INTERNAL void lfpool_close_obj(struct lfpool *p, void *obj);
 LFPOOL_INTERNAL void lfpool_close_removed(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_close_available(struct lfpool *p);
+LFPOOL_INTERNAL size_t lfpool_close_some(struct lfpool *p, bool all, bool evicted);
 
 /* ---- json.c (internal helpers for hook isolation) */
 struct lfpool_json {

@@ -76,6 +76,8 @@ static int validate(const lfpool_config *cfg)
         why = "health_freq must be >= 1";
     else if (cfg->kill_mode != LFPOOL_KILL_DEFER && cfg->kill_mode != LFPOOL_KILL_CLOSE)
         why = "kill_mode must be LFPOOL_KILL_DEFER or LFPOOL_KILL_CLOSE";
+    else if (cfg->housekeeper != LFPOOL_HK_OWN && cfg->housekeeper != LFPOOL_HK_SHARED)
+        why = "housekeeper must be LFPOOL_HK_OWN or LFPOOL_HK_SHARED";
     else if (cfg->log_level < LFPOOL_LOG_ERROR || cfg->log_level > LFPOOL_LOG_DEBUG)
         why = "log_level must be LFPOOL_LOG_ERROR..LFPOOL_LOG_DEBUG";
     else if (bad_duration(cfg->validate_idle))
@@ -213,6 +215,7 @@ static void fork_reset(struct lfpool *p)
     lfpool_meta_fork_reset(p); /* and every record left in the table */
     memset(&p->c, 0, sizeof p->c);
     atomic_store(&p->nobjs, 0);
+    lfpool_ctl_fork_reset(p);
     atomic_store(&p->hk_last, 0.0);
     atomic_store(&p->hk_time, 0.0);
     lfpool_now_fresh(p);
@@ -261,6 +264,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     ck_stack_init(&p->pending);
     ck_stack_init(&p->zombies);
     ck_stack_init(&p->rec_free);
+    lfpool_ctl_init(p);
 
     p->lp = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

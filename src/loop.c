@@ -183,6 +183,9 @@ static bool validation_due(struct lfpool *p, struct lfpool_rec *rec);
 bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n, struct lfpool_rec *rec)
 {
     struct lfpool_ticket *t = ticket_of(n);
+    struct lfpool *p = pool_of(g);
+    if (lfpool_unlikely(lfpool_ctl_flags(p)) && lfpool_ctl_hold(p))
+        return false; /* paused (control.c): no hand-out; resume looks */
     if (lfpool_unlikely(validation_due(pool_of(g), rec))) {
         /* the `validate` hook must not run on the loop's thread: the
          * housekeeper's look takes it (the ret publishes it, then signals) */
@@ -198,9 +201,13 @@ bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n, stru
     return true;
 }
 
-void lfpool_loop_on_shutdown(struct lfpool_gate *g, struct lfpool_gate_node *n)
+void lfpool_loop_on_wake_all(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
     struct lfpool_ticket *t = ticket_of(n);
+    if (!atomic_load(&pool_of(g)->shutdown)) { /* a resume: look for it */
+        schedule_locked(pool_of(g), t);
+        return;
+    }
     lfpool_gate_unlink(g, n);
     t->err = ESHUTDOWN;
     t->cached = false;
@@ -253,8 +260,18 @@ enum { CLAIM_NONE, CLAIM_OK, CLAIM_DECLINED };
 static int claim(struct lfpool *p, bool waiting, lfpool_handle *h, bool hk)
 {
     for (;;) {
-        if (lfpool_unlikely(p->guard_get))
+        /* runtime control (control.c): as a get, shed surplus, then read
+         * the flags and claim in one read-side section */
+        bool ctl = lfpool_unlikely(lfpool_ctl_flags(p) != 0);
+        if (ctl)
+            lfpool_ctl_shed(p);
+        bool guard = p->guard_get || ctl;
+        if (guard)
             rcu_read_lock();
+        if (ctl && lfpool_ctl_hold(p)) {
+            rcu_read_unlock();
+            return CLAIM_NONE;
+        }
         struct lfpool_rec *rec = lfpool_avail_get(p, lfpool_now(p), waiting);
         if (rec) {
             rec_count_use(rec);
@@ -263,7 +280,7 @@ static int claim(struct lfpool *p, bool waiting, lfpool_handle *h, bool hk)
             h->priv_pool = p->id;
             h->priv_word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
         }
-        if (lfpool_unlikely(p->guard_get))
+        if (guard)
             rcu_read_unlock();
         if (!rec)
             return CLAIM_NONE;
@@ -282,7 +299,10 @@ static int claim(struct lfpool *p, bool waiting, lfpool_handle *h, bool hk)
  * (a parked waiter may be handed it at once). */
 static void gift_back(struct lfpool *p, struct lfpool_rec *rec)
 {
-    lfpool_avail_put(p, rec);
+    if (lfpool_unlikely(lfpool_ctl_flags(p)))
+        lfpool_ctl_put(p, rec); /* closed instead when control says so */
+    else
+        lfpool_avail_put(p, rec);
     if (atomic_load(&p->shutdown))
         lfpool_close_available(p);
 }
@@ -325,7 +345,8 @@ static void pass_on(struct lfpool *p)
 
 static bool may_create(struct lfpool *p)
 {
-    size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
+    size_t max = lfpool_max_size(p);
+    size_t limit = max ? max : SIZE_MAX;
     return (uint64_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) < limit;
 }
 
@@ -404,7 +425,6 @@ static bool requeue_front(struct lfpool *p, struct lfpool_ticket *t)
  * run here, never on the loop's thread. */
 static void serve_one(struct lfpool *p, struct lfpool_ticket *t)
 {
-    size_t limit = p->cfg.max_size ? p->cfg.max_size : SIZE_MAX;
     /* off the serve list: from here a grant schedules it again (header).
      * Only here: once requeued (below) it may be on the list again, and
      * `sched` then says so - clearing it would let a second grant put it
@@ -442,6 +462,12 @@ static void serve_one(struct lfpool *p, struct lfpool_ticket *t)
         /* a creation backoff refuses at once, as it does a blocking get;
          * max_creating calls of `fun` running: it waits in the FIFO (the
          * end of one signals the gate, objects.c) */
+        if (lfpool_unlikely(lfpool_ctl_flags(p)) && lfpool_ctl_hold(p)) {
+            release(p, t); /* paused: no creation; the resume looks again */
+            return;
+        }
+        size_t max = lfpool_max_size(p);
+        size_t limit = max ? max : SIZE_MAX;
         int cr = lfpool_create_check(p);
         if (lfpool_unlikely(cr > 0)) {
             if (take_back(p, t))
@@ -473,6 +499,21 @@ static void serve_one(struct lfpool *p, struct lfpool_ticket *t)
                 h.priv_rec = rec;
                 h.priv_pool = p->id;
                 h.priv_word = word;
+                if (lfpool_unlikely(lfpool_ctl_flags(p)) && lfpool_ctl_hold(p)) {
+                    /* paused while `fun` ran: the object goes to the set
+                     * (or is closed), the ticket back to the head; a
+                     * resume after the requeue finds it there */
+                    give_back(p, &h);
+                    if (!requeue_front(p, t)) {
+                        release(p, t);
+                        return;
+                    }
+                    if (lfpool_ctl_flags(p) && lfpool_ctl_hold(p)) {
+                        release(p, t);
+                        return;
+                    }
+                    continue;
+                }
             }
             finish(p, t, r, &h);
             return;
@@ -574,6 +615,8 @@ int lfpool_loop_new(lfpool *p, lfpool_loop **loop)
     pthread_mutex_lock(&p->async.lock);
     if (atomic_load(&p->shutdown))
         r = ESHUTDOWN;
+    else if (p->hk.shared) /* tickets need a thread of the pool's own */
+        r = ENOTSUP;
     else if (!p->hk.has_thread) /* tickets need a thread that may run `fun` */
         r = lfpool_hk_start(p);
     if (!r)

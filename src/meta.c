@@ -227,10 +227,9 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
  * (handout.c) waits for.  Caller holds rcu_read_lock. */
 bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
-    if (cds_lfht_del(p->ht, &rec->node) != 0)
-        return false;
-    rec->uncounted = 1;
-    return true;
+    /* the caller made it REC_DEAD_UNCOUNTED: the reaper counts its uses
+     * after the grace period (the holder may still count one until then) */
+    return cds_lfht_del(p->ht, &rec->node) == 0;
 }
 
 /* Delete rec from the table; true for the one caller that removed it.

@@ -53,8 +53,18 @@ bool lfpool_reserve(struct lfpool *p, size_t limit)
     do {
         if ((uint64_t)n >= limit)
             return false;
-    } while (!atomic_compare_exchange_weak_explicit(&p->nobjs, &n, n + 1, memory_order_acq_rel,
+    } while (!atomic_compare_exchange_weak_explicit(&p->nobjs, &n, n + 1, memory_order_seq_cst,
                                                     memory_order_relaxed));
+    /* lfpool_set_size may have lowered max_size meanwhile.  A shrink
+     * stores max_size, then reads nobjs; this CAS, then this read of
+     * max_size (all seq_cst): a store-buffering pair, one side sees the
+     * other.  Either the shrink counts this slot (and sheds the surplus,
+     * control.c), or this get sees the new bound and gives the slot back. */
+    size_t max = lfpool_max_size(p);
+    if (lfpool_unlikely(max && (uint64_t)n + 1 > max)) {
+        lfpool_unreserve(p);
+        return false;
+    }
     return true;
 }
 
@@ -284,9 +294,19 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
      * it is not read back later) */
     uint32_t w = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed),
                           for_get ? REC_OUT : REC_CACHED);
+    rec->born = lfpool_ctl_epoch(p); /* published by the state store */
     atomic_store_explicit(&rec->state, w, memory_order_release);
     if (!for_get) {
-        lfpool_avail_put(p, rec);
+        /* the flags' read and the put in one read-side section, which an
+         * eviction's grace period waits for (control.c) */
+        rcu_read_lock();
+        if (lfpool_unlikely(lfpool_ctl_flags(p))) {
+            rcu_read_unlock();
+            lfpool_ctl_put(p, rec);
+        } else {
+            lfpool_avail_put(p, rec);
+            rcu_read_unlock();
+        }
         /* A fill whose `fun` outlived lfpool_shutdown() (which gave up
          * waiting for the housekeeper, or raced with this fill): the
          * shutdown's drain may be over, so drain again.  Either this load
@@ -309,9 +329,9 @@ int lfpool_create(struct lfpool *p, struct lfpool_rec **out, void **obj_out, uin
  * do max_creating calls of `fun` running and a creation backoff. */
 void lfpool_fill(struct lfpool *p)
 {
-    size_t limit = p->cfg.min_size;
-    if (p->cfg.max_size && p->cfg.max_size < limit)
-        limit = p->cfg.max_size;
+    size_t limit = lfpool_min_size(p), max = lfpool_max_size(p);
+    if (max && max < limit)
+        limit = max;
     /* relaxed: a hint; lfpool_reserve's CAS decides */
     while (!atomic_load(&p->shutdown) &&
            (size_t)atomic_load_explicit(&p->nobjs, memory_order_relaxed) < limit) {
@@ -333,17 +353,24 @@ void lfpool_close_removed(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_rec_release(p, rec);
 }
 
-/* Close every object sitting in the available set (shutdown, free). */
-void lfpool_close_available(struct lfpool *p)
+/* Close available objects: every one in the set (`all`: shutdown, free,
+ * eviction), or while the pool holds more than its max_size (a shrink,
+ * control.c).  Each is claimed by CAS AVAIL -> DEAD, as a get would claim
+ * it, so a record is closed by one thread only.  `evicted`: count them in
+ * nevicted.  Returns how many were closed. */
+size_t lfpool_close_some(struct lfpool *p, bool all, bool evicted)
 {
     struct lfpool_rec *dead = NULL, *aside = NULL, *rec, *next;
+    size_t n = 0, max = all ? 0 : lfpool_max_size(p);
     rcu_read_lock();
-    while ((rec = lfpool_avail_pop_any(p)) != NULL) {
+    while ((all || (max && (size_t)atomic_load(&p->nobjs) > max)) &&
+           (rec = lfpool_avail_pop_any(p)) != NULL) {
         uint32_t s = rec_load(rec);
         if (rec_cas(rec, &s, REC_AVAIL, REC_DEAD)) {
             lfpool_meta_del(p, rec);
             lfpool_unreserve(p);
             lfpool_batch_push(&dead, rec);
+            n++;
         } else if (rec_st(s) == REC_DEAD_SET) {
             lfpool_list_push(&p->zombies, rec);
         } else { /* BORROWED: the health check closes it (it sees shutdown) */
@@ -355,12 +382,21 @@ void lfpool_close_available(struct lfpool *p)
         lfpool_stack_push(&p->stack, rec);
     }
     rcu_read_unlock();
+    if (evicted)
+        lfpool_stat_add(&p->c.nevicted, n);
     if (!dead)
-        return;
+        return n;
     synchronize_rcu();
     for (rec = dead; rec; rec = next) {
         next = lfpool_list_next(rec);
         lfpool_close_obj(p, rec->obj);
         lfpool_rec_release(p, rec);
     }
+    return n;
+}
+
+/* Close every object sitting in the available set (shutdown, free). */
+void lfpool_close_available(struct lfpool *p)
+{
+    lfpool_close_some(p, true, false);
 }

@@ -116,7 +116,7 @@ F(nobjs) F(navail) F(nusing) F(ntodel) F(waiting) F(sem_value) F(running) F(rel_
 F(time_per_hk) F(shutdown) F(ret_biased) F(cpu_cache) F(min_size) F(max_size) F(max_use)
 F(timeout) F(delay) F(max_avail_delay) F(max_using_delay_warn) F(max_using_delay_kill)
 F(health_freq) F(nbroken) F(nvalidate_failed) F(nvalidate_errors) F(nexpired) F(ncreate_failed)
-F(ncreate_skipped)
+F(ncreate_skipped) F(nevicted)
 #undef F
 
 static const struct om_scalar scalars[] = {
@@ -148,6 +148,7 @@ static const struct om_scalar scalars[] = {
     {"lfpool_nvalidate_failed", OM_COUNTER, false, "Validations on borrow that failed; each object destroyed.", get_nvalidate_failed},
     {"lfpool_nvalidate_errors", OM_COUNTER, false, "Validations on borrow whose hook gave < 0.", get_nvalidate_errors},
     {"lfpool_nexpired", OM_COUNTER, false, "Objects destroyed for passing max_lifetime.", get_nexpired},
+    {"lfpool_nevicted", OM_COUNTER, false, "Objects closed by lfpool_evict.", get_nevicted},
     /* gauges */
     {"lfpool_nobjs", OM_GAUGE, false, "Objects the pool holds, creations in progress included.", get_nobjs},
     {"lfpool_navail", OM_GAUGE, false, "Objects available.", get_navail},

@@ -39,8 +39,10 @@
  * owns the cache; LFPOOL_PCPU_BYPASS (2), nobody owns it, the cache is
  * empty and local operations fail so that this CPU's returns go to the
  * shared stack (set by a get that had to take records from this cache on
- * another CPU; cleared after a while, cache.c).  Remote threads take the
- * lock from OPEN or BYPASS.
+ * another CPU; cleared after a while, cache.c); LFPOOL_PCPU_CLOSED (3),
+ * nobody owns it, the cache is empty and stays so while runtime control
+ * (control.c) needs every get and ret on their slow paths.  Remote threads
+ * take the lock from OPEN, BYPASS or CLOSED.
  *
  * The same membarrier is also the heavy half of an asymmetric fence with
  * the ret path, which pushes and then reads the gate's waiter count with no
@@ -61,7 +63,7 @@
 
 struct lfpool_rec;
 
-enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_BYPASS = 2 };
+enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_BYPASS = 2, LFPOOL_PCPU_CLOSED = 3 };
 
 struct lfpool_cache {
     uint32_t count;    /* slot[0, count) hold records */

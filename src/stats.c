@@ -31,8 +31,8 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     memset(o, 0, sizeof *o);
     o->id = p->id;
     o->started = p->started_epoch;
-    o->min_size = p->cfg.min_size;
-    o->max_size = p->cfg.max_size;
+    o->min_size = lfpool_min_size(p);
+    o->max_size = lfpool_max_size(p);
     o->max_use = p->cfg.max_use;
     o->timeout = p->cfg.timeout;
     o->delay = p->delay;
@@ -54,9 +54,9 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
             o->nusing++;
     }
     o->nuses = uses;
-    if (p->cfg.max_size) {
-        o->sem_init = (int64_t)p->cfg.max_size;
-        o->sem_value = (int64_t)p->cfg.max_size - (int64_t)o->nusing;
+    if (o->max_size) {
+        o->sem_init = (int64_t)o->max_size;
+        o->sem_value = (int64_t)o->max_size - (int64_t)o->nusing;
         if (o->sem_value < 0)
             o->sem_value = 0;
     } else {
@@ -105,6 +105,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->ntimeouts = __atomic_load_n(&p->obs.ntimeouts, __ATOMIC_RELAXED);
     lfpool_obs_read(p, LFPOOL_HIST_CREATE, &h);
     o->create_time = h.sum;
+    o->nevicted = lfpool_stat_read(&p->c.nevicted);
 }
 
 
@@ -277,6 +278,7 @@ char *lfpool_stats_json(lfpool *p)
     kv_int(j, "ntimeouts", s.ntimeouts);
     kv_num(j, "wait_time", s.wait_time);
     kv_num(j, "create_time", s.create_time);
+    kv_int(j, "nevicted", s.nevicted);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

@@ -12,10 +12,15 @@
  * Connection-pool runs add broken returns (lfpool_ret_broken, and its
  * handle form), validation on borrow that fails now and then, lifetimes
  * that expire (max_lifetime with jitter) and max_creating: the same
- * invariants hold, and each feature must have fired.  Two workers get
- * through an event loop (lfpool_get_async, then poll(2) on the loop's
- * descriptor), and now and then give a ticket up, before or after it was
- * handed an object (src/loop.c). */
+ * invariants hold, and each feature must have fired.
+ * With a control thread, lfpool_set_size (shrink and grow), lfpool_pause/
+ * lfpool_resume and lfpool_evict run against the workers: on top of the
+ * invariants above, no get that started after a shrink returned may bring
+ * the objects out above the new max_size (the control thread's calls are
+ * bracketed by a sequence count, so a worker knows its get saw no call in
+ * progress).  Two workers get through an event loop (lfpool_get_async,
+ * then poll(2) on the loop's descriptor), and now and then give a ticket
+ * up, before or after it was handed an object (src/loop.c). */
 #include <lfpool.h>
 
 #include <criterion/criterion.h>
@@ -53,6 +58,10 @@ struct sctx {
     _Atomic long async_gets, async_waits, async_cancels, e_async;
     _Atomic long broken, nvalidate, e_validate;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
+    bool control;             /* a control thread runs set_size, pause/resume, evict */
+    _Atomic unsigned ctl_seq; /* odd while a control call runs */
+    _Atomic size_t max_in_force;
+    _Atomic long e_max, ctl_ops, max_checks;
     struct sobj *objs[MAXOBJS];
 };
 
@@ -175,6 +184,7 @@ static void *worker(void *arg)
     for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
         void *o = NULL;
         lfpool_handle hd;
+        unsigned seq0 = atomic_load(&s->ctl_seq);
         int r = l ? async_get(s, l, &hd, &seed)
                   : handles ? lfpool_get_handle(s->p, &hd, 2.0) : lfpool_get(s->p, &o, 2.0);
         if (l && r == 0)
@@ -197,6 +207,18 @@ static void *worker(void *arg)
         int m = atomic_load(&s->max_in_hand);
         while (h > m && !atomic_compare_exchange_weak(&s->max_in_hand, &m, h))
             ;
+        if (s->control) {
+            /* no control call ran during this get: the bound in force is
+             * the last call's, and objects out (h counts fewer) fit it */
+            size_t bound = atomic_load(&s->max_in_force);
+            if (atomic_load(&s->ctl_seq) == seq0 && !(seq0 & 1)) {
+                atomic_fetch_add(&s->max_checks, 1);
+                if ((size_t)h > bound) {
+                    atomic_fetch_add(&s->errors, 1);
+                    atomic_fetch_add(&s->e_max, 1);
+                }
+            }
+        }
         if (atomic_exchange(&so->held, 1) != 0) {
             atomic_fetch_add(&s->errors, 1); /* handed to two holders */
             atomic_fetch_add(&s->e_double, 1);
@@ -274,10 +296,55 @@ static void *driver(void *arg)
     return NULL;
 }
 
-static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
-                      double avail_delay, int iters, bool real_clock, bool conn)
+/* The control thread: a shrink to 2, a grow back, a short pause, an
+ * eviction of each kind, over and over; each call inside an odd ctl_seq. */
+static void *controller(void *arg)
+{
+    struct sctx *s = arg;
+    for (int i = 0; !atomic_load(&s->stop); i++) {
+        int r = 0;
+        atomic_fetch_add(&s->ctl_seq, 1);
+        switch (i % 5) {
+        case 0:
+            r = lfpool_set_size(s->p, 1, 2);
+            atomic_store(&s->max_in_force, 2);
+            break;
+        case 1:
+            r = lfpool_set_size(s->p, 2, s->max_size);
+            atomic_store(&s->max_in_force, s->max_size);
+            break;
+        case 2:
+            r = lfpool_pause(s->p);
+            usleep(200);
+            r |= lfpool_resume(s->p);
+            break;
+        case 3:
+            r = lfpool_evict(s->p, LFPOOL_EVICT_IDLE);
+            break;
+        case 4:
+            r = lfpool_evict(s->p, LFPOOL_EVICT_ALL);
+            break;
+        }
+        atomic_fetch_add(&s->ctl_seq, 1);
+        if (r)
+            atomic_fetch_add(&s->errors, 1);
+        atomic_fetch_add(&s->ctl_ops, 1);
+        usleep(300);
+    }
+    /* leave the pool as configured for the final checks */
+    atomic_fetch_add(&s->ctl_seq, 1);
+    if (lfpool_set_size(s->p, 2, s->max_size) || lfpool_resume(s->p))
+        atomic_fetch_add(&s->errors, 1);
+    atomic_fetch_add(&s->ctl_seq, 1);
+    return NULL;
+}
+
+static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
+                    double avail_delay, int iters, bool real_clock, bool conn, bool control)
 {
     struct sctx *s = calloc(1, sizeof *s);
+    s->control = control;
+    atomic_store(&s->max_in_force, max_size);
     s->real_clock = real_clock;
     s->conn = conn;
     s->max_size = max_size;
@@ -316,14 +383,18 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     struct lfpool_stats st0;
     lfpool_stats(s->p, &st0);
 
-    pthread_t th[THREADS], drv;
+    pthread_t th[THREADS], drv, ctl;
     pthread_create(&drv, NULL, driver, s);
+    if (control)
+        pthread_create(&ctl, NULL, controller, s);
     for (int i = 0; i < THREADS; i++)
         pthread_create(&th[i], NULL, worker, s);
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
     atomic_store(&s->stop, 1);
     pthread_join(drv, NULL);
+    if (control)
+        pthread_join(ctl, NULL);
     void *left = atomic_exchange(&s->mailbox, NULL);
     if (left) { /* got by a worker, returned from this thread */
         atomic_store(&((struct sobj *)left)->held, 0);
@@ -333,9 +404,15 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
 
     cr_assert_eq(atomic_load(&s->errors), 0,
                  "invariant violations: %ld (get errors %ld, last rc %ld; double hand-outs %ld; "
-                 "ret errors %ld)",
+                 "ret errors %ld; over the max_size in force %ld)",
                  atomic_load(&s->errors), atomic_load(&s->e_get), atomic_load(&s->last_get_rc),
-                 atomic_load(&s->e_double), atomic_load(&s->e_ret));
+                 atomic_load(&s->e_double), atomic_load(&s->e_ret), atomic_load(&s->e_max));
+    if (control) {
+        cr_assert_gt(atomic_load(&s->ctl_ops), 10, "control calls ran");
+        cr_assert_gt(atomic_load(&s->max_checks), 0, "gets checked against the bound");
+        cr_log_info("control calls %ld, gets checked against the bound %ld",
+                    atomic_load(&s->ctl_ops), atomic_load(&s->max_checks));
+    }
     cr_assert_eq(atomic_load(&s->e_stale_h), 0, "stale handles accepted: %ld of %ld",
                  atomic_load(&s->e_stale_h), atomic_load(&s->stale_h));
     cr_assert_gt(atomic_load(&s->stale_h), 0);
@@ -351,6 +428,15 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     if (kill)
         cr_assert_gt(atomic_load(&s->estale) + atomic_load(&s->enoent), 0, "kills fired");
 
+    if (conn) {
+        /* every object still available is past its lifetime for the last
+         * round, whatever the run's pace (on a loaded host the driver may
+         * have run too few rounds for an object to reach its lifetime) */
+        if (real_clock)
+            usleep(10000);
+        else
+            atomic_store(&s->now, atomic_load(&s->now) + 10.0);
+    }
     lfpool_housekeep(s->p);
     struct lfpool_stats st;
     lfpool_stats(s->p, &st);
@@ -404,6 +490,12 @@ static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mod
     free(s);
 }
 
+static void run_clock(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
+                      double avail_delay, int iters, bool real_clock, bool conn)
+{
+    run_ctl(max_size, max_use, kill, kill_mode, health, avail_delay, iters, real_clock, conn, false);
+}
+
 static void run(size_t max_size, uint64_t max_use, bool kill, int kill_mode, bool health,
                 double avail_delay, int iters)
 {
@@ -451,4 +543,16 @@ Test(stress, conn_unbounded_recycle, .timeout = 120)
 Test(stress, conn_real_clock_kill_close, .timeout = 120)
 {
     run_clock(4, 0, true, LFPOOL_KILL_CLOSE, false, 0, 5000, true, true);
+}
+/* set_size, pause/resume and evict from a control thread against the
+ * workers (no kills: a kill frees capacity its holder still uses, and the
+ * bound check counts objects in hand); once on the injected clock, once on
+ * the real one (the leaf fast paths) */
+Test(stress, control_thread, .timeout = 120)
+{
+    run_ctl(6, 0, false, 0, true, 0, 30000, false, false, true);
+}
+Test(stress, control_thread_real_clock, .timeout = 120)
+{
+    run_ctl(6, 13, false, 0, false, 0, 30000, true, false, true);
 }

@@ -761,3 +761,47 @@ Test(loop, max_waiters_bounds_tickets)
     lfpool_loop_free(l);
     cr_assert_eq(lfpool_ret(P, held), 0);
 }
+
+/* ---- runtime control: a paused pool hands nothing to tickets; the
+ * resume serves them in order.  A pool on the shared housekeeper takes no
+ * loop (ENOTSUP). */
+
+Test(loop, pause_holds_tickets_and_resume_serves_them)
+{
+    C.max_size = 2;
+    C.min_size = 2;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    lfpool_handle h;
+    lfpool_ticket *t[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(lfpool_get_async(l, (void *)(intptr_t)i, &h, &t[i]), EINPROGRESS);
+    cr_assert_eq(lfpool_pause(P), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(lfpool_ret(P, held[i]), 0);
+    cr_assert_not(readable(l, 200), "a paused pool handed an object to a ticket");
+    cr_assert_eq(lfpool_resume(P), 0);
+    lfpool_loop_event ev[2];
+    take_events(l, ev, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(ev[i].err, 0);
+        cr_assert_eq(ev[i].udata, (void *)(intptr_t)i, "served in order");
+    }
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(lfpool_ret_handle(P, &ev[i].h), 0);
+    lfpool_loop_free(l);
+}
+
+Test(loop, a_shared_housekeeper_pool_takes_no_loop)
+{
+    C.housekeeper = LFPOOL_HK_SHARED;
+    C.delay = 10;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l = (lfpool_loop *)1;
+    cr_assert_eq(lfpool_loop_new(P, &l), ENOTSUP);
+    cr_assert_null(l);
+}

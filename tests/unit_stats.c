@@ -32,7 +32,8 @@ static const char *seed_keys[] = {
 static const char *own_keys[] = {"cpu_cache",        "nflushes",         "nbias_fences",
                                  "nbroken",          "nvalidate_failed", "nvalidate_errors",
                                  "nexpired",         "ncreate_failed",   "ncreate_skipped",
-                                 "waiting",          "nwaits",           "ntimeouts"};
+                                 "waiting",          "nwaits",           "ntimeouts",
+                                 "nevicted"};
 static const char *own_num_keys[] = {"wait_time", "create_time"};
 
 Test(stats, every_seed_key_present_and_consistent)

@@ -7,6 +7,7 @@
  * objects, and reports a bit mask of failed checks through a pipe (and its
  * exit status).  The parent goes on untouched: its object out at fork time
  * can be returned, its counters did not move, its housekeeper still runs.
+ * The same with the shared housekeeper (LFPOOL_HK_SHARED).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -244,7 +245,7 @@ static void parent_after(lfpool *pool, const struct lfpool_stats *before, void *
     cr_expect_gt(st.hk_rounds, hk0, "parent housekeeper stopped after fork");
 }
 
-Test(fork, basic)
+static void basic_body(void)
 {
     lfpool *pool;
     cr_assert_eq(lfpool_new(&pool, &CFG), 0);
@@ -267,6 +268,32 @@ Test(fork, basic)
     lfpool_free(pool);
     cr_expect_eq(atomic_load(&W.hk.n.closed), atomic_load(&W.hk.n.created));
     cr_expect_eq(atomic_load(&W.closer_twice), 0);
+}
+
+Test(fork, basic)
+{
+    basic_body();
+}
+
+/* the same on the shared housekeeper: the child's rounds run on shared
+ * threads of its own (the parent's are not in the child) */
+Test(fork, basic_shared_housekeeper)
+{
+    CFG.housekeeper = LFPOOL_HK_SHARED;
+    basic_body();
+}
+
+Test(fork, lazy_shared_pool_first_used_in_child)
+{
+    CFG.housekeeper = LFPOOL_HK_SHARED;
+    CFG.lazy_start = true;
+    lfpool *pool;
+    cr_assert_eq(lfpool_new(&pool, &CFG), 0);
+    struct basic_arg a = {pool, 0, NULL, 100};
+    int f = in_child(basic_child, &a, 10.0);
+    char buf[512];
+    cr_expect_eq(f, 0, "child: %s", fbits(f, buf, sizeof buf));
+    lfpool_free(pool);
 }
 
 Test(fork, lazy_pool_first_used_in_child)

@@ -5,12 +5,18 @@
  * bounded and unbounded, lazy and not) live together; 4 threads use them
  * all at random, objects must never cross pools, ids are unique, and every
  * pool frees cleanly with every closer run once.
+ * The housekeeper modes: 1000 pools with rounds are 1000 threads with a
+ * housekeeper of their own, at most two with the shared one (threads
+ * counted in /proc/self/task); shared pools keep their own periods, and a
+ * health hook that hangs in one delays no other pool's rounds, nor the
+ * lfpool_free of another pool.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "rel_common.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 
 #define NPOOLS 1000
 
@@ -145,4 +151,158 @@ Test(manypools, churn, .timeout = 60)
     cr_expect_eq(atomic_load(&w.hk.n.closed), atomic_load(&w.hk.n.created));
     cr_expect_eq(atomic_load(&w.closer_twice), 0);
     rel_world_fini(&w);
+}
+
+/* ---- housekeeper modes */
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    struct dirent *e;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* poll until the thread count is at most `want` (threads exit on their own) */
+static int wait_threads_at_most(int want, double secs)
+{
+    int n = count_threads();
+    for (double t = 0; n > want && t < secs; t += 0.01) {
+        rel_sleep(0.01);
+        n = count_threads();
+    }
+    return n;
+}
+
+static lfpool *HP[NPOOLS];
+static struct rel_world HW;
+
+static void make_pools(int n, int mode, double delay, lfpool_health_fn health0)
+{
+    for (int i = 0; i < n; i++) {
+        lfpool_config c;
+        rel_config(&c, &HW, &L, NULL);
+        c.max_size = 2;
+        c.min_size = 1;
+        c.delay = delay;
+        c.housekeeper = mode;
+        if (i == 0 && health0)
+            c.health = health0;
+        int rc = lfpool_new(&HP[i], &c);
+        cr_assert_eq(rc, 0, "pool %d: %d", i, rc);
+    }
+}
+
+static void free_pools(int n)
+{
+    for (int i = 0; i < n; i++)
+        lfpool_free(HP[i]);
+}
+
+Test(manypools, thread_count_own_and_shared, .timeout = 120)
+{
+    lfx_log_init(&L, "REL_LOG");
+    rel_world_init(&HW, 1u << 14);
+    int base = count_threads();
+    cr_assert_gt(base, 0);
+
+    make_pools(NPOOLS, LFPOOL_HK_OWN, 10.0, NULL);
+    int own = count_threads() - base;
+    free_pools(NPOOLS);
+    int after_own = wait_threads_at_most(base, 5.0) - base;
+
+    make_pools(NPOOLS, LFPOOL_HK_SHARED, 10.0, NULL);
+    int shared = count_threads() - base;
+    /* every shared pool is served: a get, a ret, and one round each */
+    for (int i = 0; i < NPOOLS; i++) {
+        void *o;
+        cr_assert_eq(lfpool_get(HP[i], &o, 0), 0);
+        cr_assert_eq(lfpool_ret(HP[i], o), 0);
+    }
+    free_pools(NPOOLS);
+    int after_shared = wait_threads_at_most(base, 5.0) - base;
+    fprintf(stderr, "housekeeping threads for %d pools: own %d, shared %d (after free: %d, %d)\n",
+            NPOOLS, own, shared, after_own, after_shared);
+    cr_expect_eq(own, NPOOLS, "a thread per pool of its own");
+    cr_expect_leq(shared, 2, "at most two shared housekeeping threads");
+    cr_expect_geq(shared, 1);
+    cr_expect_eq(after_own, 0);
+    cr_expect_eq(after_shared, 0, "shared threads exit with the last shared pool");
+    cr_expect_eq(atomic_load(&HW.hk.n.closed), atomic_load(&HW.hk.n.created));
+    rel_world_fini(&HW);
+}
+
+static _Atomic int hang_open, hang_in;
+static int hang_health(void *ctx, void *o)
+{
+    (void)ctx;
+    (void)o;
+    atomic_store(&hang_in, 1);
+    while (!atomic_load(&hang_open))
+        rel_sleep(0.001);
+    return 1;
+}
+static void *release_later(void *arg)
+{
+    (void)arg;
+    rel_sleep(0.2);
+    atomic_store(&hang_open, 1);
+    return NULL;
+}
+
+#define NSHARED 100
+Test(manypools, shared_rounds_at_own_period_and_a_hung_hook_isolated, .timeout = 120)
+{
+    lfx_log_init(&L, "REL_LOG");
+    rel_world_init(&HW, 1u << 14);
+    double period = rel_slow_env() ? 0.4 : 0.2;
+    atomic_store(&hang_open, 0);
+    atomic_store(&hang_in, 0);
+    make_pools(NSHARED, LFPOOL_HK_SHARED, period, hang_health);
+    /* pool 0's first round hangs in its health hook */
+    for (int i = 0; i < 500 && !atomic_load(&hang_in); i++)
+        rel_sleep(0.01);
+    cr_assert(atomic_load(&hang_in), "pool 0's round started");
+    uint64_t r0[NSHARED];
+    for (int i = 1; i < NSHARED; i++) {
+        struct lfpool_stats st;
+        lfpool_stats(HP[i], &st);
+        r0[i] = st.hk_rounds;
+    }
+    double window = 10 * period;
+    rel_sleep(window);
+    uint64_t least = UINT64_MAX;
+    for (int i = 1; i < NSHARED; i++) {
+        struct lfpool_stats st;
+        lfpool_stats(HP[i], &st);
+        uint64_t d = st.hk_rounds - r0[i];
+        if (d < least)
+            least = d;
+    }
+    /* 10 periods: no pool may lose more than about two of them */
+    cr_expect_geq(least, 7, "a pool had only %llu rounds in %g periods while another hung",
+                  (unsigned long long)least, window / period);
+    cr_expect_leq(least, 11, "rounds come at the pool's own period, not faster");
+    cr_expect_leq(count_threads(), 3 + 2, "main + criterion's + two shared");
+
+    /* freeing another pool does not wait for the hung round */
+    double t0 = rel_mono();
+    lfpool_free(HP[1]);
+    double took = rel_mono() - t0;
+    cr_expect_lt(took, 0.1, "lfpool_free of pool 1 took %g s while pool 0 hung", took);
+    /* pool 0's free waits for its own round, which ends when released */
+    pthread_t rel;
+    pthread_create(&rel, NULL, release_later, NULL);
+    lfpool_free(HP[0]);
+    pthread_join(rel, NULL);
+    for (int i = 2; i < NSHARED; i++)
+        lfpool_free(HP[i]);
+    cr_expect_eq(atomic_load(&HW.hk.n.closed), atomic_load(&HW.hk.n.created));
+    rel_world_fini(&HW);
 }
