@@ -408,9 +408,11 @@ static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, ui
     char buf[256];
     lfpool_trace(p, obj, buf, sizeof buf);
     lfpool_log(p, LFPOOL_LOG_ERROR, "validation failed (%d): %s", v, buf);
-    /* not a use: nuses counts objects handed out (the holder's field) */
-    uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
-    atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+    /* not a use: nuses counts objects handed out.  Counted apart
+     * (uses_undone), not by taking one off rec->uses: a CLOSE kill may have
+     * removed the record already, and its reaper may have moved rec->uses
+     * into dead_uses once this get's guard was left */
+    lfpool_stat_inc(&p->c.uses_undone);
     rcu_read_lock();
     /* a DEFER kill meanwhile: KILLED, closed here (ret_not_out); a CLOSE
      * kill: closed by the housekeeper; either way not handed out */

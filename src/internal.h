@@ -277,6 +277,7 @@ struct lfpool_counters {
     _Atomic uint64_t nborrows, nreturns, ndestroys, nhealth, bad_health;
     _Atomic uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
     _Atomic uint64_t dead_uses; /* uses of records no longer in the table */
+    _Atomic uint64_t uses_undone; /* claims that were not uses (validation failed) */
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */

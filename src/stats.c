@@ -53,7 +53,8 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
         else if (is_using(s))
             o->nusing++;
     }
-    o->nuses = uses;
+    uint64_t undone = lfpool_stat_read(&p->c.uses_undone);
+    o->nuses = uses > undone ? uses - undone : 0;
     if (o->max_size) {
         o->sem_init = (int64_t)o->max_size;
         o->sem_value = (int64_t)o->max_size - (int64_t)o->nusing;

@@ -164,7 +164,8 @@ static long admin_long(const char *sql)
 
 static int count_backends(void)
 {
-    return (int)admin_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" POOL_APP "'");
+    /* every backend of the pool, those still running fun's init SQL too */
+    return (int)admin_long("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '" POOL_APP "%'");
 }
 
 /* ------------------------------------------- connect/close event log */
@@ -681,7 +682,10 @@ static void base_config(lfpool_config *cfg)
     lfpool_config_init(cfg);
     memset(&pctx, 0, sizeof pctx);
     pctx.conninfo = pool_conninfo;
-    pctx.init_sql = "SET statement_timeout = '10s'";
+    /* the backend takes the pool's name once its init SQL ran: the
+     * terminate scenario kills connections the pool holds, not a creation
+     * in progress (whose failure starts a creation backoff) */
+    pctx.init_sql = "SET statement_timeout = '10s'; SET application_name = '" POOL_APP "'";
     pctx.log = it_log;
     pgpool_config(cfg, &pctx);
     cfg->fun = it_connect;
@@ -1278,7 +1282,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "pg_scenarios: run me through tests/integration/pg.sh\n");
         return 2;
     }
-    snprintf(pool_conninfo, sizeof pool_conninfo, "application_name=" POOL_APP " connect_timeout=10");
+    snprintf(pool_conninfo, sizeof pool_conninfo, "application_name=" POOL_APP "-init connect_timeout=10");
     snprintf(admin_conninfo, sizeof admin_conninfo, "application_name=lfpool-admin connect_timeout=10");
     for (int i = 0; i < 100 && PQping(admin_conninfo) != PQPING_OK; i++)
         msleep(50); /* accepting connections, not only started */
