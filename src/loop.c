@@ -316,12 +316,10 @@ static void give_back(struct lfpool *p, const lfpool_handle *h)
 {
     struct lfpool_rec *rec = h->priv_rec;
     uint32_t w = h->priv_word;
-    /* the use goes too while the hand-out is ours (OUT, or killed in
-     * DEFER mode: we are still the only writer of `uses`) */
-    uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
-    uint32_t now_w = rec_load(rec);
-    if (u && (now_w == w || now_w == rec_word(w, REC_KILLED)))
-        atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+    /* the claim was not a use: counted apart (uses_undone), as a failed
+     * validation is (handout.c), not taken off rec->uses - a CLOSE kill
+     * may have removed the record and its reaper moved its uses already */
+    lfpool_stat_inc(&p->c.uses_undone);
     atomic_store_explicit(&rec->last_ret, lfpool_now(p), memory_order_relaxed);
     /* worn out or expired (max_use, max_lifetime): the ret ends it */
     bool worn = p->wear && (atomic_load_explicit(&rec->uses, memory_order_relaxed) >= p->max_use ||

@@ -135,8 +135,7 @@ static void ret_result(struct sctx *s, int r)
 /* A get through the worker's event loop: a ticket, then poll(2) on the
  * loop's descriptor for its event (the one ticket outstanding: its event
  * must name it).  Now and then the ticket is given up, at once or after a
- * moment (maybe handed an object by then: it must go to the next waiter),
- * except where kills fire: a give-back's use is then not always undone. */
+ * moment (maybe handed an object by then: it must go to the next waiter). */
 static int async_get(struct sctx *s, lfpool_loop *l, lfpool_handle *hd, unsigned *seed)
 {
     for (;;) {
@@ -146,7 +145,7 @@ static int async_get(struct sctx *s, lfpool_loop *l, lfpool_handle *hd, unsigned
             return r;
         atomic_fetch_add(&s->async_waits, 1);
         struct pollfd pfd = {.fd = lfpool_loop_fd(l), .events = POLLIN};
-        if (!s->kill && rand_r(seed) % 16 == 0) {
+        if (rand_r(seed) % 16 == 0) {
             if (rand_r(seed) % 2)
                 poll(&pfd, 1, 1);
             if (lfpool_ticket_cancel(l, t) != 0)
