@@ -1028,16 +1028,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 13: { /* EINVAL probes: nothing may change */
             void *o = &local_dummy_for_einval;
             int e = 0;
-            switch (arg % 6) {
+            lfpool_handle hs[1];
+            switch (arg % 8) {
             case 0: e = lfpool_ret(pool, NULL); break;
             case 1: e = lfpool_get(pool, &o, NAN); break;
             case 2: e = lfpool_get(pool, &o, -1.0 - arg); break;
             case 3: e = lfpool_get(pool, NULL, 0); break;
             case 4: e = lfpool_stats(pool, NULL); break;
+            case 5: e = arg % 16 < 8 ? lfpool_get_bulk(pool, NULL, 1 + arg % 3, 0)
+                                     : lfpool_get_bulk(pool, hs, 1, NAN); break;
+            case 6: e = lfpool_ret_bulk(pool, NULL, 1 + arg % 3); break;
             default: e = lfpool_shutdown(pool, -1); break;
             }
             if (e != EINVAL)
-                die("EINVAL probe %d gave %d", arg % 6, e);
+                die("EINVAL probe %d gave %d", arg % 8, e);
             break;
         }
         case 14: /* health verdict for a slot: 1 healthy, 0 unhealthy, -1 error */

@@ -360,6 +360,21 @@ int lfpool_ticket_cancel(lfpool_loop *loop, lfpool_ticket *ticket);
 /* Cancel every ticket of the loop (objects handed over go to the next
  * waiters), close its descriptor and free it.  NULL is a no-op. */
 void lfpool_loop_free(lfpool_loop *loop);
+/* Bulk: n objects at once, all or none (like DPDK's rte_mempool_get_bulk).
+ * lfpool_get_bulk fills hs[0, n) with n hand-outs, as n lfpool_get_handle
+ * calls would, or takes none: objects it took while it could not get all n
+ * are given back before it waits (not counted as uses, no getter or retter
+ * hook), so it never holds objects while it waits.  It waits like a get
+ * (timeout as for lfpool_get) until all n can be had at once.  Returns 0,
+ * or those of lfpool_get, and:
+ *   EINVAL  pool NULL, hs NULL with n > 0, a bad timeout, or n > the
+ *           max_size in force on a bounded pool (it could not succeed)
+ * n = 0 returns 0 (after the checks a get makes: ESHUTDOWN...).
+ * lfpool_ret_bulk returns every handle of hs[0, n) as lfpool_ret_handle
+ * would, also after one fails; it returns 0 or the first failure's code
+ * (EINVAL: pool NULL, or hs NULL with n > 0). */
+int lfpool_get_bulk(lfpool *pool, lfpool_handle *hs, size_t n, double timeout);
+int lfpool_ret_bulk(lfpool *pool, const lfpool_handle *hs, size_t n);
 
 /* Run one housekeeping round now, on the calling thread (rounds are
  * serialised with the housekeeper's).  Returns 0, EINVAL (NULL pool) or

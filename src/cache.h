@@ -32,20 +32,24 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p);
 
 /* Pop a record from this CPU's cache; NULL when it has none (or there are
  * no caches).  The record should be CACHED: see lfpool_avail_claim_cached. */
-static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop_local(struct lfpool *p)
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_avail_pop_local_pcpu(struct lfpool *p)
 {
-    while (lfpool_likely(p->pcpu)) {
+    for (;;) { /* p->pcpu: the caller knows (get's admission word) */
         uint32_t cpu = lfpool_pcpu_cpu();
         struct lfpool_rec *rec = NULL;
         if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
+            return NULL;
         int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK))
             return rec;
         if (r == LFPOOL_PCPU_FAIL)
-            break;
+            return NULL;
     }
-    return NULL;
+}
+static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop_local(struct lfpool *p)
+{
+    return lfpool_likely(p->pcpu) ? lfpool_avail_pop_local_pcpu(p) : NULL;
 }
 
 /* Make a record popped from a cache, whose state word `w` says CACHED, OUT
@@ -92,17 +96,20 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
  * or locked, or waiters: any CPU's waiter takes from the stack without a
  * flush), the caller still owns it. */
 enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
-static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
-                                                                      struct lfpool_rec *rec)
+/* `off`: lfpool_pcpu_off(), read once by a caller that runs another
+ * section first (ret's biased commit) */
+static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struct lfpool *p,
+                                                                         struct lfpool_rec *rec,
+                                                                         long off)
 {
     /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
      * one that wants a record handed over: that takes the stack path */
     while (lfpool_likely(p->pcpu) &&
            !lfpool_gate_gift_wanted(&p->gate)) {
-        uint32_t cpu = lfpool_pcpu_cpu();
+        uint32_t cpu = lfpool_pcpu_cpu_at(off);
         if (lfpool_unlikely(cpu >= p->ncaches))
             break;
-        int r = lfpool_pcpu_push(&p->caches[cpu], cpu, p->cache_cap, rec);
+        int r = lfpool_pcpu_push_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
             /* no fence: a waiter's flush fences for us (cache.c) */
             atomic_signal_fence(memory_order_seq_cst);
@@ -114,6 +121,11 @@ static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct l
             break;
     }
     return LFPOOL_PUT_STACK;
+}
+static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
+                                                                      struct lfpool_rec *rec)
+{
+    return lfpool_avail_put_local_at(p, rec, lfpool_pcpu_off());
 }
 
 /* Put a record that the caller owns in state CACHED into the set, and wake

@@ -254,6 +254,8 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
 
 void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
 {
+    n->async = false; /* a sleeper's node (on its stack, maybe uninitialised);
+                       * tickets park with lfpool_gate_park_locked (loop.c) */
     lfpool_gate_lock(g);
     lfpool_gate_park_locked(g, n, front);
     lfpool_gate_unlock(g);

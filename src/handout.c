@@ -1,7 +1,8 @@
 /*
  * handout.c - the hand-out: get and ret.
  *
- * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle -
+ * Owns: lfpool_get, lfpool_ret, lfpool_get_handle, lfpool_ret_handle,
+ * lfpool_get_bulk, lfpool_ret_bulk -
  * their fast paths, their slow paths, the per-thread return hints and the
  * wait at max_size (the protocol of CONTRACT §3.2, and the ret side of
  * CONTRACT §3.4).  Invariants: a hand-out is ended once (the commit of OUT ->
@@ -10,10 +11,10 @@
  * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.
  *
  * The hot path, get with an object in this CPU's cache:
- *   life word and shutdown checks -> rseq pop from this CPU's cache ->
+ *   the admission word (life.c) -> rseq pop from this CPU's cache ->
  *   state check (CACHED) -> plain stores of last_get and the state
  *   (CACHED -> OUT, a new generation) and uses -> return hint store.
- * and ret: life word check -> return hint probe -> commit of the hand-out
+ * and ret: the admission word -> return hint probe -> commit of the hand-out
  *   (OUT -> CACHED: the getter's plain store in an rseq section while the
  *   pool is biased, bias.c, else a CAS) -> rseq push onto this CPU's cache
  *   -> waiter check.  lfpool_ret_handle is the same with the handle in
@@ -54,14 +55,23 @@ static inline struct hint *hint_slot(const void *obj)
     return &hints[((uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ULL) >> 61];
 }
 
+/* One field of a hint or a handle, stored on its own.  A relaxed atomic
+ * store is a plain mov on x86-64, but the compiler may not merge it with
+ * its neighbour: SLP vectorisation otherwise packs obj and rec into one
+ * 16-byte vector store (punpcklqdq + movups) that ret reads back as two
+ * 8-byte loads, a store-forwarding penalty on some hosts and more
+ * instructions everywhere (docs/PERFORMANCE.md, P7).  No semantic change:
+ * the fields are read by this thread (hints) or the caller (handles). */
+#define FIELD_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
 /* `word`: the record's state word as this thread handed it out (gen | OUT) */
 static inline void hint_set(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
 {
     struct hint *h = hint_slot(obj);
-    h->pool_id = p->id;
-    h->obj = obj;
-    h->rec = rec;
-    h->word = word;
+    FIELD_SET(h->pool_id, p->id);
+    FIELD_SET(h->obj, obj);
+    FIELD_SET(h->rec, rec);
+    FIELD_SET(h->word, word);
 }
 
 /* The hint for a record this thread just got; returns the word it saved. */
@@ -98,7 +108,7 @@ static inline void hint_drop(struct lfpool *p, void *obj)
  * generation). */
 static inline bool hint_owns(struct lfpool *p, void *obj, struct lfpool_rec *rec, uint32_t word)
 {
-    uint32_t w;
+    uint32_t w = 0;
     return hint_get(p, obj, &w) == rec && w == word;
 }
 
@@ -144,10 +154,10 @@ static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_
 static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
                               struct lfpool_rec *rec, uint32_t word)
 {
-    h->obj = obj;
-    h->priv_rec = rec;
-    h->priv_pool = p->id;
-    h->priv_word = word;
+    FIELD_SET(h->obj, obj);
+    FIELD_SET(h->priv_rec, (void *)rec);
+    FIELD_SET(h->priv_pool, p->id);
+    FIELD_SET(h->priv_word, word);
 }
 
 /* Slow paths are kept out of line (noinline, cold) so that the fast paths
@@ -497,9 +507,9 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
  * CLOSE-kill guard, no injected clock) and a valid timeout. */
 static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
 {
-    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) && p->fast_get &&
-           atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY &&
-           !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+    /* one word: READY, not shut down, fast_get, per-CPU caches (life.c) */
+    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) &&
+           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_GET);
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
@@ -524,7 +534,7 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
                                                           double timeout, const void *caller)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
-        struct lfpool_rec *rec = lfpool_avail_pop_local(p);
+        struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_unlikely(rec_st(w) != REC_CACHED))
@@ -634,8 +644,11 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
  * nothing to observe (RET_OBSERVED takes ret_careful's copy of it). */
 static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
 {
+    /* the mode byte (observability may switch it at run time), then one
+     * word: READY and not shut down (life.c); shutdown is read again at
+     * the commit and after the push */
     return lfpool_ret_fast_mode(p) &&
-           atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY;
+           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_RET);
 }
 
 /* The object must end at this return: used max_use times, or past its
@@ -661,7 +674,7 @@ static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
 static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now,
-                                                                 bool owner)
+                                                                 bool owner, long off)
 {
     /* uses: relaxed, the holder (this hand-out's) is its only writer; the
      * wear test is one flag when neither max_use nor max_lifetime is set */
@@ -673,8 +686,8 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     uint32_t cached = rec_word(word, REC_CACHED);
     if (owner && lfpool_likely(p->bias) &&
-        lfpool_pcpu_store_if((const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
-                             (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
+        lfpool_pcpu_store_if_at(off, (const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
+                                (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
         return true;
     /* not BIASED, or the section was aborted: the CAS decides */
     return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
@@ -684,9 +697,9 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
 /* Put a record that ret_fast_commit made CACHED (ours) into this CPU's
  * cache; anything else is a tail call. */
 static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
-                                                              struct lfpool_rec *rec)
+                                                              struct lfpool_rec *rec, long off)
 {
-    int r = lfpool_avail_put_local(p, rec);
+    int r = lfpool_avail_put_local_at(p, rec, off);
     if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
         !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return 0;
@@ -701,11 +714,12 @@ int lfpool_ret(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
+    long off = lfpool_pcpu_off(); /* read once for both sections */
     if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
         lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true))
-        return ret_fast_put(p, rec);
+                       true, off))
+        return ret_fast_put(p, rec, off);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -720,8 +734,9 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
     if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
                       ret_fast_ok(p)) &&
         ret_fast_commit(p, h->priv_rec, h->priv_word,
-                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false))
-        return ret_fast_put(p, h->priv_rec);
+                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
+                       lfpool_pcpu_off()))
+        return ret_fast_put(p, h->priv_rec, lfpool_pcpu_off());
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
         return EINVAL;
@@ -766,9 +781,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         if (rec) {
             double now = lfpool_now(p);
             double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
-            if (ret_fast_commit(p, rec, word, now, h == NULL)) {
+            if (ret_fast_commit(p, rec, word, now, h == NULL, lfpool_pcpu_off())) {
                 ret_observe(p, rec, word, now - got);
-                return ret_fast_put(p, rec);
+                return ret_fast_put(p, rec, lfpool_pcpu_off());
             }
         }
     }
@@ -935,4 +950,250 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
         return EINVAL;
     }
     return ret_broken(p, h ? h->obj : NULL, h);
+}
+
+
+/* ---- bulk: lfpool_get_bulk (all n or none), lfpool_ret_bulk
+ *
+ * A bulk get takes its n objects one by one, as gets with timeout 0 would
+ * (the CPU's cache, the shared stack, creation), into handles: a try.  A
+ * try that misses one gives back every object it took (no use counted, no
+ * retter, no getter: the caller never saw them), so a bulk get never holds
+ * objects while it waits, and others' gets are never held up by it.  Then
+ * it waits as a get does at max_size - registered on the gate, parked in
+ * its FIFO, woken by a grant - and tries again.
+ *
+ * The wait differs from a single get's in one point: a try that failed has
+ * given objects back, and those returns grant the head of the FIFO.  Were
+ * the bulk get parked during its try, that could be itself (a busy loop
+ * with a flush each turn while fewer than n objects are available).  So it
+ * parks after the try and its give-back, and the look a parked get makes
+ * after parking (gate.c: no lost wake-up) is replaced by a bounded sleep:
+ * a return between the try and the park that did not see it parked is
+ * found by the next try at most BULK_POLL_MAX seconds later (the poll
+ * starts at BULK_POLL_MIN and doubles while nothing happens).  Grants end
+ * the sleep at once, as for any parked get.  A bulk get is not served
+ * ahead of single gets: with singles always taking what comes back, it
+ * may wait its whole timeout (API.md). */
+#define BULK_POLL_MIN 0.0005
+#define BULK_POLL_MAX 0.016
+
+/* One object for a try, without waiting, into *h: as lfpool_get_handle
+ * with timeout 0 - the fast path's pop from this CPU's cache, else the
+ * slow path (the shared stack, creation, and before "nothing" a flush of
+ * every cache, which is also the look of a registered waiter).  0; EAGAIN:
+ * nothing available and no room to create; else get's error. */
+static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller)
+{
+    if (lfpool_likely(get_fast_ok(p, 0))) {
+        struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
+        if (lfpool_likely(rec != NULL)) {
+            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+            if (lfpool_likely(rec_st(w) == REC_CACHED)) {
+                w = get_fast_claim(p, rec, w, caller);
+                handle_set(p, h, rec->obj, rec, w);
+                return 0;
+            }
+            lfpool_avail_bad_state(p, rec, w);
+        }
+    }
+    for (;;) {
+        struct lfpool_rec *rec;
+        void *o;
+        uint32_t word;
+        bool fresh = false;
+        /* as get_rest: a claim (the shared stack; a flush first when
+         * another CPU's cache looks non-empty), unless runtime control is
+         * in force (the flags' read and the claim in one read-side
+         * section, control.c), then the slow path */
+        rcu_read_lock();
+        bool ctl = lfpool_unlikely(lfpool_ctl_flags(p) != 0);
+        if (!ctl && (rec = get_claim(p, false)) != NULL) {
+            o = rec->obj;
+            atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
+            /* no return hint: a handle's hand-out has no owner (bias.c) */
+            word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
+            get_guard_leave(p);
+            rcu_read_unlock();
+        } else {
+            if (!ctl)
+                get_guard_leave(p);
+            rcu_read_unlock();
+            int r = get_slow(p, 0, &o, &rec, &word, &fresh, caller);
+            if (r)
+                return r;
+            hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
+        }
+        if (lfpool_likely(!p->cfg.validate) || fresh || get_validate(p, rec, o, word)) {
+            handle_set(p, h, o, rec, word);
+            return 0;
+        }
+        /* failed validation: destroyed; look again */
+    }
+}
+
+/* Give back one hand-out a try took: not a use, no retter, no observation.
+ * The record is touched only while the hand-out is still ours: the CAS of
+ * its word OUT -> CACHED (no owner: a handle's hand-out has no biased
+ * commit to race with, bias.c) makes it ours alone, and only then is the
+ * use taken back, before the record goes to the set as a ret's would
+ * (ret_fast_put: this CPU's cache, else the stack and the gate, and the
+ * shutdown check).  Killed meanwhile: DEFER leaves it KILLED, the holder's
+ * to end (the use taken back, then closed as a ret would, ret_not_out);
+ * CLOSE has closed it and may have reused the record, which is then not
+ * touched: the take is counted in uses_undone instead. */
+static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
+{
+    struct lfpool_rec *rec = h->priv_rec;
+    uint32_t w = h->priv_word;
+    rcu_read_lock(); /* ret_not_out's lookup and close run in it */
+    if (rec_cas(rec, &w, REC_OUT, REC_CACHED)) {
+        uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
+        atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+        rcu_read_unlock();
+        (void)ret_fast_put(p, rec, lfpool_pcpu_off());
+        return;
+    }
+    if (rec_st(w) == REC_KILLED && rec_gen(w) == rec_gen(h->priv_word)) {
+        uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
+        atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
+        (void)ret_not_out(p, rec, h->obj, w, true); /* closes it; unlocks */
+        return;
+    }
+    /* CLOSE-killed: the record is not ours any more (its reaper moves its
+     * uses to dead_uses, and it may serve another object): the take is
+     * taken back from nuses apart, as a failed validation's is */
+    rcu_read_unlock();
+    lfpool_stat_inc(&p->c.uses_undone);
+}
+
+static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        bulk_undo_one(p, &hs[i]);
+}
+
+/* One try: all n into hs, or none (what it took given back).  0, EAGAIN, or
+ * a creation error. */
+static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r = bulk_take_one(p, &hs[i], caller);
+        if (lfpool_unlikely(r != 0)) {
+            bulk_undo(p, hs, i);
+            return r;
+        }
+    }
+    return 0;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The wait of a bulk get whose first try failed (header above). */
+static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeout,
+                     const void *caller)
+{
+    if (p->cfg.max_waiters) {
+        if (!lfpool_gate_wait_begin_bounded(&p->gate, p->cfg.max_waiters))
+            return EBUSY;
+    } else {
+        lfpool_gate_wait_begin(&p->gate);
+    }
+    double wait_since = lfpool_now_fresh(p); /* counted as a get's wait (obs) */
+    struct timespec deadline, wake;
+    bool bounded = !isinf(timeout), slept = false, last = false;
+    if (bounded)
+        lfpool_abs_deadline(timeout, &deadline);
+    double poll = BULK_POLL_MIN;
+    struct lfpool_gate_node node = {.async = false}; /* a sleeper, not a ticket */
+    int r;
+    for (;;) {
+        if (atomic_load(&p->shutdown)) {
+            r = ESHUTDOWN;
+            break;
+        }
+        r = bulk_try(p, hs, n, caller); /* a miss flushes: the look of a waiter */
+        if (r != EAGAIN || last)
+            break;
+        lfpool_abs_deadline(poll, &wake);
+        if (bounded && !ts_before(&wake, &deadline)) {
+            wake = deadline;
+            last = true; /* one more try after this sleep, then ETIMEDOUT */
+        }
+        lfpool_gate_park(&p->gate, &node, false); /* never asks for a hand-over */
+        slept = true;
+        if (lfpool_gate_sleep(&p->gate, &node, &wake) == 0) {
+            poll = BULK_POLL_MIN; /* granted: something came back */
+            last = last && lfpool_deadline_passed(&deadline);
+        } else if (poll < BULK_POLL_MAX) {
+            poll *= 2;
+        }
+    }
+    if (r == EAGAIN)
+        r = ETIMEDOUT;
+    lfpool_gate_wait_end(&p->gate, slept);
+    get_wait_done(p, wait_since, r);
+    return r;
+}
+
+int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
+{
+    if (!p || (!hs && n) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT)) {
+        if (!p)
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get_bulk: NULL pool");
+        else if (!hs && n)
+            lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: NULL handles");
+        else
+            lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: invalid timeout %g", timeout);
+        return EINVAL;
+    }
+    size_t max = lfpool_max_size(p); /* in force now (lfpool_set_size) */
+    size_t limit = max ? max : SIZE_MAX;
+    if (n > limit) { /* could not be satisfied at this size: refused at once */
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: %zu objects from a pool of at most %zu", n,
+                   limit);
+        return EINVAL;
+    }
+    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
+        int r = lfpool_life_make_ready(p);
+        if (r)
+            return r;
+    }
+    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+        return ESHUTDOWN;
+    if (n == 0)
+        return 0;
+    if (timeout == LFPOOL_DEFAULT)
+        timeout = p->cfg.timeout;
+    const void *caller = __builtin_return_address(0); /* the call site (obs) */
+    int r = bulk_try(p, hs, n, caller);
+    if (r == EAGAIN && timeout > 0)
+        r = bulk_wait(p, hs, n, timeout, caller);
+    if (r)
+        return r;
+    if (p->cfg.getter)
+        for (size_t i = 0; i < n; i++)
+            lfpool_call_hook(p, p->cfg.getter, hs[i].obj, "getter");
+    return 0;
+}
+
+int lfpool_ret_bulk(lfpool *p, const lfpool_handle *hs, size_t n)
+{
+    if (!p || (!hs && n)) {
+        if (!p)
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret_bulk: NULL pool");
+        else
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret_bulk: NULL handles");
+        return EINVAL;
+    }
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = lfpool_ret_handle(p, &hs[i]);
+        if (lfpool_unlikely(r != 0) && first == 0)
+            first = r;
+    }
+    return first;
 }

@@ -104,20 +104,24 @@ static inline void lfpool_hist_add_shared(struct lfpool_hist_cells *h, double v)
 #if LFPOOL_HAVE_PCPU
 /* *word += v as one rseq section on CPU `cpu` (see the argument above).
  * LFPOOL_PCPU_OK: added; LFPOOL_PCPU_RETRY: aborted or not on `cpu`,
- * nothing added.  (Label 6 of LFPOOL_RSEQ_LEAVE is not used here.) */
+ * nothing added.  An `asm goto` like percpu.h's sections. */
 static inline int lfpool_obs_pcpu_add(uint64_t *word, uint32_t cpu, uint64_t v)
 {
     unsigned long st;
-    __asm__ __volatile__(LFPOOL_RSEQ_START
-                         "cmpl %[cpu], %%fs:4(%[off])\n\t"
-                         "jnz 4f\n\t"
-                         "addq %[v], (%[w])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st)
-                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [w] "r"(word),
-                           [v] "r"(v)
-                         : "memory", "cc");
-    return (int)st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_START
+                              "cmpl %[cpu], %%fs:4(%[off])\n\t"
+                              "jnz %l[retry]\n\t"
+                              "addq %[v], (%[w])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(lfpool_pcpu_off()), [cpu] "r"(cpu), [w] "r"(word),
+                                [v] "r"(v)
+                              : "memory", "cc"
+                              : retry);
+    (void)st;
+    return LFPOOL_PCPU_OK;
+retry:
+    return LFPOOL_PCPU_RETRY;
 }
 #endif
 

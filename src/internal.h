@@ -229,7 +229,17 @@ enum lfpool_life {
 };
 struct lfpool_life_page {
     _Atomic uint32_t life;
+    /* The fast paths' admission word (life.c): LFPOOL_FAST_GET and
+     * LFPOOL_FAST_RET while life is READY and the pool is not shut down,
+     * so that get checks one word instead of the life word, the shutdown
+     * flag and its fast-path flags (ret: the life word; its mode byte
+     * fast_ret stays, observability switches it at run time).  0 in a fork child
+     * (wiped with the page): the slow paths reset the pool first. */
+    _Atomic uint32_t fast;
 };
+#define LFPOOL_FAST_GET 1u /* fast_get and per-CPU caches: get may pop its CPU's cache */
+#define LFPOOL_FAST_RET 2u /* READY, not shut down: ret may use its hint (or handle)
+                              and commit, if its mode byte (fast_ret) says RET_FAST */
 
 /* Growable array of pointers, housekeeper-private (housekeeper.c). */
 struct lfpool_ptrvec {
@@ -277,7 +287,8 @@ struct lfpool_counters {
     _Atomic uint64_t nborrows, nreturns, ndestroys, nhealth, bad_health;
     _Atomic uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
     _Atomic uint64_t dead_uses; /* uses of records no longer in the table */
-    _Atomic uint64_t uses_undone; /* claims that were not uses (validation failed) */
+    _Atomic uint64_t uses_undone; /* claims that were not uses (validation failed, a
+                                     bulk get's give-back of a CLOSE-killed take) */
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */

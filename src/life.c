@@ -151,6 +151,19 @@ int lfpool_life_fork_check(struct lfpool *p)
     }
 }
 
+/* READY, then the fast paths' admission word (internal.h).  A shutdown
+ * sets its flag, then clears the word; this stores the word, then reads
+ * the flag (all seq_cst): one of the two sees the other, so the word is
+ * never left set after a shutdown. */
+static void life_ready(struct lfpool *p)
+{
+    atomic_store_explicit(&p->lp->life, LIFE_READY, memory_order_release);
+    uint32_t f = (p->fast_get && p->pcpu ? LFPOOL_FAST_GET : 0) | LFPOOL_FAST_RET;
+    atomic_store(&p->lp->fast, f);
+    if (atomic_load(&p->shutdown))
+        atomic_store(&p->lp->fast, 0);
+}
+
 static int start(struct lfpool *p)
 {
     if (p->delay > 0 || p->cfg.max_use > 0 || p->cfg.hold_histogram) {
@@ -176,8 +189,10 @@ int lfpool_life_make_ready(struct lfpool *p)
             uint32_t w = LIFE_LAZY;
             if (atomic_compare_exchange_strong(&p->lp->life, &w, LIFE_STARTING)) {
                 int r = start(p);
-                atomic_store_explicit(&p->lp->life, r ? LIFE_LAZY : LIFE_READY,
-                                      memory_order_release);
+                if (r)
+                    atomic_store_explicit(&p->lp->life, LIFE_LAZY, memory_order_release);
+                else
+                    life_ready(p);
                 return r;
             }
         }
@@ -297,7 +312,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
             lfpool_free(p);
             return r;
         }
-        atomic_store(&p->lp->life, LIFE_READY);
+        life_ready(p);
     }
     lfpool_log(p, LFPOOL_LOG_INFO, "pool created (min %zu, max %zu, delay %g)", cfg->min_size,
                cfg->max_size, p->delay);
@@ -333,6 +348,7 @@ int lfpool_shutdown(lfpool *p, double delay)
     lfpool_life_fork_check(p);
     if (!atomic_exchange(&p->shutdown, true))
         lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
+    atomic_store(&p->lp->fast, 0); /* after the flag: life_ready() */
     lfpool_gate_wake(&p->gate, true); /* and completes every ticket (loop.c) */
     bool stopped = lfpool_loop_hk_stop(p, delay);
     if (!stopped)

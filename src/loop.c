@@ -678,7 +678,10 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     t->refs = 1;
     live_add(l, t);
     /* a waiter: counted (above), parked, then one more look (gate.c) */
-    lfpool_gate_park(g, &t->node, false);
+    lfpool_gate_lock(g);
+    lfpool_gate_park_locked(g, &t->node, false);
+    lfpool_gate_unlock(g);
+    atomic_thread_fence(memory_order_seq_cst); /* parked, then the look */
     int r = EINPROGRESS;
     bool declined = c == CLAIM_DECLINED;
     if (atomic_load(&p->shutdown)) {

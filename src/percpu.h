@@ -86,12 +86,25 @@ enum { LFPOOL_PCPU_OK = 0, LFPOOL_PCPU_FAIL = 1, LFPOOL_PCPU_RETRY = 2 };
  * in the four bytes before an abort handler. */
 #define LFPOOL_RSEQ_SIG_STR "0x53053053"
 
+/* The offset of this thread's struct rseq from the thread pointer: the
+ * same for every thread of the process.  A caller that runs several
+ * sections reads it once and passes it on (each section's "memory"
+ * clobber would make the compiler load the global again). */
+static inline long lfpool_pcpu_off(void)
+{
+    return (long)__rseq_offset;
+}
+
 /* The CPU the thread runs on (a hint: it may move right after). */
-static inline uint32_t lfpool_pcpu_cpu(void)
+static inline uint32_t lfpool_pcpu_cpu_at(long off)
 {
     uint32_t c;
-    __asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(c) : "r"((long)__rseq_offset));
+    __asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(c) : "r"(off));
     return c; /* cpu_id_start: offset 0 of struct rseq */
+}
+static inline uint32_t lfpool_pcpu_cpu(void)
+{
+    return lfpool_pcpu_cpu_at(lfpool_pcpu_off());
 }
 
 /* The descriptor of one critical section [1, 2) with abort handler 4, and
@@ -107,68 +120,86 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     "leaq 3b(%%rip), %[st]\n\t"                   \
     "movq %[st], %%fs:8(%[off])\n\t"
 /* A cache's section: then it checks rseq->cpu_id (offset 4) against the
- * CPU the caller chose its cache by, and the cache's lock. */
+ * CPU the caller chose its cache by (another CPU: restart), and the cache's
+ * lock (held or bypassed: fail).  The sections are `asm goto`: failure and
+ * restart jump straight to the caller's C labels, and success falls
+ * through, so that no status value is made and tested on the hot path. */
 #define LFPOOL_RSEQ_ENTER                          \
     LFPOOL_RSEQ_START                             \
     "cmpl %[cpu], %%fs:4(%[off])\n\t"             \
-    "jnz 4f\n\t"                                  \
+    "jnz %l[retry]\n\t"                           \
     "cmpl $0, 4(%[c])\n\t"                        \
-    "jnz 6f\n\t"
-/* After the commit: 0 on success, 1 from label 6 (empty/full/locked), 2
- * from the abort handler (restart). */
+    "jnz %l[fail]\n\t"
+/* After the commit (label 2, the section's end): the abort handler, out of
+ * line (the kernel checks the signature in the four bytes before it),
+ * jumps to the caller's restart label.  Its section is one of its own:
+ * not .text.unlikely, where the compiler puts cold functions (a section
+ * inlined into one would have the handler right after its commit, in the
+ * path that falls through). */
 #define LFPOOL_RSEQ_LEAVE                          \
     "2:\n\t"                                      \
-    "xorl %k[st], %k[st]\n\t"                     \
-    "jmp 5f\n\t"                                  \
-    "6:\n\t"                                      \
-    "movl $1, %k[st]\n\t"                         \
-    "jmp 5f\n\t"                                  \
+    ".pushsection .text.lfpool_rseq_abort, \"ax\"\n\t" \
     ".byte 0x0f, 0xb9, 0x3d\n\t"                  \
     ".long " LFPOOL_RSEQ_SIG_STR "\n\t"           \
     "4:\n\t"                                      \
-    "movl $2, %k[st]\n\t"                         \
-    "5:\n\t"
+    "jmp %l[retry]\n\t"                           \
+    ".popsection\n\t"
 
 /* Pop the top record of `c`, the cache of CPU `cpu`. */
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
+    long off = lfpool_pcpu_off();
     unsigned long st;
     struct lfpool_rec *v;
-    __asm__ __volatile__(LFPOOL_RSEQ_ENTER
-                         "movl (%[c]), %k[st]\n\t"
-                         "testl %k[st], %k[st]\n\t"
-                         "jz 6f\n\t"
-                         "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
-                         "subl $1, %k[st]\n\t"
-                         "movl %k[st], (%[c])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st), [v] "=&r"(v)
-                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [c] "r"(c)
-                         : "memory", "cc");
-    if (st == LFPOOL_PCPU_OK)
-        *out = v;
-    return (int)st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "testl %k[st], %k[st]\n\t"
+                              "jz %l[fail]\n\t"
+                              "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
+                              "subl $1, %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [v] "=&r"(v)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
+                              : "memory", "cc"
+                              : fail, retry);
+    *out = v;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
 }
 
 /* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
- * (<= LFPOOL_CACHE_SLOTS) records. */
+ * (<= LFPOOL_CACHE_SLOTS) records; `off`: lfpool_pcpu_off(). */
+static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
+                                      struct lfpool_rec *rec)
+{
+    unsigned long st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "cmpl %[n], %k[st]\n\t"
+                              "jae %l[fail]\n\t"
+                              "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                              "addl $1, %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
+                                [v] "r"(rec), [n] "r"(cap)
+                              : "memory", "cc"
+                              : fail, retry);
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
 static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
                                    struct lfpool_rec *rec)
 {
-    unsigned long st;
-    __asm__ __volatile__(LFPOOL_RSEQ_ENTER
-                         "movl (%[c]), %k[st]\n\t"
-                         "cmpl %[n], %k[st]\n\t"
-                         "jae 6f\n\t"
-                         "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
-                         "addl $1, %k[st]\n\t"
-                         "movl %k[st], (%[c])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st)
-                         : [off] "r"((long)__rseq_offset), [cpu] "r"(cpu), [c] "r"(c),
-                           [v] "r"(rec), [n] "r"(cap)
-                         : "memory", "cc");
-    return (int)st;
+    return lfpool_pcpu_push_at(lfpool_pcpu_off(), c, cpu, cap, rec);
 }
 
 /* Store `nv` into *word if *word == expect and (*mode & mask) == 0, as one
@@ -183,35 +214,60 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
  * differs: nothing stored) or LFPOOL_PCPU_RETRY (aborted: nothing
  * stored).  No CPU check: nothing here is per-CPU, the section only has
  * to be atomic against preemption, signals and the fence. */
+static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                          uint32_t *word, uint32_t expect, uint32_t nv)
+{
+    unsigned long st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_START
+                              "testl %[mask], (%[m])\n\t"
+                              "jnz %l[fail]\n\t"
+                              "cmpl %[exp], (%[w])\n\t"
+                              "jnz %l[fail]\n\t"
+                              "movl %[nv], (%[w])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(off), [m] "r"(mode), [mask] "ir"(mask),
+                                [w] "r"(word), [exp] "r"(expect), [nv] "r"(nv)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
 static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,
                                        uint32_t expect, uint32_t nv)
 {
-    unsigned long st;
-    __asm__ __volatile__(LFPOOL_RSEQ_START
-                         "testl %[mask], (%[m])\n\t"
-                         "jnz 6f\n\t"
-                         "cmpl %[exp], (%[w])\n\t"
-                         "jnz 6f\n\t"
-                         "movl %[nv], (%[w])\n\t" /* commit */
-                         LFPOOL_RSEQ_LEAVE
-                         : [st] "=&r"(st)
-                         : [off] "r"((long)__rseq_offset), [m] "r"(mode), [mask] "r"(mask),
-                           [w] "r"(word), [exp] "r"(expect), [nv] "r"(nv)
-                         : "memory", "cc");
-    return (int)st;
+    return lfpool_pcpu_store_if_at(lfpool_pcpu_off(), mode, mask, word, expect, nv);
 }
 #else
 #define LFPOOL_HAVE_PCPU 0
+static inline long lfpool_pcpu_off(void) { return 0; }
+static inline uint32_t lfpool_pcpu_cpu_at(long off) { (void)off; return 0; }
 static inline uint32_t lfpool_pcpu_cpu(void) { return 0; }
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
     (void)c, (void)cpu, (void)out;
     return LFPOOL_PCPU_FAIL;
 }
+static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                      uint32_t cap, struct lfpool_rec *rec)
+{
+    (void)off, (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
 static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
                                    struct lfpool_rec *rec)
 {
     (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                          uint32_t *word, uint32_t expect, uint32_t nv)
+{
+    (void)off, (void)mode, (void)mask, (void)word, (void)expect, (void)nv;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint32_t *word,

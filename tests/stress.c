@@ -12,7 +12,9 @@
  * Connection-pool runs add broken returns (lfpool_ret_broken, and its
  * handle form), validation on borrow that fails now and then, lifetimes
  * that expire (max_lifetime with jitter) and max_creating: the same
- * invariants hold, and each feature must have fired.
+ * invariants hold, and each feature must have fired.  A ninth worker
+ * takes its objects two at a time (one on a pool of two) with
+ * lfpool_get_bulk and returns them with lfpool_ret_bulk.
  * With a control thread, lfpool_set_size (shrink and grow), lfpool_pause/
  * lfpool_resume and lfpool_evict run against the workers: on top of the
  * invariants above, no get that started after a shrink returned may bring
@@ -57,6 +59,7 @@ struct sctx {
     _Atomic long handoffs;
     _Atomic long async_gets, async_waits, async_cancels, e_async;
     _Atomic long broken, nvalidate, e_validate;
+    _Atomic long bulk_gets, bulk_timeouts;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
     bool control;             /* a control thread runs set_size, pause/resume, evict */
     _Atomic unsigned ctl_seq; /* odd while a control call runs */
@@ -169,11 +172,73 @@ static int async_get(struct sctx *s, lfpool_loop *l, lfpool_handle *hd, unsigned
     }
 }
 
+/* Take an object as held: no other holder, not closed.  For the bulk
+ * worker. */
+static void hold(struct sctx *s, struct sobj *so)
+{
+    atomic_fetch_add(&s->gets, 1);
+    int h = atomic_fetch_add(&s->in_hand, 1) + 1;
+    int m = atomic_load(&s->max_in_hand);
+    while (h > m && !atomic_compare_exchange_weak(&s->max_in_hand, &m, h))
+        ;
+    if (atomic_exchange(&so->held, 1) != 0) {
+        atomic_fetch_add(&s->errors, 1);
+        atomic_fetch_add(&s->e_double, 1);
+    }
+    if (atomic_load(&so->closed) != 0 && !(s->kill && s->kill_mode == LFPOOL_KILL_CLOSE))
+        atomic_fetch_add(&s->errors, 1);
+}
+
+/* The bulk worker: n objects at once (all or none), returned together. */
+static void *bulk_worker(struct sctx *s)
+{
+    unsigned seed = (unsigned)(uintptr_t)&seed;
+    /* two at a time (one on a pool of two): a failed try gives back what
+     * it took, also what a kill hit meanwhile, and none of it is a use */
+    size_t n = s->max_size == 0 || s->max_size >= 4 ? 2 : 1;
+    lfpool_handle hs[2];
+    for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
+        /* a bulk get is not served ahead of single gets: it may time out
+         * under contention (counted, not an error) */
+        int r = lfpool_get_bulk(s->p, hs, n, 2.0);
+        if (r == ETIMEDOUT) {
+            atomic_fetch_add(&s->bulk_timeouts, 1);
+            continue;
+        }
+        if (r != 0) {
+            atomic_fetch_add(&s->errors, 1);
+            atomic_fetch_add(&s->e_get, 1);
+            atomic_store(&s->last_get_rc, r);
+            continue;
+        }
+        atomic_fetch_add(&s->bulk_gets, 1);
+        for (size_t k = 0; k < n; k++)
+            hold(s, hs[k].obj);
+        if (rand_r(&seed) % 64 == 0)
+            usleep(50);
+        for (size_t k = 0; k < n; k++) {
+            if (atomic_exchange(&((struct sobj *)hs[k].obj)->held, 0) != 1)
+                atomic_fetch_add(&s->errors, 1);
+            atomic_fetch_sub(&s->in_hand, 1);
+        }
+        /* the first failure (a kill) is reported, the rest still returned */
+        ret_result(s, lfpool_ret_bulk(s->p, hs, n));
+        if (rand_r(&seed) % 8 == 0) {
+            atomic_fetch_add(&s->stale_h, 1);
+            if (lfpool_ret_bulk(s->p, hs, n) != ENOENT)
+                atomic_fetch_add(&s->e_stale_h, 1);
+        }
+    }
+    return NULL;
+}
+
 static void *worker(void *arg)
 {
     struct sctx *s = arg;
     unsigned seed = (unsigned)(uintptr_t)&seed;
     int id = atomic_fetch_add(&s->next_id, 1);
+    if (id == THREADS) /* the ninth thread */
+        return bulk_worker(s);
     bool async = id == 2 || id == 6;
     bool handles = id % 2 == 1 || async;
     lfpool_loop *l = NULL;
@@ -382,13 +447,13 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     struct lfpool_stats st0;
     lfpool_stats(s->p, &st0);
 
-    pthread_t th[THREADS], drv, ctl;
+    pthread_t th[THREADS + 1], drv, ctl; /* and the bulk worker */
     pthread_create(&drv, NULL, driver, s);
     if (control)
         pthread_create(&ctl, NULL, controller, s);
-    for (int i = 0; i < THREADS; i++)
+    for (int i = 0; i <= THREADS; i++)
         pthread_create(&th[i], NULL, worker, s);
-    for (int i = 0; i < THREADS; i++)
+    for (int i = 0; i <= THREADS; i++)
         pthread_join(th[i], NULL);
     atomic_store(&s->stop, 1);
     pthread_join(drv, NULL);
@@ -419,6 +484,10 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     cr_assert_gt(atomic_load(&s->async_gets), 0, "gets through event loops happened");
     cr_assert_gt(atomic_load(&s->handoffs), 0, "returns from other threads happened");
     cr_assert_eq(atomic_load(&s->timeouts), 0);
+    cr_assert_gt(atomic_load(&s->bulk_gets), 0, "bulk gets ran (%ld timed out)",
+                 atomic_load(&s->bulk_timeouts));
+    cr_log_info("bulk gets %ld, bulk timeouts %ld", atomic_load(&s->bulk_gets),
+                atomic_load(&s->bulk_timeouts));
     if (max_size) {
         cr_assert_leq((size_t)atomic_load(&s->max_nobjs), max_size);
         if (!kill)

@@ -290,3 +290,105 @@ Test(cache, consumer_on_another_cpu_does_not_flush_per_object, .timeout = 120)
         cr_assert_lt(s.nflushes, N / 8, "%llu flushes for %d objects",
                      (unsigned long long)s.nflushes, N);
 }
+
+/* Signals aborting the restartable sequences: each of two threads is hit by
+ * its own timer every 20 us while it gets and returns (pointers, handles
+ * and bulks) on a pool of 8, so that many signals land inside a section
+ * (the cache's pop and push, the biased commit) and the kernel restarts it
+ * at its abort handler.  No object may be handed out twice or lost, and
+ * every use must be counted once. */
+#include <signal.h>
+#include <time.h>
+#ifndef sigev_notify_thread_id /* glibc < 2.35 spells it only this way */
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+static _Atomic long sig_hits;
+static void sig_count(int sig)
+{
+    (void)sig;
+    atomic_fetch_add_explicit(&sig_hits, 1, memory_order_relaxed);
+}
+struct sigworker {
+    lfpool *p;
+    _Atomic long *errors;
+    long pairs;
+};
+static void *sig_worker(void *arg)
+{
+    struct sigworker *w = arg;
+    timer_t tm;
+    struct sigevent ev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGURG};
+    ev.sigev_notify_thread_id = gettid();
+    if (timer_create(CLOCK_MONOTONIC, &ev, &tm) != 0) {
+        atomic_fetch_add(w->errors, 1000);
+        return NULL;
+    }
+    struct itimerspec its = {.it_interval = {0, 20000}, .it_value = {0, 20000}};
+    timer_settime(tm, 0, &its, NULL);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    lfpool_handle hs[3];
+    for (long i = 0;; i++) {
+        void *o;
+        int k = (int)(i % 3);
+        if (k == 0) {
+            if (lfpool_get(w->p, &o, 5.0) != 0 || lfpool_ret(w->p, o) != 0)
+                atomic_fetch_add(w->errors, 1);
+            w->pairs++;
+        } else if (k == 1) {
+            if (lfpool_get_handle(w->p, &hs[0], 5.0) != 0 || lfpool_ret_handle(w->p, &hs[0]) != 0)
+                atomic_fetch_add(w->errors, 1);
+            w->pairs++;
+        } else {
+            if (lfpool_get_bulk(w->p, hs, 3, 5.0) != 0)
+                atomic_fetch_add(w->errors, 1);
+            else {
+                for (int j = 0; j < 3; j++)
+                    if (atomic_exchange(&((struct tobj *)hs[j].obj)->held, 1) != 0)
+                        atomic_fetch_add(w->errors, 1);
+                for (int j = 0; j < 3; j++)
+                    atomic_store(&((struct tobj *)hs[j].obj)->held, 0);
+                if (lfpool_ret_bulk(w->p, hs, 3) != 0)
+                    atomic_fetch_add(w->errors, 1);
+                w->pairs += 3;
+            }
+        }
+        if ((i & 255) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > 300000000L)
+                break;
+        }
+    }
+    timer_delete(tm);
+    return NULL;
+}
+
+Test(cache, sections_survive_signals, .timeout = 60)
+{
+    C.getter = NULL;
+    C.retter = NULL;
+    C.clock = NULL;
+    C.clock_ctx = NULL;
+    C.max_size = 8;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    struct sigaction sa = {.sa_handler = sig_count};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGURG, &sa, NULL);
+    _Atomic long errors = 0;
+    struct sigworker w[2] = {{.p = P, .errors = &errors}, {.p = P, .errors = &errors}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, sig_worker, &w[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    signal(SIGURG, SIG_DFL);
+    cr_assert_eq(atomic_load(&errors), 0);
+    cr_assert_gt(atomic_load(&sig_hits), 1000, "signals delivered: %ld", atomic_load(&sig_hits));
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    cr_assert_eq(s.navail, s.nobjs);
+    cr_assert_eq(s.nuses, (uint64_t)(w[0].pairs + w[1].pairs), "uses %llu, pairs %ld",
+                 (unsigned long long)s.nuses, w[0].pairs + w[1].pairs);
+    cr_log_info("signals %ld, pairs %ld", atomic_load(&sig_hits), w[0].pairs + w[1].pairs);
+}

@@ -16,6 +16,7 @@ BUILD=${BUILD:-build}
 DEPS=(build-essential meson ninja-build pkg-config liburcu-dev libck-dev
       libcriterion-dev libjansson-dev libbenchmark-dev libaprutil1-dev
       libdpdk-dev gnuplot-nox clang libclang-rt-14-dev valgrind man-db groff-base
+      libjemalloc-dev libgoogle-perftools-dev   # lfpool-bench --alloc
       python3-prometheus-client curl   # the OpenMetrics parse and scrape tests
       postgresql libpq-dev)   # examples/pgpool and the integration suite
 

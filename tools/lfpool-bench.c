@@ -8,6 +8,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include "bench_cases.h"
 #include "peers.h"
 
 #include <lfpool.h>
@@ -52,6 +53,8 @@ static struct {
     bool pin;
     bool quiet;
     bool verbose;
+    bool tight, alloc, no_main; /* the extra cases (bench_cases.c) */
+    const char *alloc_child;
     const char *json, *csv, *plot;
 } opt = {
     .duration = 0.06,
@@ -86,6 +89,17 @@ static void usage(FILE *f)
 "      --pin              pin worker i to the i-th allowed CPU (modulo)\n"
 "  -s, --sample N         time every Nth get for latency (default 64)\n"
 "      --warmup SEC       untimed warm-up per peer and case (default 0.02)\n"
+"\n"
+"Extra cases, printed after the table (the same --rounds; --duration per\n"
+"measurement, default 0.1 s):\n"
+"      --tight            tight loop: 1 thread, max_size 64, get then put at once\n"
+"                         with nothing else timed: lfpool, handles, bulk of 32,\n"
+"                         DPDK get/put and get_bulk/put_bulk of 32\n"
+"      --alloc            allocator case: 64-byte blocks, 32 taken then given\n"
+"                         back, at 1 and 2 threads: lfpool handles and bulk,\n"
+"                         glibc malloc, jemalloc and tcmalloc (each in its own\n"
+"                         child process, LD_PRELOAD), as examples/blockcache.c\n"
+"      --no-main          only the extra cases, not the table\n"
 "\n"
 "Output (the table always goes to stdout):\n"
 "      --json FILE        every figure, per round too, as JSON\n"
@@ -221,6 +235,10 @@ static void parse_args(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"list", no_argument, NULL, 'l'},
+        {"tight", no_argument, NULL, 'T'},
+        {"alloc", no_argument, NULL, 'A'},
+        {"no-main", no_argument, NULL, 'N'},
+        {"alloc-child", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -294,6 +312,18 @@ static void parse_args(int argc, char **argv)
             break;
         case 'q':
             opt.quiet = true;
+            break;
+        case 'T':
+            opt.tight = true;
+            break;
+        case 'A':
+            opt.alloc = true;
+            break;
+        case 'N':
+            opt.no_main = true;
+            break;
+        case 'X':
+            opt.alloc_child = optarg;
             break;
         case 'v':
             opt.verbose = true;
@@ -1117,7 +1147,11 @@ static void init_cpus(void)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    if (opt.alloc_child)
+        return bench_alloc_child(opt.alloc_child);
     init_cpus();
+    if (opt.no_main)
+        opt.ncases = 0;
 
     unsigned maxthreads = 1;
     for (size_t i = 0; i < opt.ncases; i++)
@@ -1238,11 +1272,23 @@ int main(int argc, char **argv)
            "  host: an uncontended CAS costs %.1f ns (before) / %.1f ns (after)\n",
            opt.rounds, opt.duration > 0 ? "a fixed duration" : "a fixed number of pairs", ncpus,
            opt.pin ? ", pinned" : "", cas_ns_start, cas_ns_end);
-    print_table(stdout);
-    print_wait_tables(stdout);
+    if (opt.ncases) {
+        print_table(stdout);
+        print_wait_tables(stdout);
+    }
     fflush(stdout);
 
     int status = 0;
+    double extra_s = opt.duration_set ? opt.duration : 0.1;
+    if (opt.tight) {
+        int r = bench_tight_run(extra_s, opt.rounds, opt.quiet, stdout);
+        status = r > status ? r : status;
+    }
+    if (opt.alloc) {
+        int r = bench_alloc_run("/proc/self/exe", extra_s, opt.rounds, opt.quiet, stdout);
+        status = r > status ? r : status;
+    }
+    fflush(stdout);
     for (size_t i = 0; i < nresults; i++)
         if (!results[i].na && (results[i].errors || results[i].fails)) {
             fprintf(stderr, "lfpool-bench: %s: %" PRIu64 " double hand-outs, %" PRIu64

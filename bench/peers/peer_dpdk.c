@@ -237,3 +237,45 @@ const struct bench_peer bench_peer_dpdk = {
     .thread_fini = dp_thread_fini,
     .supports = dp_supports,
 };
+
+/* ---- the tight loops (peers.h): get then put at once, nothing else */
+
+static int dp_tight(void *self, uint64_t iters)
+{
+    struct dpdk_peer *p = self;
+    for (uint64_t i = 0; i < iters; i++) {
+        void *o;
+        if (rte_mempool_get(p->mp, &o) != 0)
+            return EAGAIN;
+        rte_mempool_put(p->mp, o);
+    }
+    return 0;
+}
+
+#define DP_BULK 32
+static int dpb_tight(void *self, uint64_t iters)
+{
+    struct dpdk_peer *p = self;
+    void *objs[DP_BULK];
+    for (uint64_t i = 0; i < iters; i++) {
+        if (rte_mempool_get_bulk(p->mp, objs, DP_BULK) != 0)
+            return EAGAIN;
+        rte_mempool_put_bulk(p->mp, objs, DP_BULK);
+    }
+    return 0;
+}
+
+const struct bench_tight bench_tight_dpdk = {
+    .name = "dpdk",
+    .desc = "rte_mempool_get + rte_mempool_put",
+    .peer = &bench_peer_dpdk,
+    .per = 1,
+    .loop = dp_tight,
+};
+const struct bench_tight bench_tight_dpdk_bulk = {
+    .name = "dpdk-bulk32",
+    .desc = "rte_mempool_get_bulk + rte_mempool_put_bulk, 32",
+    .peer = &bench_peer_dpdk,
+    .per = DP_BULK,
+    .loop = dpb_tight,
+};

@@ -110,3 +110,70 @@ const struct bench_peer bench_peer_lfpool = {
     .thread_fini = NULL,
     .supports = NULL,
 };
+
+/* ---- the tight loops (peers.h): get then ret at once, nothing else */
+
+static int lf_tight(void *self, uint64_t iters)
+{
+    lfpool *p = self;
+    int err = 0;
+    for (uint64_t i = 0; i < iters; i++) {
+        void *o;
+        int r = lfpool_get(p, &o, LFPOOL_FOREVER);
+        if (r)
+            return r;
+        err |= lfpool_ret(p, o);
+    }
+    return err;
+}
+
+static int lfh_tight(void *self, uint64_t iters)
+{
+    lfpool *p = self;
+    int err = 0;
+    for (uint64_t i = 0; i < iters; i++) {
+        lfpool_handle h;
+        int r = lfpool_get_handle(p, &h, LFPOOL_FOREVER);
+        if (r)
+            return r;
+        err |= lfpool_ret_handle(p, &h);
+    }
+    return err;
+}
+
+#define LF_BULK 32
+static int lfb_tight(void *self, uint64_t iters)
+{
+    lfpool *p = self;
+    int err = 0;
+    lfpool_handle hs[LF_BULK];
+    for (uint64_t i = 0; i < iters; i++) {
+        int r = lfpool_get_bulk(p, hs, LF_BULK, LFPOOL_FOREVER);
+        if (r)
+            return r;
+        err |= lfpool_ret_bulk(p, hs, LF_BULK);
+    }
+    return err;
+}
+
+const struct bench_tight bench_tight_lfpool = {
+    .name = "lfpool",
+    .desc = "lfpool_get + lfpool_ret",
+    .peer = &bench_peer_lfpool,
+    .per = 1,
+    .loop = lf_tight,
+};
+const struct bench_tight bench_tight_lfpool_h = {
+    .name = "lfpool-h",
+    .desc = "lfpool_get_handle + lfpool_ret_handle",
+    .peer = &bench_peer_lfpool,
+    .per = 1,
+    .loop = lfh_tight,
+};
+const struct bench_tight bench_tight_lfpool_bulk = {
+    .name = "lfpool-bulk32",
+    .desc = "lfpool_get_bulk + lfpool_ret_bulk, 32 handles",
+    .peer = &bench_peer_lfpool,
+    .per = LF_BULK,
+    .loop = lfb_tight,
+};

@@ -32,6 +32,22 @@ const struct bench_peer *const bench_peers[] = {
     NULL,
 };
 
+extern const struct bench_tight bench_tight_lfpool, bench_tight_lfpool_h, bench_tight_lfpool_bulk;
+#ifdef BENCH_HAVE_DPDK
+extern const struct bench_tight bench_tight_dpdk, bench_tight_dpdk_bulk;
+#endif
+
+const struct bench_tight *const bench_tights[] = {
+    &bench_tight_lfpool,
+    &bench_tight_lfpool_h,
+    &bench_tight_lfpool_bulk,
+#ifdef BENCH_HAVE_DPDK
+    &bench_tight_dpdk,
+    &bench_tight_dpdk_bulk,
+#endif
+    NULL,
+};
+
 const struct bench_peer *bench_peer_find(const char *name)
 {
     for (size_t i = 0; bench_peers[i]; i++)

@@ -73,6 +73,21 @@ struct bench_peer {
     bool (*supports)(size_t max_size, unsigned threads);
 };
 
+/* The tight loop (lfpool-bench --tight): one thread gets and at once puts,
+ * `per` objects at a time, with nothing else in the timed loop (no claim,
+ * no touch, no clock read).  loop() runs `iters` iterations on a pool the
+ * peer's open() made (max_size 64, prefilled), on a thread its
+ * thread_init() prepared; returns 0, or the first error. */
+struct bench_tight {
+    const char *name;
+    const char *desc;
+    const struct bench_peer *peer; /* open, close, thread_init/fini */
+    unsigned per;                  /* objects per iteration */
+    int (*loop)(void *self, uint64_t iters);
+};
+/* The tight loops compiled in, NULL-terminated. */
+extern const struct bench_tight *const bench_tights[];
+
 /* The peers compiled in, in display order (lfpool first), NULL-terminated. */
 extern const struct bench_peer *const bench_peers[];
 /* Look a peer up by name; NULL when unknown or not compiled in. */
