@@ -474,8 +474,10 @@ static bool first_hand_out(void *o)
     for (int k = 0; k < n && k < 4096; k++)
         if (T.objs[k] == o)
             return atomic_exchange(&seen[k], 1) == 0;
-    cr_assert_fail("object %p not made by fun", o);
-    return false;
+    /* beyond the fixture's table (objects worn out and made again more
+     * than 4096 times): not tracked, taken as new (no order check) */
+    cr_assert_gt(n, 4096, "object %p not made by fun", o);
+    return true;
 }
 
 static void *big_blocker(void *arg)
