@@ -756,18 +756,27 @@ static bool handle_mismatch(const lfpool_handle *h, struct lfpool_rec *rec, uint
     return h && (rec != h->priv_rec || h->priv_pool == 0 || rec_gen(s) != rec_gen(h->priv_word));
 }
 
-static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
+/* The checks every careful return starts with: EINVAL for a NULL pool or
+ * object (logged as `what`), then the fork check. */
+static int ret_enter(lfpool *p, void *obj, const char *what, const char *null_obj)
 {
-    struct lfpool_rec *rec;
     if (!p || !obj) {
         if (p)
-            lfpool_log(p, LFPOOL_LOG_ERROR, "ret: NULL object");
+            lfpool_log(p, LFPOOL_LOG_ERROR, "%s: %s", what, null_obj);
         else
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret: NULL pool");
+            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_%s: NULL pool", what);
         return EINVAL;
     }
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
         lfpool_life_fork_check(p);
+    return 0;
+}
+
+static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
+{
+    struct lfpool_rec *rec;
+    if (ret_enter(p, obj, "ret", "NULL object"))
+        return EINVAL;
     /* With an injected clock (tests), or returns observed (hold_histogram,
      * warned objects out), the fast path's steps, the time from the pool's
      * clock: the hint or handle, the CAS, the observation while the record
@@ -915,15 +924,8 @@ static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
 static LFPOOL_SLOW int ret_broken(lfpool *p, void *obj, const lfpool_handle *h)
 {
     struct lfpool_rec *rec;
-    if (!p || !obj) {
-        if (p)
-            lfpool_log(p, LFPOOL_LOG_ERROR, "ret_broken: NULL object or handle");
-        else
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret_broken: NULL pool");
+    if (ret_enter(p, obj, "ret_broken", "NULL object or handle"))
         return EINVAL;
-    }
-    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) <= LIFE_RESETTING)
-        lfpool_life_fork_check(p);
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
     uint32_t s = rec ? rec_load(rec) : 0;

@@ -137,6 +137,26 @@ struct warn_line {
     const void *caller;
 };
 
+/* Remove an available record in place (AVAIL -> DEAD_SET by a CAS that
+ * expects the word `*w` the walk judged it by): out of the table, its
+ * object to close after the round's grace period, counted in `counter`.
+ * False when the record moved meanwhile, or no memory for the list. */
+static bool retire_available(struct lfpool *p, struct lfpool_rec *rec, uint32_t *w,
+                             _Atomic uint64_t *counter)
+{
+    if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
+        lfpool_stat_inc(&p->c.hk_errors);
+        return false;
+    }
+    if (!rec_cas(rec, w, REC_AVAIL, REC_DEAD_SET))
+        return false;
+    lfpool_meta_del(p, rec);
+    p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
+    lfpool_stat_inc(counter);
+    removed(p);
+    return true;
+}
+
 /* Phase 1. */
 static void walk(struct lfpool *p, double now)
 {
@@ -205,16 +225,8 @@ static void walk(struct lfpool *p, double now)
             /* past its lifetime: as a recycling, whatever the pool's size
              * (relaxed: written by the creator before the word's release
              * store that the acquire load above read) */
-            if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
-                lfpool_stat_inc(&p->c.hk_errors);
+            if (!retire_available(p, rec, &w, &p->c.nexpired))
                 continue;
-            }
-            if (!rec_cas(rec, &w, REC_AVAIL, REC_DEAD_SET))
-                continue;
-            lfpool_meta_del(p, rec);
-            p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
-            lfpool_stat_inc(&p->c.nexpired);
-            removed(p);
             if (cfg->log_level >= LFPOOL_LOG_INFO) {
                 char buf[256];
                 lfpool_trace(p, rec->obj, buf, sizeof buf);
@@ -227,16 +239,7 @@ static void walk(struct lfpool *p, double now)
             double ret_t = atomic_load_explicit(&rec->last_ret, memory_order_relaxed);
             if (now - ret_t < cfg->max_avail_delay)
                 continue;
-            if (vec_reserve(&p->hk.close_only, p->hk.close_only.n + 1)) {
-                lfpool_stat_inc(&p->c.hk_errors);
-                continue;
-            }
-            if (!rec_cas(rec, &w, REC_AVAIL, REC_DEAD_SET))
-                continue;
-            lfpool_meta_del(p, rec);
-            p->hk.close_only.v[p->hk.close_only.n++] = rec->obj;
-            lfpool_stat_inc(&p->c.nrecycled);
-            removed(p);
+            (void)retire_available(p, rec, &w, &p->c.nrecycled);
         }
     }
     rcu_read_unlock();
