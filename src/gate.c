@@ -82,9 +82,22 @@
  * the housekeeper to look for it (lfpool_loop_on_grant: once until that
  * look starts); grants behind it wait, as they would behind a sleeper.
  * Wake-all completes tickets with ESHUTDOWN at shutdown, and schedules a
- * look for each (leaving them queued) when a pause ends.  The blocking path
- * is unchanged: a sleeper's node has `async` false and every branch above
- * is taken only for ticket nodes.
+ * look for each (leaving them queued) when a pause ends.
+ *
+ * FIFO order with tickets.  While tickets are queued (`tickets`, under the
+ * lock), a single get's sleeper at the head is handed every return too,
+ * with its grant, though it did not ask (`may_gift`; a bulk get's node
+ * takes no hand-over).  Otherwise a sleeper parked for the first time
+ * heads the FIFO with tickets behind it, a ret pushes into its CPU's cache
+ * and grants the sleeper, and until the sleeper runs (about a millisecond
+ * on a loaded host) the object is free for any running get: a get_async
+ * took it at once, or the returning thread's next get took it back, ahead
+ * of the sleeper and of every ticket.  So while tickets wait no return
+ * makes an object available for barging (but for a gift's failed trylock:
+ * the record is then published and the grant goes to the head), and a
+ * thread that returns and gets again queues behind them.  Without tickets
+ * the sleepers' path is what it was: `may_gift` only counts with tickets
+ * queued.
  *
  * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
  * mutex 2).  Returns only try it (a ret never waits for it, CONTRACT §4's hot
@@ -142,6 +155,20 @@ void lfpool_gate_unlock(struct lfpool_gate *g)
         gate_drain(g);
 }
 
+/* Does the head take a record handed over by a ret (lock held)?  It asked
+ * for one (a granted waiter that lost its race, a ticket), or it is a
+ * single get with tickets queued behind it (header: FIFO order). */
+static bool head_takes_gift(const struct lfpool_gate *g)
+{
+    const struct lfpool_gate_node *n = g->head;
+    return n && (n->wants_gift || (n->may_gift && g->tickets > 0));
+}
+
+static void gift_wanted_update(struct lfpool_gate *g)
+{
+    atomic_store_explicit(&g->gift_wanted, head_takes_gift(g), memory_order_relaxed);
+}
+
 void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
     LFPOOL_ASSERT(n->queued);
@@ -154,10 +181,12 @@ void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
     else
         g->tail = n->prev;
     n->queued = false;
+    if (n->async)
+        g->tickets--;
     int32_t was = atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
-    LFPOOL_ASSERT(was > 0);
+    LFPOOL_ASSERT(was > 0 && g->tickets >= 0);
     (void)was;
-    atomic_store_explicit(&g->gift_wanted, g->head && g->head->wants_gift, memory_order_relaxed);
+    gift_wanted_update(g);
 }
 
 /* Reserve one of the grants in flight; lock held (so only granted waiters,
@@ -241,7 +270,7 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
         lfpool_gate_unlock(g);
         return taken;
     }
-    bool ok = n && n->wants_gift && grant_slot(g);
+    bool ok = head_takes_gift(g) && grant_slot(g);
     if (ok) {
         lfpool_gate_unlink(g, n);
         n->gift = rec;
@@ -252,10 +281,11 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
     return ok;
 }
 
-void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
+void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front, bool may_gift)
 {
     n->async = false; /* a sleeper's node (on its stack, maybe uninitialised);
                        * tickets park with lfpool_gate_park_locked (loop.c) */
+    n->may_gift = may_gift;
     lfpool_gate_lock(g);
     lfpool_gate_park_locked(g, n, front);
     lfpool_gate_unlock(g);
@@ -287,8 +317,10 @@ void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n, 
     n->queued = true;
     n->wants_gift = front || n->async; /* a ticket always takes a hand-over */
     n->gift = NULL;
+    if (n->async)
+        g->tickets++;
     atomic_fetch_add_explicit(&g->parked, 1, memory_order_seq_cst);
-    atomic_store_explicit(&g->gift_wanted, g->head->wants_gift, memory_order_relaxed);
+    gift_wanted_update(g);
 }
 
 /* The granted waiter runs: the next grant may go out. */
@@ -374,5 +406,6 @@ void lfpool_gate_fork_reset(struct lfpool_gate *g)
     atomic_store(&g->pending, 0);
     atomic_store(&g->lock, 0);
     atomic_store(&g->gift_wanted, 0);
+    g->tickets = 0;
     g->head = g->tail = NULL;
 }

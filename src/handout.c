@@ -248,7 +248,7 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
 
     for (;;) {
         if (waiting && !timed_out) { /* park, then look (gate.c) */
-            lfpool_gate_park(&p->gate, &node, front);
+            lfpool_gate_park(&p->gate, &node, front, true);
             parked = true;
         }
         if (atomic_load(&p->shutdown)) { /* waiters woken by shutdown leave empty-handed */
@@ -1125,7 +1125,8 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
             wake = deadline;
             last = true; /* one more try after this sleep, then ETIMEDOUT */
         }
-        lfpool_gate_park(&p->gate, &node, false); /* never asks for a hand-over */
+        /* never asks for a hand-over, nor is handed one unasked */
+        lfpool_gate_park(&p->gate, &node, false, false);
         slept = true;
         if (lfpool_gate_sleep(&p->gate, &node, &wake) == 0) {
             poll = BULK_POLL_MIN; /* granted: something came back */

@@ -205,6 +205,9 @@ struct lfpool_gate_node {        /* on a parked get's stack, or in a ticket (loo
     bool queued;                 /* in the FIFO (under the gate lock) */
     bool async;                  /* a ticket's node: nobody sleeps on it (loop.c) */
     bool wants_gift;             /* lost the race after a grant: hand it a record */
+    bool may_gift;               /* its owner takes a record handed over unasked
+                                    (a single get; not a bulk get): while tickets
+                                    wait behind it, it is handed every return */
     struct lfpool_rec *gift;     /* a record handed over with the grant (CACHED) */
     struct lfpool_gate_node *prev, *next;
 };
@@ -216,6 +219,7 @@ struct lfpool_gate {
     _Atomic uint32_t pending; /* a grant was asked for while the lock was held */
     _Atomic uint32_t lock;    /* the FIFO's futex mutex: 0, 1, 2 (gate.c) */
     _Atomic uint32_t gift_wanted; /* the FIFO's head wants a record handed over */
+    int32_t tickets;              /* ticket nodes in the FIFO (under the lock, loop.c) */
     struct lfpool_gate_node *head, *tail;
 };
 
@@ -548,14 +552,17 @@ LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* hand `rec` (CACHED, the caller's) to a parked get that lost a race
  * after its grant; false: nobody wants it, publish it as usual */
 LFPOOL_INTERNAL bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec);
-LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front);
+LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front,
+                                      bool may_gift);
 LFPOOL_INTERNAL void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                              bool front);
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
 /* The two reads of the ret fast path (cache.h): plain (relaxed) loads with
- * no fence, covered by the waiter's flush (cache.c, gate.c). */
+ * no fence, covered by the waiter's flush (cache.c, gate.c).  gift_wanted:
+ * the head asked for a hand-over, or tickets wait behind a head that takes
+ * one (gate.c: FIFO order with tickets). */
 static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
 {
     return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);

@@ -34,6 +34,12 @@
  * never parks one again: a look that finds nothing leaves it where it is),
  * only the head is granted (scheduled) or handed a record, and a get_async
  * that sees room to create grants the head rather than its own ticket.
+ * A get_async takes an available object at once only while no get waits
+ * (the waiter count: queued, or granted and not yet running); otherwise it
+ * queues, and what its look after parking finds goes on to the head of
+ * the FIFO (given back: the ret path hands it over) unless its own ticket
+ * is the head, or the head takes no hand-over (a bulk get).  While tickets
+ * wait, every return is handed to the head, a sleeper too (gate.c).
  * So tickets are served in the order they were queued, whichever loop
  * they belong to, and complete in that order but for one case: a ticket
  * the housekeeper creates for leaves the FIFO before `fun` runs (as a
@@ -654,8 +660,12 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     }
     if (atomic_load(&p->shutdown))
         return ESHUTDOWN;
-    int c = claim(p, false, h, false);
-    if (c == CLAIM_OK) /* available: no ticket */
+    /* available: no ticket - unless other gets wait (queued, or granted
+     * and not yet running): what is available then is theirs, and this
+     * get queues behind them (FIFO order, header) */
+    int c = atomic_load_explicit(&g->waiters, memory_order_seq_cst) > 0 ? CLAIM_NONE
+                                                                       : claim(p, false, h, false);
+    if (c == CLAIM_OK)
         goto got;
     /* a ticket is a waiting get: max_waiters bounds them too */
     if (p->cfg.max_waiters) {
@@ -694,10 +704,20 @@ int lfpool_get_async(lfpool_loop *l, void *udata, lfpool_handle *h, lfpool_ticke
     }
     if (r != EINPROGRESS) {
         /* leave the FIFO, unless a producer completed the ticket (or the
-         * housekeeper took it) meanwhile: then it is the loop's event */
+         * housekeeper took it) meanwhile: then it is the loop's event.
+         * An object the look found while an earlier waiter that takes a
+         * hand-over heads the FIFO is that waiter's: given back (the ret
+         * path hands it to the head), the ticket stays queued. */
         lfpool_gate_lock(g);
         bool mine = t->st == T_QUEUED;
         bool last = false;
+        if (mine && r == 0 && g->head != &t->node &&
+            (g->head->wants_gift || g->head->may_gift)) {
+            lfpool_gate_unlock(g);
+            give_back(p, h);
+            *ticket = t;
+            return EINPROGRESS;
+        }
         if (mine) {
             lfpool_gate_unlink(g, &t->node);
             t->st = T_CANCELLED;

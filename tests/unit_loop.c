@@ -453,6 +453,121 @@ Test(loop, fifo_across_blocking_gets_and_tickets)
     lfpool_loop_free(l);
 }
 
+/* Waiting gets come first, whatever kind they are.  A sleeper parked for
+ * the first time heads the FIFO (it did not ask for a hand-over), a ticket
+ * waits behind it: a return grants the sleeper, and the object it returned
+ * used to be free for anybody running until the sleeper ran - a get_async
+ * took it at once, or the returning thread's next get took it back, both
+ * ahead of the sleeper and the ticket.  Now, while tickets wait, every
+ * return is handed to the head.  (Without caches - max_size 1 on two CPUs
+ * - the object went to the shared stack; with them, to the CPU's cache;
+ * the same either way.) */
+static void wait_parked(struct blocker *b)
+{
+    for (int i = 0; i < 5000 && !(atomic_load(&b->tid) && in_futex(atomic_load(&b->tid))); i++)
+        usleep(1000);
+    cr_assert(in_futex(atomic_load(&b->tid)), "the blocking get did not park");
+}
+
+static void order_add(struct blocker *b, int who)
+{
+    pthread_mutex_lock(b->mu);
+    b->order[(*b->norder)++] = who;
+    pthread_mutex_unlock(b->mu);
+}
+
+Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held;
+    cr_assert_eq(lfpool_get(P, &held, 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    int order[3], norder = 0;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct blocker s = {.p = P, .order = order, .norder = &norder, .mu = &mu};
+    pthread_t th;
+    pthread_create(&th, NULL, blocker_main, &s); /* the sleeper: 100 */
+    wait_parked(&s);
+    lfpool_handle h;
+    lfpool_ticket *t1, *t2;
+    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    cr_assert_eq(lfpool_ret(P, held), 0); /* to the sleeper, the head */
+    int r = lfpool_get_async(l, (void *)2, &h, &t2);
+    cr_assert_eq(r, EINPROGRESS, "a new get_async took the object the waiting sleeper was granted");
+    lfpool_loop_event ev;
+    for (int k = 0; k < 2; k++) {
+        take_events(l, &ev, 1);
+        cr_assert_eq(ev.err, 0);
+        order_add(&s, (int)(intptr_t)ev.udata);
+        cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(norder, 3);
+    cr_assert_eq(order[0], 100, "the sleeper queued first is served first");
+    cr_assert_eq(order[1], 1);
+    cr_assert_eq(order[2], 2);
+    lfpool_loop_free(l);
+}
+
+/* A thread that returns its object and gets again queues behind the
+ * waiters: the sleeper at the head, then the ticket. */
+struct regetter {
+    struct blocker b;
+    _Atomic int got, go;
+};
+
+static void *regetter_main(void *arg)
+{
+    struct regetter *g = arg;
+    void *o;
+    cr_assert_eq(lfpool_get(g->b.p, &o, 0), 0);
+    atomic_store(&g->got, 1);
+    while (!atomic_load(&g->go))
+        usleep(100);
+    cr_assert_eq(lfpool_ret(g->b.p, o), 0); /* to the sleeper, the head */
+    atomic_store(&g->b.tid, (pid_t)syscall(SYS_gettid));
+    cr_assert_eq(lfpool_get(g->b.p, &o, 10.0), 0);
+    order_add(&g->b, 200);
+    cr_assert_eq(lfpool_ret(g->b.p, o), 0);
+    return NULL;
+}
+
+Test(loop, a_return_then_get_queues_behind_the_waiters)
+{
+    C.max_size = 1;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    int order[3], norder = 0;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct regetter g = {.b = {.p = P, .order = order, .norder = &norder, .mu = &mu}};
+    struct blocker s = {.p = P, .order = order, .norder = &norder, .mu = &mu};
+    pthread_t tg, ts;
+    pthread_create(&tg, NULL, regetter_main, &g);
+    while (!atomic_load(&g.got))
+        usleep(100);
+    pthread_create(&ts, NULL, blocker_main, &s); /* the sleeper: 100 */
+    wait_parked(&s);
+    lfpool_handle h;
+    lfpool_ticket *t1;
+    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    atomic_store(&g.go, 1);
+    lfpool_loop_event ev;
+    take_events(l, &ev, 1); /* after the sleeper's return */
+    cr_assert_eq(ev.err, 0);
+    order_add(&s, 1);
+    cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    pthread_join(ts, NULL);
+    pthread_join(tg, NULL);
+    cr_assert_eq(norder, 3);
+    cr_assert_eq(order[0], 100, "the thread that returned got its object back before the waiters");
+    cr_assert_eq(order[1], 1, "the ticket is served before the get that came after it");
+    cr_assert_eq(order[2], 200);
+    lfpool_loop_free(l);
+}
+
 /* ---- one epoll loop, 10,000 tickets, 4 objects, two blocking threads */
 
 enum { BIG = 10000, NOBJ = 4 };
