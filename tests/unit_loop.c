@@ -580,19 +580,12 @@ struct big {
     _Atomic uint64_t blocking_gets;
 };
 
-/* Objects seen handed out before (T.objs[k] <-> seen[k]): an object handed
- * for the first time was just created. */
-static _Atomic int seen[4096];
+/* An object handed out for the first time since the run started was just
+ * created (its tobj says whether a test saw it handed out before; the
+ * objects of the min_size fill are marked before the run). */
 static bool first_hand_out(void *o)
 {
-    int n = atomic_load(&T.nobjs);
-    for (int k = 0; k < n && k < 4096; k++)
-        if (T.objs[k] == o)
-            return atomic_exchange(&seen[k], 1) == 0;
-    /* beyond the fixture's table (objects worn out and made again more
-     * than 4096 times): not tracked, taken as new (no order check) */
-    cr_assert_gt(n, 4096, "object %p not made by fun", o);
-    return true;
+    return atomic_exchange(&((struct tobj *)o)->handed, 1) == 0;
 }
 
 static void *big_blocker(void *arg)
@@ -620,15 +613,61 @@ static void *big_blocker(void *arg)
     return NULL;
 }
 
+/* The loop's side of the run: every ticket's state, the order check, the
+ * objects held until the next turn. */
+struct big_loop {
+    lfpool_loop *l;
+    struct big *b;
+    uint8_t state[BIG];
+    lfpool_ticket *tk[BIG];
+    int issued, immediate, completed, cancelled;
+    int pending;   /* tickets in T_PENDING */
+    int last_done; /* the last ticket served from the FIFO, in order */
+    lfpool_handle held[512];
+    int nheld;
+    lfpool_loop_event ev[256];
+};
+
+static void big_hold(struct big_loop *bl, const lfpool_handle *h)
+{
+    struct tobj *to = h->obj;
+    if (atomic_exchange(&to->held, 1))
+        atomic_fetch_add(&bl->b->doubles, 1);
+    cr_assert_lt(bl->nheld, 512);
+    bl->held[bl->nheld++] = *h;
+}
+
+/* Take the completions the loop has.  FIFO: tickets are served in the
+ * order they were queued, but for those the housekeeper created an object
+ * for (they left the FIFO while `fun` ran: tickets behind may have been
+ * handed returned objects meanwhile). */
+static void big_drain(struct big_loop *bl)
+{
+    size_t got;
+    cr_assert_eq(lfpool_loop_ready(bl->l, bl->ev, 256, &got), 0);
+    for (size_t k = 0; k < got; k++) {
+        lfpool_loop_event *e = &bl->ev[k];
+        int i = (int)(intptr_t)e->udata;
+        cr_assert_eq(e->ticket, bl->tk[i]);
+        cr_assert_eq(bl->state[i], T_PENDING, "ticket %d: an event after %d", i, bl->state[i]);
+        cr_assert_eq(e->err, 0, "ticket %d: %d", i, e->err);
+        if (!first_hand_out(e->h.obj)) {
+            cr_assert_gt(i, bl->last_done, "ticket %d completed after ticket %d", i, bl->last_done);
+            bl->last_done = i;
+        }
+        bl->state[i] = T_DONE;
+        bl->pending--;
+        bl->completed++;
+        big_hold(bl, &e->h);
+    }
+}
+
 static void big_run(void)
 {
-    static uint8_t state[BIG];
-    static lfpool_ticket *tk[BIG];
+    static struct big_loop bl;
     static int bag[BIG];
-    static lfpool_loop_event ev[256];
-    memset(state, 0, sizeof state);
-    for (int k = 0; k < 4096; k++)
-        atomic_store(&seen[k], 0);
+    memset(&bl, 0, sizeof bl);
+    bl.last_done = -1;
     C.max_size = NOBJ;
     C.min_size = NOBJ;
     C.max_use = 64; /* objects wear out: some are created for tickets */
@@ -636,20 +675,23 @@ static void big_run(void)
     C.fun = thread_fun;
     atomic_store(&loop_armed, 0); /* the min_size fill runs here */
     cr_assert_eq(lfpool_new(&P, &C), 0);
+    cr_assert_eq(atomic_load(&T.nobjs), NOBJ);
+    for (int k = 0; k < NOBJ; k++) /* not made for a ticket */
+        atomic_store(&T.objs[k]->handed, 1);
     loop_thread = pthread_self(); /* from now on, this is the loop's thread */
     atomic_store(&loop_armed, 1);
     atomic_store(&fun_on_loop, 0);
     atomic_store(&fun_calls, 0);
     int fd0 = count_fds();
 
-    lfpool_loop *l;
-    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    cr_assert_eq(lfpool_loop_new(P, &bl.l), 0);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     cr_assert_geq(ep, 0);
-    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = l};
-    cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, lfpool_loop_fd(l), &ee), 0);
+    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = bl.l};
+    cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, lfpool_loop_fd(bl.l), &ee), 0);
 
     struct big b = {.p = P};
+    bl.b = &b;
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, big_blocker, &b);
@@ -657,33 +699,35 @@ static void big_run(void)
     /* half of the tickets (chosen at random) are cancelled, in a random
      * order: a bag of the chosen ones, drawn from at random */
     uint64_t rs = 0x9e3779b97f4a7c15ULL;
-    int nbag = 0;
-    int issued = 0, immediate = 0, completed = 0, cancelled = 0;
-    int last_done = -1, max_fds = 0;
-    lfpool_handle held[512];
-    int nheld = 0;
+    int nbag = 0, max_fds = 0;
 
-    while (completed + cancelled + immediate < BIG) {
-        /* issue a few, keeping some thousands outstanding */
-        for (int k = 0; k < 64 && issued < BIG && issued - completed - cancelled < 100; k++) {
+    while (bl.completed + bl.cancelled + bl.immediate < BIG) {
+        /* issue a few, keeping up to 100 tickets pending (a get served at
+         * once is not pending: it must not hold the next ones back) */
+        for (int k = 0; k < 64 && bl.issued < BIG && bl.pending < 100; k++) {
+            int i = bl.issued++;
             lfpool_handle h;
-            int r = lfpool_get_async(l, (void *)(intptr_t)issued, &h, &tk[issued]);
+            int r = lfpool_get_async(bl.l, (void *)(intptr_t)i, &h, &bl.tk[i]);
             if (r == 0) {
+                /* taken at once: nobody waits (the library looks at its
+                 * waiters), so every earlier ticket has completed - its
+                 * event is there to take now */
+                big_drain(&bl);
+                cr_assert_eq(bl.pending, 0, "ticket %d served at once while %d earlier wait", i,
+                             bl.pending);
                 first_hand_out(h.obj);
-                struct tobj *to = h.obj;
-                if (atomic_exchange(&to->held, 1))
-                    atomic_fetch_add(&b.doubles, 1);
-                held[nheld++] = h;
-                state[issued] = T_DONE;
-                immediate++;
+                bl.last_done = i; /* served after every earlier one */
+                big_hold(&bl, &h);
+                bl.state[i] = T_DONE;
+                bl.immediate++;
             } else {
                 cr_assert_eq(r, EINPROGRESS);
-                state[issued] = T_PENDING;
+                bl.state[i] = T_PENDING;
+                bl.pending++;
                 if (lfx_rand_r(&rs) & 1)
-                    bag[nbag++] = issued;
+                    bag[nbag++] = i;
             }
-            issued++;
-            if (nheld == 256)
+            if (bl.nheld >= 256)
                 break;
         }
         /* cancel some of the chosen ones, drawn at random */
@@ -691,71 +735,52 @@ static void big_run(void)
             int j = (int)(lfx_rand_r(&rs) % (uint64_t)nbag);
             int i = bag[j];
             bag[j] = bag[--nbag];
-            if (state[i] == T_PENDING) { /* not completed meanwhile */
-                cr_assert_eq(lfpool_ticket_cancel(l, tk[i]), 0);
-                state[i] = T_CANCELLED;
-                cancelled++;
+            if (bl.state[i] == T_PENDING) { /* not completed meanwhile */
+                cr_assert_eq(lfpool_ticket_cancel(bl.l, bl.tk[i]), 0);
+                bl.state[i] = T_CANCELLED;
+                bl.pending--;
+                bl.cancelled++;
             }
         }
         /* the objects held since the last turn go back */
-        for (int k = 0; k < nheld; k++) {
-            struct tobj *to = held[k].obj;
+        for (int k = 0; k < bl.nheld; k++) {
+            struct tobj *to = bl.held[k].obj;
             atomic_store(&to->held, 0);
-            cr_assert_eq(lfpool_ret_handle(P, &held[k]), 0);
+            cr_assert_eq(lfpool_ret_handle(P, &bl.held[k]), 0);
         }
-        nheld = 0;
+        bl.nheld = 0;
         struct epoll_event out;
-        int w = epoll_wait(ep, &out, 1, issued < BIG ? 0 : 5000);
+        int w = epoll_wait(ep, &out, 1, bl.issued < BIG ? 0 : 5000);
         cr_assert_geq(w, 0);
-        if (w == 0 && issued >= BIG)
+        if (w == 0 && bl.issued >= BIG)
             cr_assert_fail("no completion for 5 s: %d completed, %d cancelled, %d immediate of %d",
-                           completed, cancelled, immediate, BIG);
+                           bl.completed, bl.cancelled, bl.immediate, BIG);
         int nfd = count_fds();
         if (nfd > max_fds)
             max_fds = nfd;
-        size_t got;
-        cr_assert_eq(lfpool_loop_ready(l, ev, 256, &got), 0);
-        for (size_t k = 0; k < got; k++) {
-            int i = (int)(intptr_t)ev[k].udata;
-            cr_assert_eq(ev[k].ticket, tk[i]);
-            cr_assert_eq(state[i], T_PENDING, "ticket %d: an event after %d", i, state[i]);
-            cr_assert_eq(ev[k].err, 0, "ticket %d: %d", i, ev[k].err);
-            /* FIFO: tickets complete in the order they were queued, but
-             * for those the housekeeper created an object for (they left
-             * the FIFO while `fun` ran: tickets behind may have been handed
-             * returned objects meanwhile) */
-            if (!first_hand_out(ev[k].h.obj)) {
-                cr_assert_gt(i, last_done, "ticket %d completed after ticket %d", i, last_done);
-                last_done = i;
-            }
-            state[i] = T_DONE;
-            completed++;
-            struct tobj *to = ev[k].h.obj;
-            if (atomic_exchange(&to->held, 1))
-                atomic_fetch_add(&b.doubles, 1);
-            held[nheld++] = ev[k].h;
-        }
+        big_drain(&bl);
     }
-    for (int k = 0; k < nheld; k++) {
-        struct tobj *to = held[k].obj;
+    for (int k = 0; k < bl.nheld; k++) {
+        struct tobj *to = bl.held[k].obj;
         atomic_store(&to->held, 0);
-        cr_assert_eq(lfpool_ret_handle(P, &held[k]), 0);
+        cr_assert_eq(lfpool_ret_handle(P, &bl.held[k]), 0);
     }
     atomic_store(&b.stop, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
 
     for (int i = 0; i < BIG; i++)
-        cr_assert(state[i] == T_DONE || state[i] == T_CANCELLED, "ticket %d: state %d", i, state[i]);
-    cr_assert_eq(completed + cancelled + immediate, BIG);
-    cr_assert_gt(cancelled, BIG / 4, "about half cancelled (%d)", cancelled);
-    cr_assert_gt(completed, BIG / 10, "tickets completed through the loop (%d)", completed);
+        cr_assert(bl.state[i] == T_DONE || bl.state[i] == T_CANCELLED, "ticket %d: state %d", i,
+                  bl.state[i]);
+    cr_assert_eq(bl.completed + bl.cancelled + bl.immediate, BIG);
+    cr_assert_gt(bl.cancelled, BIG / 4, "about half cancelled (%d)", bl.cancelled);
+    cr_assert_gt(bl.completed, BIG / 10, "tickets completed through the loop (%d)", bl.completed);
     cr_assert_eq(atomic_load(&b.doubles), 0, "an object was handed out twice");
     cr_assert_eq(atomic_load(&b.errors), 0);
     cr_assert_eq(atomic_load(&fun_on_loop), 0, "fun ran on the loop's thread");
     cr_assert_leq(max_fds, fd0 + 2, "descriptors grew: %d, %d before", max_fds, fd0);
 
-    lfpool_loop_free(l);
+    lfpool_loop_free(bl.l);
     close(ep);
     cr_assert_eq(count_fds(), fd0);
     /* nothing lost: all NOBJ objects can be had again */
@@ -767,8 +792,8 @@ static void big_run(void)
     cr_assert_gt(atomic_load(&fun_calls), 0, "worn-out objects were created again");
     cr_log_info("10000 tickets: %d through the loop, %d immediate, %d cancelled; %llu blocking gets; "
                 "%d creations",
-                completed, immediate, cancelled, (unsigned long long)atomic_load(&b.blocking_gets),
-                atomic_load(&fun_calls));
+                bl.completed, bl.immediate, bl.cancelled,
+                (unsigned long long)atomic_load(&b.blocking_gets), atomic_load(&fun_calls));
 }
 
 Test(loop, epoll_10000_tickets_4_objects_two_blocking_threads, .timeout = 120)
