@@ -123,6 +123,14 @@ static void slog(void *ctx, int level, const char *msg)
 }
 
 /* Count a return's result: 0, or what a kill explains. */
+/* a get that failed with anything but a timeout: an invariant violation */
+static void get_failed(struct sctx *s, int r)
+{
+    atomic_fetch_add(&s->errors, 1);
+    atomic_fetch_add(&s->e_get, 1);
+    atomic_store(&s->last_get_rc, r);
+}
+
 static void ret_result(struct sctx *s, int r)
 {
     if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
@@ -206,9 +214,7 @@ static void *bulk_worker(struct sctx *s)
             continue;
         }
         if (r != 0) {
-            atomic_fetch_add(&s->errors, 1);
-            atomic_fetch_add(&s->e_get, 1);
-            atomic_store(&s->last_get_rc, r);
+            get_failed(s, r);
             continue;
         }
         atomic_fetch_add(&s->bulk_gets, 1);
@@ -260,9 +266,7 @@ static void *worker(void *arg)
             continue;
         }
         if (r != 0) {
-            atomic_fetch_add(&s->errors, 1);
-            atomic_fetch_add(&s->e_get, 1);
-            atomic_store(&s->last_get_rc, r);
+            get_failed(s, r);
             continue;
         }
         atomic_fetch_add(&s->gets, 1);

@@ -384,8 +384,12 @@ Test(cache, sections_survive_signals, .timeout = 60)
         pthread_join(th[i], NULL);
     signal(SIGURG, SIG_DFL);
     cr_assert_eq(atomic_load(&errors), 0);
-    cr_assert_gt(atomic_load(&sig_hits), 1000, "signals delivered: %ld", atomic_load(&sig_hits));
     struct lfpool_stats s = tstats(P);
+    /* enough signals that many land inside sections; without per-CPU caches
+     * (no rseq: valgrind, the _norseq run) there are no sections to abort,
+     * and valgrind delivers a few hundred in the same time */
+    cr_assert_gt(atomic_load(&sig_hits), s.cpu_cache ? 1000 : 100, "signals delivered: %ld",
+                 atomic_load(&sig_hits));
     cr_assert_eq(s.nusing, 0);
     cr_assert_eq(s.navail, s.nobjs);
     cr_assert_eq(s.nuses, (uint64_t)(w[0].pairs + w[1].pairs), "uses %llu, pairs %ld",

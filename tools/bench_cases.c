@@ -50,7 +50,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median_of(double *v, size_t n)
+double bench_median(double *v, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -146,7 +146,7 @@ int bench_tight_run(double seconds, unsigned rounds, bool quiet, FILE *out)
     if (!med)
         return 2;
     for (size_t i = 0; i < n; i++) {
-        med[i] = err[i] ? NAN : median_of(&ns[i * rounds], rounds);
+        med[i] = err[i] ? NAN : bench_median(&ns[i * rounds], rounds);
         if (strcmp(bench_tights[i]->name, "dpdk") == 0)
             dp1 = med[i];
         if (strcmp(bench_tights[i]->name, "dpdk-bulk32") == 0)
@@ -456,7 +456,7 @@ int bench_alloc_run(const char *self, double seconds, unsigned rounds, bool quie
     double med[A_NKINDS][NT];
     for (int k = 0; k < A_NKINDS; k++)
         for (int t = 0; t < NT; t++) {
-            med[k][t] = median_of(&ns[((size_t)k * NT + (size_t)t) * rounds], rounds);
+            med[k][t] = bench_median(&ns[((size_t)k * NT + (size_t)t) * rounds], rounds);
             if (k == A_GLIBC)
                 glibc[t] = med[k][t];
         }

@@ -15,6 +15,10 @@
 
 /* --tight: the tight loops of bench_tights[] (peers.h), `seconds` each per
  * round; the table goes to `out`. */
+/* The median of the non-NaN values of v[0..n) (reorders v); NaN if none.
+ * Shared with lfpool-bench.c's table. */
+double bench_median(double *v, size_t n);
+
 int bench_tight_run(double seconds, unsigned rounds, bool quiet, FILE *out);
 /* --alloc: every allocator at 1 and 2 threads, each in a child process
  * (`self`: this program's path, re-executed with --alloc-child). */
