@@ -243,12 +243,12 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     const struct timespec *dl = NULL;
     bool waiting = false, slept = false, timed_out = false, parked = false;
     bool front = false, final_look = false;
-    struct lfpool_gate_node node;
+    struct lfpool_gate_node node = {.async = false};
     int r;
 
     for (;;) {
         if (waiting && !timed_out) { /* park, then look (gate.c) */
-            lfpool_gate_park(&p->gate, &node, front);
+            lfpool_gate_park(&p->gate, &node, front, true);
             parked = true;
         }
         if (atomic_load(&p->shutdown)) { /* waiters woken by shutdown leave empty-handed */
@@ -428,6 +428,12 @@ static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, ui
      * kill: closed by the housekeeper; either way not handed out */
     ret_destroy(p, rec, obj, word, NULL, NULL, false);
     return false;
+}
+
+/* For the housekeeper's looks on behalf of event loops' tickets (loop.c). */
+bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t word)
+{
+    return get_validate(p, rec, obj, word);
 }
 
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
@@ -1104,7 +1110,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
     if (bounded)
         lfpool_abs_deadline(timeout, &deadline);
     double poll = BULK_POLL_MIN;
-    struct lfpool_gate_node node;
+    struct lfpool_gate_node node = {.async = false}; /* a sleeper, not a ticket */
     int r;
     for (;;) {
         if (atomic_load(&p->shutdown)) {
@@ -1119,7 +1125,8 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
             wake = deadline;
             last = true; /* one more try after this sleep, then ETIMEDOUT */
         }
-        lfpool_gate_park(&p->gate, &node, false); /* never asks for a hand-over */
+        /* never asks for a hand-over, nor is handed one unasked */
+        lfpool_gate_park(&p->gate, &node, false, false);
         slept = true;
         if (lfpool_gate_sleep(&p->gate, &node, &wake) == 0) {
             poll = BULK_POLL_MIN; /* granted: something came back */

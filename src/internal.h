@@ -200,10 +200,14 @@ static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
 
 
 /* Capacity gate: waiter count and a FIFO of parked gets (gate.c). */
-struct lfpool_gate_node {        /* on a parked get's stack */
+struct lfpool_gate_node {        /* on a parked get's stack, or in a ticket (loop.c) */
     _Atomic uint32_t granted;    /* futex word: 1 once a producer unlinked it */
     bool queued;                 /* in the FIFO (under the gate lock) */
+    bool async;                  /* a ticket's node: nobody sleeps on it (loop.c) */
     bool wants_gift;             /* lost the race after a grant: hand it a record */
+    bool may_gift;               /* its owner takes a record handed over unasked
+                                    (a single get; not a bulk get): while tickets
+                                    wait behind it, it is handed every return */
     struct lfpool_rec *gift;     /* a record handed over with the grant (CACHED) */
     struct lfpool_gate_node *prev, *next;
 };
@@ -215,6 +219,7 @@ struct lfpool_gate {
     _Atomic uint32_t pending; /* a grant was asked for while the lock was held */
     _Atomic uint32_t lock;    /* the FIFO's futex mutex: 0, 1, 2 (gate.c) */
     _Atomic uint32_t gift_wanted; /* the FIFO's head wants a record handed over */
+    int32_t tickets;              /* ticket nodes in the FIFO (under the lock, loop.c) */
     struct lfpool_gate_node *head, *tail;
 };
 
@@ -268,6 +273,17 @@ struct lfpool_hk {
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
     struct lfpool_ptrvec scratch;
+};
+
+/* Event loops (loop.c): the tickets the housekeeper must look for, the
+ * count of live loops, the on-demand housekeeper. */
+struct lfpool_ticket;
+struct lfpool_async {
+    pthread_mutex_t lock;   /* loop_new/loop_free against shutdown/free */
+    size_t nloops;          /* live loops (under lock) */
+    bool free_pending;      /* lfpool_free was called with live loops */
+    /* tickets to serve on the housekeeper, FIFO (under the gate lock) */
+    struct lfpool_ticket *serve_head, *serve_tail;
 };
 
 struct lfpool_counters {
@@ -385,6 +401,7 @@ struct lfpool {
     struct lfpool_logdup logdup LFPOOL_ALIGNED;
 
     struct lfpool_hk hk;
+    struct lfpool_async async;
 
     /* runtime control (control.c): the bounds in force, pause, eviction */
     struct lfpool_ctl {
@@ -535,12 +552,17 @@ LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* hand `rec` (CACHED, the caller's) to a parked get that lost a race
  * after its grant; false: nobody wants it, publish it as usual */
 LFPOOL_INTERNAL bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec);
-LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front);
+LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front,
+                                      bool may_gift);
+LFPOOL_INTERNAL void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n,
+                                             bool front);
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
 /* The two reads of the ret fast path (cache.h): plain (relaxed) loads with
- * no fence, covered by the waiter's flush (cache.c, gate.c). */
+ * no fence, covered by the waiter's flush (cache.c, gate.c).  gift_wanted:
+ * the head asked for a hand-over, or tickets wait behind a head that takes
+ * one (gate.c: FIFO order with tickets). */
 static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
 {
     return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);
@@ -556,6 +578,39 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
     if (lfpool_unlikely(atomic_load_explicit(&g->waiters, memory_order_seq_cst) > 0))
         lfpool_gate_wake(g, false);
 }
+
+/* The FIFO's lock (loop.c changes tickets under it), and a node's unlink
+ * (lock held).  lfpool_gate_unlock also makes the grants asked for while
+ * it was held. */
+LFPOOL_INTERNAL void lfpool_gate_lock(struct lfpool_gate *g);
+LFPOOL_INTERNAL void lfpool_gate_unlock(struct lfpool_gate *g);
+LFPOOL_INTERNAL void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n);
+
+/* ---- handout.c: validation on borrow of a record just claimed (the
+ * hand-out `word` of rec, obj, not yet seen by anybody): true, hand it
+ * out; false, it was destroyed (counted, logged).  Runs the hook: never
+ * with a lock held, never on an event loop's thread (loop.c). */
+LFPOOL_INTERNAL bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj,
+                                             uint32_t word);
+
+/* ---- loop.c: event loops (tickets in the gate's FIFO); called by the
+ * gate with its lock held: a grant reached a ticket at the head (schedule a
+ * look on the housekeeper), a record is handed over to one (complete it),
+ * shutdown (complete it with ESHUTDOWN).  Each unlinks when it completes. */
+LFPOOL_INTERNAL void lfpool_loop_on_grant(struct lfpool_gate *g, struct lfpool_gate_node *n);
+LFPOOL_INTERNAL bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n,
+                                         struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_loop_on_wake_all(struct lfpool_gate *g, struct lfpool_gate_node *n);
+/* the housekeeper (or shutdown): serve the scheduled tickets; whether any wait */
+LFPOOL_INTERNAL void lfpool_loop_serve(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_loop_has_work(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_loop_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_loop_fork_reset(struct lfpool *p);
+/* lfpool_free: false when loops are alive (the free is deferred to the
+ * last lfpool_loop_free) */
+LFPOOL_INTERNAL bool lfpool_loop_free_ok(struct lfpool *p);
+/* shutdown: stop the housekeeper under the loops' lock */
+LFPOOL_INTERNAL bool lfpool_loop_hk_stop(struct lfpool *p, double wait);
 
 /* ---- housekeeper.c */
 LFPOOL_INTERNAL int lfpool_hk_init(struct lfpool *p);

@@ -209,6 +209,7 @@ static void fork_reset(struct lfpool *p)
     struct lfpool_rec *rec, *next;
     lfpool_gate_fork_reset(&p->gate);
     lfpool_hk_fork_reset(p);
+    lfpool_loop_fork_reset(p);
     lfpool_avail_fork_reset(p);
     lfpool_bias_fork_reset(p);
     lfpool_create_fork_reset(p);
@@ -301,6 +302,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     }
     lfpool_bias_init(p);
     lfpool_gate_init(&p->gate, p->ncaches);
+    lfpool_loop_init(p);
     atomic_store(&p->lp->life, LIFE_LAZY);
     if (!cfg->lazy_start) {
         atomic_store(&p->lp->life, LIFE_STARTING);
@@ -347,9 +349,11 @@ int lfpool_shutdown(lfpool *p, double delay)
     if (!atomic_exchange(&p->shutdown, true))
         lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
     atomic_store(&p->lp->fast, 0); /* after the flag: life_ready() */
-    lfpool_gate_wake(&p->gate, true);
-    if (!lfpool_hk_stop(p, delay))
+    lfpool_gate_wake(&p->gate, true); /* and completes every ticket (loop.c) */
+    bool stopped = lfpool_loop_hk_stop(p, delay);
+    if (!stopped)
         lfpool_log(p, LFPOOL_LOG_WARNING, "shutting down pool with live housekeeper");
+    lfpool_loop_serve(p); /* tickets the housekeeper was asked to look for */
     lfpool_close_available(p);
     lfpool_hk_reap(p, true);
     return 0;
@@ -360,6 +364,10 @@ void lfpool_free(lfpool *p)
     if (!p)
         return;
     lfpool_life_fork_check(p);
+    if (!lfpool_loop_free_ok(p)) { /* loops alive: the last lfpool_loop_free frees */
+        lfpool_shutdown(p, LFPOOL_FOREVER);
+        return;
+    }
     lfpool_shutdown(p, LFPOOL_FOREVER); /* waits for the housekeeper */
     lfpool_close_available(p);
     lfpool_hk_reap(p, false);
@@ -413,6 +421,7 @@ const char *lfpool_strerror(int err)
     case ESTALE: return "object was killed while held; it has been closed";
     case EEXIST: return "creator returned an object the pool already holds";
     case EIO: return "object creation failed";
+    case EINPROGRESS: return "no object available yet: the ticket completes through its loop";
     default: return strerror(err);
     }
 }
