@@ -36,11 +36,11 @@ static inline __attribute__((always_inline)) struct lfpool_rec *
 lfpool_avail_pop_local_pcpu(struct lfpool *p)
 {
     for (;;) { /* p->pcpu: the caller knows (get's admission word) */
-        uint32_t cpu = lfpool_pcpu_cpu();
+        uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off);
         struct lfpool_rec *rec = NULL;
         if (lfpool_unlikely(cpu >= p->ncaches))
             return NULL;
-        int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
+        int r = lfpool_pcpu_pop_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK))
             return rec;
         if (r == LFPOOL_PCPU_FAIL)
@@ -96,8 +96,7 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
  * or locked, or waiters: any CPU's waiter takes from the stack without a
  * flush), the caller still owns it. */
 enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
-/* `off`: lfpool_pcpu_off(), read once by a caller that runs another
- * section first (ret's biased commit) */
+/* `off`: lfpool_pcpu_off() (p->rseq_off) */
 static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struct lfpool *p,
                                                                          struct lfpool_rec *rec,
                                                                          long off)
@@ -125,7 +124,7 @@ static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struc
 static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
                                                                       struct lfpool_rec *rec)
 {
-    return lfpool_avail_put_local_at(p, rec, lfpool_pcpu_off());
+    return lfpool_avail_put_local_at(p, rec, p->rseq_off);
 }
 
 /* Put a record that the caller owns in state CACHED into the set, and wake

@@ -95,6 +95,21 @@ static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t 
     return h->rec;
 }
 
+/* hint_get for a non-NULL obj, as a test: a hint whose obj matches one
+ * was set whole by hint_set (only hint_drop changes obj, to NULL), so its
+ * record is not NULL and is not tested again. */
+static inline __attribute__((always_inline)) bool hint_find(struct lfpool *p, void *obj,
+                                                            struct lfpool_rec **rec,
+                                                            uint32_t *word)
+{
+    struct hint *h = hint_slot(obj);
+    if (h->obj != obj || h->pool_id != p->id)
+        return false;
+    *word = h->word;
+    *rec = h->rec;
+    return true;
+}
+
 /* Forget the hint for obj, if this thread has one. */
 static inline void hint_drop(struct lfpool *p, void *obj)
 {
@@ -528,22 +543,33 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
                                                           double timeout, const void *caller)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
-        struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
-        if (lfpool_likely(rec != NULL)) {
-            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-            if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, obj, h, timeout, rec, w, caller);
-            w = get_fast_claim(p, rec, w, caller);
-            void *o = rec->obj;
-            if (h) {
-                handle_set(p, h, o, rec, w);
-            } else {
-                hint_set(p, o, rec, w);
-                *obj = o;
-            }
-            return 0;
+        /* lfpool_avail_pop_local_pcpu (FAST_GET: pcpu), written out so that
+         * a popped record is not tested against NULL (a slot holds one) */
+        struct lfpool_rec *rec;
+        for (;;) {
+            uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off);
+            if (lfpool_unlikely(cpu >= p->ncaches))
+                goto rest;
+            int r = lfpool_pcpu_pop_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
+            if (lfpool_likely(r == LFPOOL_PCPU_OK))
+                break;
+            if (r == LFPOOL_PCPU_FAIL)
+                goto rest;
         }
+        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+        if (lfpool_unlikely(rec_st(w) != REC_CACHED))
+            return get_bad(p, obj, h, timeout, rec, w, caller);
+        w = get_fast_claim(p, rec, w, caller);
+        void *o = rec->obj;
+        if (h) {
+            handle_set(p, h, o, rec, w);
+        } else {
+            hint_set(p, o, rec, w);
+            *obj = o;
+        }
+        return 0;
     }
+rest:
     return get_rest(p, obj, h, timeout, caller);
 }
 
@@ -708,12 +734,10 @@ int lfpool_ret(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
-    long off = lfpool_pcpu_off(); /* read once for both sections */
-    if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
-        lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
+    if (lfpool_likely(p && obj && ret_fast_ok(p)) && lfpool_likely(hint_find(p, obj, &rec, &word)) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true, off))
-        return ret_fast_put(p, rec, off);
+                       true, p->rseq_off))
+        return ret_fast_put(p, rec, p->rseq_off);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -729,8 +753,8 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
                       ret_fast_ok(p)) &&
         ret_fast_commit(p, h->priv_rec, h->priv_word,
                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
-                       lfpool_pcpu_off()))
-        return ret_fast_put(p, h->priv_rec, lfpool_pcpu_off());
+                       p->rseq_off))
+        return ret_fast_put(p, h->priv_rec, p->rseq_off);
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
         return EINVAL;
@@ -784,9 +808,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         if (rec) {
             double now = lfpool_now(p);
             double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
-            if (ret_fast_commit(p, rec, word, now, h == NULL, lfpool_pcpu_off())) {
+            if (ret_fast_commit(p, rec, word, now, h == NULL, p->rseq_off)) {
                 ret_observe(p, rec, word, now - got);
-                return ret_fast_put(p, rec, lfpool_pcpu_off());
+                return ret_fast_put(p, rec, p->rseq_off);
             }
         }
     }
@@ -1047,7 +1071,7 @@ static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
         uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
         atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
         rcu_read_unlock();
-        (void)ret_fast_put(p, rec, lfpool_pcpu_off());
+        (void)ret_fast_put(p, rec, p->rseq_off);
         return;
     }
     if (rec_st(w) == REC_KILLED && rec_gen(w) == rec_gen(h->priv_word)) {

@@ -102,6 +102,20 @@ LFPOOL_INTERNAL void lfpool_assert_fail(const char *expr, const char *file, int 
 #define LFPOOL_ASSERT(cond) ((void)sizeof(!(cond)))
 #endif
 
+/* ThreadSanitizer cannot see stores made by inline assembly (the commit
+ * of a biased return, the use count's add): under it every return CASes,
+ * and the C11 forms are used. */
+#if defined(__SANITIZE_THREAD__)
+#define LFPOOL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LFPOOL_TSAN 1
+#endif
+#endif
+#ifndef LFPOOL_TSAN
+#define LFPOOL_TSAN 0
+#endif
+
 enum lfpool_rec_state {
     REC_AVAIL = 1,
     REC_OUT,
@@ -188,8 +202,16 @@ static inline bool rec_cas(struct lfpool_rec *r, uint32_t *w, uint32_t from, uin
  * max_use check, statistics) load it relaxed. */
 static inline void rec_count_use(struct lfpool_rec *r)
 {
+#if defined(__x86_64__) && !LFPOOL_TSAN
+    /* one unlocked `addq` to memory: a read and a write of the aligned word
+     * by its only writer, as the load and store below are (other threads'
+     * relaxed loads see the old or the new value, never a torn one); the
+     * compiler does not fuse an atomic load and store into one instruction */
+    __asm__("addq $1, %0" : "+m"(*(uint64_t *)&r->uses));
+#else
     uint64_t u = atomic_load_explicit(&r->uses, memory_order_relaxed);
     atomic_store_explicit(&r->uses, u + 1, memory_order_relaxed);
+#endif
 }
 /* Owner-only state change (no other thread may move it meanwhile). */
 static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
@@ -353,6 +375,8 @@ struct lfpool {
     uint64_t id;
     uint64_t max_use;      /* cfg.max_use, UINT64_MAX when unlimited */
     struct cds_lfht *ht;
+    long rseq_off;         /* lfpool_pcpu_off(), read once (percpu.h): the fast paths'
+                              sections address the thread's rseq area by it */
     /* read-mostly */
     _Atomic unsigned long ht_buckets;
     _Atomic bool ht_resizing;
@@ -397,7 +421,7 @@ struct lfpool {
     } ctl LFPOOL_ALIGNED;
 };
 
-_Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL_CACHELINE,
+_Static_assert(offsetof(struct lfpool, rseq_off) + sizeof(long) <= LFPOOL_CACHELINE,
                "the fast paths' read-mostly fields share the first line");
 
 /* fast_ret: the ret fast path tests RET_FAST only (one compare, as when it
@@ -474,18 +498,6 @@ LFPOOL_INTERNAL void lfpool_bias_restore(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_bias_active(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
-/* ThreadSanitizer cannot see the commit store of a biased return (inline
- * assembly): under it every return CASes. */
-#if defined(__SANITIZE_THREAD__)
-#define LFPOOL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LFPOOL_TSAN 1
-#endif
-#endif
-#ifndef LFPOOL_TSAN
-#define LFPOOL_TSAN 0
-#endif
 
 /* Does the ret fast path apply (fast_ret == RET_FAST)?  One compare of the
  * byte in memory (`cmpb $0`), as when the flag was a bool written once by

@@ -257,6 +257,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     memset(p, 0, sizeof *p);
     p->cfg = *cfg;
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
+    p->rseq_off = lfpool_pcpu_off(); /* the same in every thread and in a fork child */
     p->max_use = cfg->max_use ? cfg->max_use : UINT64_MAX;
     p->wear = cfg->max_use > 0 || cfg->max_lifetime > 0;
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;

@@ -124,12 +124,21 @@ static inline uint32_t lfpool_pcpu_cpu(void)
  * lock (held or bypassed: fail).  The sections are `asm goto`: failure and
  * restart jump straight to the caller's C labels, and success falls
  * through, so that no status value is made and tested on the hot path. */
-#define LFPOOL_RSEQ_ENTER                          \
+#define LFPOOL_RSEQ_ENTER_CPU                      \
     LFPOOL_RSEQ_START                             \
     "cmpl %[cpu], %%fs:4(%[off])\n\t"             \
-    "jnz %l[retry]\n\t"                           \
+    "jnz %l[retry]\n\t"
+#define LFPOOL_RSEQ_ENTER                          \
+    LFPOOL_RSEQ_ENTER_CPU                         \
     "cmpl $0, 4(%[c])\n\t"                        \
     "jnz %l[fail]\n\t"
+/* Pop and push check the lock with the count: they load count and lock as
+ * one 64-bit word (count at 0, lock at 4, little-endian: count | lock << 32,
+ * one aligned load), which a set lock makes >= 2^32, beyond any count, so
+ * that one unsigned compare fails both an empty (pop) or full (push) cache
+ * and a cache some remote thread holds, bypasses or closed. */
+#define LFPOOL_PCPU_STR_(x) #x
+#define LFPOOL_PCPU_STR(x) LFPOOL_PCPU_STR_(x)
 /* After the commit (label 2, the section's end): the abort handler, out of
  * line (the kernel checks the signature in the four bytes before it),
  * jumps to the caller's restart label.  Its section is one of its own:
@@ -146,17 +155,17 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     ".popsection\n\t"
 
 /* Pop the top record of `c`, the cache of CPU `cpu`. */
-static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
+static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                     struct lfpool_rec **out)
 {
-    long off = lfpool_pcpu_off();
     unsigned long st;
     struct lfpool_rec *v;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
-                              "movl (%[c]), %k[st]\n\t"
-                              "testl %k[st], %k[st]\n\t"
-                              "jz %l[fail]\n\t"
-                              "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
-                              "subl $1, %k[st]\n\t"
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
+                              "movq (%[c]), %[st]\n\t" /* count | lock << 32 */
+                              "subq $1, %[st]\n\t"
+                              "cmpq $" LFPOOL_PCPU_STR(LFPOOL_CACHE_SLOTS) " - 1, %[st]\n\t"
+                              "ja %l[fail]\n\t" /* empty (wraps), or a lock set */
+                              "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st), [v] "=&r"(v)
@@ -171,23 +180,28 @@ retry:
     return LFPOOL_PCPU_RETRY;
 }
 
+static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
+{
+    return lfpool_pcpu_pop_at(lfpool_pcpu_off(), c, cpu, out);
+}
+
 /* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
  * (<= LFPOOL_CACHE_SLOTS) records; `off`: lfpool_pcpu_off(). */
 static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
                                       struct lfpool_rec *rec)
 {
     unsigned long st;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
-                              "movl (%[c]), %k[st]\n\t"
-                              "cmpl %[n], %k[st]\n\t"
-                              "jae %l[fail]\n\t"
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
+                              "movq (%[c]), %[st]\n\t" /* count | lock << 32 */
+                              "cmpq %[n], %[st]\n\t"
+                              "jae %l[fail]\n\t" /* full, or a lock set */
                               "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
                               "addl $1, %k[st]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st)
                               : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
-                                [v] "r"(rec), [n] "r"(cap)
+                                [v] "r"(rec), [n] "r"((unsigned long)cap)
                               : "memory", "cc"
                               : fail, retry);
     return LFPOOL_PCPU_OK;
@@ -250,6 +264,12 @@ static inline uint32_t lfpool_pcpu_cpu(void) { return 0; }
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
     (void)c, (void)cpu, (void)out;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                     struct lfpool_rec **out)
+{
+    (void)off, (void)c, (void)cpu, (void)out;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu,
