@@ -517,8 +517,7 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
 static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
 {
     /* one word: READY, not shut down, fast_get, per-CPU caches (life.c) */
-    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) &&
-           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_GET);
+    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) && lfpool_fast_has(p, LFPOOL_FAST_GET);
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
@@ -667,8 +666,15 @@ static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
     /* the mode byte (observability may switch it at run time), then one
      * word: READY and not shut down (life.c); shutdown is read again at
      * the commit and after the push */
-    return lfpool_ret_fast_mode(p) &&
-           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_RET);
+    return lfpool_ret_fast_mode(p) && lfpool_fast_has(p, LFPOOL_FAST_RET);
+}
+
+/* ret's inline path applies: one bit of the admission word for what
+ * ret_fast_ok says and the pool's constants (per-CPU caches, biased
+ * returns possible, no wear), life.c.  Without it, ret_other. */
+static inline __attribute__((always_inline)) bool ret_inline_ok(struct lfpool *p)
+{
+    return lfpool_fast_has(p, LFPOOL_FAST_RET_INLINE);
 }
 
 /* The object must end at this return: used max_use times, or past its
@@ -694,18 +700,26 @@ static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
 static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now,
-                                                                 bool owner, long off)
+                                                                 bool owner, long off, bool inl)
 {
     /* uses: relaxed, the holder (this hand-out's) is its only writer; the
-     * wear test is one flag when neither max_use nor max_lifetime is set */
-    if (rec_load(rec) != word || (p->wear && ret_worn(p, rec, now)) ||
-        atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+     * wear test is one flag when neither max_use nor max_lifetime is set.
+     * `inl`: the inline path (ret_inline_ok), where the pool has no wear
+     * and biased returns are possible, and where shutdown is not read
+     * before the commit: a ret that passed the admission word before
+     * shutdown cleared it (after its flag) commits and pushes, then reads
+     * the flag after the push (ret_fast_put) and closes what is available
+     * (ret_put_rest), as a ret that raced with the drain always did; the
+     * drain's flush (a membarrier) either sees that push or precedes that
+     * read, which then sees the flag (the argument of cache.c). */
+    if (rec_load(rec) != word || (!inl && p->wear && ret_worn(p, rec, now)) ||
+        (!inl && atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
         return false;
     /* last_ret before the commit (it publishes it); a stale store here on a
      * record that is OUT for another holder is overwritten by its ret */
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     uint32_t cached = rec_word(word, REC_CACHED);
-    if (owner && lfpool_likely(p->bias) &&
+    if (owner && (inl || lfpool_likely(p->bias)) &&
         lfpool_pcpu_store_if_at(off, (const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
                                 (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
         return true;
@@ -726,40 +740,73 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
     return ret_put_rest(p, rec, r);
 }
 
-/* The fast path: ret_fast_ok, a return hint this thread took at get whose
- * record is still OUT in that hand-out (ret_fast_commit), and room in this
- * CPU's cache.  Everything else is a tail call, so this stays a leaf with
- * no saved registers. */
-int lfpool_ret(lfpool *p, void *obj)
+/* The fast path out of line, for a pool where the inline path does not
+ * apply (ret_inline_ok: wear, no per-CPU caches or biased returns, returns
+ * observed, not READY...): ret_fast_ok, a return hint this thread took at
+ * get whose record is still OUT in that hand-out (ret_fast_commit), and
+ * room in this CPU's cache; else careful. */
+static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
     if (lfpool_likely(p && obj && ret_fast_ok(p)) && lfpool_likely(hint_find(p, obj, &rec, &word)) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true, p->rseq_off))
+                       true, p->rseq_off, false))
         return ret_fast_put(p, rec, p->rseq_off);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
 
-/* The handle names the record and the hand-out: no hint, no lookup, from
- * any thread.  A handle of this pool (its id) points at one of its
- * records, type-stable while the pool lives, so reading it is safe even
- * when the handle is stale; the word then differs and the careful path
- * refuses it. */
-int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
+/* The inline path: the admission word's inline bit, then as ret_other
+ * with what that bit says (no wear, biased returns possible) known.
+ * Everything else is a tail call, so this stays a leaf with no saved
+ * registers. */
+int lfpool_ret(lfpool *p, void *obj)
+{
+    uint32_t word = 0;
+    struct lfpool_rec *rec;
+    if (lfpool_unlikely(!p || !obj || !ret_inline_ok(p)))
+        return ret_other(p, obj);
+    if (lfpool_likely(hint_find(p, obj, &rec, &word)) &&
+        ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
+                       true, p->rseq_off, true))
+        return ret_fast_put(p, rec, p->rseq_off);
+    /* not OUT any more (killed, returned twice...), no hint...: careful */
+    return ret_careful(p, obj, NULL);
+}
+
+/* lfpool_ret_handle where its inline path does not apply (as ret_other). */
+static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_handle *h)
 {
     if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
                       ret_fast_ok(p)) &&
         ret_fast_commit(p, h->priv_rec, h->priv_word,
                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
-                       p->rseq_off))
+                       p->rseq_off, false))
         return ret_fast_put(p, h->priv_rec, p->rseq_off);
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
         return EINVAL;
     }
     return ret_careful(p, h ? h->obj : NULL, h);
+}
+
+/* The handle names the record and the hand-out: no hint, no lookup, from
+ * any thread.  A handle of this pool (its id) points at one of its
+ * records, type-stable while the pool lives, so reading it is safe even
+ * when the handle is stale; the word then differs and the careful path
+ * refuses it.  (Its record is not tested against NULL here: a handle with
+ * this pool's id was filled whole by a get, handle_set; ret_handle_other
+ * still tests it.) */
+int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
+{
+    if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->id || !ret_inline_ok(p)))
+        return ret_handle_other(p, h);
+    if (ret_fast_commit(p, h->priv_rec, h->priv_word,
+                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
+                        p->rseq_off, true))
+        return ret_fast_put(p, h->priv_rec, p->rseq_off);
+    return ret_careful(p, h->obj, h);
 }
 
 /* ret with bad arguments, in a fork child or a pool not started, without a
@@ -808,7 +855,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         if (rec) {
             double now = lfpool_now(p);
             double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
-            if (ret_fast_commit(p, rec, word, now, h == NULL, p->rseq_off)) {
+            if (ret_fast_commit(p, rec, word, now, h == NULL, p->rseq_off, false)) {
                 ret_observe(p, rec, word, now - got);
                 return ret_fast_put(p, rec, p->rseq_off);
             }

@@ -261,6 +261,19 @@ struct lfpool_life_page {
 #define LFPOOL_FAST_GET 1u /* fast_get and per-CPU caches: get may pop its CPU's cache */
 #define LFPOOL_FAST_RET 2u /* READY, not shut down: ret may use its hint (or handle)
                               and commit, if its mode byte (fast_ret) says RET_FAST */
+#define LFPOOL_FAST_RET_INLINE 4u /* FAST_RET, fast_ret RET_FAST, per-CPU caches, biased
+                                     returns possible (p->bias), no wear (max_use,
+                                     max_lifetime): ret's inline path applies (handout.c);
+                                     kept by lfpool_life_fast_ret() */
+
+/* The life page is the last LFPOOL_LIFE_OFF bytes of the wiped page that
+ * precedes struct lfpool in one mapping (life.c): the fast paths find the
+ * admission word at a constant offset from the pool pointer, one
+ * instruction, no load of p->lp. */
+#define LFPOOL_LIFE_OFF 64
+_Static_assert(sizeof(struct lfpool_life_page) <= LFPOOL_LIFE_OFF, "the life page fits");
+#define LFPOOL_FAST_WORD(p) \
+    ((const uint32_t *)((const char *)(p) - LFPOOL_LIFE_OFF + offsetof(struct lfpool_life_page, fast)))
 
 /* Growable array of pointers, housekeeper-private (housekeeper.c). */
 struct lfpool_ptrvec {
@@ -517,6 +530,27 @@ static inline bool lfpool_ret_fast_mode(struct lfpool *p)
 #endif
 }
 
+/* Is `bit` (LFPOOL_FAST_*) set in the pool's admission word?  One test of
+ * the word in memory on x86-64 (the compiler does not fold an atomic load
+ * into a test: a load and a test otherwise).  Volatile, with a memory
+ * clobber: no load of the fast path is moved before it (the hardware keeps
+ * loads in order: an acquire, as the C11 load it replaces). */
+static inline __attribute__((always_inline)) bool lfpool_fast_has(const struct lfpool *p,
+                                                                  uint32_t bit)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool nz;
+    __asm__ __volatile__("testb %[b], %[m]"
+                         : "=@ccnz"(nz)
+                         : [m] "m"(*(const uint8_t *)LFPOOL_FAST_WORD(p)), [b] "i"(bit)
+                         : "memory");
+    return nz;
+#else
+    return atomic_load_explicit((const _Atomic uint32_t *)LFPOOL_FAST_WORD(p),
+                                memory_order_acquire) & bit;
+#endif
+}
+
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
@@ -628,6 +662,9 @@ static inline bool lfpool_rec_stale(struct lfpool *p, struct lfpool_rec *rec)
 LFPOOL_INTERNAL int lfpool_life_fork_check(struct lfpool *p);
 /* get's slow entry: the fork check, then the lazy start (CONTRACT §3.7) */
 LFPOOL_INTERNAL int lfpool_life_make_ready(struct lfpool *p);
+/* fast_ret changed (or may have): set LFPOOL_FAST_RET_INLINE in the
+ * admission word as it now applies (never while FAST_RET is clear) */
+LFPOOL_INTERNAL void lfpool_life_fast_ret(struct lfpool *p);
 /* the pool is started (READY or STARTING): the housekeeper may fill */
 static inline bool lfpool_life_started(struct lfpool *p)
 {
