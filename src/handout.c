@@ -203,7 +203,9 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
     }
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
-    lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
+    uint32_t w = rec_load(rec);
+    LFPOOL_ASSERT(rec_st(w) == REC_CACHED); /* handed over CACHED (gate.c) */
+    lfpool_avail_claim_cached(rec, w, lfpool_now(p));
     rec_count_use(rec);
     *obj = get_finish(p, rec, word, caller);
     *recp = rec;
@@ -546,17 +548,15 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
          * a popped record is not tested against NULL (a slot holds one) */
         struct lfpool_rec *rec;
         for (;;) {
-            uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off);
-            if (lfpool_unlikely(cpu >= p->ncaches))
-                goto rest;
-            int r = lfpool_pcpu_pop_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
+            uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off); /* no bound check: cache.c */
+            int r = lfpool_pcpu_pop_fast_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
             if (lfpool_likely(r == LFPOOL_PCPU_OK))
                 break;
             if (r == LFPOOL_PCPU_FAIL)
                 goto rest;
         }
         uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-        if (lfpool_unlikely(rec_st(w) != REC_CACHED))
+        if (lfpool_unlikely(!rec_st_cached_fast(w)))
             return get_bad(p, obj, h, timeout, rec, w, caller);
         w = get_fast_claim(p, rec, w, caller);
         void *o = rec->obj;
@@ -702,24 +702,55 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
                                                                  uint32_t word, double now,
                                                                  bool owner, long off, bool inl)
 {
+    /* word is a hand-out's, gen | OUT (hint_set, handle_set): its CACHED
+     * word is one add away */
+    uint32_t cached = word + REC_CACHED - REC_OUT;
+    if (inl) {
+        /* The inline path (ret_inline_ok): no wear, biased returns
+         * possible, and shutdown not read before the commit: a ret that
+         * passed the admission word before shutdown cleared it (after its
+         * flag) commits and pushes, then reads the flag after the push
+         * (ret_fast_put) and closes what is available (ret_put_rest), as a
+         * ret that raced with the drain always did; the drain's flush (a
+         * membarrier) either sees that push or precedes that read, which
+         * then sees the flag (the argument of cache.c). */
+        if (owner) {
+            /* the biased commit checks the mode and the word itself, and
+             * stores last_ret only when both passed (never on a record
+             * this hand-out no longer holds) */
+            if (lfpool_likely(lfpool_pcpu_store2_if_at(off, (const uint32_t *)&p->bias_mode,
+                                                       LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
+                                                       word, cached, (uint64_t *)&rec->last_ret,
+                                                       lfpool_dbits(now)) == LFPOOL_PCPU_OK))
+                return true;
+            /* not BIASED, not this hand-out, or aborted: the CAS decides */
+            if (rec_load(rec) != word)
+                return false;
+            atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+            return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
+                                                           memory_order_acq_rel,
+                                                           memory_order_acquire);
+        }
+        /* A handle's hand-out has no owner: the CAS decides at once (it
+         * fails on any other word), then last_ret: the record is ours,
+         * CACHED and not yet in the set, and the push that publishes it
+         * comes after this store (x86-64 keeps stores in order; a flusher
+         * reads it after its membarrier, percpu.h) */
+        if (!atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            return false;
+        atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+        return true;
+    }
     /* uses: relaxed, the holder (this hand-out's) is its only writer; the
-     * wear test is one flag when neither max_use nor max_lifetime is set.
-     * `inl`: the inline path (ret_inline_ok), where the pool has no wear
-     * and biased returns are possible, and where shutdown is not read
-     * before the commit: a ret that passed the admission word before
-     * shutdown cleared it (after its flag) commits and pushes, then reads
-     * the flag after the push (ret_fast_put) and closes what is available
-     * (ret_put_rest), as a ret that raced with the drain always did; the
-     * drain's flush (a membarrier) either sees that push or precedes that
-     * read, which then sees the flag (the argument of cache.c). */
-    if (rec_load(rec) != word || (!inl && p->wear && ret_worn(p, rec, now)) ||
-        (!inl && atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+     * wear test is one flag when neither max_use nor max_lifetime is set */
+    if (rec_load(rec) != word || (p->wear && ret_worn(p, rec, now)) ||
+        atomic_load_explicit(&p->shutdown, memory_order_relaxed))
         return false;
     /* last_ret before the commit (it publishes it); a stale store here on a
      * record that is OUT for another holder is overwritten by its ret */
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-    uint32_t cached = rec_word(word, REC_CACHED);
-    if (owner && (inl || lfpool_likely(p->bias)) &&
+    if (owner && lfpool_likely(p->bias) &&
         lfpool_pcpu_store_if_at(off, (const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
                                 (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
         return true;
@@ -734,8 +765,16 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
                                                               struct lfpool_rec *rec, long off)
 {
     int r = lfpool_avail_put_local_at(p, rec, off);
-    if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
-        !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+    if (lfpool_likely(r == LFPOOL_PUT_DONE) && !lfpool_shut(p))
+        return 0;
+    return ret_put_rest(p, rec, r);
+}
+/* ret_fast_put on the inline path (p->pcpu known) */
+static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p,
+                                                                struct lfpool_rec *rec, long off)
+{
+    int r = lfpool_avail_push_local_at(p, rec, off);
+    if (lfpool_likely(r == LFPOOL_PUT_DONE) && !lfpool_shut(p))
         return 0;
     return ret_put_rest(p, rec, r);
 }
@@ -767,10 +806,11 @@ int lfpool_ret(lfpool *p, void *obj)
     struct lfpool_rec *rec;
     if (lfpool_unlikely(!p || !obj || !ret_inline_ok(p)))
         return ret_other(p, obj);
+    long off = p->rseq_off;
     if (lfpool_likely(hint_find(p, obj, &rec, &word)) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true, p->rseq_off, true))
-        return ret_fast_put(p, rec, p->rseq_off);
+                       true, off, true))
+        return ret_inline_put(p, rec, off);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -802,10 +842,11 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
     if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->id || !ret_inline_ok(p)))
         return ret_handle_other(p, h);
-    if (ret_fast_commit(p, h->priv_rec, h->priv_word,
-                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
-                        p->rseq_off, true))
-        return ret_fast_put(p, h->priv_rec, p->rseq_off);
+    struct lfpool_rec *rec = h->priv_rec;
+    long off = p->rseq_off;
+    if (ret_fast_commit(p, rec, h->priv_word,
+                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false, off, true))
+        return ret_inline_put(p, rec, off);
     return ret_careful(p, h->obj, h);
 }
 

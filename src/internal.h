@@ -173,6 +173,14 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
  * this.  28 bits: a wrap needs 2^28 hand-outs inside one such window. */
 #define REC_ST_MASK 0xfu
 static inline uint32_t rec_st(uint32_t w) { return w & REC_ST_MASK; }
+/* rec_st(w) == REC_CACHED, for the get fast path's check of a record popped
+ * from a cache (one test): CACHED is the only state whose low three bits
+ * are 0 (0 itself, a record never given a state, also passes: not one a
+ * cache can hold but by a bug, as any other state but CACHED) */
+_Static_assert(REC_AVAIL == 1 && REC_CACHED == 8 && REC_DEAD_UNCOUNTED == 9,
+               "the states are 1..9 (a new one: check rec_st_cached_fast), CACHED the only "
+               "multiple of 8");
+static inline bool rec_st_cached_fast(uint32_t w) { return (w & 7) == 0; }
 static inline uint32_t rec_gen(uint32_t w) { return w >> 4; }
 static inline uint32_t rec_word(uint32_t w, uint32_t st) { return (w & ~REC_ST_MASK) | st; }
 /* The 16-bit tag of a hand-out (word gen | OUT) in rec->warned: the low 15
@@ -551,6 +559,27 @@ static inline __attribute__((always_inline)) bool lfpool_fast_has(const struct l
 #endif
 }
 
+/* The bits of a double, for a store by inline assembly. */
+static inline uint64_t lfpool_dbits(double d)
+{
+    uint64_t u;
+    __builtin_memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+/* Has shutdown begun?  A byte compare in memory on x86-64 (the fast paths'
+ * read after a push, relaxed: cache.c's fence argument orders it). */
+static inline __attribute__((always_inline)) bool lfpool_shut(struct lfpool *p)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool nz;
+    __asm__("cmpb $0, %[m]" : "=@ccnz"(nz) : [m] "m"(*(const uint8_t *)&p->shutdown));
+    return nz;
+#else
+    return atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+#endif
+}
+
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
@@ -589,11 +618,23 @@ LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_
  * no fence, covered by the waiter's flush (cache.c, gate.c). */
 static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
 {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool nz; /* one compare with memory, as lfpool_ret_fast_mode (below) */
+    __asm__("cmpl $0, %[m]" : "=@ccnz"(nz) : [m] "m"(*(const uint32_t *)&g->gift_wanted));
+    return nz;
+#else
     return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);
+#endif
 }
 static inline __attribute__((always_inline)) bool lfpool_gate_has_waiters(struct lfpool_gate *g)
 {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool gt;
+    __asm__("cmpl $0, %[m]" : "=@ccg"(gt) : [m] "m"(*(const int32_t *)&g->waiters));
+    return gt;
+#else
     return atomic_load_explicit(&g->waiters, memory_order_relaxed) > 0;
+#endif
 }
 /* after making an object or capacity available: wake one waiter if any.
  * The caller's publishing store must be seq_cst (or followed by a fence). */

@@ -159,13 +159,57 @@ static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t 
                                      struct lfpool_rec **out)
 {
     unsigned long st;
-    struct lfpool_rec *v;
+    /* v is an in-out operand, NULL on entry and written only by a pop: it
+     * is what *out gets on the fail path too, so that no path after the
+     * section needs a value the section did not leave (GCC 12.2 dropped
+     * the NULL a caller's merge of "popped or NULL" needed on the fail
+     * edge of an output-only operand).  GCC treats asm goto outputs as
+     * valid on every path; clang (before 16) keeps the value from before
+     * the asm on the jump paths: NULL either way. */
+    struct lfpool_rec *v = NULL;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
                               "movq (%[c]), %[st]\n\t" /* count | lock << 32 */
                               "subq $1, %[st]\n\t"
                               "cmpq $" LFPOOL_PCPU_STR(LFPOOL_CACHE_SLOTS) " - 1, %[st]\n\t"
                               "ja %l[fail]\n\t" /* empty (wraps), or a lock set */
                               "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [v] "+&r"(v)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
+                              : "memory", "cc"
+                              : fail, retry);
+    *out = v;
+    return LFPOOL_PCPU_OK;
+fail:
+    *out = v; /* NULL */
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
+static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
+{
+    return lfpool_pcpu_pop_at(lfpool_pcpu_off(), c, cpu, out);
+}
+
+/* lfpool_pcpu_pop_at for the get fast path (handout.c): the popped record
+ * is an output only (no NULL to load first), valid on the fall-through
+ * path, which is the only one that reads it; the jump paths go to code
+ * that never merges with it (the slow path's call, the restart). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_pop_fast_at(long off,
+                                                                         struct lfpool_cache *c,
+                                                                         uint32_t cpu,
+                                                                         struct lfpool_rec **out)
+{
+    unsigned long st;
+    struct lfpool_rec *v;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
+                              "movq (%[c]), %[st]\n\t"
+                              "subq $1, %[st]\n\t"
+                              "cmpq $" LFPOOL_PCPU_STR(LFPOOL_CACHE_SLOTS) " - 1, %[st]\n\t"
+                              "ja %l[fail]\n\t"
+                              "movq 16(%[c], %[st], 8), %[v]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st), [v] "=&r"(v)
@@ -178,11 +222,6 @@ fail:
     return LFPOOL_PCPU_FAIL;
 retry:
     return LFPOOL_PCPU_RETRY;
-}
-
-static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
-{
-    return lfpool_pcpu_pop_at(lfpool_pcpu_off(), c, cpu, out);
 }
 
 /* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
@@ -256,6 +295,39 @@ static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint
 {
     return lfpool_pcpu_store_if_at(lfpool_pcpu_off(), mode, mask, word, expect, nv);
 }
+
+/* lfpool_pcpu_store_if_at with a second store, *aux = av, made in the
+ * section once both checks passed and before the commit: only a thread
+ * whose section found `expect` makes it (an aborted section may have made
+ * it without the commit: the caller's CAS then decides, and writes *aux
+ * again).  The three words are memory operands, addressed off the
+ * caller's registers. */
+static inline int lfpool_pcpu_store2_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                           uint32_t *word, uint32_t expect, uint32_t nv,
+                                           uint64_t *aux, uint64_t av)
+{
+    unsigned long st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_START
+                              "testl %[mask], %[m]\n\t"
+                              "jnz %l[fail]\n\t"
+                              "cmpl %[exp], %[w]\n\t"
+                              "jnz %l[fail]\n\t"
+                              "movq %[av], %[aux]\n\t"
+                              "movl %[nv], %[w]\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(off), [m] "m"(*mode), [mask] "i"(mask),
+                                [w] "m"(*word), [exp] "r"(expect), [nv] "r"(nv),
+                                [aux] "m"(*aux), [av] "r"(av)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
 #else
 #define LFPOOL_HAVE_PCPU 0
 static inline long lfpool_pcpu_off(void) { return 0; }
@@ -294,6 +366,13 @@ static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint
                                        uint32_t expect, uint32_t nv)
 {
     (void)mode, (void)mask, (void)word, (void)expect, (void)nv;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_store2_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                           uint32_t *word, uint32_t expect, uint32_t nv,
+                                           uint64_t *aux, uint64_t av)
+{
+    (void)off, (void)mode, (void)mask, (void)word, (void)expect, (void)nv, (void)aux, (void)av;
     return LFPOOL_PCPU_FAIL;
 }
 #endif
