@@ -158,36 +158,34 @@ static inline uint32_t lfpool_pcpu_cpu(void)
 static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t cpu,
                                      struct lfpool_rec **out)
 {
-    unsigned long st;
-    /* v is an in-out operand, NULL on entry and written only by a pop: it
-     * is what *out gets on the fail path too, so that no path after the
-     * section needs a value the section did not leave (GCC 12.2 dropped
-     * the NULL a caller's merge of "popped or NULL" needed on the fail
-     * edge of an output-only operand).  GCC treats asm goto outputs as
-     * valid on every path; clang (before 16) keeps the value from before
-     * the asm on the jump paths: NULL either way. */
-    struct lfpool_rec *v = NULL;
+    /* The popped record goes to *out in the section (before its commit:
+     * an aborted pop leaves it there, and is restarted), not through an
+     * output operand: the callers merge "popped" with "none" (*out as the
+     * caller set it, NULL), and GCC 12.2 lost the NULL such a merge needs
+     * on the fail edge of an output-only operand (a record pointer from a
+     * register left over), while clang before 16 leaves outputs undefined
+     * on the jump paths.  Outputs here are scratch only. */
+    unsigned long st, v;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
                               "movq (%[c]), %[st]\n\t" /* count | lock << 32 */
                               "subq $1, %[st]\n\t"
                               "cmpq $" LFPOOL_PCPU_STR(LFPOOL_CACHE_SLOTS) " - 1, %[st]\n\t"
                               "ja %l[fail]\n\t" /* empty (wraps), or a lock set */
                               "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
+                              "movq %[v], %[out]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
-                              : [st] "=&r"(st), [v] "+&r"(v)
-                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
+                              : [st] "=&r"(st), [v] "=&r"(v)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [out] "m"(*out)
                               : "memory", "cc"
                               : fail, retry);
-    *out = v;
+    (void)st, (void)v;
     return LFPOOL_PCPU_OK;
 fail:
-    *out = v; /* NULL */
     return LFPOOL_PCPU_FAIL;
 retry:
     return LFPOOL_PCPU_RETRY;
 }
-
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
     return lfpool_pcpu_pop_at(lfpool_pcpu_off(), c, cpu, out);

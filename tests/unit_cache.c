@@ -518,8 +518,8 @@ Test(cache, returns_racing_shutdown_close_everything, .timeout = 60)
                      (unsigned long long)s.navail);
         created += s.ncreated;
         cr_assert_eq((uint64_t)atomic_load(&T.fx.n.closed), created,
-                     "round %d: closed %d of %llu", round, atomic_load(&T.fx.n.closed),
-                     (unsigned long long)created);
+                     "round %d: closed %llu of %llu", round,
+                     (unsigned long long)atomic_load(&T.fx.n.closed), (unsigned long long)created);
         lfpool_free(P);
         P = NULL;
     }
