@@ -330,7 +330,7 @@ static void parse_args(int argc, char **argv)
             break;
         case 'l':
             for (size_t i = 0; bench_peers[i]; i++)
-                printf("%-8s %s\n", bench_peers[i]->name, bench_peers[i]->desc);
+                printf("%-11s %s\n", bench_peers[i]->name, bench_peers[i]->desc);
             exit(0);
         case 'h':
             usage(stdout);
@@ -369,9 +369,10 @@ static void parse_args(int argc, char **argv)
             perror("lfpool-bench");
             exit(2);
         }
-        for (size_t i = 0; i < n; i++)
-            opt.peers[i] = bench_peers[i];
-        opt.npeers = n;
+        opt.npeers = 0;
+        for (size_t i = 0; i < n; i++) /* lfpool-hold only when asked for (-p) */
+            if (strcmp(bench_peers[i]->name, "lfpool-hold") != 0)
+                opt.peers[opt.npeers++] = bench_peers[i];
     }
 }
 
@@ -681,7 +682,7 @@ static bool contention_case(const struct bcase *c)
 /* The lfpool peers' pool handle is the lfpool itself (bench/peer_lfpool.c). */
 static bool is_lfpool_peer(const struct bench_peer *p)
 {
-    return strcmp(p->name, "lfpool") == 0 || strcmp(p->name, "lfpool-h") == 0;
+    return strncmp(p->name, "lfpool", 6) == 0; /* lfpool, lfpool-h, lfpool-hold */
 }
 
 static void summarize(struct result *res)
@@ -741,7 +742,7 @@ static void fmt_num(char *buf, size_t size, double v, const char *f)
 
 static void print_table(FILE *f)
 {
-    fprintf(f, "%-7s %7s %8s %5s %9s %9s %9s %8s %8s %9s %7s %5s %7s\n", "peer", "threads",
+    fprintf(f, "%-11s %7s %8s %5s %9s %9s %9s %8s %8s %9s %7s %5s %7s\n", "peer", "threads",
             "max_size", "hold", "ns/pair", "Mpairs/s", "vs-lfpool", "p50", "p99", "p99.9",
             "errors", "fair", "starved");
     const struct bcase *prev = NULL;
@@ -756,7 +757,7 @@ static void print_table(FILE *f)
         else
             snprintf(maxs, sizeof maxs, "unbound");
         if (r->na) {
-            fprintf(f, "%-7s %7u %8s %5u %9s   (%s)\n", r->peer->name, r->c->threads, maxs,
+            fprintf(f, "%-11s %7u %8s %5u %9s   (%s)\n", r->peer->name, r->c->threads, maxs,
                     r->c->hold, "n/a", r->why);
             continue;
         }
@@ -768,7 +769,7 @@ static void print_table(FILE *f)
         fmt_num(p99, sizeof p99, r->p99, "%.0f");
         fmt_num(p999, sizeof p999, r->p999, "%.0f");
         fmt_num(fair, sizeof fair, r->fair, "%.2f");
-        fprintf(f, "%-7s %7u %8s %5u %9s %9s %9s %8s %8s %9s %7" PRIu64 " %5s %7u\n",
+        fprintf(f, "%-11s %7u %8s %5u %9s %9s %9s %8s %8s %9s %7" PRIu64 " %5s %7u\n",
                 r->peer->name, r->c->threads, maxs, r->c->hold, ns, mp, ra, p50, p99, p999,
                 r->errors + r->fails, fair, r->starved);
     }

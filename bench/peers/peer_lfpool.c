@@ -6,7 +6,9 @@
  * keep it in its own request state (here: per thread, one object held).
  *
  * Default configuration, i.e. all bookkeeping on (use counts, last get/ret
- * times, counters); unbounded when max_size is 0, bounded otherwise.  `fun`
+ * times, counters); unbounded when max_size is 0, bounded otherwise.  And
+ * "lfpool-hold": the "lfpool" peer with cfg.hold_histogram on, so that one
+ * run prices the hold histogram (every return records its hold time).  `fun`
  * allocates a bench_obj, `closer` frees it.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -30,7 +32,7 @@ static int lf_close_obj(void *ctx, void *obj)
     return 0;
 }
 
-static int lf_open(void **self, size_t max_size, size_t prefill)
+static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_histogram)
 {
     lfpool_config cfg;
     lfpool *pool = NULL;
@@ -43,11 +45,22 @@ static int lf_open(void **self, size_t max_size, size_t prefill)
         prefill = max_size;
     /* min_size: the objects created at start (and kept) */
     cfg.min_size = prefill;
+    cfg.hold_histogram = hold_histogram;
     int err = lfpool_new(&pool, &cfg);
     if (err)
         return err;
     *self = pool;
     return 0;
+}
+
+static int lf_open(void **self, size_t max_size, size_t prefill)
+{
+    return lf_open_cfg(self, max_size, prefill, false);
+}
+
+static int lf_open_hold(void **self, size_t max_size, size_t prefill)
+{
+    return lf_open_cfg(self, max_size, prefill, true);
 }
 
 static int lf_get(void *self, void **obj)
@@ -103,6 +116,19 @@ const struct bench_peer bench_peer_lfpool = {
     .desc = "this project: lock-free hot path (lfpool_get/lfpool_ret)",
     .can_wait = true,
     .open = lf_open,
+    .get = lf_get,
+    .put = lf_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
+
+const struct bench_peer bench_peer_lfpool_hold = {
+    .name = "lfpool-hold",
+    .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.hold_histogram on",
+    .can_wait = true,
+    .open = lf_open_hold,
     .get = lf_get,
     .put = lf_put,
     .close = lf_close,
