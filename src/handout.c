@@ -11,16 +11,20 @@
  * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.
  *
  * The hot path, get with an object in this CPU's cache:
- *   the admission word (life.c) -> rseq pop from this CPU's cache ->
- *   state check (CACHED) -> plain stores of last_get and the state
- *   (CACHED -> OUT, a new generation) and uses -> return hint store.
- * and ret: the admission word -> return hint probe -> commit of the hand-out
- *   (OUT -> CACHED: the getter's plain store in an rseq section while the
- *   pool is biased, bias.c, else a CAS) -> rseq push onto this CPU's cache
- *   -> waiter check.  lfpool_ret_handle is the same with the handle in
- *   place of the hint (and always a CAS).  Anything else (no hint: a hash
- *   lookup under rcu_read_lock; a full cache; hooks; an injected clock) is
- *   a tail call to a slow path.
+ *   the admission word's FAST_GET bit (life.c, at a constant offset from
+ *   the pool) -> rseq pop from this CPU's cache -> state check (CACHED) ->
+ *   plain stores of last_get and the state (CACHED -> OUT, a new
+ *   generation) and uses -> return hint store.
+ * and ret: the admission word's FAST_RET_INLINE bit (no wear, nothing
+ *   observed, per-CPU caches, biased returns possible) -> return hint
+ *   probe -> commit of the hand-out (OUT -> CACHED, with last_ret: the
+ *   getter's plain stores in an rseq section while the pool is biased,
+ *   bias.c, else a CAS) -> rseq push onto this CPU's cache -> waiter check
+ *   -> shutdown check.  lfpool_ret_handle is the same with the handle in
+ *   place of the hint (and always a CAS).  A pool the bit does not cover
+ *   takes the same steps out of line (ret_other, ret_handle_other, with the
+ *   wear test); anything else (no hint: a hash lookup under rcu_read_lock;
+ *   a full cache; hooks; an injected clock) is a tail call to a slow path.
  * No lock, no system call, no allocation, no clock_gettime.  Neither needs
  * an RCU read-side section: records are type-stable (meta.c).
  */
@@ -514,12 +518,30 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
     return get_rest(p, obj, h, timeout, caller);
 }
 
+/* timeout >= 0 (not NaN) or LFPOOL_DEFAULT.  On x86-64 the compare with 0
+ * reads the constant from memory (the compiler makes a zero register first:
+ * one instruction more); `jb` is taken below 0 or unordered (NaN). */
+static inline __attribute__((always_inline)) bool get_timeout_ok(double timeout)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    static const double zero = 0.0;
+    __asm__ goto("comisd %[z], %[t]\n\t"
+                 "jb %l[below]" /* below 0, or NaN */
+                 : : [z] "m"(zero), [t] "x"(timeout) : "cc" : below);
+    return true;
+below:
+    return timeout == LFPOOL_DEFAULT;
+#else
+    return timeout >= 0 || timeout == LFPOOL_DEFAULT;
+#endif
+}
+
 /* The fast path applies: a pool in its steady state (no getter hook, no
  * CLOSE-kill guard, no injected clock) and a valid timeout. */
 static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
 {
     /* one word: READY, not shut down, fast_get, per-CPU caches (life.c) */
-    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) && lfpool_fast_has(p, LFPOOL_FAST_GET);
+    return get_timeout_ok(timeout) && lfpool_fast_has(p, LFPOOL_FAST_GET);
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,

@@ -11,8 +11,8 @@
  * Local operations (the hot path) use no atomic read-modify-write: each is
  * one rseq critical section (Linux rseq(2), registered by glibc >= 2.35 for
  * every thread) that checks it still runs on the CPU whose cache it
- * addresses, checks `lock`, and ends with a single committing store of
- * `count`.  Preemption, migration or a signal before that store makes the
+ * addresses, checks `lock` (pop and push: with `count`, one 64-bit word),
+ * and ends with a single committing store of `count`.  Preemption, migration or a signal before that store makes the
  * kernel restart the thread at the abort label, with nothing written that
  * anyone can see (push writes the slot beyond `count` before committing).
  * So on one CPU the operations are atomic with respect to each other.
@@ -167,10 +167,11 @@ static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t 
      * on the jump paths.  Outputs here are scratch only. */
     unsigned long st, v;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movq (%[c]), %[st]\n\t" /* count | lock << 32 */
-                              "subq $1, %[st]\n\t"
-                              "cmpq $" LFPOOL_PCPU_STR(LFPOOL_CACHE_SLOTS) " - 1, %[st]\n\t"
-                              "ja %l[fail]\n\t" /* empty (wraps), or a lock set */
+                              "cmpl $0, 4(%[c])\n\t"
+                              "jnz %l[fail]\n\t" /* a lock set */
+                              "movl (%[c]), %k[st]\n\t"
+                              "subl $1, %k[st]\n\t"
+                              "jb %l[fail]\n\t" /* empty */
                               "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
                               "movq %[v], %[out]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
@@ -203,10 +204,11 @@ static inline __attribute__((always_inline)) int lfpool_pcpu_pop_fast_at(long of
     unsigned long st;
     struct lfpool_rec *v;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movq (%[c]), %[st]\n\t"
-                              "subq $1, %[st]\n\t"
-                              "cmpq $" LFPOOL_PCPU_STR(LFPOOL_CACHE_SLOTS) " - 1, %[st]\n\t"
-                              "ja %l[fail]\n\t"
+                              "cmpl $0, 4(%[c])\n\t"
+                              "jnz %l[fail]\n\t"
+                              "movl (%[c]), %k[st]\n\t"
+                              "subl $1, %k[st]\n\t"
+                              "jb %l[fail]\n\t"
                               "movq 16(%[c], %[st], 8), %[v]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
@@ -229,16 +231,18 @@ static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t
 {
     unsigned long st;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movq (%[c]), %[st]\n\t" /* count | lock << 32 */
-                              "cmpq %[n], %[st]\n\t"
-                              "jae %l[fail]\n\t" /* full, or a lock set */
+                              "cmpl $0, 4(%[c])\n\t"
+                              "jnz %l[fail]\n\t" /* a lock set */
+                              "movl (%[c]), %k[st]\n\t"
+                              "cmpl %k[n], %k[st]\n\t"
+                              "jae %l[fail]\n\t" /* full */
                               "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
                               "addl $1, %k[st]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st)
                               : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
-                                [v] "r"(rec), [n] "r"((unsigned long)cap)
+                                [v] "r"(rec), [n] "rm"(cap)
                               : "memory", "cc"
                               : fail, retry);
     return LFPOOL_PCPU_OK;
