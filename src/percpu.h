@@ -11,8 +11,8 @@
  * Local operations (the hot path) use no atomic read-modify-write: each is
  * one rseq critical section (Linux rseq(2), registered by glibc >= 2.35 for
  * every thread) that checks it still runs on the CPU whose cache it
- * addresses, checks `lock` (pop and push: with `count`, one 64-bit word),
- * and ends with a single committing store of `count`.  Preemption, migration or a signal before that store makes the
+ * addresses, checks `lock`, and ends with a single committing store of
+ * `count`.  Preemption, migration or a signal before that store makes the
  * kernel restart the thread at the abort label, with nothing written that
  * anyone can see (push writes the slot beyond `count` before committing).
  * So on one CPU the operations are atomic with respect to each other.
@@ -132,13 +132,12 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     LFPOOL_RSEQ_ENTER_CPU                         \
     "cmpl $0, 4(%[c])\n\t"                        \
     "jnz %l[fail]\n\t"
-/* Pop and push check the lock with the count: they load count and lock as
- * one 64-bit word (count at 0, lock at 4, little-endian: count | lock << 32,
- * one aligned load), which a set lock makes >= 2^32, beyond any count, so
- * that one unsigned compare fails both an empty (pop) or full (push) cache
- * and a cache some remote thread holds, bypasses or closed. */
-#define LFPOOL_PCPU_STR_(x) #x
-#define LFPOOL_PCPU_STR(x) LFPOOL_PCPU_STR_(x)
+/* count and lock are read apart, each as the 32-bit word it is: the
+ * previous section on this CPU stored count with a 32-bit store, and one
+ * 64-bit load of count and lock (a single unsigned compare for both) would
+ * wait for that store to reach the cache instead of taking it from the
+ * store buffer - a store-forwarding stall on every pop and push of a tight
+ * loop, which cost more than the two instructions it saved. */
 /* After the commit (label 2, the section's end): the abort handler, out of
  * line (the kernel checks the signature in the four bytes before it),
  * jumps to the caller's restart label.  Its section is one of its own:
@@ -166,12 +165,10 @@ static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t 
      * register left over), while clang before 16 leaves outputs undefined
      * on the jump paths.  Outputs here are scratch only. */
     unsigned long st, v;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "cmpl $0, 4(%[c])\n\t"
-                              "jnz %l[fail]\n\t" /* a lock set */
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
                               "movl (%[c]), %k[st]\n\t"
                               "subl $1, %k[st]\n\t"
-                              "jb %l[fail]\n\t" /* empty */
+                              "jb %l[fail]\n\t" /* empty: count was 0 */
                               "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
                               "movq %[v], %[out]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
@@ -203,9 +200,7 @@ static inline __attribute__((always_inline)) int lfpool_pcpu_pop_fast_at(long of
 {
     unsigned long st;
     struct lfpool_rec *v;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "cmpl $0, 4(%[c])\n\t"
-                              "jnz %l[fail]\n\t"
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
                               "movl (%[c]), %k[st]\n\t"
                               "subl $1, %k[st]\n\t"
                               "jb %l[fail]\n\t"
@@ -230,9 +225,7 @@ static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t
                                       struct lfpool_rec *rec)
 {
     unsigned long st;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "cmpl $0, 4(%[c])\n\t"
-                              "jnz %l[fail]\n\t" /* a lock set */
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
                               "movl (%[c]), %k[st]\n\t"
                               "cmpl %k[n], %k[st]\n\t"
                               "jae %l[fail]\n\t" /* full */
