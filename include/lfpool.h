@@ -272,6 +272,94 @@ int lfpool_ret_handle(lfpool *pool, const lfpool_handle *h);
 /* lfpool_ret_broken of h->obj, for the hand-out h names only. */
 int lfpool_ret_broken_handle(lfpool *pool, const lfpool_handle *h);
 
+/* ------------------------------------------------------------ event loops
+ *
+ * Gets that never block the calling thread, for event loops (epoll, poll,
+ * io_uring): a get that finds nothing available becomes a ticket in the
+ * same FIFO as the blocking gets; when an object is handed over to it, the
+ * loop's file descriptor becomes readable and lfpool_loop_ready() gives
+ * the handle.  One descriptor per loop, whatever the number of tickets.
+ * Rules of use:
+ * - A loop belongs to one thread at a time: lfpool_get_async,
+ *   lfpool_loop_ready, lfpool_ticket_cancel and lfpool_loop_free on the
+ *   same loop must not run concurrently (different loops of one pool may).
+ *   lfpool_loop_fd may be read from anywhere.
+ * - `fun` and `validate` never run on the loop's thread for a ticket: the
+ *   pool's housekeeper thread (started by lfpool_loop_new if the pool has
+ *   none) creates or validates the object and hands it over; max_creating
+ *   and create_backoff apply as for blocking gets.  Only lfpool_loop_new itself
+ *   may run `fun` (the min_size fill of a lazy pool it starts); the getter
+ *   hook runs in lfpool_loop_ready (or lfpool_get_async), on the loop's
+ *   thread.
+ * - A ticket is valid from lfpool_get_async until its event is returned by
+ *   lfpool_loop_ready, it is cancelled, or its loop is freed; using it
+ *   after that is undefined.  Tickets have no deadline: the loop's timers
+ *   own time, and cancel.
+ * - Objects got through a loop are returned with lfpool_ret_handle (or
+ *   lfpool_ret), from any thread.
+ * - lfpool_free with loops alive shuts the pool down (every ticket
+ *   completes with ESHUTDOWN) and leaves the release of its memory to the
+ *   last lfpool_loop_free.  A fork child must not use a parent's loop.
+ */
+typedef struct lfpool_loop lfpool_loop;
+typedef struct lfpool_ticket lfpool_ticket;
+
+/* One completed ticket, as lfpool_loop_ready returns it. */
+typedef struct lfpool_loop_event {
+    lfpool_ticket *ticket; /* the ticket it completes (no longer valid: a name only) */
+    void *udata;           /* as given to lfpool_get_async */
+    int err;               /* 0: h holds the object; ESHUTDOWN; fun's errno (EIO
+                              if none), ENOMEM, EEXIST: the creation failed */
+    lfpool_handle h;       /* the object, when err is 0 */
+} lfpool_loop_event;
+
+/* Create a loop on pool: an eventfd (non-blocking, close-on-exec) and the
+ * pool's housekeeper thread if it has none.  Starts a lazy pool.
+ * Returns 0 and sets *loop, or:
+ *   EINVAL     pool or loop NULL
+ *   ESHUTDOWN  the pool is shut down
+ *   ENOMEM     out of memory
+ *   EAGAIN     the housekeeper thread could not be started
+ *   EMFILE, ENFILE, ENODEV  eventfd(2)'s errors
+ *   ENOTSUP    the pool runs on the shared housekeeper (LFPOOL_HK_SHARED) */
+int lfpool_loop_new(lfpool *pool, lfpool_loop **loop);
+
+/* The loop's file descriptor: readable (level) while completed tickets
+ * wait for lfpool_loop_ready.  Poll it for reading (EPOLLIN); do not read
+ * or close it.  -1 for a NULL loop. */
+int lfpool_loop_fd(const lfpool_loop *loop);
+
+/* Get without blocking.  An available object is taken at once: returns 0
+ * with *h filled (the getter hook ran).  Otherwise the get joins the FIFO
+ * of waiters as a ticket: returns EINPROGRESS with *ticket set; the
+ * object (or an error) comes later through lfpool_loop_ready, in FIFO
+ * order with every other waiter (blocking gets and other loops'
+ * tickets); when the pool may create, the housekeeper runs `fun` for it.
+ * An object whose validation on borrow is due is left to the
+ * housekeeper, which validates it (`validate` never runs on the loop's
+ * thread).  udata is given back with the ticket's event.  Also returns:
+ *   EINVAL     loop, h or ticket NULL
+ *   ESHUTDOWN  the pool is shut down
+ *   EBUSY      max_waiters gets (blocking or tickets) already wait
+ *   ENOMEM     no memory for the ticket */
+int lfpool_get_async(lfpool_loop *loop, void *udata, lfpool_handle *h, lfpool_ticket **ticket);
+
+/* Take up to n completed tickets' events into ev[0..*got-1], oldest
+ * completion first; each ticket gives exactly one event, then is gone.
+ * The descriptor stays readable while events remain (n was too small).
+ * Returns 0 (also with *got 0: nothing completed), or EINVAL (loop or got
+ * NULL, ev NULL with n > 0). */
+int lfpool_loop_ready(lfpool_loop *loop, lfpool_loop_event *ev, size_t n, size_t *got);
+
+/* Give a ticket up: it leaves the FIFO, or, if an object was already
+ * handed over to it (its event not yet taken), that object goes to the
+ * next waiter (or back to the pool) and the event is never reported.
+ * Returns 0, or EINVAL (loop or ticket NULL, ticket already cancelled). */
+int lfpool_ticket_cancel(lfpool_loop *loop, lfpool_ticket *ticket);
+
+/* Cancel every ticket of the loop (objects handed over go to the next
+ * waiters), close its descriptor and free it.  NULL is a no-op. */
+void lfpool_loop_free(lfpool_loop *loop);
 /* Bulk: n objects at once, all or none (like DPDK's rte_mempool_get_bulk).
  * lfpool_get_bulk fills hs[0, n) with n hand-outs, as n lfpool_get_handle
  * calls would, or takes none: objects it took while it could not get all n

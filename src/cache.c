@@ -59,6 +59,7 @@
 #include <errno.h>
 #include <linux/membarrier.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -87,9 +88,42 @@ static bool pcpu_available(struct lfpool *p)
     return cpu < p->ncaches; /* a registered thread reads a real cpu id */
 }
 
+/* The highest CPU number the kernel may ever run a thread on (the last of
+ * /sys/devices/system/cpu/possible, e.g. "0-63" or "0,2-5"), or -1 if it
+ * cannot be read.  rseq's cpu id is always below it + 1 (nr_cpu_ids). */
+static int possible_max(void)
+{
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+    if (!f)
+        return -1;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    int max = -1;
+    for (char *s = buf; *s;) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s)
+            break;
+        if (v > max && v < 1 << 20)
+            max = (int)v;
+        s = end;
+        while (*s == ',' || *s == '-')
+            s++;
+    }
+    return max;
+}
+
 int lfpool_avail_init(struct lfpool *p)
 {
+    /* A cache for every CPU the kernel may run a thread on: the fast paths
+     * index the caches by the rseq cpu id with no bound check (cache.h),
+     * so without the possible mask there are no per-CPU caches. */
     int n = get_nprocs_conf();
+    int maxid = possible_max();
+    if (n < maxid + 1)
+        n = maxid + 1;
     p->ncaches = (unsigned)(n > 0 ? n : 1);
     p->caches = aligned_alloc(sizeof(struct lfpool_cache), p->ncaches * sizeof *p->caches);
     if (!p->caches)
@@ -109,7 +143,7 @@ int lfpool_avail_init(struct lfpool *p)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
     p->fence_ok = pcpu_available(p);
-    p->pcpu = cap > 0 && p->fence_ok;
+    p->pcpu = cap > 0 && maxid >= 0 && p->fence_ok;
     ck_stack_init(&p->stack);
     pthread_mutex_init(&p->close.lock, NULL);
     return 0;

@@ -42,11 +42,11 @@ static inline __attribute__((always_inline)) struct lfpool_rec *
 lfpool_avail_pop_local_pcpu(struct lfpool *p)
 {
     for (;;) { /* p->pcpu: the caller knows (get's admission word) */
-        uint32_t cpu = lfpool_pcpu_cpu();
+        /* no bound check: with p->pcpu there is a cache for every possible
+         * CPU, and rseq's cpu id is one of them (cache.c) */
+        uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off);
         struct lfpool_rec *rec = NULL;
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            return NULL;
-        int r = lfpool_pcpu_pop(&p->caches[cpu], cpu, &rec);
+        int r = lfpool_pcpu_pop_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK))
             return rec;
         if (r == LFPOOL_PCPU_FAIL)
@@ -64,7 +64,8 @@ static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop
 static inline __attribute__((always_inline)) uint32_t lfpool_avail_claim_cached(struct lfpool_rec *rec,
                                                                        uint32_t w, double now)
 {
-    uint32_t out = ((rec_gen(w) + 1) << 4) | REC_OUT;
+    /* ((gen + 1) << 4) | OUT, w's state being CACHED: one add */
+    uint32_t out = w + (1u << 4) - REC_CACHED + REC_OUT;
     atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
     atomic_store_explicit(&rec->state, out, memory_order_release);
     return out;
@@ -102,19 +103,21 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
  * or closed, or a waiter wants a record handed over), the caller still
  * owns it. */
 enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
-/* `off`: lfpool_pcpu_off(), read once by a caller that runs another
- * section first (ret's biased commit) */
-static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struct lfpool *p,
-                                                                         struct lfpool_rec *rec,
-                                                                         long off)
+/* lfpool_avail_put_local_at where the caller knows p->pcpu (ret's inline
+ * path: its admission bit says so) */
+static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(struct lfpool *p,
+                                                                          struct lfpool_rec *rec,
+                                                                          long off)
 {
     /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
-     * one that wants a record handed over: that takes the stack path */
-    while (lfpool_likely(p->pcpu) &&
-           !lfpool_gate_gift_wanted(&p->gate)) {
-        uint32_t cpu = lfpool_pcpu_cpu_at(off);
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
+     * one that wants a record handed over: that takes the stack path.  Read
+     * once, before the section: a push restarted after an abort does not
+     * read it again, and the waiter that asked meanwhile is granted as any
+     * (the waiter count is read after the push), its look flushing */
+    if (lfpool_unlikely(lfpool_gate_gift_wanted(&p->gate)))
+        return LFPOOL_PUT_STACK;
+    for (;;) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off); /* no bound check: a cache per possible CPU */
         int r = lfpool_pcpu_push_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
             /* no fence: a waiter's flush fences for us (cache.c) */
@@ -128,10 +131,17 @@ static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struc
     }
     return LFPOOL_PUT_STACK;
 }
+/* `off`: lfpool_pcpu_off() (p->rseq_off) */
+static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struct lfpool *p,
+                                                                         struct lfpool_rec *rec,
+                                                                         long off)
+{
+    return lfpool_likely(p->pcpu) ? lfpool_avail_push_local_at(p, rec, off) : LFPOOL_PUT_STACK;
+}
 static inline __attribute__((always_inline)) int lfpool_avail_put_local(struct lfpool *p,
                                                                       struct lfpool_rec *rec)
 {
-    return lfpool_avail_put_local_at(p, rec, lfpool_pcpu_off());
+    return lfpool_avail_put_local_at(p, rec, p->rseq_off);
 }
 
 /* Put a record that the caller owns in state CACHED into the set, and wake

@@ -74,6 +74,34 @@
  * in unpark before it leaves, so no FUTEX_WAKE ever names a dead node
  * (valgrind checks the address of every futex call).
  *
+ * Tickets (loop.c).  An event loop's pending get is a node of the same
+ * FIFO (`async`), owned by a ticket on the heap, on which nobody sleeps.
+ * The gate treats it as a waiter that always wants a hand-over: while a
+ * ticket is at the head, rets take the stack path and lfpool_gate_gift
+ * hands it the record (lfpool_loop_on_gift completes it, unlinked, with no
+ * grant slot: nobody has to run).  A grant that reaches a ticket at the
+ * head (a producer other than a ret: a flush, a freed slot, a health
+ * check; or a gift's trylock that failed) leaves it in the FIFO and asks
+ * the housekeeper to look for it (lfpool_loop_on_grant: once until that
+ * look starts); grants behind it wait, as they would behind a sleeper.
+ * Wake-all completes tickets with ESHUTDOWN at shutdown, and schedules a
+ * look for each (leaving them queued) when a pause ends.
+ *
+ * FIFO order with tickets.  While tickets are queued (`tickets`, under the
+ * lock), a single get's sleeper at the head is handed every return too,
+ * with its grant, though it did not ask (`may_gift`; a bulk get's node
+ * takes no hand-over).  Otherwise a sleeper parked for the first time
+ * heads the FIFO with tickets behind it, a ret pushes into its CPU's cache
+ * and grants the sleeper, and until the sleeper runs (about a millisecond
+ * on a loaded host) the object is free for any running get: a get_async
+ * took it at once, or the returning thread's next get took it back, ahead
+ * of the sleeper and of every ticket.  So while tickets wait no return
+ * makes an object available for barging (but for a gift's failed trylock:
+ * the record is then published and the grant goes to the head), and a
+ * thread that returns and gets again queues behind them.  Without tickets
+ * the sleepers' path is what it was: `may_gift` only counts with tickets
+ * queued.
+ *
  * The lock is a three-state futex mutex (Drepper, "Futexes are tricky",
  * mutex 2).  Returns only try it (a ret never waits for it, CONTRACT §4's hot
  * path); parking and unparking waiters and shutdown take it.  It is held
@@ -100,7 +128,7 @@ static bool gate_trylock(struct lfpool_gate *g)
                                                    memory_order_seq_cst);
 }
 
-static void gate_lock(struct lfpool_gate *g)
+void lfpool_gate_lock(struct lfpool_gate *g)
 {
     uint32_t c = 0;
     if (atomic_compare_exchange_strong_explicit(&g->lock, &c, 1, memory_order_seq_cst,
@@ -123,14 +151,28 @@ static void gate_release(struct lfpool_gate *g)
 static void gate_drain(struct lfpool_gate *g);
 
 /* Release, then make any grant a producer left for the holder (header). */
-static void gate_unlock(struct lfpool_gate *g)
+void lfpool_gate_unlock(struct lfpool_gate *g)
 {
     gate_release(g);
     if (atomic_load_explicit(&g->pending, memory_order_seq_cst))
         gate_drain(g);
 }
 
-static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
+/* Does the head take a record handed over by a ret (lock held)?  It asked
+ * for one (a granted waiter that lost its race, a ticket), or it is a
+ * single get with tickets queued behind it (header: FIFO order). */
+static bool head_takes_gift(const struct lfpool_gate *g)
+{
+    const struct lfpool_gate_node *n = g->head;
+    return n && (n->wants_gift || (n->may_gift && g->tickets > 0));
+}
+
+static void gift_wanted_update(struct lfpool_gate *g)
+{
+    atomic_store_explicit(&g->gift_wanted, head_takes_gift(g), memory_order_relaxed);
+}
+
+void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
     LFPOOL_ASSERT(n->queued);
     if (n->prev)
@@ -142,10 +184,12 @@ static void fifo_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)
     else
         g->tail = n->prev;
     n->queued = false;
+    if (n->async)
+        g->tickets--;
     int32_t was = atomic_fetch_sub_explicit(&g->parked, 1, memory_order_seq_cst);
-    LFPOOL_ASSERT(was > 0);
+    LFPOOL_ASSERT(was > 0 && g->tickets >= 0);
     (void)was;
-    atomic_store_explicit(&g->gift_wanted, g->head && g->head->wants_gift, memory_order_relaxed);
+    gift_wanted_update(g);
 }
 
 /* Reserve one of the grants in flight; lock held (so only granted waiters,
@@ -158,13 +202,19 @@ static bool grant_slot(struct lfpool_gate *g)
     return true;
 }
 
-/* Grant the head of the FIFO if a grant may go out; lock held. */
+/* Grant the head of the FIFO if a grant may go out; lock held.  A ticket
+ * at the head takes no grant slot: the housekeeper looks for it (loop.c),
+ * and NULL is returned (nobody to wake). */
 static struct lfpool_gate_node *grant_one(struct lfpool_gate *g)
 {
+    if (lfpool_unlikely(g->head && g->head->async)) {
+        lfpool_loop_on_grant(g, g->head);
+        return NULL;
+    }
     if (!g->head || !grant_slot(g))
         return NULL;
     struct lfpool_gate_node *n = g->head;
-    fifo_unlink(g, n);
+    lfpool_gate_unlink(g, n);
     atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
     return n;
 }
@@ -188,15 +238,21 @@ void lfpool_gate_init(struct lfpool_gate *g, unsigned ncpus)
 void lfpool_gate_wake(struct lfpool_gate *g, bool all)
 {
     if (all) {
-        struct lfpool_gate_node *n;
-        gate_lock(g);
-        while ((n = g->head) != NULL) {
-            fifo_unlink(g, n);
+        struct lfpool_gate_node *n, *next;
+        lfpool_gate_lock(g);
+        for (n = g->head; n != NULL; n = next) {
+            next = n->next;
+            if (n->async) { /* shutdown: completed (ESHUTDOWN), unlinked;
+                             * resume: a look by the housekeeper, queued */
+                lfpool_loop_on_wake_all(g, n);
+                continue;
+            }
+            lfpool_gate_unlink(g, n);
             atomic_fetch_add_explicit(&g->woken, 1, memory_order_seq_cst); /* its unpark takes it back */
             atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
             futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
         }
-        gate_unlock(g);
+        lfpool_gate_unlock(g);
         return;
     }
     if (atomic_load_explicit(&g->parked, memory_order_seq_cst) <= 0 ||
@@ -211,21 +267,39 @@ bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec)
     if (!atomic_load_explicit(&g->gift_wanted, memory_order_relaxed) || !gate_trylock(g))
         return false;
     struct lfpool_gate_node *n = g->head;
-    bool ok = n && n->wants_gift && grant_slot(g);
+    if (n && n->async) { /* a ticket: completed with rec, unlinked; or
+                            * (validation due) left to the housekeeper */
+        bool taken = lfpool_loop_on_gift(g, n, rec);
+        lfpool_gate_unlock(g);
+        return taken;
+    }
+    bool ok = head_takes_gift(g) && grant_slot(g);
     if (ok) {
-        fifo_unlink(g, n);
+        lfpool_gate_unlink(g, n);
         n->gift = rec;
         atomic_store_explicit(&n->granted, 1, memory_order_seq_cst);
         futex(&n->granted, FUTEX_WAKE_PRIVATE, 1, NULL, 0);
     }
-    gate_unlock(g);
+    lfpool_gate_unlock(g);
     return ok;
 }
 
-void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
+void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front, bool may_gift)
+{
+    n->async = false; /* a sleeper's node (on its stack, maybe uninitialised);
+                       * tickets park with lfpool_gate_park_locked (loop.c) */
+    n->may_gift = may_gift;
+    lfpool_gate_lock(g);
+    lfpool_gate_park_locked(g, n, front);
+    lfpool_gate_unlock(g);
+    atomic_thread_fence(memory_order_seq_cst); /* parked, then the caller looks */
+}
+
+/* lfpool_gate_park with the lock held (a ticket parked again, loop.c); the
+ * caller fences before it looks. */
+void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front)
 {
     atomic_store_explicit(&n->granted, 0, memory_order_relaxed);
-    gate_lock(g);
     if (front) { /* a granted waiter that lost the race keeps its turn */
         n->prev = NULL;
         n->next = g->head;
@@ -244,12 +318,12 @@ void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool fr
         g->tail = n;
     }
     n->queued = true;
-    n->wants_gift = front;
+    n->wants_gift = front || n->async; /* a ticket always takes a hand-over */
     n->gift = NULL;
+    if (n->async)
+        g->tickets++;
     atomic_fetch_add_explicit(&g->parked, 1, memory_order_seq_cst);
-    atomic_store_explicit(&g->gift_wanted, g->head->wants_gift, memory_order_relaxed);
-    gate_unlock(g);
-    atomic_thread_fence(memory_order_seq_cst); /* parked, then the caller looks */
+    gift_wanted_update(g);
 }
 
 /* The granted waiter runs: the next grant may go out. */
@@ -263,11 +337,11 @@ bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n)
 {
     /* always under the lock: a granter wakes our word before it unlocks,
      * so once we have had the lock nobody touches the node again */
-    gate_lock(g);
+    lfpool_gate_lock(g);
     bool granted = !n->queued;
     if (!granted)
-        fifo_unlink(g, n);
-    gate_unlock(g);
+        lfpool_gate_unlink(g, n);
+    lfpool_gate_unlock(g);
     if (granted)
         granted_runs(g);
     return granted;
@@ -335,5 +409,6 @@ void lfpool_gate_fork_reset(struct lfpool_gate *g)
     atomic_store(&g->pending, 0);
     atomic_store(&g->lock, 0);
     atomic_store(&g->gift_wanted, 0);
+    g->tickets = 0;
     g->head = g->tail = NULL;
 }

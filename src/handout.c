@@ -11,16 +11,20 @@
  * owner) or AVAIL (claimed by CAS in the shared stack), cache.c.
  *
  * The hot path, get with an object in this CPU's cache:
- *   the admission word (life.c) -> rseq pop from this CPU's cache ->
- *   state check (CACHED) -> plain stores of last_get and the state
- *   (CACHED -> OUT, a new generation) and uses -> return hint store.
- * and ret: the admission word -> return hint probe -> commit of the hand-out
- *   (OUT -> CACHED: the getter's plain store in an rseq section while the
- *   pool is biased, bias.c, else a CAS) -> rseq push onto this CPU's cache
- *   -> waiter check.  lfpool_ret_handle is the same with the handle in
- *   place of the hint (and always a CAS).  Anything else (no hint: a hash
- *   lookup under rcu_read_lock; a full cache; hooks; an injected clock) is
- *   a tail call to a slow path.
+ *   the admission word's FAST_GET bit (life.c, at a constant offset from
+ *   the pool) -> rseq pop from this CPU's cache -> state check (CACHED) ->
+ *   plain stores of last_get and the state (CACHED -> OUT, a new
+ *   generation) and uses -> return hint store.
+ * and ret: the admission word's FAST_RET_INLINE bit (no wear, nothing
+ *   observed, per-CPU caches, biased returns possible) -> return hint
+ *   probe -> commit of the hand-out (OUT -> CACHED, with last_ret: the
+ *   getter's plain stores in an rseq section while the pool is biased,
+ *   bias.c, else a CAS) -> rseq push onto this CPU's cache -> waiter check
+ *   -> shutdown check.  lfpool_ret_handle is the same with the handle in
+ *   place of the hint (and always a CAS).  A pool the bit does not cover
+ *   takes the same steps out of line (ret_other, ret_handle_other, with the
+ *   wear test); anything else (no hint: a hash lookup under rcu_read_lock;
+ *   a full cache; hooks; an injected clock) is a tail call to a slow path.
  * No lock, no system call, no allocation, no clock_gettime.  Neither needs
  * an RCU read-side section: records are type-stable (meta.c).
  */
@@ -93,6 +97,21 @@ static inline struct lfpool_rec *hint_get(struct lfpool *p, void *obj, uint32_t 
         return NULL;
     *word = h->word;
     return h->rec;
+}
+
+/* hint_get for a non-NULL obj, as a test: a hint whose obj matches one
+ * was set whole by hint_set (only hint_drop changes obj, to NULL), so its
+ * record is not NULL and is not tested again. */
+static inline __attribute__((always_inline)) bool hint_find(struct lfpool *p, void *obj,
+                                                            struct lfpool_rec **rec,
+                                                            uint32_t *word)
+{
+    struct hint *h = hint_slot(obj);
+    if (h->obj != obj || h->pool_id != p->id)
+        return false;
+    *word = h->word;
+    *rec = h->rec;
+    return true;
 }
 
 /* Forget the hint for obj, if this thread has one. */
@@ -188,7 +207,9 @@ static int get_from_gift(struct lfpool *p, struct lfpool_rec *rec, void **obj,
     }
     if (lfpool_unlikely(p->guard_get))
         rcu_read_lock();
-    lfpool_avail_claim_cached(rec, rec_load(rec), lfpool_now(p));
+    uint32_t w = rec_load(rec);
+    LFPOOL_ASSERT(rec_st(w) == REC_CACHED); /* handed over CACHED (gate.c) */
+    lfpool_avail_claim_cached(rec, w, lfpool_now(p));
     rec_count_use(rec);
     *obj = get_finish(p, rec, word, caller);
     *recp = rec;
@@ -243,12 +264,12 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
     const struct timespec *dl = NULL;
     bool waiting = false, slept = false, timed_out = false, parked = false;
     bool front = false, final_look = false;
-    struct lfpool_gate_node node;
+    struct lfpool_gate_node node = {.async = false};
     int r;
 
     for (;;) {
         if (waiting && !timed_out) { /* park, then look (gate.c) */
-            lfpool_gate_park(&p->gate, &node, front);
+            lfpool_gate_park(&p->gate, &node, front, true);
             parked = true;
         }
         if (atomic_load(&p->shutdown)) { /* waiters woken by shutdown leave empty-handed */
@@ -430,6 +451,12 @@ static bool get_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, ui
     return false;
 }
 
+/* For the housekeeper's looks on behalf of event loops' tickets (loop.c). */
+bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t word)
+{
+    return get_validate(p, rec, obj, word);
+}
+
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
@@ -497,13 +524,30 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
     return get_rest(p, obj, h, timeout, caller);
 }
 
+/* timeout >= 0 (not NaN) or LFPOOL_DEFAULT.  On x86-64 the compare with 0
+ * reads the constant from memory (the compiler makes a zero register first:
+ * one instruction more); `jb` is taken below 0 or unordered (NaN). */
+static inline __attribute__((always_inline)) bool get_timeout_ok(double timeout)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    static const double zero = 0.0;
+    __asm__ goto("comisd %[z], %[t]\n\t"
+                 "jb %l[below]" /* below 0, or NaN */
+                 : : [z] "m"(zero), [t] "x"(timeout) : "cc" : below);
+    return true;
+below:
+    return timeout == LFPOOL_DEFAULT;
+#else
+    return timeout >= 0 || timeout == LFPOOL_DEFAULT;
+#endif
+}
+
 /* The fast path applies: a pool in its steady state (no getter hook, no
  * CLOSE-kill guard, no injected clock) and a valid timeout. */
 static inline __attribute__((always_inline)) bool get_fast_ok(struct lfpool *p, double timeout)
 {
     /* one word: READY, not shut down, fast_get, per-CPU caches (life.c) */
-    return (timeout >= 0 || timeout == LFPOOL_DEFAULT) &&
-           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_GET);
+    return get_timeout_ok(timeout) && lfpool_fast_has(p, LFPOOL_FAST_GET);
 }
 
 /* Claim a record popped from this CPU's cache, whose word `w` says CACHED,
@@ -528,22 +572,31 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
                                                           double timeout, const void *caller)
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
-        struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
-        if (lfpool_likely(rec != NULL)) {
-            uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-            if (lfpool_unlikely(rec_st(w) != REC_CACHED))
-                return get_bad(p, obj, h, timeout, rec, w, caller);
-            w = get_fast_claim(p, rec, w, caller);
-            void *o = rec->obj;
-            if (h) {
-                handle_set(p, h, o, rec, w);
-            } else {
-                hint_set(p, o, rec, w);
-                *obj = o;
-            }
-            return 0;
+        /* lfpool_avail_pop_local_pcpu (FAST_GET: pcpu), written out so that
+         * a popped record is not tested against NULL (a slot holds one) */
+        struct lfpool_rec *rec;
+        for (;;) {
+            uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off); /* no bound check: cache.c */
+            int r = lfpool_pcpu_pop_fast_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
+            if (lfpool_likely(r == LFPOOL_PCPU_OK))
+                break;
+            if (r == LFPOOL_PCPU_FAIL)
+                goto rest;
         }
+        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+        if (lfpool_unlikely(!rec_st_cached_fast(w)))
+            return get_bad(p, obj, h, timeout, rec, w, caller);
+        w = get_fast_claim(p, rec, w, caller);
+        void *o = rec->obj;
+        if (h) {
+            handle_set(p, h, o, rec, w);
+        } else {
+            hint_set(p, o, rec, w);
+            *obj = o;
+        }
+        return 0;
     }
+rest:
     return get_rest(p, obj, h, timeout, caller);
 }
 
@@ -641,8 +694,15 @@ static inline __attribute__((always_inline)) bool ret_fast_ok(struct lfpool *p)
     /* the mode byte (observability may switch it at run time), then one
      * word: READY and not shut down (life.c); shutdown is read again at
      * the commit and after the push */
-    return lfpool_ret_fast_mode(p) &&
-           (atomic_load_explicit(&p->lp->fast, memory_order_acquire) & LFPOOL_FAST_RET);
+    return lfpool_ret_fast_mode(p) && lfpool_fast_has(p, LFPOOL_FAST_RET);
+}
+
+/* ret's inline path applies: one bit of the admission word for what
+ * ret_fast_ok says and the pool's constants (per-CPU caches, biased
+ * returns possible, no wear), life.c.  Without it, ret_other. */
+static inline __attribute__((always_inline)) bool ret_inline_ok(struct lfpool *p)
+{
+    return lfpool_fast_has(p, LFPOOL_FAST_RET_INLINE);
 }
 
 /* The object must end at this return: used max_use times, or past its
@@ -668,8 +728,48 @@ static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
 static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now,
-                                                                 bool owner, long off)
+                                                                 bool owner, long off, bool inl)
 {
+    /* word is a hand-out's, gen | OUT (hint_set, handle_set): its CACHED
+     * word is one add away */
+    uint32_t cached = word + REC_CACHED - REC_OUT;
+    if (inl) {
+        /* The inline path (ret_inline_ok): no wear, biased returns
+         * possible, and shutdown not read before the commit: a ret that
+         * passed the admission word before shutdown cleared it (after its
+         * flag) commits and pushes, then reads the flag after the push
+         * (ret_fast_put) and closes what is available (ret_put_rest), as a
+         * ret that raced with the drain always did; the drain's flush (a
+         * membarrier) either sees that push or precedes that read, which
+         * then sees the flag (the argument of cache.c). */
+        if (owner) {
+            /* the biased commit checks the mode and the word itself, and
+             * stores last_ret only when both passed (never on a record
+             * this hand-out no longer holds) */
+            if (lfpool_likely(lfpool_pcpu_store2_if_at(off, (const uint32_t *)&p->bias_mode,
+                                                       LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
+                                                       word, cached, (uint64_t *)&rec->last_ret,
+                                                       lfpool_dbits(now)) == LFPOOL_PCPU_OK))
+                return true;
+            /* not BIASED, not this hand-out, or aborted: the CAS decides */
+            if (rec_load(rec) != word)
+                return false;
+            atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+            return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
+                                                           memory_order_acq_rel,
+                                                           memory_order_acquire);
+        }
+        /* A handle's hand-out has no owner: the CAS decides at once (it
+         * fails on any other word), then last_ret: the record is ours,
+         * CACHED and not yet in the set, and the push that publishes it
+         * comes after this store (x86-64 keeps stores in order; a flusher
+         * reads it after its membarrier, percpu.h) */
+        if (!atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            return false;
+        atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+        return true;
+    }
     /* uses: relaxed, the holder (this hand-out's) is its only writer; the
      * wear test is one flag when neither max_use nor max_lifetime is set */
     if (rec_load(rec) != word || (p->wear && ret_worn(p, rec, now)) ||
@@ -678,7 +778,6 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
     /* last_ret before the commit (it publishes it); a stale store here on a
      * record that is OUT for another holder is overwritten by its ret */
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-    uint32_t cached = rec_word(word, REC_CACHED);
     if (owner && lfpool_likely(p->bias) &&
         lfpool_pcpu_store_if_at(off, (const uint32_t *)&p->bias_mode, LFPOOL_BIAS_MASK,
                                 (uint32_t *)&rec->state, word, cached) == LFPOOL_PCPU_OK)
@@ -694,48 +793,89 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
                                                               struct lfpool_rec *rec, long off)
 {
     int r = lfpool_avail_put_local_at(p, rec, off);
-    if (lfpool_likely(r == LFPOOL_PUT_DONE) &&
-        !atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+    if (lfpool_likely(r == LFPOOL_PUT_DONE) && !lfpool_shut(p))
+        return 0;
+    return ret_put_rest(p, rec, r);
+}
+/* ret_fast_put on the inline path (p->pcpu known) */
+static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p,
+                                                                struct lfpool_rec *rec, long off)
+{
+    int r = lfpool_avail_push_local_at(p, rec, off);
+    if (lfpool_likely(r == LFPOOL_PUT_DONE) && !lfpool_shut(p))
         return 0;
     return ret_put_rest(p, rec, r);
 }
 
-/* The fast path: ret_fast_ok, a return hint this thread took at get whose
- * record is still OUT in that hand-out (ret_fast_commit), and room in this
- * CPU's cache.  Everything else is a tail call, so this stays a leaf with
- * no saved registers. */
+/* The fast path out of line, for a pool where the inline path does not
+ * apply (ret_inline_ok: wear, no per-CPU caches or biased returns, returns
+ * observed, not READY...): ret_fast_ok, a return hint this thread took at
+ * get whose record is still OUT in that hand-out (ret_fast_commit), and
+ * room in this CPU's cache; else careful. */
+static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
+{
+    uint32_t word = 0;
+    struct lfpool_rec *rec;
+    if (lfpool_likely(p && obj && ret_fast_ok(p)) && lfpool_likely(hint_find(p, obj, &rec, &word)) &&
+        ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
+                       true, p->rseq_off, false))
+        return ret_fast_put(p, rec, p->rseq_off);
+    /* not OUT any more (killed, returned twice...), no hint...: careful */
+    return ret_careful(p, obj, NULL);
+}
+
+/* The inline path: the admission word's inline bit, then as ret_other
+ * with what that bit says (no wear, biased returns possible) known.
+ * Everything else is a tail call, so this stays a leaf with no saved
+ * registers. */
 int lfpool_ret(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
-    long off = lfpool_pcpu_off(); /* read once for both sections */
-    if (lfpool_likely(p && obj && ret_fast_ok(p)) &&
-        lfpool_likely((rec = hint_get(p, obj, &word)) != NULL) &&
+    if (lfpool_unlikely(!p || !obj || !ret_inline_ok(p)))
+        return ret_other(p, obj);
+    long off = p->rseq_off;
+    if (lfpool_likely(hint_find(p, obj, &rec, &word)) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true, off))
-        return ret_fast_put(p, rec, off);
+                       true, off, true))
+        return ret_inline_put(p, rec, off);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
+}
+
+/* lfpool_ret_handle where its inline path does not apply (as ret_other). */
+static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_handle *h)
+{
+    if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
+                      ret_fast_ok(p)) &&
+        ret_fast_commit(p, h->priv_rec, h->priv_word,
+                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
+                       p->rseq_off, false))
+        return ret_fast_put(p, h->priv_rec, p->rseq_off);
+    if (p && !h) {
+        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
+        return EINVAL;
+    }
+    return ret_careful(p, h ? h->obj : NULL, h);
 }
 
 /* The handle names the record and the hand-out: no hint, no lookup, from
  * any thread.  A handle of this pool (its id) points at one of its
  * records, type-stable while the pool lives, so reading it is safe even
  * when the handle is stale; the word then differs and the careful path
- * refuses it. */
+ * refuses it.  (Its record is not tested against NULL here: a handle with
+ * this pool's id was filled whole by a get, handle_set; ret_handle_other
+ * still tests it.) */
 int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
-    if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
-                      ret_fast_ok(p)) &&
-        ret_fast_commit(p, h->priv_rec, h->priv_word,
-                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
-                       lfpool_pcpu_off()))
-        return ret_fast_put(p, h->priv_rec, lfpool_pcpu_off());
-    if (p && !h) {
-        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
-        return EINVAL;
-    }
-    return ret_careful(p, h ? h->obj : NULL, h);
+    if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->id || !ret_inline_ok(p)))
+        return ret_handle_other(p, h);
+    struct lfpool_rec *rec = h->priv_rec;
+    long off = p->rseq_off;
+    if (ret_fast_commit(p, rec, h->priv_word,
+                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false, off, true))
+        return ret_inline_put(p, rec, off);
+    return ret_careful(p, h->obj, h);
 }
 
 /* ret with bad arguments, in a fork child or a pool not started, without a
@@ -784,9 +924,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         if (rec) {
             double now = lfpool_now(p);
             double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
-            if (ret_fast_commit(p, rec, word, now, h == NULL, lfpool_pcpu_off())) {
+            if (ret_fast_commit(p, rec, word, now, h == NULL, p->rseq_off, false)) {
                 ret_observe(p, rec, word, now - got);
-                return ret_fast_put(p, rec, lfpool_pcpu_off());
+                return ret_fast_put(p, rec, p->rseq_off);
             }
         }
     }
@@ -1047,7 +1187,7 @@ static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
         uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
         atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
         rcu_read_unlock();
-        (void)ret_fast_put(p, rec, lfpool_pcpu_off());
+        (void)ret_fast_put(p, rec, p->rseq_off);
         return;
     }
     if (rec_st(w) == REC_KILLED && rec_gen(w) == rec_gen(h->priv_word)) {
@@ -1104,7 +1244,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
     if (bounded)
         lfpool_abs_deadline(timeout, &deadline);
     double poll = BULK_POLL_MIN;
-    struct lfpool_gate_node node;
+    struct lfpool_gate_node node = {.async = false}; /* a sleeper, not a ticket */
     int r;
     for (;;) {
         if (atomic_load(&p->shutdown)) {
@@ -1119,7 +1259,8 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
             wake = deadline;
             last = true; /* one more try after this sleep, then ETIMEDOUT */
         }
-        lfpool_gate_park(&p->gate, &node, false); /* never asks for a hand-over */
+        /* never asks for a hand-over, nor is handed one unasked */
+        lfpool_gate_park(&p->gate, &node, false, false);
         slept = true;
         if (lfpool_gate_sleep(&p->gate, &node, &wake) == 0) {
             poll = BULK_POLL_MIN; /* granted: something came back */

@@ -81,16 +81,20 @@ void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out)
  * without the line (a window of a few instructions per warning). */
 void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word)
 {
-    if (atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST)
+    if (atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST) {
         atomic_store_explicit(&p->fast_ret, RET_OBSERVED, memory_order_seq_cst);
+        lfpool_life_fast_ret(p); /* and the admission word's inline bit */
+    }
     atomic_store_explicit(&rec->warned, rec_warn_tag(word), memory_order_relaxed);
 }
 
 void lfpool_obs_unwarned(struct lfpool *p)
 {
     if (p->ret_mode == RET_FAST &&
-        atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED)
-        atomic_store_explicit(&p->fast_ret, RET_FAST, memory_order_relaxed);
+        atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED) {
+        atomic_store_explicit(&p->fast_ret, RET_FAST, memory_order_seq_cst);
+        lfpool_life_fast_ret(p);
+    }
 }
 
 int lfpool_histogram(lfpool *p, int which, struct lfpool_histogram *out)

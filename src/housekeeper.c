@@ -25,8 +25,10 @@
  * (cache.c): the walk and the health check claim available records in
  * place, which only stack records allow; records cached again during the
  * round were just used and wait for the next round.
- * The thread also refreshes the pool's coarse time every tick, and reaps
- * when a ret kicks it (an object wore out).
+ * The thread also refreshes the pool's coarse time every tick, reaps
+ * when a ret kicks it (an object wore out), and looks (and creates) for
+ * event loops' tickets when the gate asks it to (loop.c; it is started on
+ * demand by the first lfpool_loop_new of a pool that has none).
  * Calls objects.c (fill, close, slots), cache.c (flush), bias.c, meta.c
  * and gate.c; never handout.c or life.c, which call it (start, stop,
  * rounds, kicks).
@@ -489,6 +491,11 @@ static void *hk_main(void *arg)
             seen = k;
             continue;
         }
+        /* tickets to look for (loop.c); then on to the reap, so that a
+         * steady flow of tickets does not hold back closers and refills
+         * (each schedule kicks: the wait below returns at once) */
+        if (lfpool_loop_has_work(p))
+            lfpool_loop_serve(p);
         if (k != seen || ck_pr_load_ptr(&p->pending.head) || ck_pr_load_ptr(&p->zombies.head)) {
             seen = k;
             hk_work_begin(p);

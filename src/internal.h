@@ -102,6 +102,20 @@ LFPOOL_INTERNAL void lfpool_assert_fail(const char *expr, const char *file, int 
 #define LFPOOL_ASSERT(cond) ((void)sizeof(!(cond)))
 #endif
 
+/* ThreadSanitizer cannot see stores made by inline assembly (the commit
+ * of a biased return, the use count's add): under it every return CASes,
+ * and the C11 forms are used. */
+#if defined(__SANITIZE_THREAD__)
+#define LFPOOL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LFPOOL_TSAN 1
+#endif
+#endif
+#ifndef LFPOOL_TSAN
+#define LFPOOL_TSAN 0
+#endif
+
 enum lfpool_rec_state {
     REC_AVAIL = 1,
     REC_OUT,
@@ -159,6 +173,14 @@ static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
  * this.  28 bits: a wrap needs 2^28 hand-outs inside one such window. */
 #define REC_ST_MASK 0xfu
 static inline uint32_t rec_st(uint32_t w) { return w & REC_ST_MASK; }
+/* rec_st(w) == REC_CACHED, for the get fast path's check of a record popped
+ * from a cache (one test): CACHED is the only state whose low three bits
+ * are 0 (0 itself, a record never given a state, also passes: not one a
+ * cache can hold but by a bug, as any other state but CACHED) */
+_Static_assert(REC_AVAIL == 1 && REC_CACHED == 8 && REC_DEAD_UNCOUNTED == 9,
+               "the states are 1..9 (a new one: check rec_st_cached_fast), CACHED the only "
+               "multiple of 8");
+static inline bool rec_st_cached_fast(uint32_t w) { return (w & 7) == 0; }
 static inline uint32_t rec_gen(uint32_t w) { return w >> 4; }
 static inline uint32_t rec_word(uint32_t w, uint32_t st) { return (w & ~REC_ST_MASK) | st; }
 /* The 16-bit tag of a hand-out (word gen | OUT) in rec->warned: the low 15
@@ -188,8 +210,16 @@ static inline bool rec_cas(struct lfpool_rec *r, uint32_t *w, uint32_t from, uin
  * max_use check, statistics) load it relaxed. */
 static inline void rec_count_use(struct lfpool_rec *r)
 {
+#if defined(__x86_64__) && !LFPOOL_TSAN
+    /* one unlocked `addq` to memory: a read and a write of the aligned word
+     * by its only writer, as the load and store below are (other threads'
+     * relaxed loads see the old or the new value, never a torn one); the
+     * compiler does not fuse an atomic load and store into one instruction */
+    __asm__("addq $1, %0" : "+m"(*(uint64_t *)&r->uses));
+#else
     uint64_t u = atomic_load_explicit(&r->uses, memory_order_relaxed);
     atomic_store_explicit(&r->uses, u + 1, memory_order_relaxed);
+#endif
 }
 /* Owner-only state change (no other thread may move it meanwhile). */
 static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
@@ -200,10 +230,14 @@ static inline void rec_store(struct lfpool_rec *r, uint32_t st, memory_order mo)
 
 
 /* Capacity gate: waiter count and a FIFO of parked gets (gate.c). */
-struct lfpool_gate_node {        /* on a parked get's stack */
+struct lfpool_gate_node {        /* on a parked get's stack, or in a ticket (loop.c) */
     _Atomic uint32_t granted;    /* futex word: 1 once a producer unlinked it */
     bool queued;                 /* in the FIFO (under the gate lock) */
+    bool async;                  /* a ticket's node: nobody sleeps on it (loop.c) */
     bool wants_gift;             /* lost the race after a grant: hand it a record */
+    bool may_gift;               /* its owner takes a record handed over unasked
+                                    (a single get; not a bulk get): while tickets
+                                    wait behind it, it is handed every return */
     struct lfpool_rec *gift;     /* a record handed over with the grant (CACHED) */
     struct lfpool_gate_node *prev, *next;
 };
@@ -215,6 +249,7 @@ struct lfpool_gate {
     _Atomic uint32_t pending; /* a grant was asked for while the lock was held */
     _Atomic uint32_t lock;    /* the FIFO's futex mutex: 0, 1, 2 (gate.c) */
     _Atomic uint32_t gift_wanted; /* the FIFO's head wants a record handed over */
+    int32_t tickets;              /* ticket nodes in the FIFO (under the lock, loop.c) */
     struct lfpool_gate_node *head, *tail;
 };
 
@@ -239,6 +274,19 @@ struct lfpool_life_page {
 #define LFPOOL_FAST_GET 1u /* fast_get and per-CPU caches: get may pop its CPU's cache */
 #define LFPOOL_FAST_RET 2u /* READY, not shut down: ret may use its hint (or handle)
                               and commit, if its mode byte (fast_ret) says RET_FAST */
+#define LFPOOL_FAST_RET_INLINE 4u /* FAST_RET, fast_ret RET_FAST, per-CPU caches, biased
+                                     returns possible (p->bias), no wear (max_use,
+                                     max_lifetime): ret's inline path applies (handout.c);
+                                     kept by lfpool_life_fast_ret() */
+
+/* The life page is the last LFPOOL_LIFE_OFF bytes of the wiped page that
+ * precedes struct lfpool in one mapping (life.c): the fast paths find the
+ * admission word at a constant offset from the pool pointer, one
+ * instruction, no load of p->lp. */
+#define LFPOOL_LIFE_OFF 64
+_Static_assert(sizeof(struct lfpool_life_page) <= LFPOOL_LIFE_OFF, "the life page fits");
+#define LFPOOL_FAST_WORD(p) \
+    ((const uint32_t *)((const char *)(p) - LFPOOL_LIFE_OFF + offsetof(struct lfpool_life_page, fast)))
 
 /* Growable array of pointers, housekeeper-private (housekeeper.c). */
 struct lfpool_ptrvec {
@@ -268,6 +316,17 @@ struct lfpool_hk {
     double tick;             /* seconds between coarse-clock refreshes */
     struct lfpool_ptrvec close_only; /* objs whose record stays in the set */
     struct lfpool_ptrvec scratch;
+};
+
+/* Event loops (loop.c): the tickets the housekeeper must look for, the
+ * count of live loops, the on-demand housekeeper. */
+struct lfpool_ticket;
+struct lfpool_async {
+    pthread_mutex_t lock;   /* loop_new/loop_free against shutdown/free */
+    size_t nloops;          /* live loops (under lock) */
+    bool free_pending;      /* lfpool_free was called with live loops */
+    /* tickets to serve on the housekeeper, FIFO (under the gate lock) */
+    struct lfpool_ticket *serve_head, *serve_tail;
 };
 
 struct lfpool_counters {
@@ -354,6 +413,8 @@ struct lfpool {
     uint64_t id;
     uint64_t max_use;      /* cfg.max_use, UINT64_MAX when unlimited */
     struct cds_lfht *ht;
+    long rseq_off;         /* lfpool_pcpu_off(), read once (percpu.h): the fast paths'
+                              sections address the thread's rseq area by it */
     /* read-mostly */
     _Atomic unsigned long ht_buckets;
     _Atomic bool ht_resizing;
@@ -387,6 +448,7 @@ struct lfpool {
     struct lfpool_logdup logdup LFPOOL_ALIGNED;
 
     struct lfpool_hk hk;
+    struct lfpool_async async;
 
     /* runtime control (control.c): the bounds in force, pause, eviction */
     struct lfpool_ctl {
@@ -408,7 +470,7 @@ struct lfpool {
     } close LFPOOL_ALIGNED;
 };
 
-_Static_assert(offsetof(struct lfpool, ht) + sizeof(struct cds_lfht *) <= LFPOOL_CACHELINE,
+_Static_assert(offsetof(struct lfpool, rseq_off) + sizeof(long) <= LFPOOL_CACHELINE,
                "the fast paths' read-mostly fields share the first line");
 
 /* fast_ret: the ret fast path tests RET_FAST only (one compare, as when it
@@ -488,18 +550,6 @@ LFPOOL_INTERNAL void lfpool_bias_restore(struct lfpool *p);
 LFPOOL_INTERNAL bool lfpool_bias_active(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_bias_fork_reset(struct lfpool *p);
-/* ThreadSanitizer cannot see the commit store of a biased return (inline
- * assembly): under it every return CASes. */
-#if defined(__SANITIZE_THREAD__)
-#define LFPOOL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LFPOOL_TSAN 1
-#endif
-#endif
-#ifndef LFPOOL_TSAN
-#define LFPOOL_TSAN 0
-#endif
 
 /* Does the ret fast path apply (fast_ret == RET_FAST)?  One compare of the
  * byte in memory (`cmpb $0`), as when the flag was a bool written once by
@@ -516,6 +566,48 @@ static inline bool lfpool_ret_fast_mode(struct lfpool *p)
     return zero;
 #else
     return atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST;
+#endif
+}
+
+/* Is `bit` (LFPOOL_FAST_*) set in the pool's admission word?  One test of
+ * the word in memory on x86-64 (the compiler does not fold an atomic load
+ * into a test: a load and a test otherwise).  Volatile, with a memory
+ * clobber: no load of the fast path is moved before it (the hardware keeps
+ * loads in order: an acquire, as the C11 load it replaces). */
+static inline __attribute__((always_inline)) bool lfpool_fast_has(const struct lfpool *p,
+                                                                  uint32_t bit)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool nz;
+    __asm__ __volatile__("testb %[b], %[m]"
+                         : "=@ccnz"(nz)
+                         : [m] "m"(*(const uint8_t *)LFPOOL_FAST_WORD(p)), [b] "i"(bit)
+                         : "memory");
+    return nz;
+#else
+    return atomic_load_explicit((const _Atomic uint32_t *)LFPOOL_FAST_WORD(p),
+                                memory_order_acquire) & bit;
+#endif
+}
+
+/* The bits of a double, for a store by inline assembly. */
+static inline uint64_t lfpool_dbits(double d)
+{
+    uint64_t u;
+    __builtin_memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+/* Has shutdown begun?  A byte compare in memory on x86-64 (the fast paths'
+ * read after a push, relaxed: cache.c's fence argument orders it). */
+static inline __attribute__((always_inline)) bool lfpool_shut(struct lfpool *p)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool nz;
+    __asm__("cmpb $0, %[m]" : "=@ccnz"(nz) : [m] "m"(*(const uint8_t *)&p->shutdown));
+    return nz;
+#else
+    return atomic_load_explicit(&p->shutdown, memory_order_relaxed);
 #endif
 }
 
@@ -549,19 +641,36 @@ LFPOOL_INTERNAL void lfpool_gate_wake(struct lfpool_gate *g, bool all);
 /* hand `rec` (CACHED, the caller's) to a parked get that lost a race
  * after its grant; false: nobody wants it, publish it as usual */
 LFPOOL_INTERNAL bool lfpool_gate_gift(struct lfpool_gate *g, struct lfpool_rec *rec);
-LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front);
+LFPOOL_INTERNAL void lfpool_gate_park(struct lfpool_gate *g, struct lfpool_gate_node *n, bool front,
+                                      bool may_gift);
+LFPOOL_INTERNAL void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpool_gate_node *n,
+                                             bool front);
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
 /* The two reads of the ret fast path (cache.h): plain (relaxed) loads with
- * no fence, covered by the waiter's flush (cache.c, gate.c). */
+ * no fence, covered by the waiter's flush (cache.c, gate.c).  gift_wanted:
+ * the head asked for a hand-over, or tickets wait behind a head that takes
+ * one (gate.c: FIFO order with tickets). */
 static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
 {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool nz; /* one compare with memory, as lfpool_ret_fast_mode (below) */
+    __asm__("cmpl $0, %[m]" : "=@ccnz"(nz) : [m] "m"(*(const uint32_t *)&g->gift_wanted));
+    return nz;
+#else
     return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);
+#endif
 }
 static inline __attribute__((always_inline)) bool lfpool_gate_has_waiters(struct lfpool_gate *g)
 {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool gt;
+    __asm__("cmpl $0, %[m]" : "=@ccg"(gt) : [m] "m"(*(const int32_t *)&g->waiters));
+    return gt;
+#else
     return atomic_load_explicit(&g->waiters, memory_order_relaxed) > 0;
+#endif
 }
 /* after making an object or capacity available: wake one waiter if any.
  * The caller's publishing store must be seq_cst (or followed by a fence). */
@@ -570,6 +679,39 @@ static inline void lfpool_gate_signal(struct lfpool_gate *g)
     if (lfpool_unlikely(atomic_load_explicit(&g->waiters, memory_order_seq_cst) > 0))
         lfpool_gate_wake(g, false);
 }
+
+/* The FIFO's lock (loop.c changes tickets under it), and a node's unlink
+ * (lock held).  lfpool_gate_unlock also makes the grants asked for while
+ * it was held. */
+LFPOOL_INTERNAL void lfpool_gate_lock(struct lfpool_gate *g);
+LFPOOL_INTERNAL void lfpool_gate_unlock(struct lfpool_gate *g);
+LFPOOL_INTERNAL void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n);
+
+/* ---- handout.c: validation on borrow of a record just claimed (the
+ * hand-out `word` of rec, obj, not yet seen by anybody): true, hand it
+ * out; false, it was destroyed (counted, logged).  Runs the hook: never
+ * with a lock held, never on an event loop's thread (loop.c). */
+LFPOOL_INTERNAL bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj,
+                                             uint32_t word);
+
+/* ---- loop.c: event loops (tickets in the gate's FIFO); called by the
+ * gate with its lock held: a grant reached a ticket at the head (schedule a
+ * look on the housekeeper), a record is handed over to one (complete it),
+ * shutdown (complete it with ESHUTDOWN).  Each unlinks when it completes. */
+LFPOOL_INTERNAL void lfpool_loop_on_grant(struct lfpool_gate *g, struct lfpool_gate_node *n);
+LFPOOL_INTERNAL bool lfpool_loop_on_gift(struct lfpool_gate *g, struct lfpool_gate_node *n,
+                                         struct lfpool_rec *rec);
+LFPOOL_INTERNAL void lfpool_loop_on_wake_all(struct lfpool_gate *g, struct lfpool_gate_node *n);
+/* the housekeeper (or shutdown): serve the scheduled tickets; whether any wait */
+LFPOOL_INTERNAL void lfpool_loop_serve(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_loop_has_work(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_loop_init(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_loop_fork_reset(struct lfpool *p);
+/* lfpool_free: false when loops are alive (the free is deferred to the
+ * last lfpool_loop_free) */
+LFPOOL_INTERNAL bool lfpool_loop_free_ok(struct lfpool *p);
+/* shutdown: stop the housekeeper under the loops' lock */
+LFPOOL_INTERNAL bool lfpool_loop_hk_stop(struct lfpool *p, double wait);
 
 /* ---- housekeeper.c */
 LFPOOL_INTERNAL int lfpool_hk_init(struct lfpool *p);
@@ -630,6 +772,9 @@ static inline bool lfpool_rec_stale(struct lfpool *p, struct lfpool_rec *rec)
 LFPOOL_INTERNAL int lfpool_life_fork_check(struct lfpool *p);
 /* get's slow entry: the fork check, then the lazy start (CONTRACT §3.7) */
 LFPOOL_INTERNAL int lfpool_life_make_ready(struct lfpool *p);
+/* fast_ret changed (or may have): set LFPOOL_FAST_RET_INLINE in the
+ * admission word as it now applies (never while FAST_RET is clear) */
+LFPOOL_INTERNAL void lfpool_life_fast_ret(struct lfpool *p);
 /* the pool is started (READY or STARTING): the housekeeper may fill */
 static inline bool lfpool_life_started(struct lfpool *p)
 {

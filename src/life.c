@@ -162,6 +162,28 @@ static void life_ready(struct lfpool *p)
     atomic_store(&p->lp->fast, f);
     if (atomic_load(&p->shutdown))
         atomic_store(&p->lp->fast, 0);
+    lfpool_life_fast_ret(p);
+}
+
+/* LFPOOL_FAST_RET_INLINE: ret's inline path (handout.c) applies while the
+ * word has FAST_RET, fast_ret is RET_FAST and the pool's constant
+ * conditions hold.  Writers of fast_ret (histogram.c) call this after each
+ * change, and life_ready() after its store of the word: each reads
+ * fast_ret after its own store (all seq_cst), and a CAS changes the bit
+ * only, so that whichever runs last leaves the bit as fast_ret says;
+ * shutdown's store of 0 (after its flag) is never undone, the bit being
+ * set only beside FAST_RET. */
+void lfpool_life_fast_ret(struct lfpool *p)
+{
+    bool want = !p->wear && p->pcpu && p->bias &&
+                atomic_load(&p->fast_ret) == RET_FAST;
+    uint32_t w = atomic_load(&p->lp->fast);
+    for (;;) {
+        uint32_t nw = want && (w & LFPOOL_FAST_RET) ? w | LFPOOL_FAST_RET_INLINE
+                                                     : w & ~LFPOOL_FAST_RET_INLINE;
+        if (nw == w || atomic_compare_exchange_weak(&p->lp->fast, &w, nw))
+            return;
+    }
 }
 
 static int start(struct lfpool *p)
@@ -209,6 +231,7 @@ static void fork_reset(struct lfpool *p)
     struct lfpool_rec *rec, *next;
     lfpool_gate_fork_reset(&p->gate);
     lfpool_hk_fork_reset(p);
+    lfpool_loop_fork_reset(p);
     lfpool_avail_fork_reset(p);
     lfpool_bias_fork_reset(p);
     lfpool_create_fork_reset(p);
@@ -238,6 +261,14 @@ static void fork_reset(struct lfpool *p)
 
 /* ---- new */
 
+/* The pool's mapping: a page whose last LFPOOL_LIFE_OFF bytes are the life
+ * page (MADV_WIPEONFORK), then struct lfpool (page-aligned, as its
+ * alignment asks). */
+static size_t pool_map_size(size_t pg)
+{
+    return pg + ((sizeof(struct lfpool) + pg - 1) & ~(pg - 1));
+}
+
 int lfpool_new(lfpool **pool, const lfpool_config *cfg)
 {
     if (!pool || !cfg) {
@@ -250,13 +281,19 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
         return r;
     pthread_once(&atfork_once, register_atfork);
 
-    struct lfpool *p = aligned_alloc(2 * LFPOOL_CACHELINE,
-                                     (sizeof *p + 2 * LFPOOL_CACHELINE - 1) & ~(size_t)(2 * LFPOOL_CACHELINE - 1));
-    if (!p)
+    /* one mapping: the life page (wiped on fork), then the pool, so that
+     * the admission word is at a constant offset from p (internal.h) */
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    void *base = mmap(NULL, pool_map_size(pg), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
         return ENOMEM;
+    struct lfpool *p = (struct lfpool *)((char *)base + pg);
     memset(p, 0, sizeof *p);
+    p->lp = (struct lfpool_life_page *)((char *)p - LFPOOL_LIFE_OFF);
     p->cfg = *cfg;
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
+    p->rseq_off = lfpool_pcpu_off(); /* the same in every thread and in a fork child */
     p->max_use = cfg->max_use ? cfg->max_use : UINT64_MAX;
     p->wear = cfg->max_use > 0 || cfg->max_lifetime > 0;
     p->warn = cfg->max_using_delay > 0 ? cfg->max_using_delay : cfg->max_using_delay_kill;
@@ -280,13 +317,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     ck_stack_init(&p->rec_free);
     lfpool_ctl_init(p);
 
-    p->lp = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p->lp == MAP_FAILED) {
-        free(p);
-        return ENOMEM;
-    }
-    if (madvise(p->lp, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) != 0)
+    if (madvise(base, pg, MADV_WIPEONFORK) != 0)
         lfpool_log(p, LFPOOL_LOG_WARNING, "MADV_WIPEONFORK unavailable: fork safety disabled");
 
     if ((r = lfpool_avail_init(p)) || (r = lfpool_meta_init(p)) || (r = lfpool_hk_init(p)) ||
@@ -295,12 +326,12 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
         lfpool_hk_fini(p);
         lfpool_meta_fini(p);
         lfpool_avail_fini(p);
-        munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
-        free(p);
+        munmap(base, pool_map_size(pg));
         return r;
     }
     lfpool_bias_init(p);
     lfpool_gate_init(&p->gate, p->ncaches);
+    lfpool_loop_init(p);
     atomic_store(&p->lp->life, LIFE_LAZY);
     if (!cfg->lazy_start) {
         atomic_store(&p->lp->life, LIFE_STARTING);
@@ -347,9 +378,11 @@ int lfpool_shutdown(lfpool *p, double delay)
     if (!atomic_exchange(&p->shutdown, true))
         lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
     atomic_store(&p->lp->fast, 0); /* after the flag: life_ready() */
-    lfpool_gate_wake(&p->gate, true);
-    if (!lfpool_hk_stop(p, delay))
+    lfpool_gate_wake(&p->gate, true); /* and completes every ticket (loop.c) */
+    bool stopped = lfpool_loop_hk_stop(p, delay);
+    if (!stopped)
         lfpool_log(p, LFPOOL_LOG_WARNING, "shutting down pool with live housekeeper");
+    lfpool_loop_serve(p); /* tickets the housekeeper was asked to look for */
     lfpool_close_available(p);
     lfpool_hk_reap(p, true);
     return 0;
@@ -360,6 +393,10 @@ void lfpool_free(lfpool *p)
     if (!p)
         return;
     lfpool_life_fork_check(p);
+    if (!lfpool_loop_free_ok(p)) { /* loops alive: the last lfpool_loop_free frees */
+        lfpool_shutdown(p, LFPOOL_FOREVER);
+        return;
+    }
     lfpool_shutdown(p, LFPOOL_FOREVER); /* waits for the housekeeper */
     lfpool_close_available(p);
     lfpool_hk_reap(p, false);
@@ -396,8 +433,8 @@ void lfpool_free(lfpool *p)
     lfpool_hk_fini(p);
     lfpool_obs_fini(p);
     lfpool_avail_fini(p);
-    munmap(p->lp, (size_t)sysconf(_SC_PAGESIZE));
-    free(p);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    munmap((char *)p - pg, pool_map_size(pg));
 }
 
 const char *lfpool_strerror(int err)
@@ -413,6 +450,7 @@ const char *lfpool_strerror(int err)
     case ESTALE: return "object was killed while held; it has been closed";
     case EEXIST: return "creator returned an object the pool already holds";
     case EIO: return "object creation failed";
+    case EINPROGRESS: return "no object available yet: the ticket completes through its loop";
     default: return strerror(err);
     }
 }

@@ -123,12 +123,20 @@ static inline uint32_t lfpool_pcpu_cpu(void)
  * lock (held or closed: fail).  The sections are `asm goto`: failure and
  * restart jump straight to the caller's C labels, and success falls
  * through, so that no status value is made and tested on the hot path. */
-#define LFPOOL_RSEQ_ENTER                          \
+#define LFPOOL_RSEQ_ENTER_CPU                      \
     LFPOOL_RSEQ_START                             \
     "cmpl %[cpu], %%fs:4(%[off])\n\t"             \
-    "jnz %l[retry]\n\t"                           \
+    "jnz %l[retry]\n\t"
+#define LFPOOL_RSEQ_ENTER                          \
+    LFPOOL_RSEQ_ENTER_CPU                         \
     "cmpl $0, 4(%[c])\n\t"                        \
     "jnz %l[fail]\n\t"
+/* count and lock are read apart, each as the 32-bit word it is: the
+ * previous section on this CPU stored count with a 32-bit store, and one
+ * 64-bit load of count and lock (a single unsigned compare for both) would
+ * wait for that store to reach the cache instead of taking it from the
+ * store buffer - a store-forwarding stall on every pop and push of a tight
+ * loop, which cost more than the two instructions it saved. */
 /* After the commit (label 2, the section's end): the abort handler, out of
  * line (the kernel checks the signature in the four bytes before it),
  * jumps to the caller's restart label.  Its section is one of its own:
@@ -145,17 +153,57 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     ".popsection\n\t"
 
 /* Pop the top record of `c`, the cache of CPU `cpu`. */
+static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                     struct lfpool_rec **out)
+{
+    /* The popped record goes to *out in the section (before its commit:
+     * an aborted pop leaves it there, and is restarted), not through an
+     * output operand: the callers merge "popped" with "none" (*out as the
+     * caller set it, NULL), and GCC 12.2 lost the NULL such a merge needs
+     * on the fail edge of an output-only operand (a record pointer from a
+     * register left over), while clang before 16 leaves outputs undefined
+     * on the jump paths.  Outputs here are scratch only. */
+    unsigned long st, v;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "subl $1, %k[st]\n\t"
+                              "jb %l[fail]\n\t" /* empty: count was 0 */
+                              "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
+                              "movq %[v], %[out]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [v] "=&r"(v)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [out] "m"(*out)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st, (void)v;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
-    long off = lfpool_pcpu_off();
+    return lfpool_pcpu_pop_at(lfpool_pcpu_off(), c, cpu, out);
+}
+
+/* lfpool_pcpu_pop_at for the get fast path (handout.c): the popped record
+ * is an output only (no NULL to load first), valid on the fall-through
+ * path, which is the only one that reads it; the jump paths go to code
+ * that never merges with it (the slow path's call, the restart). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_pop_fast_at(long off,
+                                                                         struct lfpool_cache *c,
+                                                                         uint32_t cpu,
+                                                                         struct lfpool_rec **out)
+{
     unsigned long st;
     struct lfpool_rec *v;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
                               "movl (%[c]), %k[st]\n\t"
-                              "testl %k[st], %k[st]\n\t"
-                              "jz %l[fail]\n\t"
-                              "movq 8(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1]: 16 + (count - 1) * 8 */
                               "subl $1, %k[st]\n\t"
+                              "jb %l[fail]\n\t"
+                              "movq 16(%[c], %[st], 8), %[v]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st), [v] "=&r"(v)
@@ -178,15 +226,15 @@ static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t
     unsigned long st;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
                               "movl (%[c]), %k[st]\n\t"
-                              "cmpl %[n], %k[st]\n\t"
-                              "jae %l[fail]\n\t"
+                              "cmpl %k[n], %k[st]\n\t"
+                              "jae %l[fail]\n\t" /* full */
                               "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
                               "addl $1, %k[st]\n\t"
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st)
                               : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c),
-                                [v] "r"(rec), [n] "r"(cap)
+                                [v] "r"(rec), [n] "rm"(cap)
                               : "memory", "cc"
                               : fail, retry);
     return LFPOOL_PCPU_OK;
@@ -241,6 +289,39 @@ static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint
 {
     return lfpool_pcpu_store_if_at(lfpool_pcpu_off(), mode, mask, word, expect, nv);
 }
+
+/* lfpool_pcpu_store_if_at with a second store, *aux = av, made in the
+ * section once both checks passed and before the commit: only a thread
+ * whose section found `expect` makes it (an aborted section may have made
+ * it without the commit: the caller's CAS then decides, and writes *aux
+ * again).  The three words are memory operands, addressed off the
+ * caller's registers. */
+static inline int lfpool_pcpu_store2_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                           uint32_t *word, uint32_t expect, uint32_t nv,
+                                           uint64_t *aux, uint64_t av)
+{
+    unsigned long st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_START
+                              "testl %[mask], %[m]\n\t"
+                              "jnz %l[fail]\n\t"
+                              "cmpl %[exp], %[w]\n\t"
+                              "jnz %l[fail]\n\t"
+                              "movq %[av], %[aux]\n\t"
+                              "movl %[nv], %[w]\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st)
+                              : [off] "r"(off), [m] "m"(*mode), [mask] "i"(mask),
+                                [w] "m"(*word), [exp] "r"(expect), [nv] "r"(nv),
+                                [aux] "m"(*aux), [av] "r"(av)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
 #else
 #define LFPOOL_HAVE_PCPU 0
 static inline long lfpool_pcpu_off(void) { return 0; }
@@ -249,6 +330,12 @@ static inline uint32_t lfpool_pcpu_cpu(void) { return 0; }
 static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
     (void)c, (void)cpu, (void)out;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                     struct lfpool_rec **out)
+{
+    (void)off, (void)c, (void)cpu, (void)out;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu,
@@ -273,6 +360,13 @@ static inline int lfpool_pcpu_store_if(const uint32_t *mode, uint32_t mask, uint
                                        uint32_t expect, uint32_t nv)
 {
     (void)mode, (void)mask, (void)word, (void)expect, (void)nv;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_store2_if_at(long off, const uint32_t *mode, uint32_t mask,
+                                           uint32_t *word, uint32_t expect, uint32_t nv,
+                                           uint64_t *aux, uint64_t av)
+{
+    (void)off, (void)mode, (void)mask, (void)word, (void)expect, (void)nv, (void)aux, (void)av;
     return LFPOOL_PCPU_FAIL;
 }
 #endif

@@ -26,6 +26,7 @@ struct tobj {
     uint64_t n;
     _Atomic int held;    /* 1 while a test thread holds it */
     _Atomic int closed;  /* closer calls on it */
+    _Atomic int handed;  /* a test saw it handed out (unit_loop's order check) */
     int healthy;         /* health hook answer */
     const char *trace;   /* tracer text */
 };

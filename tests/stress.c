@@ -20,7 +20,9 @@
  * invariants above, no get that started after a shrink returned may bring
  * the objects out above the new max_size (the control thread's calls are
  * bracketed by a sequence count, so a worker knows its get saw no call in
- * progress).
+ * progress).  Two workers get through an event loop (lfpool_get_async,
+ * then poll(2) on the loop's descriptor), and now and then give a ticket
+ * up, before or after it was handed an object (src/loop.c).
  * Fences (docs/DESIGN.md §4): the membarriers of flushes and closings stay
  * within one per housekeeping round (the round's flush while the caches
  * are open, or one closing of the caches by gets after a reopening) plus
@@ -31,6 +33,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -59,6 +62,7 @@ struct sctx {
     _Atomic int in_hand, max_in_hand, max_nobjs, next_id;
     _Atomic long stale_h, e_stale_h;
     _Atomic long handoffs;
+    _Atomic long async_gets, async_waits, async_cancels, e_async;
     _Atomic long broken, nvalidate, e_validate;
     _Atomic long bulk_gets, bulk_timeouts;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
@@ -144,6 +148,43 @@ static void ret_result(struct sctx *s, int r)
     }
 }
 
+/* A get through the worker's event loop: a ticket, then poll(2) on the
+ * loop's descriptor for its event (the one ticket outstanding: its event
+ * must name it).  Now and then the ticket is given up, at once or after a
+ * moment (maybe handed an object by then: it must go to the next waiter). */
+static int async_get(struct sctx *s, lfpool_loop *l, lfpool_handle *hd, unsigned *seed)
+{
+    for (;;) {
+        lfpool_ticket *t;
+        int r = lfpool_get_async(l, NULL, hd, &t);
+        if (r != EINPROGRESS)
+            return r;
+        atomic_fetch_add(&s->async_waits, 1);
+        struct pollfd pfd = {.fd = lfpool_loop_fd(l), .events = POLLIN};
+        if (rand_r(seed) % 16 == 0) {
+            if (rand_r(seed) % 2)
+                poll(&pfd, 1, 1);
+            if (lfpool_ticket_cancel(l, t) != 0)
+                atomic_fetch_add(&s->e_async, 1);
+            atomic_fetch_add(&s->async_cancels, 1);
+            continue;
+        }
+        lfpool_loop_event ev;
+        size_t got = 0;
+        while (!got) {
+            if (poll(&pfd, 1, 2000) != 1)
+                return ETIMEDOUT;
+            lfpool_loop_ready(l, &ev, 1, &got);
+        }
+        if (ev.ticket != t)
+            atomic_fetch_add(&s->e_async, 1);
+        if (ev.err)
+            return ev.err;
+        *hd = ev.h;
+        return 0;
+    }
+}
+
 /* Take an object as held: no other holder, not closed.  For the bulk
  * worker. */
 static void hold(struct sctx *s, struct sobj *so)
@@ -209,13 +250,20 @@ static void *worker(void *arg)
     int id = atomic_fetch_add(&s->next_id, 1);
     if (id == THREADS) /* the ninth thread */
         return bulk_worker(s);
-    bool handles = id % 2 == 1;
+    bool async = id == 2 || id == 6;
+    bool handles = id % 2 == 1 || async;
+    lfpool_loop *l = NULL;
+    if (async && lfpool_loop_new(s->p, &l) != 0)
+        atomic_fetch_add(&s->errors, 1);
     /* run at least `iters` operations and until 60 rounds have happened */
     for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
         void *o = NULL;
         lfpool_handle hd;
         unsigned seq0 = atomic_load(&s->ctl_seq);
-        int r = handles ? lfpool_get_handle(s->p, &hd, 2.0) : lfpool_get(s->p, &o, 2.0);
+        int r = l ? async_get(s, l, &hd, &seed)
+                  : handles ? lfpool_get_handle(s->p, &hd, 2.0) : lfpool_get(s->p, &o, 2.0);
+        if (l && r == 0)
+            atomic_fetch_add(&s->async_gets, 1);
         if (handles && r == 0)
             o = hd.obj;
         if (r == ETIMEDOUT) {
@@ -289,6 +337,7 @@ static void *worker(void *arg)
                 atomic_fetch_add(&s->e_stale_h, 1);
         }
     }
+    lfpool_loop_free(l);
     return NULL;
 }
 
@@ -442,6 +491,8 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     cr_assert_eq(atomic_load(&s->e_stale_h), 0, "stale handles accepted: %ld of %ld",
                  atomic_load(&s->e_stale_h), atomic_load(&s->stale_h));
     cr_assert_gt(atomic_load(&s->stale_h), 0);
+    cr_assert_eq(atomic_load(&s->e_async), 0, "event-loop gets: wrong ticket or failed cancel");
+    cr_assert_gt(atomic_load(&s->async_gets), 0, "gets through event loops happened");
     cr_assert_gt(atomic_load(&s->handoffs), 0, "returns from other threads happened");
     cr_assert_eq(atomic_load(&s->timeouts), 0);
     cr_assert_gt(atomic_load(&s->bulk_gets), 0, "bulk gets ran (%ld timed out)",
@@ -505,8 +556,11 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
         cr_assert_leq(bias_fences, rounds + 1, "%llu bias fences for %llu rounds",
                       (unsigned long long)bias_fences, (unsigned long long)rounds);
     }
-    cr_log_info("handoffs %ld, bias fences %llu, rounds %d", atomic_load(&s->handoffs),
-                (unsigned long long)st.nbias_fences, atomic_load(&s->rounds));
+    cr_log_info("handoffs %ld, bias fences %llu, rounds %d; event-loop gets %ld (%ld waited, "
+                "%ld tickets cancelled)", atomic_load(&s->handoffs),
+                (unsigned long long)st.nbias_fences, atomic_load(&s->rounds),
+                atomic_load(&s->async_gets), atomic_load(&s->async_waits),
+                atomic_load(&s->async_cancels));
     if (health)
         cr_assert_gt(st.bad_health, 0, "nhealth %llu hc_rounds %llu hk_rounds %llu",
                      (unsigned long long)st.nhealth, (unsigned long long)st.hc_rounds,

@@ -403,3 +403,132 @@ Test(cache, sections_survive_signals, .timeout = 60)
                  (unsigned long long)s.nuses, w[0].pairs + w[1].pairs);
     cr_log_info("signals %ld, pairs %ld", atomic_load(&sig_hits), w[0].pairs + w[1].pairs);
 }
+
+/* ---- the ret paths by pool (handout.c: the inline path applies to a pool
+ * with per-CPU caches, biased returns, no wear and nothing observed; the
+ * others take the same steps out of line) */
+
+/* A pool with max_use: every return checks the wear (out of line), and
+ * each object ends at its max_use-th return, through either API. */
+Test(cache, wear_returns_end_objects_at_max_use)
+{
+    C.getter = NULL;
+    C.retter = NULL;
+    C.clock = NULL;
+    C.max_size = 1;
+    C.max_use = 3;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    for (int i = 0; i < 12; i++) {
+        if (i % 2) {
+            lfpool_handle h;
+            cr_assert_eq(lfpool_get_handle(P, &h, 1.0), 0);
+            cr_assert_eq(lfpool_ret_handle(P, &h), 0);
+        } else {
+            void *o;
+            cr_assert_eq(lfpool_get(P, &o, 1.0), 0);
+            cr_assert_eq(lfpool_ret(P, o), 0);
+        }
+    }
+    lfpool_housekeep(P); /* reaps the worn-out ones */
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nuses, 12);
+    cr_assert_eq(s.nwornout, 4, "12 uses of objects worn out at 3: %llu",
+                 (unsigned long long)s.nwornout);
+    cr_assert_eq(s.ncreated, 4 + s.nobjs, "created %llu, %llu left", (unsigned long long)s.ncreated,
+                 (unsigned long long)s.nobjs);
+}
+
+/* Returns observed (hold_histogram): each return of either API records its
+ * hold, none takes the unobserved inline path. */
+Test(cache, observed_returns_record_every_hold)
+{
+    C.getter = NULL;
+    C.retter = NULL;
+    C.clock = NULL;
+    C.hold_histogram = true;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    for (int i = 0; i < 200; i++) {
+        if (i % 2) {
+            lfpool_handle h;
+            cr_assert_eq(lfpool_get_handle(P, &h, 1.0), 0);
+            cr_assert_eq(lfpool_ret_handle(P, &h), 0);
+        } else {
+            void *o;
+            cr_assert_eq(lfpool_get(P, &o, 1.0), 0);
+            cr_assert_eq(lfpool_ret(P, o), 0);
+        }
+    }
+    struct lfpool_histogram hg;
+    cr_assert_eq(lfpool_histogram(P, LFPOOL_HIST_HOLD, &hg), 0);
+    cr_assert_eq(hg.total, 200, "holds recorded: %llu", (unsigned long long)hg.total);
+}
+
+/* Returns racing shutdown: the inline ret does not read the shutdown flag
+ * before its commit; one that passed the admission word before shutdown
+ * cleared it reads the flag after its push and closes what is available.
+ * Two threads get and return (pointers, handles) on the fast paths while
+ * the main thread shuts the pool down: when they stop, every object was
+ * closed once, none is left available. */
+struct shutworker {
+    lfpool *p;
+    _Atomic long *pairs;
+    _Atomic long *errors;
+};
+static void *shut_worker(void *arg)
+{
+    struct shutworker *w = arg;
+    for (long i = 0;; i++) {
+        int r, rr;
+        if (i % 2) {
+            lfpool_handle h;
+            r = lfpool_get_handle(w->p, &h, 0);
+            rr = r ? 0 : lfpool_ret_handle(w->p, &h);
+        } else {
+            void *o;
+            r = lfpool_get(w->p, &o, 0);
+            rr = r ? 0 : lfpool_ret(w->p, o);
+        }
+        if (r == ESHUTDOWN)
+            break;
+        if ((r && r != EAGAIN) || rr) /* a return after shutdown closes: 0 */
+            atomic_fetch_add(w->errors, 1);
+        atomic_fetch_add_explicit(w->pairs, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+Test(cache, returns_racing_shutdown_close_everything, .timeout = 60)
+{
+    C.getter = NULL;
+    C.retter = NULL;
+    C.clock = NULL;
+    C.max_size = 8;
+    C.min_size = 8;
+    uint64_t created = 0; /* over the rounds: T counts every close */
+    for (int round = 0; round < 20; round++) {
+        cr_assert_eq(lfpool_new(&P, &C), 0);
+        _Atomic long pairs = 0, errors = 0;
+        struct shutworker w = {.p = P, .pairs = &pairs, .errors = &errors};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(pthread_create(&th[i], NULL, shut_worker, &w), 0);
+        long at = 2000 + 997 * round; /* a different moment each round */
+        while (atomic_load(&pairs) < at)
+            sched_yield();
+        cr_assert_eq(lfpool_shutdown(P, 0), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        cr_assert_eq(atomic_load(&errors), 0);
+        struct lfpool_stats s = tstats(P);
+        cr_assert_eq(s.nusing, 0);
+        cr_assert_eq(s.navail, 0, "round %d: %llu objects left available after shutdown", round,
+                     (unsigned long long)s.navail);
+        created += s.ncreated;
+        cr_assert_eq((uint64_t)atomic_load(&T.fx.n.closed), created,
+                     "round %d: closed %llu of %llu", round,
+                     (unsigned long long)atomic_load(&T.fx.n.closed), (unsigned long long)created);
+        lfpool_free(P);
+        P = NULL;
+    }
+    cr_assert_leq(atomic_load(&T.nobjs), 4096);
+}
