@@ -168,12 +168,24 @@ typedef struct lfpool_config {
     bool hold_histogram;
     int housekeeper;            /* LFPOOL_HK_OWN (default): a thread of its own;
                                    LFPOOL_HK_SHARED: the process-wide housekeeper */
+    /* flushes with a fence (a membarrier, which interrupts every CPU
+     * running the process) that the gets may make per second while keeping
+     * the per-CPU caches open; once spent, a get that must look into every
+     * cache closes them instead (docs/DESIGN.md §4).  0 = close at once;
+     * LFPOOL_FENCES_DEFAULT (set by lfpool_config_init) = 1024 / CPUs, at
+     * least 1 */
+    size_t max_fences;
 } lfpool_config;
+
+/* cfg.max_fences: the default, resolved by lfpool_new to 1024 divided by
+ * the number of CPUs (per-CPU caches), at least 1 */
+#define LFPOOL_FENCES_DEFAULT SIZE_MAX
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
  * timeout LFPOOL_FOREVER, health_freq 1, log_level LFPOOL_LOG_WARNING,
  * validate_idle 0.5 and create_backoff_max 30, which matter only once
- * validate or create_backoff is set). */
+ * validate or create_backoff is set, and max_fences
+ * LFPOOL_FENCES_DEFAULT). */
 void lfpool_config_init(lfpool_config *cfg);
 
 /* ------------------------------------------------------------- life cycle */

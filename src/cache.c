@@ -4,7 +4,7 @@
  * protocol.
  *
  * Owns: where available records sit, and whether the caches are open
- * (struct lfpool_close; nfences).  Invariants: an available record is
+ * (struct lfpool_close, with the gets' fence budget; nfences).  Invariants: an available record is
  * physically in exactly one place - one per-CPU cache (state CACHED), the
  * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
  * hands of the one thread moving it between them; only that thread pushes
@@ -32,8 +32,9 @@
  * No lost wake-up with caches.  A bounded pool's ret that pushes into a
  * cache reads the gate's waiter count after the push with no fence between
  * (store then load: TSO may reorder them).  The other half is heavy: a
- * registered waiter that finds nothing closes the caches (below, "closing
- * and reopening"), whose flush's membarrier runs a full barrier on every
+ * registered waiter that finds nothing flushes the caches, leaving them
+ * open while the fence budget lasts, else closing them (below, "closing
+ * and reopening"); the flush's membarrier runs a full barrier on every
  * CPU running the process.  Either the returner's push was visible before
  * that barrier (the flush moves it to the stack and the waiter finds it),
  * or its later read of the waiter count sees the registration and it
@@ -50,9 +51,10 @@
  * unchanged.
  *
  * Never stranded: a get that misses its cache and the stack looks at every
- * cache (by closing them, or they are closed and empty) before it creates
- * (when another cache looks non-empty), waits, or gives EAGAIN.  At most
- * one membarrier per housekeeping period for it: "closing and reopening".
+ * cache (an open flush, or closing them, or they are closed and empty)
+ * before it creates (when another cache looks non-empty), waits, or gives
+ * EAGAIN.  At most cfg.max_fences membarriers a second for it, plus one
+ * per housekeeping period: "closing and reopening".
  */
 #include "cache.h"
 
@@ -142,6 +144,10 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
+    /* the gets' fence budget per second (lfpool.h): by default a bound on
+     * how often a second the gets' flushes interrupt every CPU */
+    if (p->cfg.max_fences == LFPOOL_FENCES_DEFAULT)
+        p->cfg.max_fences = 1024 / p->ncaches > 0 ? 1024 / p->ncaches : 1;
     p->fence_ok = pcpu_available(p);
     p->pcpu = cap > 0 && maxid >= 0 && p->fence_ok;
     ck_stack_init(&p->stack);
@@ -184,6 +190,8 @@ void lfpool_avail_fork_reset(struct lfpool *p)
     atomic_store(&p->close.gets, false);
     atomic_store(&p->close.want, false);
     atomic_store(&p->close.mark, 0.0);
+    atomic_store(&p->close.win, 0.0);
+    atomic_store(&p->close.spent, 0);
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
     if (p->fence_ok)
@@ -239,11 +247,10 @@ void lfpool_avail_fence(struct lfpool *p)
  * nothing in it.  Releases each cache CLOSED while a reason to close is
  * in force (why, read while every lock is ours: a reopening clears its
  * reason, then waits for every HELD cache before it opens a CLOSED one),
- * else OPEN.  Returns the number of records moved; wakes a waiter if any. */
-size_t lfpool_avail_flush(struct lfpool *p)
+ * else OPEN.  Returns the number of records moved, and in *fenced whether
+ * it made the membarrier; wakes a waiter if any. */
+static size_t flush(struct lfpool *p, bool *fenced)
 {
-    if (!p->pcpu)
-        return 0;
     bool fence = false;
     for (unsigned i = 0; i < p->ncaches; i++) {
         uint32_t was;
@@ -253,6 +260,7 @@ size_t lfpool_avail_flush(struct lfpool *p)
     }
     if (fence)
         lfpool_avail_fence(p);
+    *fenced = fence;
     lfpool_stat_inc(&p->c.nflushes);
     uint32_t lock = atomic_load_explicit(&p->close.why, memory_order_seq_cst) ? LFPOOL_PCPU_CLOSED
                                                                               : LFPOOL_PCPU_OPEN;
@@ -267,6 +275,12 @@ size_t lfpool_avail_flush(struct lfpool *p)
         lfpool_gate_signal(&p->gate);
     }
     return moved;
+}
+
+size_t lfpool_avail_flush(struct lfpool *p)
+{
+    bool fenced;
+    return p->pcpu ? flush(p, &fenced) : 0;
 }
 
 /* Every reason to close is gone (close.lock held, why cleared, seq_cst):
@@ -300,10 +314,17 @@ static void reopen_caches(struct lfpool *p)
  * The gets' reason.  A get that must see every available record - a
  * registered waiter whose look finds nothing, a get with timeout 0 before
  * EAGAIN, a get that would create while another CPU's cache holds records
- * - used to flush every cache with a membarrier, and under saturation that
- * was about one system call per get.  Now the first such get closes the
- * caches instead: one flush that leaves them CLOSED (one membarrier), then
- * close.gets.  While close.gets is set, every cache is CLOSED and empty:
+ * - flushes every cache with a membarrier while the caches stay open (an
+ * "open flush", below), within a budget: cfg.max_fences such flushes per
+ * window of LFPOOL_CLOSE_PERIOD on the pool's clock (close.win,
+ * close.spent).  Under saturation that was about one system call per get
+ * with no bound; the budget's default (1024 / CPUs a second, lfpool.h)
+ * bounds how often the gets' flushes interrupt every CPU running the
+ * process, and keeps the speed of a small exhausted pool whose objects
+ * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,
+ * 130-155 ns closed, on 2 CPUs).  Once the window's budget is spent (at
+ * once if max_fences is 0), such a get closes the caches instead: one
+ * flush that leaves them CLOSED (one membarrier), then close.gets.  While close.gets is set, every cache is CLOSED and empty:
  * gets pop nothing and take their slow path, rets fail to push and take
  * the stack path (lfpool_avail_put_stack: a CAS, a full fence and the
  * gate's signal), so such a get only looks at the shared stack - no flush,
@@ -318,7 +339,33 @@ static void reopen_caches(struct lfpool *p)
  * gets' closing fences at most once per housekeeping period, whatever the
  * workload: after a reopening, only the next closing fences.  A pool where
  * gets keep waiting stays closed - the "CAS mode" of a pool whose objects
- * keep moving between threads.
+ * keep moving between threads.  With the budget: the gets' flushes fence
+ * at most max_fences times per window while open, plus their closings
+ * (one per window without rounds; at most one per housekeeping period
+ * with them).
+ *
+ * The budget's counters: the window starts again (close.win = now,
+ * close.spent = 0) under close.lock, by the first open flush that finds
+ * the window passed; close.spent counts the open flushes that fenced
+ * (atomically; they run under close.lock too, so the check and the count
+ * never race with a reset).  A flush that finds every cache CLOSED (by
+ * control) makes no fence and spends nothing.
+ *
+ * No lost wake-up with an open flush (the argument the gets relied on
+ * before the closing existed).  A waiter registers on the gate, then (it
+ * read close.gets clear) takes close.lock and flushes: the flush's
+ * membarrier runs a full barrier on every CPU running the process, after
+ * the registration, and the waiter looks at the stack after it.  A ret
+ * that pushes into an open cache, then reads the waiter count (store then
+ * load, no fence): if its push is before the barrier on its CPU, the flush
+ * moves the record to the stack, and the waiter's look finds it; if not,
+ * its read of the count comes after the barrier and sees the
+ * registration, and it signals the gate.  A ret whose push fails (the
+ * cache HELD by the flusher, or CLOSED) takes the stack path, fenced.  If
+ * the open flush finds close.gets set under close.lock (a closing
+ * completed since the get's read), it flushes nothing and the closed
+ * state's argument below applies: the closing's store of close.gets came
+ * before the lock the get now holds.
  *
  * No lost wake-up, no stranded record.  A get reads close.gets before it
  * looks at the stack.
@@ -431,6 +478,43 @@ static void close_for_gets(struct lfpool *p)
     pthread_mutex_unlock(&p->close.lock);
 }
 
+/* An open flush, if the window's budget allows (close.lock held): the
+ * caches stay OPEN (CLOSED if control closed them), the flush fences as
+ * the gets' flushes did before the closing existed (the no-lost-wake-up
+ * argument above).  False if the budget is spent, or the gets closed the
+ * caches meanwhile: the caller closes (or notes its want) instead. */
+static bool open_flush(struct lfpool *p)
+{
+    if (atomic_load_explicit(&p->close.gets, memory_order_seq_cst))
+        return false;
+    double now = close_clock(p);
+    if (now - atomic_load_explicit(&p->close.win, memory_order_relaxed) >= LFPOOL_CLOSE_PERIOD) {
+        atomic_store_explicit(&p->close.win, now, memory_order_relaxed);
+        atomic_store_explicit(&p->close.spent, 0, memory_order_relaxed);
+    }
+    if (atomic_load_explicit(&p->close.spent, memory_order_relaxed) >= p->cfg.max_fences)
+        return false;
+    bool fenced;
+    flush(p, &fenced);
+    if (fenced)
+        atomic_fetch_add_explicit(&p->close.spent, 1, memory_order_relaxed);
+    return true;
+}
+
+/* A get must see every available record: an open flush while the budget
+ * lasts, else close the caches for the gets. */
+static void look_all(struct lfpool *p)
+{
+    if (p->cfg.max_fences > 0) {
+        pthread_mutex_lock(&p->close.lock);
+        bool done = open_flush(p);
+        pthread_mutex_unlock(&p->close.lock);
+        if (done)
+            return;
+    }
+    close_for_gets(p);
+}
+
 /* Runtime control's reason (control.c, under its lock): close every cache
  * (one flush; no fence if they are closed already), or drop the reason
  * and reopen if none is left. */
@@ -539,9 +623,9 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
 }
 
 /* The miss path of lfpool_avail_get: the shared stack; then, if `waiting`
- * or if another CPU's cache looks non-empty, the caches are closed for the
- * gets (one flush, unless closed already: then they are empty) and the
- * stack looked at again.  close.gets is read before the first look (the
+ * or if another CPU's cache looks non-empty, an open flush within the
+ * budget, else the caches are closed for the gets (one flush, unless
+ * closed already: then they are empty), and the stack looked at again.  close.gets is read before the first look (the
  * argument above). */
 struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting)
 {
@@ -559,19 +643,20 @@ struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool wait
         return NULL;
     }
     if (waiting || others_cached(p)) {
-        close_for_gets(p);
+        look_all(p);
         rec = claim_from_stack(p, now);
     }
     return rec;
 }
 
 /* A get with timeout 0 is about to give EAGAIN (handout.c): it must not
- * miss a record cached anywhere.  Close the caches for the gets (a fence
- * at most once per period), after which the caller looks again. */
+ * miss a record cached anywhere.  An open flush within the budget, else
+ * close the caches for the gets (a fence at most once per period), after
+ * which the caller looks again. */
 void lfpool_avail_final_look(struct lfpool *p)
 {
     if (p->pcpu)
-        close_for_gets(p);
+        look_all(p);
 }
 
 /* The stack path of lfpool_avail_put: a record (CACHED, ours) that did not

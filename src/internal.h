@@ -467,6 +467,8 @@ struct lfpool {
         _Atomic bool gets;     /* the gets' closing is complete: every cache CLOSED, empty */
         _Atomic bool want;     /* a get wanted every cache since the last decision */
         _Atomic double mark;   /* the last decision, on the pool's clock (cache.c) */
+        _Atomic double win;    /* the fence budget's window start, on the pool's clock */
+        _Atomic size_t spent;  /* open flushes with a fence by gets in that window */
     } close LFPOOL_ALIGNED;
 };
 

@@ -4,8 +4,10 @@
  * while gets keep waiting; a housekeeping round that saw no waiting since
  * the previous one reopens them without a fence; a pool without rounds
  * does the same by the clock.  Counted in nfences (every membarrier the
- * pool makes).  And what must not change: every get served, pause and the
- * gets' closing compose. */
+ * pool makes).  With a budget (cfg.max_fences = N), the gets first flush
+ * with the caches left open, N times per window of the pool's clock (1 s),
+ * and close them only after.  And what must not change: every get served,
+ * pause and the gets' closing compose. */
 #include "helpers.h"
 
 #include <criterion/criterion.h>
@@ -13,8 +15,10 @@
 
 /* no hooks around get/ret, the fake clock; the pool's period and rounds
  * are each test's (delay 1000: a housekeeper thread that never runs a
- * round on its own, the test's lfpool_housekeep calls are the rounds) */
-LFPOOL_TEST_FIXTURE(fence, (C.getter = NULL, C.retter = NULL, C.delay = 1000));
+ * round on its own, the test's lfpool_housekeep calls are the rounds).
+ * max_fences 0: the strict bound (the gets close the caches at once),
+ * unless a test sets a budget */
+LFPOOL_TEST_FIXTURE(fence, (C.getter = NULL, C.retter = NULL, C.delay = 1000, C.max_fences = 0));
 
 /* A bounded pool large enough for per-CPU caches: at least one object per
  * cache (cache.c), and at most 64 (the tests' arrays). */
@@ -176,14 +180,15 @@ Test(fence, pause_and_gets_compose)
 struct sat {
     _Atomic int stop, got, failed;
     _Atomic long rounds;
+    long min_rounds; /* the workers go on until the driver ran this many */
 };
 static struct sat S;
 
 static void *sat_worker(void *arg)
 {
     (void)arg;
-    /* 400 pairs, and on until 20 rounds have run (at most 4000) */
-    for (int i = 0; (i < 400 || atomic_load(&S.rounds) < 20) && i < 4000; i++) {
+    /* 400 pairs, and on until min_rounds rounds have run (at most 4000) */
+    for (int i = 0; (i < 400 || atomic_load(&S.rounds) < S.min_rounds) && i < 4000; i++) {
         void *o;
         int r = lfpool_get(P, &o, 10.0);
         if (r) {
@@ -218,6 +223,7 @@ Test(fence, saturated_pool_fences_per_round, .timeout = 60)
     C.max_size = n;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     memset(&S, 0, sizeof S);
+    S.min_rounds = 20;
     uint64_t f0 = fences(), r0 = tstats(P).hk_rounds;
     pthread_t th[128], drv;
     pthread_create(&drv, NULL, sat_driver, NULL);
@@ -280,4 +286,184 @@ Test(fence, parked_waiters_across_a_reopening, .timeout = 60)
             cr_assert_eq(lfpool_ret(P, got[i]), 0);
         cr_assert_leq(fences() - f0, 1, "one closing at most per reopening");
     }
+}
+
+/* ---- the fence budget (cfg.max_fences = N): N open flushes per window of
+ * the pool's clock (1 s), then the closing */
+
+enum { BUDGET = 5 };
+
+/* An exhausted pool, the clock standing still: the first N gets that find
+ * nothing flush with the caches left open (a fence each), the next closes
+ * them (one more), and the rest fence no more - N + 1 in the window.  A
+ * reopening within the same window finds the budget spent: the next miss
+ * closes at once.  Each later window allows N open flushes again. */
+Test(fence, budget_per_window)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.max_fences = BUDGET;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        cr_skip_test("no per-CPU caches here");
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences() - f0, BUDGET + 1, "%llu fences for 200 misses in one window",
+                 (unsigned long long)(fences() - f0));
+    /* two rounds reopen (the first saw the misses); same window */
+    ret_all(o, n);
+    cr_assert_eq(lfpool_housekeep(P), 0);
+    cr_assert_eq(lfpool_housekeep(P), 0);
+    take_all(o, n);
+    uint64_t f1 = fences();
+    cr_assert_eq(f1, f0 + BUDGET + 1, "rounds over closed caches and the reopening do not fence");
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f1 + 1, "budget spent in this window: the next miss closes at once");
+    for (int w = 0; w < 3; w++) {
+        ret_all(o, n);
+        cr_assert_eq(lfpool_housekeep(P), 0);
+        cr_assert_eq(lfpool_housekeep(P), 0); /* reopened */
+        take_all(o, n);
+        tclock_advance(&T, 1.5); /* a new window */
+        uint64_t fw = fences();
+        for (int i = 0; i < 200; i++)
+            cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+        cr_assert_eq(fences() - fw, BUDGET + 1, "window %d: %llu fences for 200 misses", w,
+                     (unsigned long long)(fences() - fw));
+    }
+    /* served all along: an open flush moved what the caches held */
+    ret_all(o, n);
+    take_all(o, n);
+    ret_all(o, n);
+}
+
+/* Open flushes leave the caches open: a get that would create while
+ * another CPU's cache holds objects flushes them (within the budget) and
+ * takes one; the next get on this CPU finds its cache working again (no
+ * closing: the budget is not spent). */
+Test(fence, open_flush_keeps_caches_open)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.max_fences = BUDGET;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        cr_skip_test("no per-CPU caches here");
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN); /* one open flush */
+    cr_assert_eq(fences(), f0 + 1);
+    /* still open: a get and return cycle through this CPU's cache, with
+     * no flush and no fence */
+    cr_assert_eq(lfpool_ret(P, o[0]), 0);
+    uint64_t fl = tstats(P).nflushes;
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(lfpool_get(P, &o[0], 0), 0);
+        cr_assert_eq(lfpool_ret(P, o[0]), 0);
+    }
+    cr_assert_eq(tstats(P).nflushes, fl, "open caches: the cycle needs no flush");
+    cr_assert_eq(fences(), f0 + 1);
+    cr_assert_eq(lfpool_get(P, &o[0], 0), 0);
+    ret_all(o, n);
+}
+
+/* Saturation with the clock standing still (one window, no rounds): every
+ * get served, and the gets' fences stay within N + 1 for the whole run -
+ * N open flushes, then the closing, and the caches stay closed. */
+Test(fence, saturated_pool_budget_one_window, .timeout = 60)
+{
+    size_t n = pool_size();
+    size_t nth = 2 * n;
+    C.max_size = n;
+    C.max_fences = BUDGET;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    memset(&S, 0, sizeof S);
+    uint64_t f0 = fences();
+    pthread_t th[128];
+    for (size_t i = 0; i < nth; i++)
+        pthread_create(&th[i], NULL, sat_worker, NULL);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    struct lfpool_stats s = tstats(P);
+    uint64_t f = s.nfences - s.nbias_fences - f0;
+    cr_log_info("%d gets, %llu fences (%llu bias), %llu waits", atomic_load(&S.got),
+                (unsigned long long)f, (unsigned long long)s.nbias_fences,
+                (unsigned long long)s.nwaits);
+    cr_assert_eq(atomic_load(&S.failed), 0, "every get served and returned");
+    cr_assert_eq(atomic_load(&S.got), (int)nth * 400);
+    cr_assert_eq(s.hk_rounds, 0);
+    cr_assert_leq(f, BUDGET + 1, "%llu fences in one window (%d gets)", (unsigned long long)f,
+                  atomic_load(&S.got));
+}
+
+/* Saturation across windows: the driver's rounds advance the clock by a
+ * window each, so the gets may flush open N times per window on top of
+ * the strict bound (one per round). */
+Test(fence, saturated_pool_budget_per_window, .timeout = 60)
+{
+    size_t n = pool_size();
+    size_t nth = 2 * n;
+    C.max_size = n;
+    C.max_fences = BUDGET;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    memset(&S, 0, sizeof S);
+    S.min_rounds = 20;
+    uint64_t f0 = fences(), r0 = tstats(P).hk_rounds;
+    pthread_t th[128], drv;
+    pthread_create(&drv, NULL, sat_driver, NULL);
+    for (size_t i = 0; i < nth; i++)
+        pthread_create(&th[i], NULL, sat_worker, NULL);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&S.stop, 1);
+    pthread_join(drv, NULL);
+    struct lfpool_stats s = tstats(P);
+    uint64_t rounds = s.hk_rounds - r0, f = s.nfences - s.nbias_fences - f0;
+    /* every window begins with a round (1 s of the clock each), and one
+     * may have begun before the first */
+    uint64_t windows = rounds + 1;
+    cr_log_info("%d gets, %llu rounds, %llu fences (%llu bias)", atomic_load(&S.got),
+                (unsigned long long)rounds, (unsigned long long)f,
+                (unsigned long long)s.nbias_fences);
+    cr_assert_eq(atomic_load(&S.failed), 0, "every get served and returned");
+    cr_assert_leq(f, rounds + 2 + BUDGET * windows, "%llu fences for %llu rounds (%d gets)",
+                  (unsigned long long)f, (unsigned long long)rounds, atomic_load(&S.got));
+}
+
+/* The default: lfpool_config_init sets LFPOOL_FENCES_DEFAULT, which the
+ * pool resolves to 1024 / CPUs (at least 1) open flushes per window: an
+ * exhausted pool's misses in one window fence at least twice (an open
+ * flush, the closing) and at most that budget + 1, then no more. */
+Test(fence, default_budget)
+{
+    lfpool_config d;
+    lfpool_config_init(&d);
+    cr_assert_eq(d.max_fences, LFPOOL_FENCES_DEFAULT);
+    size_t n = pool_size();
+    C.max_size = n;
+    C.max_fences = LFPOOL_FENCES_DEFAULT;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        cr_skip_test("no per-CPU caches here");
+    int cpus = get_nprocs_conf(); /* the pool has a cache per CPU, at least these */
+    uint64_t most = cpus > 0 && 1024 / cpus > 1 ? (uint64_t)(1024 / cpus) : 1;
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    for (uint64_t i = 0; i < most + 100; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    uint64_t f = fences() - f0;
+    cr_log_info("default budget: %llu fences (%d CPUs)", (unsigned long long)f, cpus);
+    cr_assert_geq(f, 2, "an open flush, then the closing");
+    cr_assert_leq(f, most + 1, "%llu fences, budget at most %llu", (unsigned long long)f,
+                  (unsigned long long)most);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences() - f0, f, "closed: no more fences in the window");
+    ret_all(o, n);
 }
