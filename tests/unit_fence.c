@@ -28,6 +28,16 @@ static size_t pool_size(void)
     return n < 8 ? 8 : n > 64 ? 64 : (size_t)n;
 }
 
+/* Skip a test whose pool has no per-CPU caches (no rseq): free it first,
+ * as a skipped test's teardown does not run. */
+#define skip_without_caches()                                                                  \
+    do {                                                                                       \
+        lfpool_free(P);                                                                        \
+        P = NULL;                                                                              \
+        tctx_free_objs(&T);                                                                    \
+        cr_skip_test("no per-CPU caches here");                                                \
+    } while (0)
+
 /* The fences of flushes and closings: every fence but the bias fences
  * (a return without its hint fences once per biased stretch, bias.c;
  * bounded per round on their own, saturated_pool_fences_per_round). */
@@ -87,7 +97,7 @@ Test(fence, quiet_rounds_reopen_without_fence)
     C.max_size = n;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     if (!tstats(P).cpu_cache)
-        cr_skip_test("no per-CPU caches here");
+        skip_without_caches();
     void *o[64], *x;
     take_all(o, n);
     uint64_t f0 = fences();
@@ -119,7 +129,7 @@ Test(fence, no_rounds_reopen_by_clock)
     C.delay = 0;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     if (!tstats(P).cpu_cache)
-        cr_skip_test("no per-CPU caches here");
+        skip_without_caches();
     void *o[64], *x;
     take_all(o, n);
     uint64_t f0 = fences();
@@ -305,7 +315,7 @@ Test(fence, budget_per_window)
     C.max_fences = BUDGET;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     if (!tstats(P).cpu_cache)
-        cr_skip_test("no per-CPU caches here");
+        skip_without_caches();
     void *o[64], *x;
     take_all(o, n);
     uint64_t f0 = fences();
@@ -352,7 +362,7 @@ Test(fence, open_flush_keeps_caches_open)
     C.max_fences = BUDGET;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     if (!tstats(P).cpu_cache)
-        cr_skip_test("no per-CPU caches here");
+        skip_without_caches();
     void *o[64], *x;
     take_all(o, n);
     uint64_t f0 = fences();
@@ -449,7 +459,7 @@ Test(fence, default_budget)
     C.max_fences = LFPOOL_FENCES_DEFAULT;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     if (!tstats(P).cpu_cache)
-        cr_skip_test("no per-CPU caches here");
+        skip_without_caches();
     int cpus = get_nprocs_conf(); /* the pool has a cache per CPU, at least these */
     uint64_t most = cpus > 0 && 1024 / cpus > 1 ? (uint64_t)(1024 / cpus) : 1;
     void *o[64], *x;
