@@ -138,6 +138,9 @@ struct lfpool_rec {
     _Atomic(const void *) caller;
 };
 _Static_assert(sizeof(struct lfpool_rec) == 88, "records fit a 96-byte malloc chunk");
+_Static_assert(offsetof(struct lfpool_rec, state) == LFPOOL_REC_STATE_OFF &&
+                   offsetof(struct lfpool_rec, last_ret) == LFPOOL_REC_LAST_RET_OFF,
+               "percpu.h's bulk commit writes these two fields");
 
 static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
 {
@@ -360,6 +363,7 @@ struct lfpool {
     double warn;           /* effective warn threshold */
     bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
     double delay;          /* effective housekeeping period */
+    uint32_t bulk_cap;     /* records per CPU cache after a bulk return (cache.c) */
     double started_epoch, started_mono;
 
     /* the shared Treiber stack (stack.c), on its own lines */
