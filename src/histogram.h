@@ -149,7 +149,11 @@ static inline void lfpool_obs_hold(struct lfpool_obs *o, double v)
 {
     lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, count) +
                                 lfpool_hist_bucket(v) * sizeof(uint64_t), 1);
-    lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, sum_ns), lfpool_hist_ns(v));
+    /* holds shorter than the coarse clock's tick read 0 s: nothing to add
+     * to the sum (the common case of a short hold: one section, not two) */
+    uint64_t ns = lfpool_hist_ns(v);
+    if (ns)
+        lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, sum_ns), ns);
 }
 
 #endif
