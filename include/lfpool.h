@@ -261,6 +261,7 @@ typedef struct lfpool_handle {
     void *priv_rec;     /* private: the object's record */
     uint64_t priv_pool; /* private: the pool's id */
     uint32_t priv_word; /* private: the hand-out (generation) */
+    uint32_t priv_owner; /* private: the thread that got it (lfpool_get_bulk) */
 } lfpool_handle;
 
 /* lfpool_get, filling *h (h->obj is the object). */

@@ -421,6 +421,7 @@ struct lfpool {
     double warn;           /* effective warn threshold */
     bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
     double delay;          /* effective housekeeping period */
+    uint32_t bulk_cap;     /* records per CPU cache after a bulk return (cache.c) */
     double started_epoch, started_mono;
 
     /* the shared Treiber stack (stack.c), on its own lines */
