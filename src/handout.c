@@ -683,20 +683,27 @@ int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
  * the record is still the caller's (CACHED not yet in the set, or DEAD not
  * yet released).  Record the hold (hold_histogram), and if the housekeeper
  * warned about this hand-out, say once how long it was held. */
-static void ret_observe(struct lfpool *p, struct lfpool_rec *rec, uint32_t word, double held)
+static LFPOOL_SLOW void ret_warned_line(struct lfpool *p, struct lfpool_rec *rec, uint16_t tag,
+                                        double held)
+{
+    if (!atomic_compare_exchange_strong_explicit(&rec->warned, &tag, 0, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    char trace[256], site[256];
+    lfpool_trace(p, rec->obj, trace, sizeof trace);
+    lfpool_obs_caller(atomic_load_explicit(&rec->caller, memory_order_relaxed), site, sizeof site);
+    lfpool_log(p, LFPOOL_LOG_WARNING, "object %s returned after a warning: held for %g s (got at %s)",
+               trace, held, site);
+}
+
+static inline __attribute__((always_inline)) void ret_observe(struct lfpool *p, struct lfpool_rec *rec,
+                                                              uint32_t word, double held)
 {
     if (p->obs.hold)
         lfpool_obs_hold(&p->obs, held);
     uint16_t tag = rec_warn_tag(word);
-    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) == tag) &&
-        atomic_compare_exchange_strong_explicit(&rec->warned, &tag, 0, memory_order_relaxed,
-                                                memory_order_relaxed)) {
-        char trace[256], site[256];
-        lfpool_trace(p, rec->obj, trace, sizeof trace);
-        lfpool_obs_caller(atomic_load_explicit(&rec->caller, memory_order_relaxed), site, sizeof site);
-        lfpool_log(p, LFPOOL_LOG_WARNING, "object %s returned after a warning: held for %g s (got at %s)",
-                   trace, held, site);
-    }
+    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) == tag))
+        ret_warned_line(p, rec, tag, held);
 }
 
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
@@ -870,6 +877,32 @@ static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p
     return ret_put_rest(p, rec, r);
 }
 
+/* Returns are observed (fast_ret RET_OBSERVED: cfg.hold_histogram, or
+ * objects the housekeeper warned about are out; never with a retter or an
+ * injected clock, which make the mode RET_CAREFUL) and the pool is READY. */
+static inline __attribute__((always_inline)) bool ret_observed_ok(struct lfpool *p)
+{
+    return atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED &&
+           lfpool_fast_has(p, LFPOOL_FAST_RET);
+}
+
+/* ret_other's steps for an observed return of hand-out `word` of rec: the
+ * commit, the observation while the record is still ours (CACHED, not in
+ * the set), the put.  last_get is read before the commit: the getter wrote
+ * it before its hand-out's word, which the commit finds unchanged.  False:
+ * nothing done, the careful path decides. */
+static inline __attribute__((always_inline)) bool ret_observed(struct lfpool *p, struct lfpool_rec *rec,
+                                                               uint32_t word, bool owner)
+{
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+    if (!ret_fast_commit(p, rec, word, now, owner, p->rseq_off, false))
+        return false;
+    ret_observe(p, rec, word, now - got);
+    (void)ret_fast_put(p, rec, p->rseq_off);
+    return true;
+}
+
 /* The fast path out of line, for a pool where the inline path does not
  * apply (ret_inline_ok: wear, no per-CPU caches or biased returns, returns
  * observed, not READY...): ret_fast_ok, a return hint this thread took at
@@ -883,6 +916,11 @@ static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
                        true, p->rseq_off, false))
         return ret_fast_put(p, rec, p->rseq_off);
+    /* returns observed: the same steps and the observation, here rather
+     * than in ret_careful, whose cold copy of them cost as much as the
+     * whole fast path (PERFORMANCE, hold histogram) */
+    if (p && obj && ret_observed_ok(p) && hint_find(p, obj, &rec, &word))
+        return ret_observed(p, rec, word, true) ? 0 : ret_careful(p, obj, NULL);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -915,6 +953,9 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
                        p->rseq_off, false))
         return ret_fast_put(p, h->priv_rec, p->rseq_off);
+    if (p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL && ret_observed_ok(p) &&
+        ret_observed(p, h->priv_rec, h->priv_word, false))
+        return 0;
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
         return EINVAL;
