@@ -162,7 +162,7 @@ typedef struct lfpool_config {
     size_t max_waiters;         /* gets waiting at once, 0 = unlimited (default); beyond: EBUSY */
     /* record every return's hold time in LFPOOL_HIST_HOLD (default off: the
      * return's fast path then has no instruction for it; on, returns take
-     * an out-of-line copy of the fast path that also records).  Also starts
+     * the out-of-line fast path, which also records).  Also starts
      * the housekeeper, whose tick (at most 1 ms then) is the resolution of
      * the hold times: see lfpool_histogram() */
     bool hold_histogram;
@@ -273,6 +273,7 @@ typedef struct lfpool_handle {
     void *priv_rec;     /* private: the object's record */
     uint64_t priv_pool; /* private: the pool's id */
     uint32_t priv_word; /* private: the hand-out (generation) */
+    uint32_t priv_owner; /* private: the thread that got it (lfpool_get_bulk) */
 } lfpool_handle;
 
 /* lfpool_get, filling *h (h->obj is the object). */

@@ -57,7 +57,9 @@
  *   record's word after the mode, sees it and does not commit.
  * A party that owns the hand-out needs no fence: no other thread's section
  * can hold its word.  Hand-outs by lfpool_get_handle have no owner (a
- * handle may be returned from any thread, so their returns always CAS).
+ * handle may be returned from any thread, so their returns always CAS);
+ * those of lfpool_get_bulk are owned by the getting thread, named in the
+ * handle (handout.c, "owned handles").
  *
  * Cost: an owner's return is one rseq section instead of a locked
  * instruction; a non-owner's return or a kill is a load of the mode word

@@ -144,6 +144,17 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && cap == 0 && p->cfg.max_size >= p->ncaches)
         cap = 1;
     p->cache_cap = (uint32_t)cap;
+    /* Bulk returns (lfpool_avail_put_run) fill a cache beyond that, as
+     * DPDK's mempool lets put_bulk fill its cache beyond its size: the run
+     * a bulk ret leaves on its CPU is what the next bulk get there takes,
+     * each way one rseq section.  At most half a bounded pool's objects
+     * then sit in one CPU's cache (never stranded: a get that misses
+     * flushes, as for any cached record), and single returns still stop
+     * at cache_cap. */
+    size_t bulk = LFPOOL_CACHE_BULK_SLOTS;
+    if (p->cfg.max_size && p->cfg.max_size / 2 < bulk)
+        bulk = p->cfg.max_size / 2;
+    p->bulk_cap = (uint32_t)(bulk > cap ? bulk : cap);
     /* the gets' fence budget per second (lfpool.h): by default a bound on
      * how often a second the gets' flushes interrupt every CPU */
     if (p->cfg.max_fences == LFPOOL_FENCES_DEFAULT)
@@ -669,6 +680,39 @@ void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_stack_push(&p->stack, rec);
     atomic_thread_fence(memory_order_seq_cst);
     lfpool_gate_signal(&p->gate);
+}
+
+/* Put a run of records (CACHED, the caller's) into this CPU's cache, as
+ * lfpool_avail_put_local does one: as many as fit below bulk_cap, in one
+ * rseq section (percpu.h); returns how many went in, the first ones of
+ * run[] (the caller still owns the rest: the stack path).  None while a
+ * waiter wants a record handed over (that takes the stack path).  *wake:
+ * records went in and a waiter must be woken - read after the push with
+ * no fence, as for a single push (header: a waiter's flush fences). */
+uint32_t lfpool_avail_put_run(struct lfpool *p, struct lfpool_rec *const *run, uint32_t n,
+                              long off, bool *wake)
+{
+    uint32_t done = 0;
+    *wake = false;
+    while (done < n && p->pcpu && !lfpool_gate_gift_wanted(&p->gate)) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off), put;
+        if (cpu >= p->ncaches)
+            break;
+        int r = lfpool_pcpu_push_n_at(off, &p->caches[cpu], cpu, p->bulk_cap, run + done,
+                                      n - done, &put);
+        if (r == LFPOOL_PCPU_FAIL)
+            break;
+        if (r == LFPOOL_PCPU_OK) {
+            done += put;
+            if (done < n)
+                break; /* full */
+        }
+    }
+    if (done) {
+        atomic_signal_fence(memory_order_seq_cst);
+        *wake = lfpool_gate_has_waiters(&p->gate);
+    }
+    return done;
 }
 
 /* Pop any record physically in the set, whatever its state (shutdown,

@@ -32,6 +32,8 @@ LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, doubl
 LFPOOL_INTERNAL void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p);
+LFPOOL_INTERNAL uint32_t lfpool_avail_put_run(struct lfpool *p, struct lfpool_rec *const *run,
+                                              uint32_t n, long off, bool *wake);
 
 /* ---- cache.c fast paths, inline in get and ret (the argument is in
  * cache.c and percpu.h) */
@@ -56,6 +58,26 @@ lfpool_avail_pop_local_pcpu(struct lfpool *p)
 static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop_local(struct lfpool *p)
 {
     return lfpool_likely(p->pcpu) ? lfpool_avail_pop_local_pcpu(p) : NULL;
+}
+
+/* Pop up to n (1 <= n <= LFPOOL_CACHE_BULK_SLOTS) records from this CPU's
+ * cache into out[], in one rseq section (percpu.h); returns how many (0:
+ * none, or no caches).  Each should be CACHED, the caller's, as after
+ * lfpool_avail_pop_local.  `off`: lfpool_pcpu_off(). */
+static inline uint32_t lfpool_avail_pop_run(struct lfpool *p, struct lfpool_rec **out, uint32_t n,
+                                            long off)
+{
+    while (lfpool_likely(p->pcpu)) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off), got;
+        if (lfpool_unlikely(cpu >= p->ncaches))
+            break;
+        int r = lfpool_pcpu_pop_n_at(off, &p->caches[cpu], cpu, out, n, &got);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK))
+            return got;
+        if (r == LFPOOL_PCPU_FAIL)
+            break;
+    }
+    return 0;
 }
 
 /* Make a record popped from a cache, whose state word `w` says CACHED, OUT

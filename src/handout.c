@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- per-thread hints: recently handed-out records
  *
@@ -177,6 +178,68 @@ static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
     FIELD_SET(h->priv_rec, (void *)rec);
     FIELD_SET(h->priv_pool, p->id);
     FIELD_SET(h->priv_word, word);
+}
+
+/* ---- owned handles: the hand-outs of lfpool_get_bulk
+ *
+ * A handle made by lfpool_get_bulk names the thread that got it, its
+ * owner: priv_pool is the pool's id with HANDLE_OWNED set, and priv_owner
+ * that thread's owner tag.  The owner's return may end the hand-out with
+ * the biased commit (bias.c), as the return of a hint's owner does; any
+ * other party must fence before its CAS on the hand-out.  One owner per
+ * hand-out: a tag names one thread (until 2^32 - 1 threads took tags: a
+ * handle kept that long, and then returned by the thread with its tag
+ * while the owner returns a copy of it, is the one overlap left, as for
+ * the generation's wrap).  lfpool_ret_handle's fast path compares
+ * priv_pool with the pool's id, so an owned handle takes ret_careful,
+ * which knows the rule (handle_foreign).  A handle of lfpool_get_handle has
+ * no owner (HANDLE_OWNED clear, priv_owner not read): its returns CAS. */
+#define HANDLE_OWNED (UINT64_C(1) << 63) /* pool ids count from 1: never set */
+_Static_assert(sizeof(lfpool_handle) == 32, "priv_owner fills what was padding");
+static __thread uint32_t owner_tag __attribute__((tls_model("initial-exec")));
+static _Atomic uint32_t owner_tags;
+
+/* This thread's owner tag, taken at its first bulk get (never 0). */
+static uint32_t owner_tag_get(void)
+{
+    uint32_t t = owner_tag;
+    if (lfpool_unlikely(t == 0)) {
+        do
+            t = atomic_fetch_add_explicit(&owner_tags, 1, memory_order_relaxed) + 1;
+        while (t == 0);
+        owner_tag = t;
+    }
+    return t;
+}
+
+/* h is a handle of this pool (owned or not): its record may be read. */
+static inline bool handle_of(struct lfpool *p, const lfpool_handle *h)
+{
+    return (h->priv_pool & ~HANDLE_OWNED) == p->id;
+}
+
+/* h's hand-out is owned by this thread. */
+static inline bool handle_mine(const lfpool_handle *h)
+{
+    return (h->priv_pool & HANDLE_OWNED) && h->priv_owner == owner_tag;
+}
+
+/* h's hand-out has an owner other than this thread, whose biased commit
+ * may race with our CAS: fence first (bias.c). */
+static inline bool handle_foreign(const lfpool_handle *h)
+{
+    return (h->priv_pool & HANDLE_OWNED) && h->priv_owner != owner_tag;
+}
+
+/* An owned handle (`pool`: the pool's id | HANDLE_OWNED, `tag`: ours). */
+static inline void handle_set_owned(lfpool_handle *h, void *obj, struct lfpool_rec *rec,
+                                    uint32_t word, uint64_t pool, uint32_t tag)
+{
+    FIELD_SET(h->obj, obj);
+    FIELD_SET(h->priv_rec, (void *)rec);
+    FIELD_SET(h->priv_pool, pool);
+    FIELD_SET(h->priv_word, word);
+    FIELD_SET(h->priv_owner, tag);
 }
 
 /* Slow paths are kept out of line (noinline, cold) so that the fast paths
@@ -620,20 +683,27 @@ int lfpool_get_handle(lfpool *p, lfpool_handle *h, double timeout)
  * the record is still the caller's (CACHED not yet in the set, or DEAD not
  * yet released).  Record the hold (hold_histogram), and if the housekeeper
  * warned about this hand-out, say once how long it was held. */
-static void ret_observe(struct lfpool *p, struct lfpool_rec *rec, uint32_t word, double held)
+static LFPOOL_SLOW void ret_warned_line(struct lfpool *p, struct lfpool_rec *rec, uint16_t tag,
+                                        double held)
+{
+    if (!atomic_compare_exchange_strong_explicit(&rec->warned, &tag, 0, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    char trace[256], site[256];
+    lfpool_trace(p, rec->obj, trace, sizeof trace);
+    lfpool_obs_caller(atomic_load_explicit(&rec->caller, memory_order_relaxed), site, sizeof site);
+    lfpool_log(p, LFPOOL_LOG_WARNING, "object %s returned after a warning: held for %g s (got at %s)",
+               trace, held, site);
+}
+
+static inline __attribute__((always_inline)) void ret_observe(struct lfpool *p, struct lfpool_rec *rec,
+                                                              uint32_t word, double held)
 {
     if (p->obs.hold)
         lfpool_obs_hold(&p->obs, held);
     uint16_t tag = rec_warn_tag(word);
-    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) == tag) &&
-        atomic_compare_exchange_strong_explicit(&rec->warned, &tag, 0, memory_order_relaxed,
-                                                memory_order_relaxed)) {
-        char trace[256], site[256];
-        lfpool_trace(p, rec->obj, trace, sizeof trace);
-        lfpool_obs_caller(atomic_load_explicit(&rec->caller, memory_order_relaxed), site, sizeof site);
-        lfpool_log(p, LFPOOL_LOG_WARNING, "object %s returned after a warning: held for %g s (got at %s)",
-                   trace, held, site);
-    }
+    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) == tag))
+        ret_warned_line(p, rec, tag, held);
 }
 
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
@@ -807,6 +877,32 @@ static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p
     return ret_put_rest(p, rec, r);
 }
 
+/* Returns are observed (fast_ret RET_OBSERVED: cfg.hold_histogram, or
+ * objects the housekeeper warned about are out; never with a retter or an
+ * injected clock, which make the mode RET_CAREFUL) and the pool is READY. */
+static inline __attribute__((always_inline)) bool ret_observed_ok(struct lfpool *p)
+{
+    return atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED &&
+           lfpool_fast_has(p, LFPOOL_FAST_RET);
+}
+
+/* ret_other's steps for an observed return of hand-out `word` of rec: the
+ * commit, the observation while the record is still ours (CACHED, not in
+ * the set), the put.  last_get is read before the commit: the getter wrote
+ * it before its hand-out's word, which the commit finds unchanged.  False:
+ * nothing done, the careful path decides. */
+static inline __attribute__((always_inline)) bool ret_observed(struct lfpool *p, struct lfpool_rec *rec,
+                                                               uint32_t word, bool owner)
+{
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+    if (!ret_fast_commit(p, rec, word, now, owner, p->rseq_off, false))
+        return false;
+    ret_observe(p, rec, word, now - got);
+    (void)ret_fast_put(p, rec, p->rseq_off);
+    return true;
+}
+
 /* The fast path out of line, for a pool where the inline path does not
  * apply (ret_inline_ok: wear, no per-CPU caches or biased returns, returns
  * observed, not READY...): ret_fast_ok, a return hint this thread took at
@@ -820,6 +916,11 @@ static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
                        true, p->rseq_off, false))
         return ret_fast_put(p, rec, p->rseq_off);
+    /* returns observed: the same steps and the observation, here rather
+     * than in ret_careful, whose cold copy of them cost as much as the
+     * whole fast path (PERFORMANCE, hold histogram) */
+    if (p && obj && ret_observed_ok(p) && hint_find(p, obj, &rec, &word))
+        return ret_observed(p, rec, word, true) ? 0 : ret_careful(p, obj, NULL);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -852,6 +953,9 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
                        p->rseq_off, false))
         return ret_fast_put(p, h->priv_rec, p->rseq_off);
+    if (p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL && ret_observed_ok(p) &&
+        ret_observed(p, h->priv_rec, h->priv_word, false))
+        return 0;
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
         return EINVAL;
@@ -917,14 +1021,20 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
      * is still ours (CACHED, not in the set), this CPU's cache.  last_get
      * is read before the commit: the getter wrote it before its hand-out's
      * word, which the commit finds unchanged. */
-    if ((p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED) &&
+    /* The same for an owned handle's return by its owner (a bulk get's
+     * hand-out returned on its own), which the fast path leaves here. */
+    bool mine = h && handle_mine(h);
+    if ((p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED ||
+         mine) &&
         !p->cfg.retter && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
-        rec = h ? (h->priv_pool == p->id ? h->priv_rec : NULL) : hint_get(p, obj, &word);
+        /* (another thread's owned handle: the general path, which fences) */
+        rec = h ? (handle_of(p, h) && !handle_foreign(h) ? h->priv_rec : NULL)
+                : hint_get(p, obj, &word);
         if (rec) {
             double now = lfpool_now(p);
             double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
-            if (ret_fast_commit(p, rec, word, now, h == NULL, p->rseq_off, false)) {
+            if (ret_fast_commit(p, rec, word, now, h == NULL || mine, p->rseq_off, false)) {
                 ret_observe(p, rec, word, now - got);
                 return ret_fast_put(p, rec, p->rseq_off);
             }
@@ -952,8 +1062,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
 
     /* The CASes below may race with the getter's biased commit (bias.c),
      * unless this thread is that getter or the hand-out has none (a
-     * handle's); the fence and the CAS share this read-side section. */
-    if (!h && !hint_owns(p, obj, rec, s))
+     * handle of lfpool_get_handle); the fence and the CAS share this
+     * read-side section. */
+    if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
     double now = lfpool_now(p);
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
@@ -1068,8 +1179,8 @@ static LFPOOL_SLOW int ret_broken(lfpool *p, void *obj, const lfpool_handle *h)
     if (rec_st(s) != REC_OUT)
         return ret_not_out(p, rec, obj, s, true); /* retter never runs here */
     /* as ret_careful: the getter's biased commit may race with our CAS
-     * unless this thread is that getter, or the hand-out is a handle's */
-    if (!h && !hint_owns(p, obj, rec, s))
+     * unless this thread is that getter, or the hand-out has no owner */
+    if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
     return ret_destroy(p, rec, obj, s, &p->c.nbroken, "returned broken", true);
 }
@@ -1119,15 +1230,16 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
  * slow path (the shared stack, creation, and before "nothing" a flush of
  * every cache, which is also the look of a registered waiter).  0; EAGAIN:
  * nothing available and no room to create; else get's error. */
-static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller)
+static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller, uint32_t tag)
 {
+    uint64_t pool = p->id | HANDLE_OWNED;
     if (lfpool_likely(get_fast_ok(p, 0))) {
         struct lfpool_rec *rec = lfpool_avail_pop_local_pcpu(p); /* FAST_GET: pcpu */
         if (lfpool_likely(rec != NULL)) {
             uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
             if (lfpool_likely(rec_st(w) == REC_CACHED)) {
                 w = get_fast_claim(p, rec, w, caller);
-                handle_set(p, h, rec->obj, rec, w);
+                handle_set_owned(h, rec->obj, rec, w, pool, tag);
                 return 0;
             }
             lfpool_avail_bad_state(p, rec, w);
@@ -1147,7 +1259,7 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller)
         if (!ctl && (rec = get_claim(p, false)) != NULL) {
             o = rec->obj;
             atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
-            /* no return hint: a handle's hand-out has no owner (bias.c) */
+            /* no return hint: the handle names the owner */
             word = rec_word(atomic_load_explicit(&rec->state, memory_order_relaxed), REC_OUT);
             get_guard_leave(p);
             rcu_read_unlock();
@@ -1158,20 +1270,54 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller)
             int r = get_slow(p, 0, &o, &rec, &word, &fresh, caller);
             if (r)
                 return r;
-            hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
+            hint_drop(p, o); /* the handle names the owner */
         }
         if (lfpool_likely(!p->cfg.validate) || fresh || get_validate(p, rec, o, word)) {
-            handle_set(p, h, o, rec, word);
+            handle_set_owned(h, o, rec, word, pool, tag);
             return 0;
         }
         /* failed validation: destroyed; look again */
     }
 }
 
+/* Up to n hand-outs from this CPU's cache in one rseq section (the run a
+ * bulk ret left there, percpu.h), claimed as get's fast path claims one
+ * (CACHED -> OUT, a new generation, last_get, a use, the call site) into
+ * owned handles; returns how many.  FAST_GET (get_fast_ok): per-CPU
+ * caches, no hook, no CLOSE-kill guard, no injected clock, no validation. */
+static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller,
+                               uint32_t tag)
+{
+    struct lfpool_rec *run[LFPOOL_CACHE_BULK_SLOTS];
+    uint32_t k = lfpool_avail_pop_run(p, run, n < LFPOOL_CACHE_BULK_SLOTS ? (uint32_t)n
+                                                                         : LFPOOL_CACHE_BULK_SLOTS,
+                                      lfpool_pcpu_off());
+    uint64_t pool = p->id | HANDLE_OWNED;
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    lfpool_handle *h = hs;
+    for (uint32_t i = 0; i < k; i++) {
+        struct lfpool_rec *rec = run[i];
+        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+        if (lfpool_unlikely(rec_st(w) != REC_CACHED)) {
+            lfpool_avail_bad_state(p, rec, w); /* left alone, as get leaves it */
+            continue;
+        }
+        /* lfpool_avail_claim_cached: the next generation, OUT (CACHED in
+         * the state bits: one add) */
+        uint32_t out = w + ((1u << 4) + REC_OUT - REC_CACHED);
+        atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
+        atomic_store_explicit(&rec->state, out, memory_order_release);
+        rec_count_use(rec);
+        atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
+        handle_set_owned(h++, rec->obj, rec, out, pool, tag);
+    }
+    return (size_t)(h - hs);
+}
+
 /* Give back one hand-out a try took: not a use, no retter, no observation.
  * The record is touched only while the hand-out is still ours: the CAS of
- * its word OUT -> CACHED (no owner: a handle's hand-out has no biased
- * commit to race with, bias.c) makes it ours alone, and only then is the
+ * its word OUT -> CACHED (this thread owns the hand-out: no biased commit
+ * of another thread can race with it, bias.c) makes it ours alone, and only then is the
  * use taken back, before the record goes to the set as a ret's would
  * (ret_fast_put: this CPU's cache, else the stack and the gate, and the
  * shutdown check).  Killed meanwhile: DEFER leaves it KILLED, the holder's
@@ -1213,8 +1359,12 @@ static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
  * a creation error. */
 static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller)
 {
-    for (size_t i = 0; i < n; i++) {
-        int r = bulk_take_one(p, &hs[i], caller);
+    uint32_t tag = owner_tag_get();
+    size_t i = 0;
+    if (lfpool_likely(get_fast_ok(p, 0)))
+        i = bulk_take_cached(p, hs, n, caller, tag);
+    for (; i < n; i++) {
+        int r = bulk_take_one(p, &hs[i], caller, tag);
         if (lfpool_unlikely(r != 0)) {
             bulk_undo(p, hs, i);
             return r;
@@ -1317,6 +1467,102 @@ int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
     return 0;
 }
 
+/* Put a run of records that ret_fast_commit made CACHED (ours) into the
+ * set: this CPU's cache, as many as fit (lfpool_avail_put_run, one rseq
+ * section), then a waiter woken per record if any wait; the rest as a
+ * single return's that misses its cache (ret_put_rest: the stack, runtime
+ * control, the gate, the shutdown check). */
+static void ret_bulk_put(struct lfpool *p, struct lfpool_rec **run, uint32_t m, long off)
+{
+    bool wake;
+    uint32_t put = lfpool_avail_put_run(p, run, m, off, &wake);
+    for (uint32_t j = 0; lfpool_unlikely(wake) && j < put; j++)
+        lfpool_gate_wake(&p->gate, false); /* returns at once when nobody is parked */
+    for (uint32_t j = put; j < m; j++)
+        ret_put_rest(p, run[j], LFPOOL_PUT_STACK);
+    if (put == m && lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        lfpool_close_available(p); /* raced with shutdown's drain */
+}
+
+/* lfpool_ret_bulk when ret's fast path applies (ret_fast_ok): each hand-out
+ * is ended as lfpool_ret_handle's fast path ends one (ret_fast_commit:
+ * the word, wear, shutdown, last_ret, the commit), and the records go to
+ * this CPU's cache in runs (ret_bulk_put).  The hand-outs this thread owns
+ * (its bulk get's handles) end with the biased commit (bias.c), last_ret
+ * stored in its section; shutdown and the mode are looked at once for the
+ * run (the section reads the mode again, and a shutdown after the look is
+ * seen after the push, as by a single ret).  A handle the fast
+ * commit refuses (another thread's, stale, killed, worn out...) goes to
+ * lfpool_ret_handle after the run before it is put away.  Returns the
+ * first error. */
+/* One handle of ret_bulk_fast that its quick path did not end: the fast
+ * commit of lfpool_ret_handle (this thread's own hand-out too, by the
+ * biased commit or a CAS), the record added to the run; else the run so
+ * far is put away and lfpool_ret_handle decides.  Returns the run's new
+ * length. */
+static LFPOOL_SLOW uint32_t ret_bulk_other(struct lfpool *p, const lfpool_handle *h,
+                                           struct lfpool_rec **run, uint32_t m, long off,
+                                           double now, int *first)
+{
+    struct lfpool_rec *rec = h->priv_rec;
+    bool owner = h->priv_pool == (p->id | HANDLE_OWNED) && h->priv_owner == owner_tag;
+    if (h->obj && rec && (owner || h->priv_pool == p->id) &&
+        ret_fast_commit(p, rec, h->priv_word, now, owner, off, false)) {
+        run[m++] = rec;
+        return m;
+    }
+    if (m)
+        ret_bulk_put(p, run, m, off);
+    int r = lfpool_ret_handle(p, h);
+    if (r != 0 && *first == 0)
+        *first = r;
+    return 0;
+}
+
+static int ret_bulk_fast(struct lfpool *p, const lfpool_handle *hs, size_t n)
+{
+    struct lfpool_rec *run[LFPOOL_CACHE_BULK_SLOTS];
+    int first = 0;
+    long off = lfpool_pcpu_off();
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    uint64_t stamp;
+    memcpy(&stamp, &now, sizeof stamp);
+    uint64_t mine = p->id | HANDLE_OWNED;
+    uint32_t tag = owner_tag; /* 0 (none yet) matches no handle */
+    bool quick = p->bias &&
+                 (atomic_load_explicit(&p->bias_mode, memory_order_relaxed) & LFPOOL_BIAS_MASK) == 0 &&
+                 !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+    const uint32_t *mode = (const uint32_t *)&p->bias_mode;
+    for (const lfpool_handle *h = hs, *end = hs + n; h < end;) {
+        const lfpool_handle *stop = end - h > LFPOOL_CACHE_BULK_SLOTS ? h + LFPOOL_CACHE_BULK_SLOTS : end;
+        uint32_t m = 0;
+        if (lfpool_likely(quick)) {
+            for (; h < stop; h++) {
+                struct lfpool_rec *rec = h->priv_rec;
+                uint32_t word = h->priv_word;
+                /* ours (pool id | HANDLE_OWNED, our tag: a bulk get's
+                 * handle, priv_rec set) and OUT: the commit is REC_OUT ->
+                 * REC_CACHED in the state bits, the generation kept */
+                if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
+                    lfpool_likely(!p->wear || !ret_worn(p, rec, now)) &&
+                    lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
+                                                           word, word ^ (REC_OUT ^ REC_CACHED),
+                                                           (uint64_t *)&rec->last_ret, stamp) ==
+                                  LFPOOL_PCPU_OK))
+                    run[m++] = rec;
+                else
+                    m = ret_bulk_other(p, h, run, m, off, now, &first);
+            }
+        } else {
+            for (; h < stop; h++)
+                m = ret_bulk_other(p, h, run, m, off, now, &first);
+        }
+        if (m)
+            ret_bulk_put(p, run, m, off);
+    }
+    return first;
+}
+
 int lfpool_ret_bulk(lfpool *p, const lfpool_handle *hs, size_t n)
 {
     if (!p || (!hs && n)) {
@@ -1327,6 +1573,8 @@ int lfpool_ret_bulk(lfpool *p, const lfpool_handle *hs, size_t n)
         return EINVAL;
     }
     int first = 0;
+    if (lfpool_likely(ret_fast_ok(p)))
+        return ret_bulk_fast(p, hs, n);
     for (size_t i = 0; i < n; i++) {
         int r = lfpool_ret_handle(p, &hs[i]);
         if (lfpool_unlikely(r != 0) && first == 0)

@@ -126,7 +126,7 @@ retry:
 #endif
 
 /* Add v to the field at byte offset `off` of this CPU's hold copy. */
-static inline void lfpool_obs_hold_bump(struct lfpool_obs *o, size_t off, uint64_t v)
+static inline __attribute__((always_inline)) void lfpool_obs_hold_bump(struct lfpool_obs *o, size_t off, uint64_t v)
 {
 #if LFPOOL_HAVE_PCPU
     if (__builtin_expect(o->hold_pcpu, 1)) {
@@ -145,7 +145,7 @@ static inline void lfpool_obs_hold_bump(struct lfpool_obs *o, size_t off, uint64
 }
 
 /* Record a hold of v seconds (the caller checked o->hold != NULL). */
-static inline void lfpool_obs_hold(struct lfpool_obs *o, double v)
+static inline __attribute__((always_inline)) void lfpool_obs_hold(struct lfpool_obs *o, double v)
 {
     lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, count) +
                                 lfpool_hist_bucket(v) * sizeof(uint64_t), 1);

@@ -423,6 +423,7 @@ struct lfpool {
     bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
     bool fence_ok;         /* the rseq membarrier works in this process (cache.c) */
     double delay;          /* effective housekeeping period */
+    uint32_t bulk_cap;     /* records per CPU cache after a bulk return (cache.c) */
     double started_epoch, started_mono;
 
     /* the shared Treiber stack (stack.c), on its own lines */

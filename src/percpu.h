@@ -59,7 +59,14 @@
 #include <stdint.h>
 #include <sys/rseq.h>
 
+/* Slots a single push fills at most (the pool's cache_cap is at most
+ * this), and slots in all: bulk returns (lfpool_pcpu_push_n) may fill the
+ * cache beyond LFPOOL_CACHE_SLOTS, up to the pool's bulk_cap (cache.c), so
+ * that a bulk get finds the run a bulk ret left on its CPU.  The single
+ * operations touch `count`, `lock` and one slot: the longer array costs
+ * them nothing. */
 #define LFPOOL_CACHE_SLOTS 14
+#define LFPOOL_CACHE_BULK_SLOTS 62
 
 struct lfpool_rec;
 
@@ -69,13 +76,13 @@ struct lfpool_cache {
     uint32_t count;    /* slot[0, count) hold records */
     uint32_t lock;     /* non-zero: local operations fail (values above) */
     uint32_t pad[2];
-    struct lfpool_rec *slot[LFPOOL_CACHE_SLOTS]; /* at offset 16 */
-} __attribute__((aligned(128))); /* two lines: no false sharing with the adjacent-line prefetch */
+    struct lfpool_rec *slot[LFPOOL_CACHE_BULK_SLOTS]; /* at offset 16 */
+} __attribute__((aligned(128))); /* pairs of lines: no false sharing with the adjacent-line prefetch */
 /* the assembly below hard-codes these offsets */
 _Static_assert(__builtin_offsetof(struct lfpool_cache, count) == 0, "count at 0");
 _Static_assert(__builtin_offsetof(struct lfpool_cache, lock) == 4, "lock at 4");
 _Static_assert(__builtin_offsetof(struct lfpool_cache, slot) == 16, "slots at 16");
-_Static_assert(sizeof(struct lfpool_cache) == 128, "two cache lines");
+_Static_assert(sizeof(struct lfpool_cache) == 512, "eight cache lines, the slots filling them");
 
 enum { LFPOOL_PCPU_OK = 0, LFPOOL_PCPU_FAIL = 1, LFPOOL_PCPU_RETRY = 2 };
 
@@ -249,6 +256,105 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
     return lfpool_pcpu_push_at(lfpool_pcpu_off(), c, cpu, cap, rec);
 }
 
+/* Copy k (>= 1) pointers from %[from] to %[to], two a step (one 16-byte
+ * load and store; an odd first one alone), index %[i], scratch %[t] and
+ * %[x]; local labels 5 to 7. */
+#define LFPOOL_PCPU_COPY(from, to)                       \
+    "xorl %k[i], %k[i]\n\t"                             \
+    "testl $1, %k[k]\n\t"                               \
+    "jz 6f\n\t"                                         \
+    "movq (%[" from "]), %[t]\n\t"                      \
+    "movq %[t], (%[" to "])\n\t"                        \
+    "movl $1, %k[i]\n\t"                                \
+    "6:\n\t"                                            \
+    "cmpl %k[k], %k[i]\n\t"                             \
+    "jae 7f\n\t"                                        \
+    "5:\n\t"                                            \
+    "movdqu (%[" from "], %[i], 8), %[x]\n\t"           \
+    "movdqu %[x], (%[" to "], %[i], 8)\n\t"             \
+    "addl $2, %k[i]\n\t"                                \
+    "cmpl %k[k], %k[i]\n\t"                             \
+    "jb 5b\n\t"                                         \
+    "7:\n\t"
+
+/* Runs of records, for the bulk calls: one section moves up to n records
+ * between the cache and the caller's array, copying them in a loop before
+ * its single committing store of `count`.  The argument is the single
+ * operations' (above): an abort anywhere before the commit leaves count
+ * as it was, and what the loop wrote is invisible - pop writes only the
+ * caller's array, push only slots at or beyond `count`, which no section
+ * of this CPU can read before the commit (they cannot interleave with
+ * this one) and no remote thread reads before its fence (which aborts
+ * this one or waits for its commit).  n >= 1.
+ *
+ * Pop min(n, count) records (the top of the cache) into out[]; *got is
+ * that number.  Fails when the cache is empty or not OPEN. */
+static inline int lfpool_pcpu_pop_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                       struct lfpool_rec **out, uint32_t n, uint32_t *got)
+{
+    unsigned long st, k, i, t, src;
+    __attribute__((vector_size(16))) long long x;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "movl %[n], %k[k]\n\t"
+                              "cmpl %k[st], %k[k]\n\t"
+                              "cmoval %k[st], %k[k]\n\t" /* k = min(n, count) */
+                              "testl %k[k], %k[k]\n\t"
+                              "jz %l[fail]\n\t"
+                              "subl %k[k], %k[st]\n\t" /* the new count */
+                              "leaq 16(%[c], %[st], 8), %[src]\n\t" /* &slot[count - k] */
+                              LFPOOL_PCPU_COPY("src", "o")
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [k] "=&r"(k), [i] "=&r"(i), [t] "=&r"(t),
+                                [src] "=&r"(src), [x] "=&x"(x)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [o] "r"(out),
+                                [n] "r"(n)
+                              : "memory", "cc"
+                              : fail, retry);
+    *got = (uint32_t)k;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
+/* Push min(n, cap - count) records of in[] onto the cache (in[0] first);
+ * *put is that number.  Fails when the cache holds `cap` or more, or is
+ * not OPEN. */
+static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                        uint32_t cap, struct lfpool_rec *const *in, uint32_t n,
+                                        uint32_t *put)
+{
+    unsigned long st, k, i, t, dst;
+    __attribute__((vector_size(16))) long long x;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+                              "movl (%[c]), %k[st]\n\t"
+                              "movl %[cap], %k[k]\n\t"
+                              "subl %k[st], %k[k]\n\t" /* room: cap - count */
+                              "jbe %l[fail]\n\t"
+                              "cmpl %[n], %k[k]\n\t"
+                              "cmoval %[n], %k[k]\n\t" /* k = min(n, room) */
+                              "leaq 16(%[c], %[st], 8), %[dst]\n\t" /* &slot[count] */
+                              LFPOOL_PCPU_COPY("in", "dst") /* beyond count */
+                              "addl %k[k], %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [k] "=&r"(k), [i] "=&r"(i), [t] "=&r"(t),
+                                [dst] "=&r"(dst), [x] "=&x"(x)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [in] "r"(in),
+                                [n] "r"(n), [cap] "r"(cap)
+                              : "memory", "cc"
+                              : fail, retry);
+    *put = (uint32_t)k;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
 /* Store `nv` into *word if *word == expect and (*mode & mask) == 0, as one
  * rseq critical section whose commit is that store (the biased return,
  * bias.c).  Not atomic against other CPUs by itself: a thread that may
@@ -348,6 +454,19 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                                    struct lfpool_rec *rec)
 {
     (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                       struct lfpool_rec **out, uint32_t n, uint32_t *got)
+{
+    (void)off, (void)c, (void)cpu, (void)out, (void)n, (void)got;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                        uint32_t cap, struct lfpool_rec *const *in, uint32_t n,
+                                        uint32_t *put)
+{
+    (void)off, (void)c, (void)cpu, (void)cap, (void)in, (void)n, (void)put;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32_t mask,

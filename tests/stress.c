@@ -13,8 +13,12 @@
  * handle form), validation on borrow that fails now and then, lifetimes
  * that expire (max_lifetime with jitter) and max_creating: the same
  * invariants hold, and each feature must have fired.  A ninth worker
- * takes its objects two at a time (one on a pool of two) with
- * lfpool_get_bulk and returns them with lfpool_ret_bulk.
+ * takes its objects two at a time (one on a pool of two; 1 to 20 at a time
+ * on an unbounded pool, more than a per-CPU cache's single-op slots) with
+ * lfpool_get_bulk and returns them with lfpool_ret_bulk; now and then it
+ * leaves one of its handles in a second mailbox, from which a handle
+ * worker returns it: the bulk getter's biased commit races with another
+ * thread's return of its hand-out.
  * With a control thread, lfpool_set_size (shrink and grow), lfpool_pause/
  * lfpool_resume and lfpool_evict run against the workers: on top of the
  * invariants above, no get that started after a shrink returned may bring
@@ -69,6 +73,8 @@ struct sctx {
     _Atomic long broken, nvalidate, e_validate;
     _Atomic long bulk_gets, bulk_timeouts;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
+    _Atomic(lfpool_handle *) bulk_box; /* a bulk get's handle, returned by a handle worker */
+    _Atomic long bulk_handoffs;
     bool control;             /* a control thread runs set_size, pause/resume, evict */
     _Atomic unsigned ctl_seq; /* odd while a control call runs */
     _Atomic size_t max_in_force;
@@ -220,15 +226,36 @@ static void hold(struct sctx *s, struct sobj *so)
         atomic_fetch_add(&s->errors, 1);
 }
 
+/* Release an object in hand (held -> 0) before its return. */
+static void unhold(struct sctx *s, struct sobj *so)
+{
+    if (atomic_exchange(&so->held, 0) != 1)
+        atomic_fetch_add(&s->errors, 1);
+    atomic_fetch_sub(&s->in_hand, 1);
+}
+
+/* A handle the bulk worker left in bulk_box, still held: returned here,
+ * from whichever thread found it. */
+static void bulk_box_return(struct sctx *s, lfpool_handle *b)
+{
+    unhold(s, b->obj);
+    ret_result(s, lfpool_ret_handle(s->p, b));
+    free(b);
+}
+
 /* The bulk worker: n objects at once (all or none), returned together. */
+#define BULK_MAX 20
 static void *bulk_worker(struct sctx *s)
 {
     unsigned seed = (unsigned)(uintptr_t)&seed;
-    /* two at a time (one on a pool of two): a failed try gives back what
-     * it took, also what a kill hit meanwhile, and none of it is a use */
+    /* two at a time (one on a pool of two; up to BULK_MAX unbounded): a
+     * failed try gives back what it took, also what a kill hit meanwhile,
+     * and none of it is a use */
     size_t n = s->max_size == 0 || s->max_size >= 4 ? 2 : 1;
-    lfpool_handle hs[2];
+    lfpool_handle hs[BULK_MAX];
     for (int i = 0; (i < s->iters || atomic_load(&s->rounds) < 60) && i < 10 * s->iters; i++) {
+        if (s->max_size == 0)
+            n = 1 + (size_t)rand_r(&seed) % BULK_MAX;
         /* a bulk get is not served ahead of single gets: it may time out
          * under contention (counted, not an error) */
         int r = lfpool_get_bulk(s->p, hs, n, 2.0);
@@ -245,16 +272,22 @@ static void *bulk_worker(struct sctx *s)
             hold(s, hs[k].obj);
         if (rand_r(&seed) % 64 == 0)
             usleep(50);
-        for (size_t k = 0; k < n; k++) {
-            if (atomic_exchange(&((struct sobj *)hs[k].obj)->held, 0) != 1)
-                atomic_fetch_add(&s->errors, 1);
-            atomic_fetch_sub(&s->in_hand, 1);
+        size_t back = n;
+        if (n > 1 && rand_r(&seed) % 8 == 0) {
+            /* the last one, still held, for a handle worker to return */
+            lfpool_handle *b = malloc(sizeof *b);
+            *b = hs[--back];
+            b = atomic_exchange(&s->bulk_box, b);
+            if (b) /* not taken yet: ours to return */
+                bulk_box_return(s, b);
         }
+        for (size_t k = 0; k < back; k++)
+            unhold(s, hs[k].obj);
         /* the first failure (a kill) is reported, the rest still returned */
-        ret_result(s, lfpool_ret_bulk(s->p, hs, n));
+        ret_result(s, lfpool_ret_bulk(s->p, hs, back));
         if (rand_r(&seed) % 8 == 0) {
             atomic_fetch_add(&s->stale_h, 1);
-            if (lfpool_ret_bulk(s->p, hs, n) != ENOENT)
+            if (lfpool_ret_bulk(s->p, hs, back) != ENOENT)
                 atomic_fetch_add(&s->e_stale_h, 1);
         }
     }
@@ -335,6 +368,14 @@ static void *worker(void *arg)
                 continue;
             so = o;
             atomic_fetch_add(&s->handoffs, 1);
+        }
+        if (handles && rand_r(&seed) % 16 == 0) {
+            /* a bulk get's hand-out, owned by the bulk worker */
+            lfpool_handle *b = atomic_exchange(&s->bulk_box, NULL);
+            if (b) {
+                atomic_fetch_add(&s->bulk_handoffs, 1);
+                bulk_box_return(s, b);
+            }
         }
         if (atomic_exchange(&so->held, 0) != 1)
             atomic_fetch_add(&s->errors, 1); /* released by a non-holder */
@@ -488,6 +529,9 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     pthread_join(drv, NULL);
     if (control)
         pthread_join(ctl, NULL);
+    lfpool_handle *left_h = atomic_exchange(&s->bulk_box, NULL);
+    if (left_h)
+        bulk_box_return(s, left_h);
     void *left = atomic_exchange(&s->mailbox, NULL);
     if (left) { /* got by a worker, returned from this thread */
         atomic_store(&((struct sobj *)left)->held, 0);
@@ -518,8 +562,10 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     cr_assert_eq(atomic_load(&s->timeouts), 0);
     cr_assert_gt(atomic_load(&s->bulk_gets), 0, "bulk gets ran (%ld timed out)",
                  atomic_load(&s->bulk_timeouts));
-    cr_log_info("bulk gets %ld, bulk timeouts %ld", atomic_load(&s->bulk_gets),
-                atomic_load(&s->bulk_timeouts));
+    if (s->max_size == 0 || s->max_size >= 4) /* bulks of two or more */
+        cr_assert_gt(atomic_load(&s->bulk_handoffs), 0, "bulk hand-outs returned by other threads");
+    cr_log_info("bulk gets %ld, bulk timeouts %ld, bulk handoffs %ld", atomic_load(&s->bulk_gets),
+                atomic_load(&s->bulk_timeouts), atomic_load(&s->bulk_handoffs));
     if (max_size) {
         cr_assert_leq((size_t)atomic_load(&s->max_nobjs), max_size);
         if (!kill)

@@ -393,3 +393,234 @@ static void pause_and_resize(bool hooks)
 
 Test(bulk, pause_and_resize_with_hooks_and_clock, .timeout = 30) { pause_and_resize(true); }
 Test(bulk, pause_and_resize_fast_path, .timeout = 30) { pause_and_resize(false); }
+
+/* ---- runs through the per-CPU caches, owned hand-outs (DESIGN §4.2) */
+
+/* A bulk ret leaves its run in this CPU's cache and the next bulk get takes
+ * it back: every object's bookkeeping is kept on that path - each use is
+ * counted on its object (max_use 2 wears all 32 out at the second return,
+ * none at the first), and nothing is created anew. */
+Test(bulk, run_keeps_each_objects_uses)
+{
+    plain_cfg();
+    C.max_size = 64;
+    C.min_size = 0;
+    C.max_use = 2;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle hs[32];
+    cr_assert_eq(lfpool_get_bulk(P, hs, 32, 0), 0);
+    all_distinct(hs, 32);
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 32), 0);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.ncreated, 32);
+    cr_assert_eq(s.nwornout, 0, "one use each: none worn out");
+    cr_assert_eq(s.navail, 32);
+    cr_assert_eq(lfpool_get_bulk(P, hs, 32, 0), 0);
+    all_distinct(hs, 32);
+    cr_assert_eq(tstats(P).ncreated, 32, "the same 32 again");
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 32), 0);
+    s = tstats(P);
+    cr_assert_eq(s.nwornout, 32, "two uses each: every one worn out");
+    cr_assert_eq(s.nuses, 64);
+    cr_assert_eq(s.nusing, 0);
+}
+
+/* More objects than a CPU's cache holds (62 slots, and a run stops at half
+ * a bounded pool): the rest goes through the shared stack both ways, all n
+ * or none still, the counts exact. */
+static void larger_than_cache(size_t max_size, size_t n)
+{
+    plain_cfg();
+    C.max_size = max_size;
+    C.min_size = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle *hs = calloc(n, sizeof *hs);
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(lfpool_get_bulk(P, hs, n, 0), 0, "round %d", round);
+        all_distinct(hs, n);
+        struct lfpool_stats s = tstats(P);
+        cr_assert_eq(s.nusing, n);
+        cr_assert_eq(s.ncreated, n, "created once, then taken back from the set");
+        cr_assert_eq(s.nuses, (uint64_t)(round + 1) * n);
+        cr_assert_eq(lfpool_ret_bulk(P, hs, n), 0);
+        s = tstats(P);
+        cr_assert_eq(s.nusing, 0);
+        cr_assert_eq(s.navail, s.nobjs);
+    }
+    if (max_size) { /* one more than the pool has: none, and all still there */
+        lfpool_handle more[1];
+        cr_assert_eq(lfpool_get_bulk(P, more, 1, 0), 0);
+        cr_assert_eq(lfpool_get_bulk(P, hs, n, 0), EAGAIN);
+        cr_assert_eq(tstats(P).nusing, 1);
+        cr_assert_eq(lfpool_ret_bulk(P, more, 1), 0);
+        cr_assert_eq(lfpool_get_bulk(P, hs, n, 0), 0);
+        cr_assert_eq(lfpool_ret_bulk(P, hs, n), 0);
+    }
+    free(hs);
+}
+Test(bulk, larger_than_cache_unbounded) { larger_than_cache(0, 150); }
+Test(bulk, larger_than_cache_bounded) { larger_than_cache(100, 100); }
+
+/* Handles from a bulk get name the thread that got them.  Their owner ends
+ * them with the biased commit - through lfpool_ret_bulk and one by one
+ * through lfpool_ret_handle - with no fence; another thread's return of
+ * one fences first (bias.c), and works through either call. */
+struct foreign_ret {
+    lfpool_handle *hs;
+    size_t n;
+    int rc_bulk, rc_single;
+};
+static void *foreign_ret(void *arg)
+{
+    struct foreign_ret *f = arg;
+    f->rc_bulk = lfpool_ret_bulk(P, f->hs, f->n - 1);
+    f->rc_single = lfpool_ret_handle(P, &f->hs[f->n - 1]);
+    return NULL;
+}
+Test(bulk, owned_handles)
+{
+    plain_cfg();
+    C.max_size = 64;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle hs[16], copy[16];
+    cr_assert_eq(lfpool_get_bulk(P, hs, 16, 0), 0);
+    memcpy(copy, hs, sizeof hs);
+    struct lfpool_stats s0 = tstats(P);
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 8), 0);
+    for (int i = 8; i < 16; i++)
+        cr_assert_eq(lfpool_ret_handle(P, &hs[i]), 0);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    cr_assert_eq(s.nbias_fences, s0.nbias_fences, "the owner's returns do not fence");
+    /* stale copies: refused, nothing returned twice */
+    cr_assert_eq(lfpool_ret_bulk(P, copy, 16), ENOENT);
+    cr_assert_eq(lfpool_ret_handle(P, &copy[3]), ENOENT);
+    cr_assert_eq(tstats(P).navail, tstats(P).nobjs);
+
+    /* another thread returns them */
+    cr_assert_eq(lfpool_get_bulk(P, hs, 16, 0), 0);
+    all_distinct(hs, 16);
+    s0 = tstats(P);
+    struct foreign_ret f = {.hs = hs, .n = 16};
+    pthread_t th;
+    pthread_create(&th, NULL, foreign_ret, &f);
+    pthread_join(th, NULL);
+    cr_assert_eq(f.rc_bulk, 0);
+    cr_assert_eq(f.rc_single, 0);
+    s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    cr_assert_eq(s.nuses, 32);
+    if (s0.ret_biased) /* a foreign return of an owned hand-out fenced */
+        cr_assert_gt(s.nbias_fences, s0.nbias_fences);
+    /* and the owner's copies are stale now */
+    cr_assert_eq(lfpool_ret_bulk(P, hs, 16), ENOENT);
+    cr_assert_eq(tstats(P).navail, tstats(P).nobjs);
+}
+
+/* Bulk and single gets and returns at once, bulks of more than a cache's
+ * single-op slots, some bulk hand-outs returned by another thread (a
+ * mailbox) and stale copies returned again: no object held twice, every
+ * use counted once, nothing lost. */
+#define MIX_ROUNDS 400
+static _Atomic int mix_errors;
+static _Atomic long mix_gets;
+static _Atomic(lfpool_handle *) mix_box;
+static void mix_hold(void *o)
+{
+    if (atomic_exchange(&((struct tobj *)o)->held, 1) != 0)
+        atomic_fetch_add(&mix_errors, 1);
+}
+static void mix_release(void *o)
+{
+    if (atomic_exchange(&((struct tobj *)o)->held, 0) != 1)
+        atomic_fetch_add(&mix_errors, 1);
+}
+static void mix_return_boxed(void)
+{
+    lfpool_handle *b = atomic_exchange(&mix_box, NULL);
+    if (!b)
+        return;
+    mix_release(b->obj);
+    if (lfpool_ret_handle(P, b) != 0)
+        atomic_fetch_add(&mix_errors, 1);
+    free(b);
+}
+static void *mix_bulk(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    lfpool_handle hs[24];
+    for (int r = 0; r < MIX_ROUNDS; r++) {
+        size_t n = 1 + (size_t)rand_r(&seed) % 24;
+        if (lfpool_get_bulk(P, hs, n, 5.0) != 0) {
+            atomic_fetch_add(&mix_errors, 1);
+            continue;
+        }
+        atomic_fetch_add(&mix_gets, (long)n);
+        for (size_t i = 0; i < n; i++)
+            mix_hold(hs[i].obj);
+        size_t back = n;
+        if (n > 1 && rand_r(&seed) % 4 == 0) { /* one for another thread to return */
+            lfpool_handle *b = malloc(sizeof *b);
+            *b = hs[--back];
+            b = atomic_exchange(&mix_box, b);
+            if (b) {
+                mix_release(b->obj);
+                if (lfpool_ret_handle(P, b) != 0)
+                    atomic_fetch_add(&mix_errors, 1);
+                free(b);
+            }
+        }
+        for (size_t i = 0; i < back; i++)
+            mix_release(hs[i].obj);
+        if (lfpool_ret_bulk(P, hs, back) != 0)
+            atomic_fetch_add(&mix_errors, 1);
+        if (rand_r(&seed) % 8 == 0 && lfpool_ret_bulk(P, hs, back) != ENOENT)
+            atomic_fetch_add(&mix_errors, 1); /* a stale copy must be refused */
+    }
+    return NULL;
+}
+static void *mix_single(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < 4 * MIX_ROUNDS; r++) {
+        void *o;
+        if (lfpool_get(P, &o, 5.0) != 0) {
+            atomic_fetch_add(&mix_errors, 1);
+            continue;
+        }
+        atomic_fetch_add(&mix_gets, 1);
+        mix_hold(o);
+        mix_release(o);
+        if (lfpool_ret(P, o) != 0)
+            atomic_fetch_add(&mix_errors, 1);
+        if (r % 16 == 0)
+            mix_return_boxed();
+    }
+    return NULL;
+}
+static void bulk_and_single(size_t max_size)
+{
+    plain_cfg();
+    C.max_size = max_size;
+    C.min_size = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    atomic_store(&mix_errors, 0);
+    atomic_store(&mix_gets, 0);
+    pthread_t th[4];
+    pthread_create(&th[0], NULL, mix_bulk, (void *)1);
+    pthread_create(&th[1], NULL, mix_bulk, (void *)2);
+    pthread_create(&th[2], NULL, mix_single, NULL);
+    pthread_create(&th[3], NULL, mix_single, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    mix_return_boxed();
+    cr_assert_eq(atomic_load(&mix_errors), 0);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    cr_assert_eq(s.nuses, (uint64_t)atomic_load(&mix_gets), "every use counted once");
+    cr_assert_eq(s.navail, s.nobjs, "nothing lost");
+    if (max_size)
+        cr_assert_leq(s.nobjs, max_size);
+}
+Test(bulk, bulk_and_single_bounded, .timeout = 60) { bulk_and_single(64); }
+Test(bulk, bulk_and_single_unbounded, .timeout = 60) { bulk_and_single(0); }
