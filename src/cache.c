@@ -350,10 +350,14 @@ static void reopen_caches(struct lfpool *p)
  * gets' closing fences at most once per housekeeping period, whatever the
  * workload: after a reopening, only the next closing fences.  A pool where
  * gets keep waiting stays closed - the "CAS mode" of a pool whose objects
- * keep moving between threads.  With the budget: the gets' flushes fence
- * at most max_fences times per window while open, plus their closings
- * (one per window without rounds; at most one per housekeeping period
- * with them).
+ * keep moving between threads.  With a budget (max_fences > 0), a
+ * decision also reopens once the window of the budget that ran out has
+ * passed, wanted or not: a pool whose gets keep looking then spends its
+ * next window's budget open, closes again, and so on - open for as long
+ * as max_fences flushes last each window.  So the gets' flushes fence at
+ * most max_fences times per window while open, plus their closings (one
+ * per window without rounds; with rounds, at most one per housekeeping
+ * period, each after a reopening).
  *
  * The budget's counters: the window starts again (close.win = now,
  * close.spent = 0) under close.lock, by the first open flush that finds
@@ -428,12 +432,18 @@ static void close_want(struct lfpool *p)
 }
 
 /* The decision (close.lock held): reopen what the gets closed unless a get
- * wanted every cache since the last decision. */
+ * wanted every cache since the last decision - or, with a fence budget,
+ * once the budget's window has passed: the new window's open flushes are
+ * the gets' again (at most max_fences, then one closing). */
 static void close_decide(struct lfpool *p, double now)
 {
     atomic_store_explicit(&p->close.mark, now, memory_order_relaxed);
     bool wanted = atomic_exchange_explicit(&p->close.want, false, memory_order_relaxed);
-    if (wanted || !atomic_load_explicit(&p->close.gets, memory_order_relaxed))
+    if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed))
+        return;
+    if (wanted && !(p->cfg.max_fences > 0 &&
+                    now - atomic_load_explicit(&p->close.win, memory_order_relaxed) >=
+                        LFPOOL_CLOSE_PERIOD))
         return;
     /* cleared before any cache opens: the waiters' argument above */
     atomic_store_explicit(&p->close.gets, false, memory_order_seq_cst);

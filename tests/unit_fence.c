@@ -477,3 +477,54 @@ Test(fence, default_budget)
     cr_assert_eq(fences() - f0, f, "closed: no more fences in the window");
     ret_all(o, n);
 }
+
+/* Gets that keep looking keep the caches closed only until the budget's
+ * window has passed: the next decision (a round, or the clock without
+ * rounds) reopens them, and each window allows N open flushes and one
+ * closing again - the pool is open while its budget lasts. */
+static void budget_windows_while_wanted(bool rounds)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.max_fences = BUDGET;
+    if (!rounds)
+        C.delay = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        skip_without_caches();
+    void *o[64], *x;
+    take_all(o, n);
+    uint64_t f0 = fences();
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    cr_assert_eq(fences(), f0 + BUDGET + 1);
+    if (rounds) { /* same window, wanted: stays closed */
+        cr_assert_eq(lfpool_housekeep(P), 0);
+        for (int i = 0; i < 100; i++)
+            cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+        cr_assert_eq(fences(), f0 + BUDGET + 1, "wanted within the window: closed, no fence");
+    }
+    for (int w = 0; w < 3; w++) {
+        tclock_advance(&T, 1.5);
+        if (rounds)
+            cr_assert_eq(lfpool_housekeep(P), 0); /* wanted, but a new window: reopens */
+        uint64_t fw = fences();
+        for (int i = 0; i < 100; i++)
+            cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+        cr_assert_eq(fences() - fw, BUDGET + 1, "window %d: %llu fences", w,
+                     (unsigned long long)(fences() - fw));
+    }
+    ret_all(o, n);
+    take_all(o, n);
+    ret_all(o, n);
+}
+
+Test(fence, budget_reopens_each_window_rounds)
+{
+    budget_windows_while_wanted(true);
+}
+
+Test(fence, budget_reopens_each_window_clock)
+{
+    budget_windows_while_wanted(false);
+}
