@@ -168,12 +168,24 @@ typedef struct lfpool_config {
     bool hold_histogram;
     int housekeeper;            /* LFPOOL_HK_OWN (default): a thread of its own;
                                    LFPOOL_HK_SHARED: the process-wide housekeeper */
+    /* flushes with a fence (a membarrier, which interrupts every CPU
+     * running the process) that the gets may make per second while keeping
+     * the per-CPU caches open; once spent, a get that must look into every
+     * cache closes them instead (docs/DESIGN.md §4).  0 = close at once;
+     * LFPOOL_FENCES_DEFAULT (set by lfpool_config_init) = 1024 / CPUs, at
+     * least 1 */
+    size_t max_fences;
 } lfpool_config;
+
+/* cfg.max_fences: the default, resolved by lfpool_new to 1024 divided by
+ * the number of CPUs (per-CPU caches), at least 1 */
+#define LFPOOL_FENCES_DEFAULT SIZE_MAX
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
  * timeout LFPOOL_FOREVER, health_freq 1, log_level LFPOOL_LOG_WARNING,
  * validate_idle 0.5 and create_backoff_max 30, which matter only once
- * validate or create_backoff is set). */
+ * validate or create_backoff is set, and max_fences
+ * LFPOOL_FENCES_DEFAULT). */
 void lfpool_config_init(lfpool_config *cfg);
 
 /* ------------------------------------------------------------- life cycle */
@@ -447,8 +459,10 @@ struct lfpool_stats {
     uint64_t hk_rounds, hk_errors, hc_rounds, hc_errors;
     /* not in the seed: records each per-CPU cache holds (0: per-CPU caches
      * off - no rseq, or a bounded pool too small for them), and how many
-     * times the caches were flushed to the shared stack (each flush is one
-     * membarrier system call: housekeeping rounds, waits, cross-CPU gets) */
+     * times the caches were flushed to the shared stack (housekeeping
+     * rounds, the closing of the caches by gets that wait or miss - at most
+     * once per housekeeping period -, control calls; a flush makes a
+     * membarrier system call unless every cache was closed: nfences) */
     uint64_t cpu_cache, nflushes;
     /* not in the seed: returns by the getting thread commit without a
      * locked instruction (true), or every return CASes (false: no rseq, or
@@ -473,6 +487,12 @@ struct lfpool_stats {
     /* not in the seed: objects closed by lfpool_evict() (available ones at
      * the call, and with LFPOOL_EVICT_ALL those out at the call, on return) */
     uint64_t nevicted;
+    /* not in the seed: every membarrier system call the pool made (each
+     * interrupts every CPU running the process): the probe at creation (and
+     * in a fork child), flushes that found a per-CPU cache open, the first
+     * waiter's closing of the caches (at most one per housekeeping period,
+     * docs/DESIGN.md §4), and the bias fences (nbias_fences) */
+    uint64_t nfences;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

@@ -27,19 +27,26 @@
  *
  * A party that may CAS an OUT record it does not own calls
  * lfpool_bias_fence() inside an RCU read-side section and makes its CAS
- * before that section ends.  The fence returns at once on FENCED; else it
- * moves the state to SWITCHING (a new epoch, unless SWITCHING already),
- * issues membarrier(PRIVATE_EXPEDITED_RSEQ), and sets FENCED if the word is
- * still that SWITCHING.  The housekeeper, when a whole round went by
+ * before that section ends.  The fence returns at once on FENCED; on
+ * SWITCHING it waits until the word is no longer that SWITCHING (the party
+ * that entered it is fencing, and sets FENCED after); else it moves the
+ * state to SWITCHING (a new epoch), issues
+ * membarrier(PRIVATE_EXPEDITED_RSEQ), and sets FENCED if the word is still
+ * that SWITCHING.  So one membarrier per epoch, however many parties meet
+ * it (they used to fence each, a burst of system calls when several
+ * threads returned others' objects at once), and epochs begin at most
+ * once per housekeeping round (the restore below).  The housekeeper, when a whole round went by
  * without a fence (bias_seen), moves FENCED -> PENDING, waits for a grace
  * period, and moves PENDING -> BIASED if nobody moved it since.
  *
  * Why the CAS of a party C, after its fence, never overlaps an owner O's
  * commit: O's section read BIASED at some moment r and then the record's
- * word.  C, inside one read-side section, saw SWITCHING of epoch e (and
- * then fenced itself), or FENCED of epoch e, which the party that fenced
- * for e set after its membarrier.  Either way a membarrier began after the
- * word entered SWITCHING_e (at s) and ended before C's CAS.
+ * word.  C, inside one read-side section, entered SWITCHING of epoch e
+ * (and then fenced itself), or saw SWITCHING_e then a later word (only
+ * FENCED_e follows SWITCHING_e, set by the party that entered it after
+ * its membarrier), or saw FENCED of epoch e, set the same way.  Either way
+ * a membarrier began after the word entered SWITCHING_e (at s) and ended
+ * before C's CAS.
  * - r before s: O's section was in flight or over at s; the membarrier
  *   aborted it or waited for its commit, which C's CAS then sees.
  * - r after s: the word went back to BIASED after s, which only the
@@ -69,6 +76,8 @@
  */
 #include "cache.h"
 
+#include <sched.h>
+
 enum { BIAS_BIASED = 0, BIAS_SWITCHING = 1, BIAS_FENCED = 2, BIAS_PENDING = 3 };
 
 static inline uint32_t bias_state(uint32_t w) { return w & LFPOOL_BIAS_MASK; }
@@ -83,8 +92,13 @@ void lfpool_bias_fence(struct lfpool *p)
     for (;;) {
         if (bias_state(w) == BIAS_FENCED)
             return;
-        if (bias_state(w) == BIAS_SWITCHING)
-            break;
+        if (bias_state(w) == BIAS_SWITCHING) {
+            /* its party is fencing: wait for its FENCED (a few us) */
+            uint32_t sw = w;
+            while ((w = atomic_load_explicit(&p->bias_mode, memory_order_acquire)) == sw)
+                sched_yield();
+            return;
+        }
         uint32_t sw = (((w >> 2) + 1) << 2) | BIAS_SWITCHING;
         if (atomic_compare_exchange_weak_explicit(&p->bias_mode, &w, sw, memory_order_seq_cst,
                                                   memory_order_acquire)) {

@@ -1,12 +1,16 @@
 /*
  * cache.c - the available set: per-CPU caches over the shared Treiber
- * stack, and the claim protocol.
+ * stack, their closing and reopening (bounded fences), and the claim
+ * protocol.
  *
- * Owns: where available records sit.  Invariant: an available record is
+ * Owns: where available records sit, and whether the caches are open
+ * (struct lfpool_close, with the gets' fence budget; nfences).  Invariants: an available record is
  * physically in exactly one place - one per-CPU cache (state CACHED), the
  * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
  * hands of the one thread moving it between them; only that thread pushes
- * it.
+ * it.  From the end of a reason's closing flush (under close.lock) until
+ * the last reason is cleared, every cache is CLOSED, or HELD by a flusher
+ * that releases it CLOSED; while close.gets is set, every cache is empty.
  *
  * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
  * popper may take: no in-place claim, so get from a cache is an rseq pop
@@ -28,25 +32,29 @@
  * No lost wake-up with caches.  A bounded pool's ret that pushes into a
  * cache reads the gate's waiter count after the push with no fence between
  * (store then load: TSO may reorder them).  The other half is heavy: a
- * getter that registered as a waiter flushes, whose membarrier runs a full
- * barrier on every CPU running the process.  Either the returner's push
- * was visible before that barrier (the flush moves it to the stack and
- * the waiter finds it), or its later read of the waiter count sees the
- * registration and it signals the gate.  Waiters parked on the gate do
- * not make rets bypass the caches: every look of a waiter that finds
- * nothing else flushes, and the gate's reads in the ret's wake path are
- * plain loads covered by that flush (gate.c).  Only a waiter that asked
- * for a hand-over makes rets take the stack path, where
- * lfpool_avail_put_stack hands the record over (gate.c).
+ * registered waiter that finds nothing flushes the caches, leaving them
+ * open while the fence budget lasts, else closing them (below, "closing
+ * and reopening"); the flush's membarrier runs a full barrier on every
+ * CPU running the process.  Either the returner's push was visible before
+ * that barrier (the flush moves it to the stack and the waiter finds it),
+ * or its later read of the waiter count sees the registration and it
+ * signals the gate; once closed, rets take the stack path, fenced.  The
+ * gate's reads in the ret's wake path are plain loads covered the same
+ * way (gate.c).  A waiter that asked for a hand-over makes rets take the
+ * stack path too, where lfpool_avail_put_stack hands the record over.
  *
- * Closed caches (control.c): while a pool is paused, over its max_size or
- * has evicted objects out, every cache is LFPOOL_PCPU_CLOSED: the flush
- * that closes them (locks, membarrier) ends every rseq section in flight,
- * and later ones fail, so that every get and ret takes its slow path,
- * where control decides; the fast paths are unchanged.
+ * Closed caches: while runtime control needs it (control.c: paused, over
+ * max_size, evicted objects out) or gets must see every cache (below),
+ * every cache is LFPOOL_PCPU_CLOSED: the flush that closes them (locks,
+ * membarrier) ends every rseq section in flight, and later ones fail, so
+ * that every get and ret takes its slow path; the fast paths are
+ * unchanged.
  *
- * Never stranded: a get that misses its cache and the stack flushes before
- * it creates (when another cache looks non-empty) or waits (always).
+ * Never stranded: a get that misses its cache and the stack looks at every
+ * cache (an open flush, or closing them, or they are closed and empty)
+ * before it creates (when another cache looks non-empty), waits, or gives
+ * EAGAIN.  At most cfg.max_fences membarriers a second for it, plus one
+ * per housekeeping period: "closing and reopening".
  */
 #include "cache.h"
 
@@ -67,16 +75,19 @@ static int membarrier(int cmd, unsigned flags, int cpu)
 
 /* Per-CPU caches need glibc's rseq registration, the expedited rseq
  * membarrier (Linux >= 5.10), and x86-64.  Registration is per process:
- * repeated for every pool (cheap) and after fork. */
-static bool pcpu_available(unsigned ncaches)
+ * repeated for every pool (cheap) and after fork; the probe's fence is
+ * counted in nfences like every other. */
+static bool pcpu_available(struct lfpool *p)
 {
     if (!LFPOOL_HAVE_PCPU || __rseq_size < 20)
         return false;
-    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0 ||
-        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
+        return false;
+    lfpool_stat_inc(&p->c.nfences);
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0)
         return false;
     uint32_t cpu = lfpool_pcpu_cpu();
-    return cpu < ncaches; /* a registered thread reads a real cpu id */
+    return cpu < p->ncaches; /* a registered thread reads a real cpu id */
 }
 
 /* The highest CPU number the kernel may ever run a thread on (the last of
@@ -144,8 +155,14 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && p->cfg.max_size / 2 < bulk)
         bulk = p->cfg.max_size / 2;
     p->bulk_cap = (uint32_t)(bulk > cap ? bulk : cap);
-    p->pcpu = cap > 0 && maxid >= 0 && pcpu_available(p->ncaches);
+    /* the gets' fence budget per second (lfpool.h): by default a bound on
+     * how often a second the gets' flushes interrupt every CPU */
+    if (p->cfg.max_fences == LFPOOL_FENCES_DEFAULT)
+        p->cfg.max_fences = 1024 / p->ncaches > 0 ? 1024 / p->ncaches : 1;
+    p->fence_ok = pcpu_available(p);
+    p->pcpu = cap > 0 && maxid >= 0 && p->fence_ok;
     ck_stack_init(&p->stack);
+    pthread_mutex_init(&p->close.lock, NULL);
     return 0;
 }
 
@@ -174,13 +191,23 @@ static uint32_t cache_empty(struct lfpool *p, struct lfpool_cache *c)
 }
 
 /* In a fork child (one thread): locks held by parent threads are void, and
- * the membarrier registration is the child's to make again. */
+ * the membarrier registration is the child's to make again.  The caches
+ * start open, no reason to close them (control closes them again in its
+ * own reset, after this one, if the pool is paused). */
 void lfpool_avail_fork_reset(struct lfpool *p)
 {
+    pthread_mutex_init(&p->close.lock, NULL);
+    atomic_store(&p->close.why, 0);
+    atomic_store(&p->close.gets, false);
+    atomic_store(&p->close.want, false);
+    atomic_store(&p->close.mark, 0.0);
+    atomic_store(&p->close.win, 0.0);
+    atomic_store(&p->close.spent, 0);
     for (unsigned i = 0; i < p->ncaches; i++)
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
-    if (p->pcpu)
-        p->pcpu = pcpu_available(p->ncaches);
+    if (p->fence_ok)
+        p->fence_ok = pcpu_available(p);
+    p->pcpu = p->pcpu && p->fence_ok;
     if (!p->pcpu) /* without the fence nobody may lock: empty them here */
         for (unsigned i = 0; i < p->ncaches; i++)
             cache_empty(p, &p->caches[i]);
@@ -188,13 +215,15 @@ void lfpool_avail_fork_reset(struct lfpool *p)
 
 /* The rseq membarrier is registered and works in this process (and this
  * is x86-64 with glibc's rseq): lfpool_avail_fence() may be used.  Also
- * for the biased return (bias.c). */
+ * for the biased return (bias.c).  Probed once by lfpool_avail_init and
+ * again in a fork child by lfpool_avail_fork_reset, both before bias.c
+ * asks. */
 bool lfpool_avail_fence_ready(struct lfpool *p)
 {
-    return pcpu_available(p->ncaches);
+    return p->fence_ok;
 }
 
-/* Take a cache's lock from OPEN or BYPASS; returns the value it had, or
+/* Take a cache's lock from OPEN or CLOSED; returns the value it had, or
  * LFPOOL_PCPU_HELD if another remote thread holds it. */
 static uint32_t cache_trylock(struct lfpool_cache *c)
 {
@@ -211,6 +240,7 @@ static uint32_t cache_trylock(struct lfpool_cache *c)
  * and every CPU running the process has executed a full barrier. */
 void lfpool_avail_fence(struct lfpool *p)
 {
+    lfpool_stat_inc(&p->c.nfences);
     if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
         /* registered in lfpool_avail_init: cannot fail short of a kernel bug,
          * and without it neither the caches nor biased returns are safe */
@@ -219,48 +249,36 @@ void lfpool_avail_fence(struct lfpool *p)
     }
 }
 
-/* Move every cached record to the shared stack, as AVAIL.  Locks the
- * caches (all of them: wait, or those no other flusher holds), then one
- * membarrier makes them ours (percpu.h) and is the waiters' fence (above).
- * Returns the number of records moved; wakes a waiter if any.
- *
- * steal: a get flushes for want of records on its own CPU.  A cache of
- * another CPU it took records from is left in BYPASS: that CPU's returns
- * then go to the shared stack, where this consumer finds them without a
- * flush (a thread that gets on one CPU what threads return on another, the
- * producer/consumer pattern, would otherwise flush once per object).
- * lfpool_avail_put_stack() reopens it after LFPOOL_BYPASS_PUSHES pushes; a
- * housekeeping flush (steal false) reopens every cache. */
-size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
+/* Move every cached record to the shared stack, as AVAIL.  Locks every
+ * cache (waiting for another flusher's: it is brief), then one membarrier
+ * makes them ours (percpu.h) - unless every cache was CLOSED when locked:
+ * a cache becomes CLOSED only when its locker releases it after its own
+ * membarrier and emptied it, and no section can commit on it since (they
+ * fail on a non-zero lock), so there is nothing in flight to wait for and
+ * nothing in it.  Releases each cache CLOSED while a reason to close is
+ * in force (why, read while every lock is ours: a reopening clears its
+ * reason, then waits for every HELD cache before it opens a CLOSED one),
+ * else OPEN.  Returns the number of records moved, and in *fenced whether
+ * it made the membarrier; wakes a waiter if any. */
+static size_t flush(struct lfpool *p, bool *fenced)
 {
-    if (!p->pcpu)
-        return 0;
-    unsigned char mine[p->ncaches];
+    bool fence = false;
     for (unsigned i = 0; i < p->ncaches; i++) {
-        for (;;) {
-            mine[i] = cache_trylock(&p->caches[i]) != LFPOOL_PCPU_HELD;
-            if (mine[i] || !wait)
-                break;
+        uint32_t was;
+        while ((was = cache_trylock(&p->caches[i])) == LFPOOL_PCPU_HELD)
             sched_yield(); /* another flusher: it is brief */
-        }
+        fence = fence || was != LFPOOL_PCPU_CLOSED;
     }
-    uint32_t me = steal ? lfpool_pcpu_cpu() : UINT32_MAX;
-    lfpool_avail_fence(p);
+    if (fence)
+        lfpool_avail_fence(p);
+    *fenced = fence;
     lfpool_stat_inc(&p->c.nflushes);
+    uint32_t lock = atomic_load_explicit(&p->close.why, memory_order_seq_cst) ? LFPOOL_PCPU_CLOSED
+                                                                              : LFPOOL_PCPU_OPEN;
     size_t moved = 0;
     for (unsigned i = 0; i < p->ncaches; i++) {
-        if (!mine[i])
-            continue;
         struct lfpool_cache *c = &p->caches[i];
-        uint32_t n = cache_empty(p, c);
-        moved += n;
-        __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
-        uint32_t lock = steal && n && i != me ? LFPOOL_PCPU_BYPASS : LFPOOL_PCPU_OPEN;
-        /* control.c: keep the fast paths out.  Read while the lock is
-         * ours: lfpool_avail_reopen clears the flag, then waits for every
-         * HELD cache before it reopens a CLOSED one. */
-        if (atomic_load_explicit(&p->ctl.caches_closed, memory_order_seq_cst))
-            lock = LFPOOL_PCPU_CLOSED;
+        moved += cache_empty(p, c);
         __atomic_store_n(&c->lock, lock, __ATOMIC_RELEASE);
     }
     if (moved) {
@@ -270,13 +288,20 @@ size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal)
     return moved;
 }
 
-/* Runtime control is over (control.c, under its lock; the caller cleared
- * caches_closed, seq_cst): CLOSED caches open again.  A cache a flusher
- * holds is waited for (flushes are brief): the flusher reads the flag
- * before it releases the lock, so it stores OPEN if it read the cleared
- * flag, and CLOSED only if it read it earlier, which this CAS then undoes.
- * A new control call cannot close them meanwhile: it needs the same lock. */
-void lfpool_avail_reopen(struct lfpool *p)
+size_t lfpool_avail_flush(struct lfpool *p)
+{
+    bool fenced;
+    return p->pcpu ? flush(p, &fenced) : 0;
+}
+
+/* Every reason to close is gone (close.lock held, why cleared, seq_cst):
+ * CLOSED caches open again, without a fence - nothing is in a CLOSED
+ * cache, and a section that reads OPEN afterwards is an ordinary one.  A
+ * cache a flusher holds is waited for (flushes are brief): the flusher
+ * reads `why` while it holds the lock, so it stores OPEN if it read the
+ * cleared word, and CLOSED only if it read it earlier, which this CAS then
+ * undoes.  No closing can start meanwhile: it needs close.lock. */
+static void reopen_caches(struct lfpool *p)
 {
     for (unsigned i = 0; i < p->ncaches; i++) {
         uint32_t v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
@@ -288,6 +313,254 @@ void lfpool_avail_reopen(struct lfpool *p)
             __atomic_compare_exchange_n(&p->caches[i].lock, &v, LFPOOL_PCPU_OPEN, false,
                                         __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
     }
+}
+
+/* ---- closing and reopening (DESIGN §4, "Bounded fences")
+ *
+ * Two reasons close the caches, bits of close.why: runtime control
+ * (control.c, while a flag is set) and the gets (below).  Each reason is
+ * set and cleared under close.lock, so that a closing and a reopening
+ * never interleave; the caches open only when no reason is left.
+ *
+ * The gets' reason.  A get that must see every available record - a
+ * registered waiter whose look finds nothing, a get with timeout 0 before
+ * EAGAIN, a get that would create while another CPU's cache holds records
+ * - flushes every cache with a membarrier while the caches stay open (an
+ * "open flush", below), within a budget: cfg.max_fences such flushes per
+ * window of LFPOOL_CLOSE_PERIOD on the pool's clock (close.win,
+ * close.spent).  Under saturation that was about one system call per get
+ * with no bound; the budget's default (1024 / CPUs a second, lfpool.h)
+ * bounds how often the gets' flushes interrupt every CPU running the
+ * process, and keeps the speed of a small exhausted pool whose objects
+ * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,
+ * 130-155 ns closed, on 2 CPUs).  Once the window's budget is spent (at
+ * once if max_fences is 0), such a get closes the caches instead: one
+ * flush that leaves them CLOSED (one membarrier), then close.gets.  While close.gets is set, every cache is CLOSED and empty:
+ * gets pop nothing and take their slow path, rets fail to push and take
+ * the stack path (lfpool_avail_put_stack: a CAS, a full fence and the
+ * gate's signal), so such a get only looks at the shared stack - no flush,
+ * no fence - and notes that it wanted to (close.want).
+ *
+ * Reopening.  A housekeeping round (lfpool_avail_round, also from
+ * lfpool_housekeep) reopens when no get wanted every cache since the
+ * previous round (the closing counts as wanting: the caches stay closed at
+ * least one period), without a fence.  A pool without rounds (delay 0)
+ * makes the same decision on its gets' slow path once LFPOOL_CLOSE_PERIOD
+ * has passed on its clock since the last decision (close_tick).  So the
+ * gets' closing fences at most once per housekeeping period, whatever the
+ * workload: after a reopening, only the next closing fences.  A pool where
+ * gets keep waiting stays closed - the "CAS mode" of a pool whose objects
+ * keep moving between threads.  With a budget (max_fences > 0), a
+ * decision also reopens once the window of the budget that ran out has
+ * passed, wanted or not: a pool whose gets keep looking then spends its
+ * next window's budget open, closes again, and so on - open for as long
+ * as max_fences flushes last each window.  So the gets' flushes fence at
+ * most max_fences times per window while open, plus their closings (one
+ * per window without rounds; with rounds, at most one per housekeeping
+ * period, each after a reopening).
+ *
+ * The budget's counters: the window starts again (close.win = now,
+ * close.spent = 0) under close.lock, by the first open flush that finds
+ * the window passed; close.spent counts the open flushes that fenced
+ * (atomically; they run under close.lock too, so the check and the count
+ * never race with a reset).  A flush that finds every cache CLOSED (by
+ * control) makes no fence and spends nothing.
+ *
+ * No lost wake-up with an open flush (the argument the gets relied on
+ * before the closing existed).  A waiter registers on the gate, then (it
+ * read close.gets clear) takes close.lock and flushes: the flush's
+ * membarrier runs a full barrier on every CPU running the process, after
+ * the registration, and the waiter looks at the stack after it.  A ret
+ * that pushes into an open cache, then reads the waiter count (store then
+ * load, no fence): if its push is before the barrier on its CPU, the flush
+ * moves the record to the stack, and the waiter's look finds it; if not,
+ * its read of the count comes after the barrier and sees the
+ * registration, and it signals the gate.  A ret whose push fails (the
+ * cache HELD by the flusher, or CLOSED) takes the stack path, fenced.  If
+ * the open flush finds close.gets set under close.lock (a closing
+ * completed since the get's read), it flushes nothing and the closed
+ * state's argument below applies: the closing's store of close.gets came
+ * before the lock the get now holds.
+ *
+ * No lost wake-up, no stranded record.  A get reads close.gets before it
+ * looks at the stack.
+ *  - It reads it set, stored after the closing flush: every record cached
+ *    before that flush's membarrier was moved to the stack before (and is
+ *    seen by the look); a ret whose push came later failed on CLOSED and
+ *    went to the stack path, whose CAS and fence then reading the waiter
+ *    count pair with the waiter's registration and fence then looking
+ *    (store buffering: one of them sees the other).
+ *  - A reopening may follow that read, and a ret may then push into an
+ *    open cache and read the waiter count with no fence.  The reopening
+ *    clears close.gets (seq_cst) before its CAS that opens the cache; the
+ *    ret's section read that lock value, then the ret reads the waiter
+ *    count: two loads in program order, which x86-64 (TSO, the only
+ *    architecture with per-CPU caches) does not reorder.  The waiter's
+ *    registration was globally visible before its read of close.gets,
+ *    which came before the clearing store; the clearing store before the
+ *    locked CAS; the CAS before the ret's read of the lock.  So the ret's
+ *    read of the count sees the registration and wakes the gate (the
+ *    waiter is parked before it looks, gate.c).  A waiter woken so looks
+ *    again, finds close.gets clear and closes the caches: the one fence of
+ *    the new period.
+ *  - It reads it clear: it closes (or a concurrent closing completes, on
+ *    close.lock) and looks again after the flush, as a waiter's flush did.
+ * A get with timeout 0 keeps its guarantee (API.md): a record returned
+ * before the call is in the stack, or in a cache that was open when the
+ * get read close.gets clear - then its own closing flush moves it - or
+ * moved by the closing whose close.gets it read. */
+#define LFPOOL_CLOSE_PERIOD 1.0 /* seconds: a pool without rounds decides this often */
+
+/* The pool's clock for the decisions: the injected one (tests), else the
+ * coarse monotonic clock (a vDSO read of the tick, no system call). */
+static double close_clock(struct lfpool *p)
+{
+    if (p->cfg.clock)
+        return p->cfg.clock(p->cfg.clock_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A get wanted every cache: the caches stay closed at the next decision.
+ * A load first: under saturation the flag is set already, and stays
+ * shared in every CPU's cache. */
+static void close_want(struct lfpool *p)
+{
+    if (!atomic_load_explicit(&p->close.want, memory_order_relaxed))
+        atomic_store_explicit(&p->close.want, true, memory_order_relaxed);
+}
+
+/* The decision (close.lock held): reopen what the gets closed unless a get
+ * wanted every cache since the last decision - or, with a fence budget,
+ * once the budget's window has passed: the new window's open flushes are
+ * the gets' again (at most max_fences, then one closing). */
+static void close_decide(struct lfpool *p, double now)
+{
+    atomic_store_explicit(&p->close.mark, now, memory_order_relaxed);
+    bool wanted = atomic_exchange_explicit(&p->close.want, false, memory_order_relaxed);
+    if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed))
+        return;
+    if (wanted && !(p->cfg.max_fences > 0 &&
+                    now - atomic_load_explicit(&p->close.win, memory_order_relaxed) >=
+                        LFPOOL_CLOSE_PERIOD))
+        return;
+    /* cleared before any cache opens: the waiters' argument above */
+    atomic_store_explicit(&p->close.gets, false, memory_order_seq_cst);
+    uint32_t left = atomic_fetch_and_explicit(&p->close.why, ~(uint32_t)LFPOOL_CLOSE_GETS,
+                                              memory_order_seq_cst) &
+                    ~(uint32_t)LFPOOL_CLOSE_GETS;
+    if (!left)
+        reopen_caches(p);
+}
+
+/* A housekeeping round (after its flush): decide. */
+void lfpool_avail_round(struct lfpool *p)
+{
+    if (!p->pcpu)
+        return;
+    double now = close_clock(p);
+    pthread_mutex_lock(&p->close.lock);
+    close_decide(p, now);
+    pthread_mutex_unlock(&p->close.lock);
+}
+
+/* A pool without rounds decides on its gets' slow path, while closed, once
+ * a period has passed on its clock.  Nobody waits for the lock: a get that
+ * finds it taken leaves the decision to whoever holds it or comes next. */
+static void close_tick(struct lfpool *p)
+{
+    if (p->delay > 0)
+        return; /* rounds decide */
+    double now = close_clock(p);
+    if (now - atomic_load_explicit(&p->close.mark, memory_order_relaxed) < LFPOOL_CLOSE_PERIOD)
+        return;
+    if (pthread_mutex_trylock(&p->close.lock) != 0)
+        return;
+    if (now - atomic_load_explicit(&p->close.mark, memory_order_relaxed) >= LFPOOL_CLOSE_PERIOD)
+        close_decide(p, now);
+    pthread_mutex_unlock(&p->close.lock);
+}
+
+/* A get must see every available record: close the caches for the gets
+ * (one flush, the period's fence) unless they are closed already. */
+static void close_for_gets(struct lfpool *p)
+{
+    close_want(p);
+    if (atomic_load_explicit(&p->close.gets, memory_order_seq_cst))
+        return;
+    pthread_mutex_lock(&p->close.lock);
+    if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed)) {
+        atomic_fetch_or_explicit(&p->close.why, LFPOOL_CLOSE_GETS, memory_order_seq_cst);
+        lfpool_avail_flush(p); /* leaves every cache CLOSED, moved records in the stack */
+        atomic_store_explicit(&p->close.mark, close_clock(p), memory_order_relaxed);
+        atomic_store_explicit(&p->close.gets, true, memory_order_seq_cst);
+    }
+    pthread_mutex_unlock(&p->close.lock);
+}
+
+/* An open flush, if the window's budget allows (close.lock held): the
+ * caches stay OPEN (CLOSED if control closed them), the flush fences as
+ * the gets' flushes did before the closing existed (the no-lost-wake-up
+ * argument above).  False if the budget is spent, or the gets closed the
+ * caches meanwhile: the caller closes (or notes its want) instead. */
+static bool open_flush(struct lfpool *p)
+{
+    if (atomic_load_explicit(&p->close.gets, memory_order_seq_cst))
+        return false;
+    double now = close_clock(p);
+    if (now - atomic_load_explicit(&p->close.win, memory_order_relaxed) >= LFPOOL_CLOSE_PERIOD) {
+        atomic_store_explicit(&p->close.win, now, memory_order_relaxed);
+        atomic_store_explicit(&p->close.spent, 0, memory_order_relaxed);
+    }
+    if (atomic_load_explicit(&p->close.spent, memory_order_relaxed) >= p->cfg.max_fences)
+        return false;
+    bool fenced;
+    flush(p, &fenced);
+    if (fenced)
+        atomic_fetch_add_explicit(&p->close.spent, 1, memory_order_relaxed);
+    return true;
+}
+
+/* A get must see every available record: an open flush while the budget
+ * lasts, else close the caches for the gets. */
+static void look_all(struct lfpool *p)
+{
+    if (p->cfg.max_fences > 0) {
+        pthread_mutex_lock(&p->close.lock);
+        bool done = open_flush(p);
+        pthread_mutex_unlock(&p->close.lock);
+        if (done)
+            return;
+    }
+    close_for_gets(p);
+}
+
+/* Runtime control's reason (control.c, under its lock): close every cache
+ * (one flush; no fence if they are closed already), or drop the reason
+ * and reopen if none is left. */
+void lfpool_avail_close_ctl(struct lfpool *p)
+{
+    pthread_mutex_lock(&p->close.lock);
+    atomic_fetch_or_explicit(&p->close.why, LFPOOL_CLOSE_CTL, memory_order_seq_cst);
+    lfpool_avail_flush(p);
+    pthread_mutex_unlock(&p->close.lock);
+}
+
+void lfpool_avail_open_ctl(struct lfpool *p)
+{
+    pthread_mutex_lock(&p->close.lock);
+    uint32_t left = atomic_fetch_and_explicit(&p->close.why, ~(uint32_t)LFPOOL_CLOSE_CTL,
+                                              memory_order_seq_cst) &
+                    ~(uint32_t)LFPOOL_CLOSE_CTL;
+    if (!left && p->pcpu)
+        reopen_caches(p);
+    pthread_mutex_unlock(&p->close.lock);
+}
+
+bool lfpool_avail_closed_ctl(struct lfpool *p)
+{
+    return atomic_load_explicit(&p->close.why, memory_order_seq_cst) & LFPOOL_CLOSE_CTL;
 }
 
 /* Some other cache looks non-empty (a racy peek: a hint for the miss path
@@ -370,45 +643,41 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
     return rec;
 }
 
-/* The miss path of lfpool_avail_get: the shared stack, then a flush (if
- * `waiting`, or if another CPU's cache looks non-empty) and the stack
- * again. */
+/* The miss path of lfpool_avail_get: the shared stack; then, if `waiting`
+ * or if another CPU's cache looks non-empty, an open flush within the
+ * budget, else the caches are closed for the gets (one flush, unless
+ * closed already: then they are empty), and the stack looked at again.  close.gets is read before the first look (the
+ * argument above). */
 struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting)
 {
+    if (!p->pcpu)
+        return claim_from_stack(p, now);
+    bool closed = atomic_load_explicit(&p->close.gets, memory_order_seq_cst);
+    if (closed)
+        close_tick(p);
     struct lfpool_rec *rec = claim_from_stack(p, now);
-    if (rec || !p->pcpu)
+    if (rec)
         return rec;
-    /* A waiter looks again whenever it is woken, and a flusher that moved
-     * records signals the gate: its flush may skip a cache another flusher
-     * holds.  A get that would create instead (or give up, when it does not
-     * wait) waits for such a cache: it must not miss what it moves. */
+    if (closed) { /* every cache CLOSED and empty: nothing more to see */
+        if (waiting)
+            close_want(p);
+        return NULL;
+    }
     if (waiting || others_cached(p)) {
-        lfpool_avail_flush(p, !waiting, true);
+        look_all(p);
         rec = claim_from_stack(p, now);
     }
     return rec;
 }
 
-/* A push that went to the stack because this CPU's cache is in BYPASS
- * counts; after LFPOOL_BYPASS_PUSHES of them the cache reopens (if the
- * consumer still lags behind on another CPU, its next flush closes it
- * again).  BYPASS -> OPEN needs no fence: the cache is empty and nobody
- * holds it; a racing remote locker's CAS from BYPASS fails and retries. */
-#define LFPOOL_BYPASS_PUSHES 64
-static void bypass_count(struct lfpool *p)
+/* A get with timeout 0 is about to give EAGAIN (handout.c): it must not
+ * miss a record cached anywhere.  An open flush within the budget, else
+ * close the caches for the gets (a fence at most once per period), after
+ * which the caller looks again. */
+void lfpool_avail_final_look(struct lfpool *p)
 {
-    uint32_t cpu = lfpool_pcpu_cpu();
-    if (cpu >= p->ncaches)
-        return;
-    struct lfpool_cache *c = &p->caches[cpu];
-    if (__atomic_load_n(&c->lock, __ATOMIC_RELAXED) != LFPOOL_PCPU_BYPASS)
-        return;
-    if (__atomic_add_fetch(&c->bypassed, 1, __ATOMIC_RELAXED) < LFPOOL_BYPASS_PUSHES)
-        return;
-    uint32_t v = LFPOOL_PCPU_BYPASS;
-    if (__atomic_compare_exchange_n(&c->lock, &v, LFPOOL_PCPU_OPEN, false, __ATOMIC_RELEASE,
-                                    __ATOMIC_RELAXED))
-        __atomic_store_n(&c->bypassed, 0, __ATOMIC_RELAXED);
+    if (p->pcpu)
+        look_all(p);
 }
 
 /* The stack path of lfpool_avail_put: a record (CACHED, ours) that did not
@@ -421,8 +690,6 @@ void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec)
     lfpool_stack_push(&p->stack, rec);
     atomic_thread_fence(memory_order_seq_cst);
     lfpool_gate_signal(&p->gate);
-    if (p->pcpu)
-        bypass_count(p);
 }
 
 /* Put a run of records (CACHED, the caller's) into this CPU's cache, as
@@ -463,7 +730,7 @@ uint32_t lfpool_avail_put_run(struct lfpool *p, struct lfpool_rec *const *run, u
 struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p)
 {
     struct lfpool_rec *rec = lfpool_stack_pop(&p->stack);
-    if (!rec && lfpool_avail_flush(p, true, false))
+    if (!rec && lfpool_avail_flush(p))
         rec = lfpool_stack_pop(&p->stack);
     return rec;
 }

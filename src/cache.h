@@ -20,8 +20,14 @@ LFPOOL_INTERNAL bool lfpool_avail_fence_ready(struct lfpool *p);
 LFPOOL_INTERNAL int lfpool_avail_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_fork_reset(struct lfpool *p);
-LFPOOL_INTERNAL size_t lfpool_avail_flush(struct lfpool *p, bool wait, bool steal);
-LFPOOL_INTERNAL void lfpool_avail_reopen(struct lfpool *p);
+LFPOOL_INTERNAL size_t lfpool_avail_flush(struct lfpool *p);
+/* closed caches (cache.c): control's reason, the gets' final look, the
+ * rounds' decision to reopen */
+LFPOOL_INTERNAL void lfpool_avail_close_ctl(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_avail_open_ctl(struct lfpool *p);
+LFPOOL_INTERNAL bool lfpool_avail_closed_ctl(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_avail_final_look(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_avail_round(struct lfpool *p);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting);
 LFPOOL_INTERNAL void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
@@ -116,8 +122,8 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
 /* Push a record that the caller owns in state CACHED onto this CPU's cache.
  * LFPOOL_PUT_DONE: pushed, nobody waits; LFPOOL_PUT_WAKE: pushed, and a
  * waiter must be woken; LFPOOL_PUT_STACK: not pushed (no caches, cache full
- * or locked, or waiters: any CPU's waiter takes from the stack without a
- * flush), the caller still owns it. */
+ * or closed, or a waiter wants a record handed over), the caller still
+ * owns it. */
 enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
 /* lfpool_avail_put_local_at where the caller knows p->pcpu (ret's inline
  * path: its admission bit says so) */

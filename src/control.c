@@ -67,17 +67,17 @@ void lfpool_ctl_init(struct lfpool *p)
     atomic_init(&p->ctl.max_size, p->cfg.max_size);
 }
 
-/* Close the caches while a flag is set, open them when none is.  Lock held. */
+/* Close the caches while a flag is set, drop control's reason to close
+ * them when none is (they open if the gets have no reason of their own,
+ * cache.c).  Lock held. */
 static void ctl_sync(struct lfpool *p)
 {
     bool want = atomic_load(&p->ctl.flags) != 0;
-    if (want && !atomic_load(&p->ctl.caches_closed)) {
-        atomic_store(&p->ctl.caches_closed, true);
-        lfpool_avail_flush(p, true, false); /* leaves them CLOSED (cache.c) */
-    } else if (!want && atomic_load(&p->ctl.caches_closed)) {
-        atomic_store(&p->ctl.caches_closed, false);
-        lfpool_avail_reopen(p);
-    }
+    bool closed = lfpool_avail_closed_ctl(p);
+    if (want && !closed)
+        lfpool_avail_close_ctl(p); /* every cache CLOSED (cache.c) */
+    else if (!want && closed)
+        lfpool_avail_open_ctl(p);
 }
 
 /* In a fork child (one thread): the lock may be a parent thread's; the
@@ -88,8 +88,7 @@ void lfpool_ctl_fork_reset(struct lfpool *p)
     pthread_mutex_init(&p->ctl.lock, NULL);
     atomic_store(&p->ctl.stale_out, 0);
     atomic_store(&p->ctl.flags, atomic_load(&p->ctl.flags) & LFPOOL_CTL_PAUSED);
-    atomic_store(&p->ctl.caches_closed, false);
-    ctl_sync(p);
+    ctl_sync(p); /* the caches' reasons were reset (cache.c, before this) */
 }
 
 /* Records out (or on their way back) that were published before the
@@ -318,7 +317,7 @@ int lfpool_evict(lfpool *p, int how)
          * set, where the drain below finds it; later ones see the epoch */
         synchronize_rcu();
     } else {
-        lfpool_avail_flush(p, true, false); /* cached objects are available too */
+        lfpool_avail_flush(p); /* cached objects are available too */
     }
     size_t n = lfpool_close_some(p, true, true);
     if (how == LFPOOL_EVICT_ALL) {

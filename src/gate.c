@@ -59,10 +59,13 @@
  *  - A ret that pushed into a per-CPU cache reads the gate with plain loads
  *    and no fence (cache.c): its push may still sit in its store buffer.
  *    The heavy side is the waiter's: a look that finds nothing else
- *    flushes the caches (membarrier: a full barrier on every CPU running
- *    the process, after which the push is visible), and a granted waiter
- *    that leaves with an object passes the turn on.  So the grants chain
- *    on until a look that flushed found nothing: the record was taken.
+ *    closes the caches if they are open (a flush whose membarrier is a
+ *    full barrier on every CPU running the process, after which the push
+ *    is visible), or finds them closed, when later pushes fail and take
+ *    the fenced stack path (cache.c argues the reopening); and a granted
+ *    waiter that leaves with an object passes the turn on.  So the grants
+ *    chain on until a look with the caches closed found nothing: the
+ *    record was taken.
  *
  * Nodes live on the waiters' stacks: a node is in the FIFO only while its
  * owner is between lfpool_gate_park and its unpark, and the owner unlinks it
@@ -388,7 +391,7 @@ bool lfpool_gate_wait_begin_bounded(struct lfpool_gate *g, size_t limit)
 /* A get leaves its wait loop.  `slept`: it held a grant, or slept; it
  * passes the turn on - producers made no grant while its grant was in
  * flight, and what they pushed into a cache may not have been visible to
- * its look; the next waiter's look flushes (cache.c). */
+ * its look; the next waiter's look closes the caches (cache.c). */
 void lfpool_gate_wait_end(struct lfpool_gate *g, bool slept)
 {
     atomic_fetch_sub_explicit(&g->waiters, 1, memory_order_seq_cst);

@@ -404,14 +404,14 @@ static LFPOOL_SLOW int get_slow(struct lfpool *p, double timeout, void **obj,
             break;
         }
         if (timeout == 0) {
-            /* Before "nothing available": one more look after a flush
-             * that waits for caches another flusher holds, whose
-             * membarrier also brings in a push still in another CPU's
-             * store buffer.  A get that does not wait then misses no
-             * object that was available when it was called (API.md). */
+            /* Before "nothing available": one more look once the caches
+             * are closed for the gets (cache.c: one flush per period,
+             * whose membarrier also brings in a push still in another
+             * CPU's store buffer).  A get that does not wait then misses
+             * no object that was available when it was called (API.md). */
             if (!final_look && p->pcpu && !hold) {
                 final_look = true;
-                lfpool_avail_flush(p, true, true);
+                lfpool_avail_final_look(p);
                 continue;
             }
             r = EAGAIN;

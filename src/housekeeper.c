@@ -433,7 +433,7 @@ int lfpool_hk_round(struct lfpool *p)
     uint64_t round = atomic_fetch_add(&p->c.hk_rounds, 1) + 1;
     atomic_store(&p->hk_last, t0);
     /* cached records are nobody's to claim in place: to the stack first */
-    lfpool_avail_flush(p, true, false);
+    lfpool_avail_flush(p); /* no fence while the caches are closed (cache.c) */
     walk(p, t0);
     if (p->cfg.health && round % p->cfg.health_freq == 0)
         health(p);
@@ -442,6 +442,7 @@ int lfpool_hk_round(struct lfpool *p)
 
     reap_finish(p, &b);
     lfpool_bias_restore(p); /* back to biased returns after a quiet round */
+    lfpool_avail_round(p); /* reopen caches closed for gets that waited, if they stopped */
     lfpool_ctl_round(p); /* surplus after a shrink, the end of an eviction */
     lfpool_log_flush(p, false); /* folded log lines whose second has passed */
     if (lfpool_life_started(p))

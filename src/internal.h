@@ -339,6 +339,7 @@ struct lfpool_counters {
     _Atomic uint64_t todel;     /* removed, closer not yet run */
     _Atomic uint64_t nflushes;  /* per-CPU cache flushes (cache.c) */
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
+    _Atomic uint64_t nfences;   /* every membarrier the pool made (cache.c) */
     _Atomic uint64_t nevicted;  /* objects closed by lfpool_evict (control.c) */
     /* connection pools: ret_broken, validate on borrow, max_lifetime,
      * creation failures and the backoff's refusals */
@@ -420,6 +421,7 @@ struct lfpool {
     lfpool_config cfg;
     double warn;           /* effective warn threshold */
     bool guard_get;        /* kill CLOSE on: get's claim runs in a read-side section */
+    bool fence_ok;         /* the rseq membarrier works in this process (cache.c) */
     double delay;          /* effective housekeeping period */
     uint32_t bulk_cap;     /* records per CPU cache after a bulk return (cache.c) */
     double started_epoch, started_mono;
@@ -456,8 +458,19 @@ struct lfpool {
         _Atomic size_t min_size, max_size; /* in force (max 0: unbounded) */
         _Atomic uint32_t epoch;    /* eviction epoch; records keep its low 16 bits */
         _Atomic int64_t stale_out; /* LFPOOL_EVICT_ALL: old objects still out (a hint) */
-        _Atomic bool caches_closed; /* flushes leave the caches LFPOOL_PCPU_CLOSED */
     } ctl LFPOOL_ALIGNED;
+
+    /* closed per-CPU caches (cache.c): why, and the gets' closing, which a
+     * round (or the clock, without rounds) ends */
+    struct lfpool_close {
+        pthread_mutex_t lock;  /* a closing or reopening at a time (after ctl.lock) */
+        _Atomic uint32_t why;  /* LFPOOL_CLOSE_*: non-zero, flushes leave caches CLOSED */
+        _Atomic bool gets;     /* the gets' closing is complete: every cache CLOSED, empty */
+        _Atomic bool want;     /* a get wanted every cache since the last decision */
+        _Atomic double mark;   /* the last decision, on the pool's clock (cache.c) */
+        _Atomic double win;    /* the fence budget's window start, on the pool's clock */
+        _Atomic size_t spent;  /* open flushes with a fence by gets in that window */
+    } close LFPOOL_ALIGNED;
 };
 
 _Static_assert(offsetof(struct lfpool, rseq_off) + sizeof(long) <= LFPOOL_CACHELINE,
@@ -529,6 +542,9 @@ static inline void lfpool_batch_push(struct lfpool_rec **batch, struct lfpool_re
     rec->entry.next = *batch ? &(*batch)->entry : NULL;
     *batch = rec;
 }
+
+/* closed caches' reasons (cache.c, struct lfpool_close) */
+enum { LFPOOL_CLOSE_CTL = 1, LFPOOL_CLOSE_GETS = 2 };
 
 /* ---- bias.c: the biased return (plain-store commit by the getter) */
 #define LFPOOL_BIAS_MASK 3u /* bias_mode's state bits: 0 is BIASED */

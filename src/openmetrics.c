@@ -116,7 +116,7 @@ F(nobjs) F(navail) F(nusing) F(ntodel) F(waiting) F(sem_value) F(running) F(rel_
 F(time_per_hk) F(shutdown) F(ret_biased) F(cpu_cache) F(min_size) F(max_size) F(max_use)
 F(timeout) F(delay) F(max_avail_delay) F(max_using_delay_warn) F(max_using_delay_kill)
 F(health_freq) F(nbroken) F(nvalidate_failed) F(nvalidate_errors) F(nexpired) F(ncreate_failed)
-F(ncreate_skipped) F(nevicted)
+F(ncreate_skipped) F(nevicted) F(nfences)
 #undef F
 
 static const struct om_scalar scalars[] = {
@@ -142,6 +142,7 @@ static const struct om_scalar scalars[] = {
     {"lfpool_hc_errors", OM_COUNTER, false, "Health checks that failed to run (hook < 0).", get_hc_errors},
     {"lfpool_nflushes", OM_COUNTER, false, "Per-CPU cache flushes.", get_nflushes},
     {"lfpool_nbias_fences", OM_COUNTER, false, "Fences that ended a biased-return stretch.", get_nbias_fences},
+    {"lfpool_nfences", OM_COUNTER, false, "membarrier system calls the pool made (every kind).", get_nfences},
     {"lfpool_ncreate_failed", OM_COUNTER, false, "Calls of fun that failed.", get_ncreate_failed},
     {"lfpool_ncreate_skipped", OM_COUNTER, false, "Creations refused at once during a creation backoff.", get_ncreate_skipped},
     {"lfpool_nbroken", OM_COUNTER, false, "Objects returned broken (lfpool_ret_broken) and destroyed.", get_nbroken},

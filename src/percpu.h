@@ -36,13 +36,13 @@
  * then owns count and slots until it releases the lock (release store).
  *
  * Lock values: LFPOOL_PCPU_OPEN (0); LFPOOL_PCPU_HELD (1), a remote thread
- * owns the cache; LFPOOL_PCPU_BYPASS (2), nobody owns it, the cache is
- * empty and local operations fail so that this CPU's returns go to the
- * shared stack (set by a get that had to take records from this cache on
- * another CPU; cleared after a while, cache.c); LFPOOL_PCPU_CLOSED (3),
- * nobody owns it, the cache is empty and stays so while runtime control
- * (control.c) needs every get and ret on their slow paths.  Remote threads
- * take the lock from OPEN, BYPASS or CLOSED.
+ * owns the cache; LFPOOL_PCPU_CLOSED (3), nobody owns it, the cache is
+ * empty and stays so while every get and ret must take its slow path
+ * (runtime control, control.c, or gets that must see every cache, the
+ * bounded fences of cache.c).  Remote threads take the lock from OPEN or
+ * CLOSED; one that took it from CLOSED needs no membarrier (no section
+ * can commit on a CLOSED cache, and its last locker fenced before it
+ * stored CLOSED).  CLOSED -> OPEN needs no lock and no fence (cache.c).
  *
  * The same membarrier is also the heavy half of an asymmetric fence with
  * the ret path, which pushes and then reads the gate's waiter count with no
@@ -70,13 +70,12 @@
 
 struct lfpool_rec;
 
-enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_BYPASS = 2, LFPOOL_PCPU_CLOSED = 3 };
+enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_CLOSED = 3 };
 
 struct lfpool_cache {
     uint32_t count;    /* slot[0, count) hold records */
     uint32_t lock;     /* non-zero: local operations fail (values above) */
-    uint32_t bypassed; /* stack pushes made on this CPU while BYPASS (cache.c) */
-    uint32_t pad;
+    uint32_t pad[2];
     struct lfpool_rec *slot[LFPOOL_CACHE_BULK_SLOTS]; /* at offset 16 */
 } __attribute__((aligned(128))); /* pairs of lines: no false sharing with the adjacent-line prefetch */
 /* the assembly below hard-codes these offsets */
@@ -128,7 +127,7 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     "movq %[st], %%fs:8(%[off])\n\t"
 /* A cache's section: then it checks rseq->cpu_id (offset 4) against the
  * CPU the caller chose its cache by (another CPU: restart), and the cache's
- * lock (held or bypassed: fail).  The sections are `asm goto`: failure and
+ * lock (held or closed: fail).  The sections are `asm goto`: failure and
  * restart jump straight to the caller's C labels, and success falls
  * through, so that no status value is made and tested on the hot path. */
 #define LFPOOL_RSEQ_ENTER_CPU                      \

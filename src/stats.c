@@ -107,6 +107,7 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     lfpool_obs_read(p, LFPOOL_HIST_CREATE, &h);
     o->create_time = h.sum;
     o->nevicted = lfpool_stat_read(&p->c.nevicted);
+    o->nfences = lfpool_stat_read(&p->c.nfences);
 }
 
 
@@ -280,6 +281,7 @@ char *lfpool_stats_json(lfpool *p)
     kv_num(j, "wait_time", s.wait_time);
     kv_num(j, "create_time", s.create_time);
     kv_int(j, "nevicted", s.nevicted);
+    kv_int(j, "nfences", s.nfences);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

@@ -26,7 +26,14 @@
  * bracketed by a sequence count, so a worker knows its get saw no call in
  * progress).  Two workers get through an event loop (lfpool_get_async,
  * then poll(2) on the loop's descriptor), and now and then give a ticket
- * up, before or after it was handed an object (src/loop.c). */
+ * up, before or after it was handed an object (src/loop.c).
+ * Fences (docs/DESIGN.md §4): the membarriers of flushes and closings stay
+ * within one per housekeeping round (the round's flush while the caches
+ * are open, or one closing of the caches by gets after a reopening), plus
+ * two per control call, plus the gets' open flushes: max_fences (a small
+ * budget here, so that the gets both flush open and close) per window of
+ * the pool's clock (1 s) the run spanned; and the bias fences within one
+ * per round - however many gets waited. */
 #include <lfpool.h>
 
 #include <criterion/criterion.h>
@@ -37,6 +44,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAXOBJS (1 << 20)
@@ -121,6 +129,21 @@ static double sclock(void *ctx)
 {
     return atomic_load(&((struct sctx *)ctx)->now);
 }
+
+/* The pool's clock as the pool reads it: the injected one, or the coarse
+ * monotonic clock of a pool without one. */
+static double stress_clock(struct sctx *s)
+{
+    if (!s->real_clock)
+        return sclock(s);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* cfg.max_fences of the stress pools: small, so that the gets' open
+ * flushes run out and the caches close within each window */
+#define STRESS_FENCES 4
 static void slog(void *ctx, int level, const char *msg)
 {
     (void)ctx;
@@ -474,6 +497,7 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     c.health = health ? shealth : NULL;
     c.max_avail_delay = avail_delay;
     c.delay = 1000; /* rounds are driven by the driver thread */
+    c.max_fences = STRESS_FENCES; /* the gets' open flushes, then closings */
     if (real_clock) {
         c.max_using_delay_kill = kill ? 0.02 : 0;
     } else {
@@ -489,6 +513,7 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
         c.max_creating = 2;
     }
     cr_assert_eq(lfpool_new(&s->p, &c), 0);
+    double t0 = stress_clock(s); /* the fence budget's windows: on the pool's clock */
     struct lfpool_stats st0;
     lfpool_stats(s->p, &st0);
 
@@ -513,6 +538,9 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
         atomic_fetch_sub(&s->in_hand, 1);
         ret_result(s, lfpool_ret(s->p, left));
     }
+    struct lfpool_stats st_run; /* the fences of the run (checked below) */
+    lfpool_stats(s->p, &st_run);
+    double t1 = stress_clock(s);
 
     cr_assert_eq(atomic_load(&s->errors), 0,
                  "invariant violations: %ld (get errors %ld, last rc %ld; double hand-outs %ld; "
@@ -577,6 +605,30 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     }
     if (st0.ret_biased) /* returns from other threads met biased hand-outs */
         cr_assert_gt(st.nbias_fences, 0);
+    /* bounded fences, counted before the checks below (whose EAGAIN get
+     * closes the caches once more): st_run was read right after the run */
+    {
+        uint64_t rounds = st_run.hk_rounds - st0.hk_rounds;
+        uint64_t calls = (uint64_t)atomic_load(&s->ctl_ops) + (control ? 2 : 0);
+        uint64_t flush_fences = (st_run.nfences - st_run.nbias_fences) - (st0.nfences - st0.nbias_fences);
+        uint64_t bias_fences = st_run.nbias_fences - st0.nbias_fences;
+        cr_log_info("fences: %llu of flushes and closings, %llu bias, for %llu rounds, %llu control "
+                    "calls, %ld gets", (unsigned long long)flush_fences,
+                    (unsigned long long)bias_fences, (unsigned long long)rounds,
+                    (unsigned long long)calls, atomic_load(&s->gets));
+        /* windows the run touched: each starts at least 1 s after the
+         * previous one, and one may have started before t0 */
+        uint64_t windows = (uint64_t)(t1 - t0) + 2;
+        cr_log_info("fences: %.1f s on the pool's clock, %llu budget windows at most",
+                    t1 - t0, (unsigned long long)windows);
+        cr_assert_leq(flush_fences, rounds + 2 + 2 * calls + STRESS_FENCES * windows,
+                      "%llu fences of flushes and closings for %llu rounds, %llu control calls "
+                      "and %llu windows of %d open flushes",
+                      (unsigned long long)flush_fences, (unsigned long long)rounds,
+                      (unsigned long long)calls, (unsigned long long)windows, STRESS_FENCES);
+        cr_assert_leq(bias_fences, rounds + 1, "%llu bias fences for %llu rounds",
+                      (unsigned long long)bias_fences, (unsigned long long)rounds);
+    }
     cr_log_info("handoffs %ld, bias fences %llu, rounds %d; event-loop gets %ld (%ld waited, "
                 "%ld tickets cancelled)", atomic_load(&s->handoffs),
                 (unsigned long long)st.nbias_fences, atomic_load(&s->rounds),

@@ -33,7 +33,7 @@ static const char *own_keys[] = {"cpu_cache",        "nflushes",         "nbias_
                                  "nbroken",          "nvalidate_failed", "nvalidate_errors",
                                  "nexpired",         "ncreate_failed",   "ncreate_skipped",
                                  "waiting",          "nwaits",           "ntimeouts",
-                                 "nevicted"};
+                                 "nevicted",         "nfences"};
 static const char *own_num_keys[] = {"wait_time", "create_time"};
 
 Test(stats, every_seed_key_present_and_consistent)

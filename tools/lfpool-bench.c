@@ -671,6 +671,11 @@ struct result {
     bool has_wait;
     struct lfpool_histogram wait;
     uint64_t nuses;
+    /* lfpool peers, every case: the pool's gets and membarrier calls
+     * (nfences, of which nbias_fences) over warm-up and every round, read at
+     * close - fences must stay rare by construction (issue 19) */
+    bool has_fences;
+    uint64_t fence_gets, fences, bias_fences;
 };
 
 /* The contention case: bounded, more threads than objects (P3). */
@@ -772,6 +777,35 @@ static void print_table(FILE *f)
         fprintf(f, "%-11s %7u %8s %5u %9s %9s %9s %8s %8s %9s %7" PRIu64 " %5s %7u\n",
                 r->peer->name, r->c->threads, maxs, r->c->hold, ns, mp, ra, p50, p99, p999,
                 r->errors + r->fails, fair, r->starved);
+    }
+}
+
+/* The membarrier calls of each lfpool peer in each case (warm-up and every
+ * round): per get, they were about one in the contention case before the
+ * caches closed for waiting gets (docs/DESIGN.md §4). */
+static void print_fence_table(FILE *f)
+{
+    bool any = false;
+    for (size_t i = 0; i < nresults; i++)
+        any = any || results[i].has_fences;
+    if (!any)
+        return;
+    fprintf(f, "\nfences (membarrier calls; warm-up and all rounds):\n");
+    fprintf(f, "%-8s %7s %8s %5s %12s %9s %9s %10s\n", "peer", "threads", "max_size", "hold",
+            "gets", "fences", "of bias", "per get");
+    for (size_t i = 0; i < nresults; i++) {
+        struct result *r = &results[i];
+        if (!r->has_fences)
+            continue;
+        char maxs[24], per[24];
+        if (r->c->max_size)
+            snprintf(maxs, sizeof maxs, "%zu", r->c->max_size);
+        else
+            snprintf(maxs, sizeof maxs, "unbound");
+        fmt_num(per, sizeof per, r->fence_gets ? (double)r->fences / (double)r->fence_gets : NAN,
+                "%.2g");
+        fprintf(f, "%-8s %7u %8s %5u %12" PRIu64 " %9" PRIu64 " %9" PRIu64 " %10s\n", r->peer->name,
+                r->c->threads, maxs, r->c->hold, r->fence_gets, r->fences, r->bias_fences, per);
     }
 }
 
@@ -953,6 +987,9 @@ static int write_json(const char *path)
         fprintf(f, ", \"min_thread_share\": ");
         json_num(f, r->fair);
         fprintf(f, ", \"starved_thread_runs\": %u", r->starved);
+        if (r->has_fences)
+            fprintf(f, ", \"gets\": %" PRIu64 ", \"fences\": %" PRIu64 ", \"bias_fences\": %" PRIu64,
+                    r->fence_gets, r->fences, r->bias_fences);
         fprintf(f, ", \"pairs\": %" PRIu64 ", \"double_handouts\": %" PRIu64
                    ", \"failed_ops\": %" PRIu64 ", \"rounds\": [",
                 r->pairs, r->errors, r->fails);
@@ -1244,6 +1281,13 @@ int main(int argc, char **argv)
                           lfpool_stats(r->pool, &st) == 0;
             r->nuses = r->has_wait ? st.nuses : 0;
         }
+        if (r->opened && is_lfpool_peer(r->peer)) {
+            struct lfpool_stats st;
+            r->has_fences = lfpool_stats(r->pool, &st) == 0;
+            r->fence_gets = st.nuses;
+            r->fences = st.nfences;
+            r->bias_fences = st.nbias_fences;
+        }
         if (results[i].opened)
             results[i].peer->close(results[i].pool);
         if (!results[i].na)
@@ -1257,6 +1301,7 @@ int main(int argc, char **argv)
            opt.pin ? ", pinned" : "", cas_ns_start, cas_ns_end);
     if (opt.ncases) {
         print_table(stdout);
+        print_fence_table(stdout);
         print_wait_tables(stdout);
     }
     fflush(stdout);

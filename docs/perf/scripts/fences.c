@@ -1,7 +1,8 @@
 /*
  * fences.c - membarrier calls under saturation: T threads, max_size M, each
  * get held briefly (a yield every 4th), then returned; prints the pool's
- * nflushes (one membarrier each) and nbias_fences per get.  No housekeeper.
+ * nflushes and nbias_fences per get, and (since issue 19's bounded fences)
+ * nfences, every membarrier.  No housekeeper unless a delay is given.
  * cc -O2 -Iinclude fences.c build/liblfpool.a -lurcu-bp -lurcu-cds -lurcu-common -lck -lpthread -lm
  * ./a.out 16 8 3000
  */
@@ -21,6 +22,6 @@ int main(int argc,char**argv){
   lfpool_new(&p,&cfg);
   pthread_t th[64]; for(int i=0;i<T;i++) pthread_create(&th[i],0,w,0); for(int i=0;i<T;i++) pthread_join(th[i],0);
   struct lfpool_stats s; lfpool_stats(p,&s);
-  printf("gets %lu flushes %lu (%.3f/get) bias_fences %lu hk_rounds %lu cpu_cache %lu\n", s.nuses, s.nflushes, (double)s.nflushes/s.nuses, s.nbias_fences, s.hk_rounds, s.cpu_cache);
+  printf("gets %lu flushes %lu (%.3f/get) fences %lu (%.2g/get) bias_fences %lu hk_rounds %lu cpu_cache %lu\n", s.nuses, s.nflushes, (double)s.nflushes/s.nuses, s.nfences, (double)s.nfences/s.nuses, s.nbias_fences, s.hk_rounds, s.cpu_cache);
   lfpool_free(p);
 }
