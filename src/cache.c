@@ -203,14 +203,19 @@ void lfpool_avail_fork_reset(struct lfpool *p)
     atomic_store(&p->close.mark, 0.0);
     atomic_store(&p->close.win, 0.0);
     atomic_store(&p->close.spent, 0);
-    for (unsigned i = 0; i < p->ncaches; i++)
+    /* The child drops every inherited record (life.c: the stack is
+     * drained, the table releases every record in it, cached ones too), so
+     * the caches are simply forgotten, not emptied onto the stack: a flush
+     * that was in flight in the parent at fork left its cache half moved
+     * (the first records AVAIL and on the stack, the rest CACHED), and
+     * moving that cache again would push records twice. */
+    for (unsigned i = 0; i < p->ncaches; i++) {
+        __atomic_store_n(&p->caches[i].count, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&p->caches[i].lock, 0, __ATOMIC_RELAXED);
+    }
     if (p->fence_ok)
         p->fence_ok = pcpu_available(p);
     p->pcpu = p->pcpu && p->fence_ok;
-    if (!p->pcpu) /* without the fence nobody may lock: empty them here */
-        for (unsigned i = 0; i < p->ncaches; i++)
-            cache_empty(p, &p->caches[i]);
 }
 
 /* The rseq membarrier is registered and works in this process (and this
