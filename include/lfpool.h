@@ -172,12 +172,12 @@ typedef struct lfpool_config {
      * running the process) that the gets may make per second while keeping
      * the per-CPU caches open; once spent, a get that must look into every
      * cache closes them instead (docs/DESIGN.md §4).  0 = close at once;
-     * LFPOOL_FENCES_DEFAULT (set by lfpool_config_init) = 1024 / CPUs, at
+     * LFPOOL_FENCES_DEFAULT (set by lfpool_config_init) = 65536 / CPUs, at
      * least 1 */
     size_t max_fences;
 } lfpool_config;
 
-/* cfg.max_fences: the default, resolved by lfpool_new to 1024 divided by
+/* cfg.max_fences: the default, resolved by lfpool_new to 65536 divided by
  * the number of CPUs (per-CPU caches), at least 1 */
 #define LFPOOL_FENCES_DEFAULT SIZE_MAX
 

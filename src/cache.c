@@ -117,6 +117,13 @@ static int possible_max(void)
     return max;
 }
 
+/* The default fence budget (cfg.max_fences): CPU interruptions a second,
+ * divided by the number of CPUs that each membarrier interrupts.  65536:
+ * on 2 CPUs, 32768 fences a second, above what P3 makes open (about 5,000
+ * a second; at 1024 / CPUs it closed every window and ran at 57-76 ns a
+ * pair instead of 17-24, PERFORMANCE); on 64 CPUs, 1024. */
+#define LFPOOL_FENCE_INTERRUPTS 65536
+
 int lfpool_avail_init(struct lfpool *p)
 {
     /* A cache for every CPU the kernel may run a thread on: the fast paths
@@ -158,7 +165,7 @@ int lfpool_avail_init(struct lfpool *p)
     /* the gets' fence budget per second (lfpool.h): by default a bound on
      * how often a second the gets' flushes interrupt every CPU */
     if (p->cfg.max_fences == LFPOOL_FENCES_DEFAULT)
-        p->cfg.max_fences = 1024 / p->ncaches > 0 ? 1024 / p->ncaches : 1;
+        p->cfg.max_fences = LFPOOL_FENCE_INTERRUPTS / p->ncaches > 0 ? LFPOOL_FENCE_INTERRUPTS / p->ncaches : 1;
     p->fence_ok = pcpu_available(p);
     p->pcpu = cap > 0 && maxid >= 0 && p->fence_ok;
     ck_stack_init(&p->stack);
@@ -334,7 +341,7 @@ static void reopen_caches(struct lfpool *p)
  * "open flush", below), within a budget: cfg.max_fences such flushes per
  * window of LFPOOL_CLOSE_PERIOD on the pool's clock (close.win,
  * close.spent).  Under saturation that was about one system call per get
- * with no bound; the budget's default (1024 / CPUs a second, lfpool.h)
+ * with no bound; the budget's default (65536 / CPUs a second, lfpool.h)
  * bounds how often the gets' flushes interrupt every CPU running the
  * process, and keeps the speed of a small exhausted pool whose objects
  * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,

@@ -446,7 +446,7 @@ Test(fence, saturated_pool_budget_per_window, .timeout = 60)
 }
 
 /* The default: lfpool_config_init sets LFPOOL_FENCES_DEFAULT, which the
- * pool resolves to 1024 / CPUs (at least 1) open flushes per window: an
+ * pool resolves to 65536 / CPUs (at least 1) open flushes per window: an
  * exhausted pool's misses in one window fence at least twice (an open
  * flush, the closing) and at most that budget + 1, then no more. */
 Test(fence, default_budget)
@@ -461,7 +461,7 @@ Test(fence, default_budget)
     if (!tstats(P).cpu_cache)
         skip_without_caches();
     int cpus = get_nprocs_conf(); /* the pool has a cache per CPU, at least these */
-    uint64_t most = cpus > 0 && 1024 / cpus > 1 ? (uint64_t)(1024 / cpus) : 1;
+    uint64_t most = cpus > 0 && 65536 / cpus > 1 ? (uint64_t)(65536 / cpus) : 1;
     void *o[64], *x;
     take_all(o, n);
     uint64_t f0 = fences();
