@@ -886,15 +886,15 @@ static inline __attribute__((always_inline)) bool ret_observed_ok(struct lfpool 
            lfpool_fast_has(p, LFPOOL_FAST_RET);
 }
 
-/* ret_other's steps for an observed return of hand-out `word` of rec: the
- * commit, the observation while the record is still ours (CACHED, not in
- * the set), the put.  last_get is read before the commit: the getter wrote
- * it before its hand-out's word, which the commit finds unchanged.  False:
- * nothing done, the careful path decides. */
+/* The fast path's steps for an observed return of hand-out `word` of rec
+ * at time `now` (ret_other's: the coarse clock; ret_careful's: the pool's
+ * clock, injected or not): the commit, the observation while the record is
+ * still ours (CACHED, not in the set), the put.  last_get is read before
+ * the commit: the getter wrote it before its hand-out's word, which the
+ * commit finds unchanged.  False: nothing done, the careful path decides. */
 static inline __attribute__((always_inline)) bool ret_observed(struct lfpool *p, struct lfpool_rec *rec,
-                                                               uint32_t word, bool owner)
+                                                               uint32_t word, bool owner, double now)
 {
-    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
     double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
     if (!ret_fast_commit(p, rec, word, now, owner, p->rseq_off, false))
         return false;
@@ -920,7 +920,10 @@ static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
      * than in ret_careful, whose cold copy of them cost as much as the
      * whole fast path (PERFORMANCE, hold histogram) */
     if (p && obj && ret_observed_ok(p) && hint_find(p, obj, &rec, &word))
-        return ret_observed(p, rec, word, true) ? 0 : ret_careful(p, obj, NULL);
+        return ret_observed(p, rec, word, true,
+                            atomic_load_explicit(&p->coarse_now, memory_order_relaxed))
+                   ? 0
+                   : ret_careful(p, obj, NULL);
     /* not OUT any more (killed, returned twice...), no hint...: careful */
     return ret_careful(p, obj, NULL);
 }
@@ -954,7 +957,8 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
                        p->rseq_off, false))
         return ret_fast_put(p, h->priv_rec, p->rseq_off);
     if (p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL && ret_observed_ok(p) &&
-        ret_observed(p, h->priv_rec, h->priv_word, false))
+        ret_observed(p, h->priv_rec, h->priv_word, false,
+                     atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
         return 0;
     if (p && !h) {
         lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
@@ -1031,14 +1035,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         /* (another thread's owned handle: the general path, which fences) */
         rec = h ? (handle_of(p, h) && !handle_foreign(h) ? h->priv_rec : NULL)
                 : hint_get(p, obj, &word);
-        if (rec) {
-            double now = lfpool_now(p);
-            double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
-            if (ret_fast_commit(p, rec, word, now, h == NULL || mine, p->rseq_off, false)) {
-                ret_observe(p, rec, word, now - got);
-                return ret_fast_put(p, rec, p->rseq_off);
-            }
-        }
+        if (rec && ret_observed(p, rec, word, h == NULL || mine, lfpool_now(p)))
+            return 0;
     }
     rcu_read_lock();
     rec = lfpool_meta_lookup(p, obj);
