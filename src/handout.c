@@ -242,6 +242,24 @@ static inline void handle_set_owned(lfpool_handle *h, void *obj, struct lfpool_r
     FIELD_SET(h->priv_owner, tag);
 }
 
+/* priv_word and priv_owner of an owned handle, `wo` = owner << 32 | word:
+ * one 8-byte store of the two adjacent 32-bit fields (little-endian: the
+ * word in the low half, at the lower address) instead of two (the bulk
+ * get's loop, bulk_take_cached).  A byte copy, not an access through a
+ * uint64_t lvalue: the fields keep their types for every reader. */
+_Static_assert(offsetof(lfpool_handle, priv_owner) ==
+                   offsetof(lfpool_handle, priv_word) + sizeof(uint32_t),
+               "priv_word and priv_owner are adjacent");
+static inline void handle_set_word_owner(lfpool_handle *h, uint64_t wo)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy((char *)h + offsetof(lfpool_handle, priv_word), &wo, sizeof wo);
+#else
+    FIELD_SET(h->priv_word, (uint32_t)wo);
+    FIELD_SET(h->priv_owner, (uint32_t)(wo >> 32));
+#endif
+}
+
 /* Slow paths are kept out of line (noinline, cold) so that the fast paths
  * of get and ret stay small: no spills, few saved registers. */
 #define LFPOOL_SLOW __attribute__((noinline, cold))
@@ -1282,7 +1300,22 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller,
  * bulk ret left there, percpu.h), claimed as get's fast path claims one
  * (CACHED -> OUT, a new generation, last_get, a use, the call site) into
  * owned handles; returns how many.  FAST_GET (get_fast_ok): per-CPU
- * caches, no hook, no CLOSE-kill guard, no injected clock, no validation. */
+ * caches, no hook, no CLOSE-kill guard, no injected clock, no validation.
+ *
+ * Per record the loop is the bookkeeping and nothing else: everything
+ * that is the same for the whole run - the clock read, the call site, the
+ * pool id | HANDLE_OWNED, the owner tag (already shifted into the upper
+ * half of priv_word|priv_owner) - is read or made before it, and the only
+ * branch is the state check (rec_st_cached_fast: one test, as get's fast
+ * path; a record in another state is a bug, left alone).  Stores: the
+ * record's last_get and call site (one 16-byte store where the layout
+ * allows it, rec_stamp_get), its state (release: the hand-out, a new
+ * generation), its use count (one add), and the handle's four words (the
+ * adjacent priv_word and priv_owner in one 8-byte store,
+ * handle_set_word_owner).  No record field or handle word is read back by
+ * this thread before the caller's return, so none of these wider stores
+ * meets a narrower load (the store-forwarding stall of issue 19 was a
+ * vector store of two hint fields that ret reads back at once). */
 static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller,
                                uint32_t tag)
 {
@@ -1291,23 +1324,29 @@ static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, co
                                                                          : LFPOOL_CACHE_BULK_SLOTS,
                                       lfpool_pcpu_off());
     uint64_t pool = p->id | HANDLE_OWNED;
+    uint64_t owner = (uint64_t)tag << 32;
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    struct rec_get_stamp stamp = rec_get_stamp_make(now, caller);
     lfpool_handle *h = hs;
-    for (uint32_t i = 0; i < k; i++) {
-        struct lfpool_rec *rec = run[i];
+    for (struct lfpool_rec **r = run, **end = run + k; r < end; r++) {
+        struct lfpool_rec *rec = *r;
         uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-        if (lfpool_unlikely(rec_st(w) != REC_CACHED)) {
+        if (lfpool_unlikely(!rec_st_cached_fast(w))) {
             lfpool_avail_bad_state(p, rec, w); /* left alone, as get leaves it */
             continue;
         }
         /* lfpool_avail_claim_cached: the next generation, OUT (CACHED in
-         * the state bits: one add) */
+         * the state bits: one add); last_get (and the call site) before
+         * the state, which publishes them */
         uint32_t out = w + ((1u << 4) + REC_OUT - REC_CACHED);
-        atomic_store_explicit(&rec->last_get, now, memory_order_relaxed);
+        rec_stamp_get(rec, stamp);
         atomic_store_explicit(&rec->state, out, memory_order_release);
         rec_count_use(rec);
-        atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
-        handle_set_owned(h++, rec->obj, rec, out, pool, tag);
+        FIELD_SET(h->obj, rec->obj);
+        FIELD_SET(h->priv_rec, (void *)rec);
+        FIELD_SET(h->priv_pool, pool);
+        handle_set_word_owner(h, owner | out);
+        h++;
     }
     return (size_t)(h - hs);
 }

@@ -143,15 +143,66 @@ struct lfpool_rec {
     _Atomic uint16_t warned;
     _Atomic uint64_t uses;      /* written by the holder only */
     _Atomic double last_get;    /* written by the holder only */
+    /* where the get of the current hand-out was called from (its return
+     * address), stored by the getter; read by warn lines and the JSON.
+     * Beside last_get: a bulk get stores both with one 16-byte store
+     * (rec_stamp_get) */
+    _Atomic(const void *) caller;
     _Atomic double last_ret;    /* written by the returner before AVAIL */
     _Atomic double expires;     /* end of its lifetime (max_lifetime), INFINITY
                                    without one; written by its creator while NEW */
     struct lfpool_rec *all_next; /* every record ever allocated (meta.c) */
-    /* where the get of the current hand-out was called from (its return
-     * address), stored by the getter; read by warn lines and the JSON */
-    _Atomic(const void *) caller;
 };
 _Static_assert(sizeof(struct lfpool_rec) == 88, "records fit a 96-byte malloc chunk");
+_Static_assert(offsetof(struct lfpool_rec, caller) == offsetof(struct lfpool_rec, last_get) + 8 &&
+                   offsetof(struct lfpool_rec, last_get) % 16 == 0,
+               "last_get and caller: one 16-byte-aligned pair (rec_stamp_get)");
+
+/* last_get and the call site of a hand-out, as one 16-byte value, made once
+ * for a run of hand-outs that share both (a bulk get's), then stored into
+ * each record with one store (rec_stamp_get).  On x86-64 one 16-byte SSE
+ * store (movups: records come from calloc, 16-byte aligned under glibc,
+ * but nothing faults if one is not): each 8-byte half is written as an
+ * aligned 8-byte access, which is all the readers (the housekeeper, the
+ * JSON, warn lines: relaxed 8-byte loads of one field) need; both fields
+ * are the holder's to write, and the store is ordered before the state
+ * word's release store (an asm memory output; TSO) like the two stores it
+ * replaces.  Under
+ * ThreadSanitizer (which cannot see the store) and elsewhere, the two
+ * relaxed stores. */
+#if defined(__x86_64__) && !LFPOOL_TSAN
+struct rec_get_stamp {
+    __attribute__((vector_size(16))) long long v;
+};
+static inline struct rec_get_stamp rec_get_stamp_make(double now, const void *caller)
+{
+    uint64_t t;
+    __builtin_memcpy(&t, &now, sizeof t);
+    return (struct rec_get_stamp){.v = {(long long)t, (long long)(uintptr_t)caller}};
+}
+static inline __attribute__((always_inline)) void rec_stamp_get(struct lfpool_rec *r,
+                                                                struct rec_get_stamp s)
+{
+    struct __attribute__((may_alias)) pair {
+        char b[16];
+    };
+    __asm__("movups %[v], %[m]" : [m] "=m"(*(struct pair *)&r->last_get) : [v] "x"(s.v));
+}
+#else
+struct rec_get_stamp {
+    double now;
+    const void *caller;
+};
+static inline struct rec_get_stamp rec_get_stamp_make(double now, const void *caller)
+{
+    return (struct rec_get_stamp){.now = now, .caller = caller};
+}
+static inline void rec_stamp_get(struct lfpool_rec *r, struct rec_get_stamp s)
+{
+    atomic_store_explicit(&r->last_get, s.now, memory_order_relaxed);
+    atomic_store_explicit(&r->caller, s.caller, memory_order_relaxed);
+}
+#endif
 
 static inline struct lfpool_rec *lfpool_rec_of(struct cds_lfht_node *n)
 {
