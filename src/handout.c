@@ -1556,44 +1556,73 @@ static LFPOOL_SLOW uint32_t ret_bulk_other(struct lfpool *p, const lfpool_handle
     return 0;
 }
 
+/* The quick loop of ret_bulk_fast over handles [h, stop): the owner's
+ * biased commit of each of its own hand-outs, the record appended to
+ * run[m...]; anything else goes to ret_bulk_other.  Returns the run's
+ * length.  `wear` is p->wear, a constant in each of the two copies the
+ * caller makes: the commit's section is an asm with a memory clobber,
+ * after which the compiler would load p->wear again for every handle.
+ *
+ * Per handle: the quick checks (this pool's id | HANDLE_OWNED, our owner
+ * tag, an object: a handle of our bulk get, its record set), then one
+ * rseq section (lfpool_pcpu_store2_if_at: the mode BIASED, the record's
+ * word still this hand-out's, last_ret, the commit of CACHED) and the
+ * record's pointer in the run.  Each commit stays its own section: one
+ * section committing several records could not tell, after an abort,
+ * which of them it had already made CACHED from a double return's
+ * CACHED word of the same generation (DESIGN §4.2). */
+static inline __attribute__((always_inline)) uint32_t
+ret_bulk_quick(struct lfpool *p, const lfpool_handle *h, const lfpool_handle *stop,
+               struct lfpool_rec **run, long off, double now, uint32_t tag, bool wear, int *first)
+{
+    const uint32_t *mode = (const uint32_t *)&p->bias_mode;
+    uint64_t mine = p->id | HANDLE_OWNED;
+    uint64_t stamp = lfpool_dbits(now);
+    struct lfpool_rec **r = run;
+    for (; h < stop; h++) {
+        struct lfpool_rec *rec = h->priv_rec;
+        uint32_t word = h->priv_word;
+        /* ours (pool id | HANDLE_OWNED, our tag: a bulk get's handle,
+         * priv_rec set) and OUT: the commit is REC_OUT -> REC_CACHED in
+         * the state bits, the generation kept (one add, as ret_fast_commit:
+         * a hand-out's word is gen | OUT) */
+        if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
+            lfpool_likely(!wear || !ret_worn(p, rec, now)) &&
+            lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK,
+                                                   (uint32_t *)&rec->state, word,
+                                                   word + (REC_CACHED - REC_OUT),
+                                                   (uint64_t *)&rec->last_ret, stamp) ==
+                          LFPOOL_PCPU_OK))
+            *r++ = rec;
+        else
+            r = run + ret_bulk_other(p, h, run, (uint32_t)(r - run), off, now, first);
+    }
+    return (uint32_t)(r - run);
+}
+
 static int ret_bulk_fast(struct lfpool *p, const lfpool_handle *hs, size_t n)
 {
     struct lfpool_rec *run[LFPOOL_CACHE_BULK_SLOTS];
     int first = 0;
     long off = lfpool_pcpu_off();
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
-    uint64_t stamp;
-    memcpy(&stamp, &now, sizeof stamp);
-    uint64_t mine = p->id | HANDLE_OWNED;
     uint32_t tag = owner_tag; /* 0 (none yet) matches no handle */
     bool quick = p->bias &&
                  (atomic_load_explicit(&p->bias_mode, memory_order_relaxed) & LFPOOL_BIAS_MASK) == 0 &&
                  !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
-    const uint32_t *mode = (const uint32_t *)&p->bias_mode;
+    bool wear = p->wear;
     for (const lfpool_handle *h = hs, *end = hs + n; h < end;) {
         const lfpool_handle *stop = end - h > LFPOOL_CACHE_BULK_SLOTS ? h + LFPOOL_CACHE_BULK_SLOTS : end;
         uint32_t m = 0;
-        if (lfpool_likely(quick)) {
-            for (; h < stop; h++) {
-                struct lfpool_rec *rec = h->priv_rec;
-                uint32_t word = h->priv_word;
-                /* ours (pool id | HANDLE_OWNED, our tag: a bulk get's
-                 * handle, priv_rec set) and OUT: the commit is REC_OUT ->
-                 * REC_CACHED in the state bits, the generation kept */
-                if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
-                    lfpool_likely(!p->wear || !ret_worn(p, rec, now)) &&
-                    lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
-                                                           word, word ^ (REC_OUT ^ REC_CACHED),
-                                                           (uint64_t *)&rec->last_ret, stamp) ==
-                                  LFPOOL_PCPU_OK))
-                    run[m++] = rec;
-                else
-                    m = ret_bulk_other(p, h, run, m, off, now, &first);
-            }
+        if (lfpool_likely(quick && !wear)) {
+            m = ret_bulk_quick(p, h, stop, run, off, now, tag, false, &first);
+        } else if (quick) {
+            m = ret_bulk_quick(p, h, stop, run, off, now, tag, true, &first);
         } else {
-            for (; h < stop; h++)
-                m = ret_bulk_other(p, h, run, m, off, now, &first);
+            for (const lfpool_handle *g = h; g < stop; g++)
+                m = ret_bulk_other(p, g, run, m, off, now, &first);
         }
+        h = stop;
         if (m)
             ret_bulk_put(p, run, m, off);
     }
