@@ -1328,6 +1328,7 @@ static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, co
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
     struct rec_get_stamp stamp = rec_get_stamp_make(now, caller);
     lfpool_handle *h = hs;
+#pragma GCC unroll 2
     for (struct lfpool_rec **r = run, **end = run + k; r < end; r++) {
         struct lfpool_rec *rec = *r;
         uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
@@ -1579,6 +1580,7 @@ ret_bulk_quick(struct lfpool *p, const lfpool_handle *h, const lfpool_handle *st
     uint64_t mine = p->id | HANDLE_OWNED;
     uint64_t stamp = lfpool_dbits(now);
     struct lfpool_rec **r = run;
+#pragma GCC unroll 2
     for (; h < stop; h++) {
         struct lfpool_rec *rec = h->priv_rec;
         uint32_t word = h->priv_word;
