@@ -260,6 +260,15 @@ static inline void handle_set_word_owner(lfpool_handle *h, uint64_t wo)
 #endif
 }
 
+/* Unroll the next loop by two (the bulk loops: their own compare and
+ * branch halved).  GCC only: clang cannot unroll a loop around an asm goto
+ * (the ret's commit section) and warns, an error under -Werror. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LFPOOL_UNROLL2 _Pragma("GCC unroll 2")
+#else
+#define LFPOOL_UNROLL2
+#endif
+
 /* Slow paths are kept out of line (noinline, cold) so that the fast paths
  * of get and ret stay small: no spills, few saved registers. */
 #define LFPOOL_SLOW __attribute__((noinline, cold))
@@ -1328,7 +1337,7 @@ static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, co
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
     struct rec_get_stamp stamp = rec_get_stamp_make(now, caller);
     lfpool_handle *h = hs;
-#pragma GCC unroll 2
+    LFPOOL_UNROLL2
     for (struct lfpool_rec **r = run, **end = run + k; r < end; r++) {
         struct lfpool_rec *rec = *r;
         uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
@@ -1580,7 +1589,7 @@ ret_bulk_quick(struct lfpool *p, const lfpool_handle *h, const lfpool_handle *st
     uint64_t mine = p->id | HANDLE_OWNED;
     uint64_t stamp = lfpool_dbits(now);
     struct lfpool_rec **r = run;
-#pragma GCC unroll 2
+    LFPOOL_UNROLL2
     for (; h < stop; h++) {
         struct lfpool_rec *rec = h->priv_rec;
         uint32_t word = h->priv_word;
