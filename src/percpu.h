@@ -256,9 +256,10 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
     return lfpool_pcpu_push_at(lfpool_pcpu_off(), c, cpu, cap, rec);
 }
 
-/* Copy k (>= 1) pointers from %[from] to %[to], two a step (one 16-byte
- * load and store; an odd first one alone), index %[i], scratch %[t] and
- * %[x]; local labels 5 to 7. */
+/* Copy k (>= 1) pointers from %[from] to %[to], four a step (two 16-byte
+ * loads and stores; an odd first one alone, then a pair if k & 2), index
+ * %[i], scratch %[t] and %[x]; local labels 5 to 8.  A run of 32 is eight
+ * steps (it was sixteen of two: 2.6 instructions a pointer, now 1.9). */
 #define LFPOOL_PCPU_COPY(from, to)                       \
     "xorl %k[i], %k[i]\n\t"                             \
     "testl $1, %k[k]\n\t"                               \
@@ -267,12 +268,20 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
     "movq %[t], (%[" to "])\n\t"                        \
     "movl $1, %k[i]\n\t"                                \
     "6:\n\t"                                            \
+    "testl $2, %k[k]\n\t"                               \
+    "jz 8f\n\t"                                         \
+    "movdqu (%[" from "], %[i], 8), %[x]\n\t"           \
+    "movdqu %[x], (%[" to "], %[i], 8)\n\t"             \
+    "addl $2, %k[i]\n\t"                                \
+    "8:\n\t"                                            \
     "cmpl %k[k], %k[i]\n\t"                             \
     "jae 7f\n\t"                                        \
     "5:\n\t"                                            \
     "movdqu (%[" from "], %[i], 8), %[x]\n\t"           \
     "movdqu %[x], (%[" to "], %[i], 8)\n\t"             \
-    "addl $2, %k[i]\n\t"                                \
+    "movdqu 16(%[" from "], %[i], 8), %[x]\n\t"         \
+    "movdqu %[x], 16(%[" to "], %[i], 8)\n\t"           \
+    "addl $4, %k[i]\n\t"                                \
     "cmpl %k[k], %k[i]\n\t"                             \
     "jb 5b\n\t"                                         \
     "7:\n\t"

@@ -425,6 +425,37 @@ Test(bulk, run_keeps_each_objects_uses)
     cr_assert_eq(s.nusing, 0);
 }
 
+/* Runs of every length mod 4 through this CPU's cache: the runs' copies
+ * (percpu.h) move an odd first record alone, then a pair, then four a step.
+ * A bulk ret leaves each run on the cache, the next bulk get takes it back
+ * (the whole pool: the set is exactly these objects): all distinct, every
+ * one of the pool's, no creation, every use counted. */
+Test(bulk, runs_of_every_length)
+{
+    plain_cfg();
+    C.max_size = 40; /* a run of up to 20 stays in one CPU's cache */
+    C.min_size = 0;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle hs[20];
+    uint64_t uses = 0;
+    for (size_t n = 1; n <= 20; n++) {
+        for (int round = 0; round < 2; round++) {
+            cr_assert_eq(lfpool_get_bulk(P, hs, n, 0), 0, "n %zu", n);
+            all_distinct(hs, n);
+            uses += n;
+            struct lfpool_stats s = tstats(P);
+            cr_assert_eq(s.nusing, n);
+            cr_assert_eq(s.ncreated, n, "one created for each longer run");
+            cr_assert_eq(s.nuses, uses);
+            cr_assert_eq(lfpool_ret_bulk(P, hs, n), 0);
+        }
+    }
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.ncreated, 20, "the largest run's objects, created once");
+    cr_assert_eq(s.navail, 20);
+    cr_assert_eq(s.nusing, 0);
+}
+
 /* More objects than a CPU's cache holds (62 slots, and a run stops at half
  * a bounded pool): the rest goes through the shared stack both ways, all n
  * or none still, the counts exact. */
