@@ -21,7 +21,9 @@
  *   getter's plain stores in an rseq section while the pool is biased,
  *   bias.c, else a CAS) -> rseq push onto this CPU's cache -> waiter check
  *   -> shutdown check.  lfpool_ret_handle is the same with the handle in
- *   place of the hint (and always a CAS).  A pool the bit does not cover
+ *   place of the hint, for the thread the handle names (its owner: "owned
+ *   handles"); another thread's return fences, then CASes (ret_foreign).
+ *   A pool the bit does not cover
  *   takes the same steps out of line (ret_other, ret_handle_other, with the
  *   wear test); anything else (no hint: a hash lookup under rcu_read_lock;
  *   a full cache; hooks; an injected clock) is a tail call to a slow path.
@@ -1099,8 +1101,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
      * is still ours (CACHED, not in the set), this CPU's cache.  last_get
      * is read before the commit: the getter wrote it before its hand-out's
      * word, which the commit finds unchanged. */
-    /* The same for an owned handle's return by its owner (a bulk get's
-     * hand-out returned on its own), which the fast path leaves here. */
+    /* The same for an owned handle's return by its owner when its commit
+     * on the fast path failed (not this hand-out any more: refused below),
+     * or with the clock or observation. */
     bool mine = h && handle_mine(h);
     if ((p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED ||
          mine) &&
@@ -1133,8 +1136,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     }
 
     /* The CASes below may race with the getter's biased commit (bias.c),
-     * unless this thread is that getter or the hand-out has none (a
-     * handle of lfpool_get_handle); the fence and the CAS share this
+     * unless this thread is that getter (its hint holds the word, or the
+     * handle names it) or the hand-out has none (an event loop's handle,
+     * or one stamped OWNER_NONE); the fence and the CAS share this
      * read-side section. */
     if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
@@ -1251,7 +1255,8 @@ static LFPOOL_SLOW int ret_broken(lfpool *p, void *obj, const lfpool_handle *h)
     if (rec_st(s) != REC_OUT)
         return ret_not_out(p, rec, obj, s, true); /* retter never runs here */
     /* as ret_careful: the getter's biased commit may race with our CAS
-     * unless this thread is that getter, or the hand-out has no owner */
+     * unless this thread is that getter (its hint, or the handle names
+     * it), or the hand-out has no owner */
     if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
     return ret_destroy(p, rec, obj, s, &p->c.nbroken, "returned broken", true);
