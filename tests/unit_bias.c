@@ -294,7 +294,7 @@ static void second_return_race(bool handles)
     cr_assert_eq(lfpool_ret_handle(P, &r.h), 0);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, race_other, &r), 0);
-    unsigned n = iterations(), mine = 0, theirs = 0;
+    unsigned n = handles ? iterations() / 2 : iterations(), mine = 0, theirs = 0;
     for (unsigned i = 1; i <= n; i++) {
         if (handles)
             cr_assert_eq(lfpool_get_handle(P, &r.h, 0), 0);
@@ -373,7 +373,7 @@ static void kill_race(bool handles)
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, race_other, &r), 0);
     /* each kill creates an object: T.objs holds 4096 */
-    unsigned n = bias_here() ? (handles ? 1000 : 3000) : 300, kills = 0, rets = 0;
+    unsigned n = bias_here() ? (handles ? 600 : 3000) : 300, kills = 0, rets = 0;
     for (unsigned i = 1; i <= n; i++) {
         void *obj;
         if (handles) {
