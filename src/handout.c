@@ -1136,14 +1136,13 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
     return ret_careful(p, h->obj, h);
 }
 
-/* lfpool_ret_handle off its inline path: this thread's own handle on a
- * pool whose returns are observed on the inline path's terms, else
- * ret_handle_other (another thread's handle, one with no owner, any other
- * pool). */
+/* lfpool_ret_handle of this thread's own handle (lfpool_ret_handle
+ * checked p, h, h->obj, its pool and its owner) where the inline bit is
+ * clear: returns observed on the inline path's terms, or ret_handle_other
+ * (as ret_not_inline). */
 static __attribute__((noinline)) int ret_handle_not_inline(lfpool *p, const lfpool_handle *h)
 {
-    if (p && h && h->obj && h->priv_pool == p->owned_id && h->priv_owner == owner_tag &&
-        ret_inline_observed_ok(p))
+    if (ret_inline_observed_ok(p))
         return ret_handle_inline_observed(p, h);
     return ret_handle_other(p, h);
 }
@@ -1161,7 +1160,9 @@ static __attribute__((noinline)) int ret_handle_not_inline(lfpool *p, const lfpo
 int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
     if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->owned_id ||
-                        h->priv_owner != owner_tag || !ret_inline_ok(p)))
+                        h->priv_owner != owner_tag))
+        return ret_handle_other(p, h); /* not ours (or bad arguments) */
+    if (lfpool_unlikely(!ret_inline_ok(p)))
         return ret_handle_not_inline(p, h);
     struct lfpool_rec *rec = h->priv_rec;
     long off = p->rseq_off;
