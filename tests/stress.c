@@ -642,12 +642,16 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
         cr_assert_geq(hh.total, ended, "a return's hold lost");
         cr_assert_leq(hh.total, st.nuses, "a hold recorded twice");
         /* and exactly one per hand-out, but those a CLOSE kill ended (the
-         * holder's return is refused: ENOENT, no hold) */
+         * holder's return is refused: ENOENT, no hold; a bulk return
+         * reports one ENOENT for all its refused handles, so the refused
+         * are counted at least, not exactly) */
         if (!(kill && kill_mode == LFPOOL_KILL_CLOSE))
             cr_assert_eq(hh.total, st.nuses, "one hold per hand-out");
         else
-            cr_assert_eq(hh.total + (uint64_t)atomic_load(&s->enoent), st.nuses,
-                         "one hold per hand-out not ended by a kill (%ld)", atomic_load(&s->enoent));
+            cr_assert_leq(hh.total + (uint64_t)atomic_load(&s->enoent), st.nuses,
+                         "no hold for a refused return: %llu + %ld refused, %llu hand-outs",
+                         (unsigned long long)hh.total, atomic_load(&s->enoent),
+                         (unsigned long long)st.nuses);
         cr_assert_gt(hh.total - hh.count[0], 0, "holds of a tick or more were recorded");
     }
     if (conn) {
