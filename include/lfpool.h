@@ -162,7 +162,8 @@ typedef struct lfpool_config {
     size_t max_waiters;         /* gets waiting at once, 0 = unlimited (default); beyond: EBUSY */
     /* record every return's hold time in LFPOOL_HIST_HOLD (default off: the
      * return's fast path then has no instruction for it; on, returns take
-     * the out-of-line fast path, which also records).  Also starts
+     * the fast path's steps out of line, with one per-CPU add for a hold
+     * shorter than the clock's tick).  Also starts
      * the housekeeper, whose tick (at most 1 ms then) is the resolution of
      * the hold times: see lfpool_histogram() */
     bool hold_histogram;
