@@ -9,8 +9,11 @@
  * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
  * hands of the one thread moving it between them; only that thread pushes
  * it.  From the end of a reason's closing flush (under close.lock) until
- * the last reason is cleared, every cache is CLOSED, or HELD by a flusher
- * that releases it CLOSED; while close.gets is set, every cache is empty.
+ * the last reason is cleared, every cache is SHUT (control's reason set)
+ * or CLOSED (only the gets'), or HELD by a flusher or sweeper that
+ * releases it so; a SHUT cache is empty, a CLOSED one changes only by
+ * CAS-mode sections of its CPU (a locked commit) and by holders of its
+ * lock, which only take records out.
  *
  * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
  * popper may take: no in-place claim, so get from a cache is an rseq pop
@@ -44,11 +47,12 @@
  * stack path too, where lfpool_avail_put_stack hands the record over.
  *
  * Closed caches: while runtime control needs it (control.c: paused, over
- * max_size, evicted objects out) or gets must see every cache (below),
- * every cache is LFPOOL_PCPU_CLOSED: the flush that closes them (locks,
- * membarrier) ends every rseq section in flight, and later ones fail, so
- * that every get and ret takes its slow path; the fast paths are
- * unchanged.
+ * max_size, evicted objects out) every cache is LFPOOL_PCPU_SHUT: the
+ * flush that closes them (locks, membarrier) ends every rseq section in
+ * flight, and later ones fail, so that every get and ret takes its slow
+ * path; the fast paths are unchanged.  While only the gets need every
+ * cache seen (below), every cache is LFPOOL_PCPU_CLOSED: the fast paths'
+ * sections fail the same way, and "CAS mode" (below) takes their place.
  *
  * Never stranded: a get that misses its cache and the stack looks at every
  * cache (an open flush, or closing them, or they are closed and empty)
@@ -357,11 +361,12 @@ static void reopen_caches(struct lfpool *p)
  * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,
  * 130-155 ns closed, on 2 CPUs).  Once the window's budget is spent (at
  * once if max_fences is 0), such a get closes the caches instead: one
- * flush that leaves them CLOSED (one membarrier), then close.gets.  While close.gets is set, every cache is CLOSED and empty:
- * gets pop nothing and take their slow path, rets fail to push and take
- * the stack path (lfpool_avail_put_stack: a CAS, a full fence and the
- * gate's signal), so such a get only looks at the shared stack - no flush,
- * no fence - and notes that it wanted to (close.want).
+ * flush that leaves them CLOSED (one membarrier), then close.gets.  While
+ * close.gets is set, every cache is CLOSED (SHUT if control closed them
+ * too) and the pool runs in CAS mode (below): gets and rets use their
+ * CPU's cache with a locked commit, and such a get looks at its CPU's
+ * cache, the shared stack and every closed cache under its lock - no
+ * flush, no fence - and notes that it wanted to (close.want).
  *
  * Reopening.  A housekeeping round (lfpool_avail_round, also from
  * lfpool_housekeep) reopens when no get wanted every cache since the
@@ -409,9 +414,11 @@ static void reopen_caches(struct lfpool *p)
  *  - It reads it set, stored after the closing flush: every record cached
  *    before that flush's membarrier was moved to the stack before (and is
  *    seen by the look); a ret whose push came later failed on CLOSED and
- *    went to the stack path, whose CAS and fence then reading the waiter
- *    count pair with the waiter's registration and fence then looking
- *    (store buffering: one of them sees the other).
+ *    pushed in CAS mode, whose locked commit then reading the waiter count
+ *    pairs with the waiter's registration and fence then sweeping (below),
+ *    or went to the stack path, whose CAS and fence then reading the
+ *    waiter count pair with the same (store buffering: one of them sees
+ *    the other).
  *  - A reopening may follow that read, and a ret may then push into an
  *    open cache and read the waiter count with no fence.  The reopening
  *    clears close.gets (seq_cst) before its CAS that opens the cache; the

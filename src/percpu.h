@@ -6,7 +6,8 @@
  * Owns: struct lfpool_cache and the only code that touches it without a
  * lock.  Invariant: slot[0, count) hold records; only code running on the
  * cache's own CPU inside an rseq critical section, or a "remote" thread that
- * holds `lock` and has fenced the CPU (below), reads or writes count/slot.
+ * holds `lock` and has fenced the CPU (below; no fence needed from SHUT or
+ * CLOSED), reads or writes count/slot.
  *
  * Local operations (the hot path) use no atomic read-modify-write: each is
  * one rseq critical section (Linux rseq(2), registered by glibc >= 2.35 for
