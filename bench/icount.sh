@@ -40,7 +40,7 @@ incl() {
 }
 
 printf '%-10s %8s %8s %8s  %s\n' loop pair get ret path
-for mode in ptr handle bulk dpdk dpdk-bulk; do
+for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold; do
     per=1
     case $mode in bulk | dpdk-bulk) per=32 ;; esac
     fake=--fake-rseq
@@ -58,8 +58,8 @@ for mode in ptr handle bulk dpdk dpdk-bulk; do
     total=$(grep -m1 '^summary:' "$out" | awk '{ print $2 }')
     pairs=$(((N + 1000) * per))
     case $mode in
-    ptr) g=lfpool_get r=lfpool_ret ;;
-    handle) g=lfpool_get_handle r=lfpool_ret_handle ;;
+    ptr | ptr-hold) g=lfpool_get r=lfpool_ret ;;
+    handle | handle-hold) g=lfpool_get_handle r=lfpool_ret_handle ;;
     bulk) g=lfpool_get_bulk r=lfpool_ret_bulk ;;
     *) g= r= ;;
     esac

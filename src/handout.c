@@ -735,15 +735,43 @@ static inline __attribute__((always_inline)) void ret_observe(struct lfpool *p, 
         ret_warned_line(p, rec, tag, held);
 }
 
+/* ret_observe on the inline path (ret_inline_observed: per-CPU caches on,
+ * `off` the pool's rseq offset), when it is quick: the hand-out was not
+ * warned about and the hold, if recorded, is 0 s (lfpool_obs_hold_zero_at).
+ * False, nothing done: ret_observed_rest records (a call that is not a
+ * tail call would make the inline path save registers). */
+static inline __attribute__((always_inline)) bool ret_observe_quick(struct lfpool *p,
+                                                                    struct lfpool_rec *rec,
+                                                                    uint32_t word, double now,
+                                                                    double got, long off)
+{
+    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) ==
+                        rec_warn_tag(word)))
+        return false;
+    if (p->obs.hold) {
+        /* a hold of 0 s: the same stamp (compared as bits, in a general
+         * register; stamps are positive, so equal bits is equal values) */
+        if (lfpool_unlikely(lfpool_dbits(now) != lfpool_dbits(got)))
+            return false;
+        lfpool_obs_hold_zero_at(&p->obs, off);
+    }
+    return true;
+}
+
+/* `use`: the hand-out ending is a user's (a ret), whose hold is observed;
+ * false for one the user never saw (a failed validation, a bulk get's or a
+ * ticket's claim given back). */
 static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint32_t s,
-                       bool retter_done)
+                       bool retter_done, bool use)
 {
     if (rec_st(s) == REC_KILLED) {
         uint32_t k = s;
         if (rec_cas(rec, &k, REC_KILLED, REC_DEAD) && lfpool_meta_del(p, rec)) {
             /* the hand-out ends here: DEAD and out of the table, ours */
-            ret_observe(p, rec, rec_word(s, REC_OUT),
-                        lfpool_now(p) - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
+            if (use)
+                ret_observe(p, rec, rec_word(s, REC_OUT),
+                            lfpool_now(p) -
+                                atomic_load_explicit(&rec->last_get, memory_order_relaxed));
             rcu_read_unlock();
             if (!retter_done)
                 lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -911,6 +939,14 @@ static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p
     return ret_put_rest(p, rec, r);
 }
 
+/* ret's inline path with the recording applies: the admission word's
+ * FAST_RET_OBSERVE bit, FAST_RET_INLINE's conditions with returns observed
+ * (life.c).  ret_other and ret_handle_other test it first. */
+static inline __attribute__((always_inline)) bool ret_inline_observed_ok(struct lfpool *p)
+{
+    return lfpool_fast_has(p, LFPOOL_FAST_RET_OBSERVE);
+}
+
 /* Returns are observed (fast_ret RET_OBSERVED: cfg.hold_histogram, or
  * objects the housekeeper warned about are out; never with a retter or an
  * injected clock, which make the mode RET_CAREFUL) and the pool is READY. */
@@ -942,6 +978,38 @@ static inline __attribute__((always_inline)) bool ret_observed(struct lfpool *p,
  * observed, not READY...): ret_fast_ok, a return hint this thread took at
  * get whose record is still OUT in that hand-out (ret_fast_commit), and
  * room in this CPU's cache; else careful. */
+/* The rest of an observed return whose observation was not quick
+ * (ret_observe_quick): record it and put the record (CACHED, ours). */
+static __attribute__((noinline)) int ret_observed_rest(struct lfpool *p, struct lfpool_rec *rec,
+                                                       uint32_t word, double held)
+{
+    ret_observe(p, rec, word, held);
+    return ret_inline_put(p, rec, p->rseq_off);
+}
+
+/* The inline path's steps with the recording between commit and push
+ * (ret_observed's order, with what the observe bit says known), for a pool
+ * with the admission word's FAST_RET_OBSERVE bit: a function of its own,
+ * a leaf whose other exits are tail calls, so that it saves no registers
+ * (in ret_other, whose other paths need them, a return paid 14 instructions
+ * of prologue and epilogue). */
+static __attribute__((noinline)) int ret_inline_observed(lfpool *p, void *obj)
+{
+    uint32_t word = 0;
+    struct lfpool_rec *rec;
+    long off = p->rseq_off;
+    if (lfpool_likely(hint_find(p, obj, &rec, &word))) {
+        double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+        double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+        if (ret_fast_commit(p, rec, word, now, true, off, true)) {
+            if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off)))
+                return ret_observed_rest(p, rec, word, now - got);
+            return ret_inline_put(p, rec, off);
+        }
+    }
+    return ret_careful(p, obj, NULL);
+}
+
 static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
 {
     uint32_t word = 0;
@@ -962,6 +1030,17 @@ static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
     return ret_careful(p, obj, NULL);
 }
 
+/* lfpool_ret where the inline bit is clear: returns observed on the inline
+ * path's terms, or ret_other.  A function of its own (two tail calls): in
+ * lfpool_ret, the compiler computed the admission word's address before the
+ * inline bit's test, for this one's, an instruction more on the inline path. */
+static __attribute__((noinline)) int ret_not_inline(lfpool *p, void *obj)
+{
+    if (p && obj && ret_inline_observed_ok(p))
+        return ret_inline_observed(p, obj);
+    return ret_other(p, obj);
+}
+
 /* The inline path: the admission word's inline bit, then as ret_other
  * with what that bit says (no wear, biased returns possible) known.
  * Everything else is a tail call, so this stays a leaf with no saved
@@ -971,7 +1050,7 @@ int lfpool_ret(lfpool *p, void *obj)
     uint32_t word = 0;
     struct lfpool_rec *rec;
     if (lfpool_unlikely(!p || !obj || !ret_inline_ok(p)))
-        return ret_other(p, obj);
+        return ret_not_inline(p, obj);
     long off = p->rseq_off;
     if (lfpool_likely(hint_find(p, obj, &rec, &word)) &&
         ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
@@ -982,6 +1061,23 @@ int lfpool_ret(lfpool *p, void *obj)
 }
 
 /* lfpool_ret_handle where its inline path does not apply (as ret_other). */
+/* ret_inline_observed for a handle of this pool (lfpool_ret_handle checked
+ * p, h, h->obj and its pool id). */
+static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const lfpool_handle *h)
+{
+    struct lfpool_rec *rec = h->priv_rec;
+    long off = p->rseq_off;
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+    uint32_t word = h->priv_word;
+    if (ret_fast_commit(p, rec, word, now, false, off, true)) {
+        if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off)))
+            return ret_observed_rest(p, rec, word, now - got);
+        return ret_inline_put(p, rec, off);
+    }
+    return ret_careful(p, h->obj, h);
+}
+
 static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_handle *h)
 {
     if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
@@ -1001,6 +1097,14 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
     return ret_careful(p, h ? h->obj : NULL, h);
 }
 
+/* lfpool_ret_handle where the inline bit is clear (as ret_not_inline). */
+static __attribute__((noinline)) int ret_handle_not_inline(lfpool *p, const lfpool_handle *h)
+{
+    if (p && h && h->obj && h->priv_pool == p->id && ret_inline_observed_ok(p))
+        return ret_handle_inline_observed(p, h);
+    return ret_handle_other(p, h);
+}
+
 /* The handle names the record and the hand-out: no hint, no lookup, from
  * any thread.  A handle of this pool (its id) points at one of its
  * records, type-stable while the pool lives, so reading it is safe even
@@ -1011,7 +1115,7 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
 int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
     if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->id || !ret_inline_ok(p)))
-        return ret_handle_other(p, h);
+        return ret_handle_not_inline(p, h);
     struct lfpool_rec *rec = h->priv_rec;
     long off = p->rseq_off;
     if (ret_fast_commit(p, rec, h->priv_word,
@@ -1048,7 +1152,23 @@ static int ret_enter(lfpool *p, void *obj, const char *what, const char *null_ob
     return 0;
 }
 
+static int ret_end(lfpool *p, void *obj, const lfpool_handle *h, bool use);
+
 static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
+{
+    return ret_end(p, obj, h, true);
+}
+
+/* A claim the user never saw (an event loop's ticket that nobody took,
+ * loop.c), which the fast CAS could not end: ended as a ret would, without
+ * the retter, and with no hold observed (it was no use). */
+void lfpool_handout_give_back(struct lfpool *p, const lfpool_handle *h)
+{
+    (void)ret_end(p, h->obj, h, false);
+}
+
+/* The careful path; `use`: a user's return (ret_not_out). */
+static int ret_end(lfpool *p, void *obj, const lfpool_handle *h, bool use)
 {
     struct lfpool_rec *rec;
     if (ret_enter(p, obj, "ret", "NULL object"))
@@ -1062,7 +1182,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     /* The same for an owned handle's return by its owner (a bulk get's
      * hand-out returned on its own), which the fast path leaves here. */
     bool mine = h && handle_mine(h);
-    if ((p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED ||
+    if (use &&
+        (p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED ||
          mine) &&
         !p->cfg.retter && atomic_load_explicit(&p->lp->life, memory_order_acquire) == LIFE_READY) {
         uint32_t word = h ? h->priv_word : 0;
@@ -1078,8 +1199,8 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     if (lfpool_unlikely(handle_mismatch(h, rec, s)))
         s = 0; /* not this hand-out: as if not out */
     if (lfpool_unlikely(rec_st(s) != REC_OUT))
-        return ret_not_out(p, rec, obj, s, false);
-    if (p->cfg.retter) {
+        return ret_not_out(p, rec, obj, s, !use, use);
+    if (use && p->cfg.retter) {
         /* user code runs outside our read-side section; look again after */
         rcu_read_unlock();
         lfpool_call_hook(p, p->cfg.retter, obj, "retter");
@@ -1089,7 +1210,7 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
         if (handle_mismatch(h, rec, s))
             s = 0;
         if (rec_st(s) != REC_OUT)
-            return ret_not_out(p, rec, obj, s, true);
+            return ret_not_out(p, rec, obj, s, true, use);
     }
 
     /* The CASes below may race with the getter's biased commit (bias.c),
@@ -1102,7 +1223,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
     if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed) ||
                         (p->wear && ret_worn(p, rec, now)))) {
         if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
-            return ret_not_out(p, rec, obj, s, true);
+            return ret_not_out(p, rec, obj, s, true, use);
+        if (use)
+            if (use)
         ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
         lfpool_meta_del(p, rec);
         rcu_read_unlock();
@@ -1130,8 +1253,9 @@ static LFPOOL_SLOW int ret_careful(lfpool *p, void *obj, const lfpool_handle *h)
 
     atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
     if (lfpool_unlikely(!rec_cas(rec, &s, REC_OUT, REC_CACHED)))
-        return ret_not_out(p, rec, obj, s, true);
-    ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
+        return ret_not_out(p, rec, obj, s, true, use);
+    if (use)
+        ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
     if (lfpool_unlikely(lfpool_ctl_flags(p) || lfpool_rec_stale(p, rec))) {
         rcu_read_unlock();
         lfpool_ctl_put(p, rec); /* control.c: back to the set, or closed */
@@ -1172,7 +1296,7 @@ static int ret_destroy(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
 {
     double now = refill ? lfpool_now(p) : 0;
     if (!rec_cas(rec, &s, REC_OUT, REC_DEAD))
-        return ret_not_out(p, rec, obj, s, true);
+        return ret_not_out(p, rec, obj, s, true, refill);
     if (refill) /* a user's return (not a failed validation): a hold ends */
         ret_observe(p, rec, s, now - atomic_load_explicit(&rec->last_get, memory_order_relaxed));
     lfpool_meta_del(p, rec);
@@ -1209,7 +1333,7 @@ static LFPOOL_SLOW int ret_broken(lfpool *p, void *obj, const lfpool_handle *h)
     if (handle_mismatch(h, rec, s))
         s = 0; /* not this hand-out: as if not out */
     if (rec_st(s) != REC_OUT)
-        return ret_not_out(p, rec, obj, s, true); /* retter never runs here */
+        return ret_not_out(p, rec, obj, s, true, true); /* retter never runs here */
     /* as ret_careful: the getter's biased commit may race with our CAS
      * unless this thread is that getter, or the hand-out has no owner */
     if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
@@ -1371,7 +1495,7 @@ static void bulk_undo_one(struct lfpool *p, const lfpool_handle *h)
     if (rec_st(w) == REC_KILLED && rec_gen(w) == rec_gen(h->priv_word)) {
         uint64_t u = atomic_load_explicit(&rec->uses, memory_order_relaxed);
         atomic_store_explicit(&rec->uses, u - 1, memory_order_relaxed);
-        (void)ret_not_out(p, rec, h->obj, w, true); /* closes it; unlocks */
+        (void)ret_not_out(p, rec, h->obj, w, true, false); /* closes it; unlocks */
         return;
     }
     /* CLOSE-killed: the record is not ours any more (its reaper moves its

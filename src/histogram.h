@@ -105,7 +105,7 @@ static inline void lfpool_hist_add_shared(struct lfpool_hist_cells *h, double v)
 /* *word += v as one rseq section on CPU `cpu` (see the argument above).
  * LFPOOL_PCPU_OK: added; LFPOOL_PCPU_RETRY: aborted or not on `cpu`,
  * nothing added.  An `asm goto` like percpu.h's sections. */
-static inline int lfpool_obs_pcpu_add(uint64_t *word, uint32_t cpu, uint64_t v)
+static inline int lfpool_obs_pcpu_add_at(long off, uint64_t *word, uint32_t cpu, uint64_t v)
 {
     unsigned long st;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_START
@@ -114,7 +114,7 @@ static inline int lfpool_obs_pcpu_add(uint64_t *word, uint32_t cpu, uint64_t v)
                               "addq %[v], (%[w])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st)
-                              : [off] "r"(lfpool_pcpu_off()), [cpu] "r"(cpu), [w] "r"(word),
+                              : [off] "r"(off), [cpu] "r"(cpu), [w] "r"(word),
                                 [v] "r"(v)
                               : "memory", "cc"
                               : retry);
@@ -122,6 +122,10 @@ static inline int lfpool_obs_pcpu_add(uint64_t *word, uint32_t cpu, uint64_t v)
     return LFPOOL_PCPU_OK;
 retry:
     return LFPOOL_PCPU_RETRY;
+}
+static inline int lfpool_obs_pcpu_add(uint64_t *word, uint32_t cpu, uint64_t v)
+{
+    return lfpool_obs_pcpu_add_at(lfpool_pcpu_off(), word, cpu, v);
 }
 #endif
 
@@ -154,6 +158,34 @@ static inline __attribute__((always_inline)) void lfpool_obs_hold(struct lfpool_
     uint64_t ns = lfpool_hist_ns(v);
     if (ns)
         lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, sum_ns), ns);
+}
+
+/* Record a hold of v seconds, out of line (the inline recording's rare case). */
+__attribute__((visibility("hidden"))) void lfpool_obs_hold_out(struct lfpool_obs *o, double v);
+
+/* Count a hold of 0 s on ret's inline path (handout.c; the caller checked
+ * o->hold != NULL): the coarse clock did not tick between the get and the
+ * ret, which is every short hold, so the value goes to bucket 0 and adds
+ * nothing to the sum: one rseq add to this CPU's count[0].  That path runs
+ * only with per-CPU caches on (o->hold_pcpu) and there is a copy per
+ * possible CPU (nhold == ncaches), so the CPU number needs no bound check
+ * (as for the caches, cache.c); `off` is the pool's rseq_off, already in a
+ * register.  Any other hold was at least one tick long, beside which the
+ * general recording, out of line, costs nothing. */
+static inline __attribute__((always_inline)) void lfpool_obs_hold_zero_at(struct lfpool_obs *o, long off)
+{
+#if LFPOOL_HAVE_PCPU
+    for (;;) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off);
+        if (__builtin_expect(lfpool_obs_pcpu_add_at(off, &o->hold[cpu].c.count[0], cpu, 1) ==
+                                 LFPOOL_PCPU_OK,
+                             1))
+            return;
+    }
+#else
+    (void)off;
+    lfpool_obs_hold(o, 0);
+#endif
 }
 
 #endif

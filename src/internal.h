@@ -278,6 +278,10 @@ struct lfpool_life_page {
                                      returns possible (p->bias), no wear (max_use,
                                      max_lifetime): ret's inline path applies (handout.c);
                                      kept by lfpool_life_fast_ret() */
+#define LFPOOL_FAST_RET_OBSERVE 8u /* as FAST_RET_INLINE, but fast_ret RET_OBSERVED (hold
+                                      histogram, or warned objects out): the inline path's
+                                      steps with the recording, first in ret_other (handout.c);
+                                      never set beside FAST_RET_INLINE */
 
 /* The life page is the last LFPOOL_LIFE_OFF bytes of the wiped page that
  * precedes struct lfpool in one mapping (life.c): the fast paths find the
@@ -696,6 +700,10 @@ LFPOOL_INTERNAL void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gat
  * with a lock held, never on an event loop's thread (loop.c). */
 LFPOOL_INTERNAL bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj,
                                              uint32_t word);
+/* End the hand-out of a claim nobody saw (an event loop's ticket that
+ * nobody took) that the caller's CAS could not end (killed, worn out,
+ * shutdown): as a ret, without the retter and without a hold. */
+LFPOOL_INTERNAL void lfpool_handout_give_back(struct lfpool *p, const lfpool_handle *h);
 
 /* ---- loop.c: event loops (tickets in the gate's FIFO); called by the
  * gate with its lock held: a grant reached a ticket at the head (schedule a

@@ -336,7 +336,7 @@ static void give_back(struct lfpool *p, const lfpool_handle *h)
         gift_back(p, rec);
         return;
     }
-    (void)lfpool_ret_handle(p, h);
+    lfpool_handout_give_back(p, h);
 }
 
 /* A look that did not end with its ticket completed by it: the next

@@ -69,6 +69,7 @@ struct sctx {
     _Atomic int in_hand, max_in_hand, max_nobjs, next_id;
     _Atomic long stale_h, e_stale_h;
     _Atomic long handoffs;
+    _Atomic long ret_ok; /* returns that gave 0 through ret_result */
     _Atomic long async_gets, async_waits, async_cancels, e_async;
     _Atomic long broken, nvalidate, e_validate;
     _Atomic long bulk_gets, bulk_timeouts;
@@ -162,7 +163,9 @@ static void get_failed(struct sctx *s, int r)
 
 static void ret_result(struct sctx *s, int r)
 {
-    if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
+    if (r == 0)
+        atomic_fetch_add(&s->ret_ok, 1);
+    else if (r == ESTALE && s->kill && s->kill_mode == LFPOOL_KILL_DEFER)
         atomic_fetch_add(&s->estale, 1);
     else if (r == ENOENT && s->kill && s->kill_mode == LFPOOL_KILL_CLOSE)
         atomic_fetch_add(&s->enoent, 1);
@@ -500,6 +503,10 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     c.max_fences = STRESS_FENCES; /* the gets' open flushes, then closings */
     if (real_clock) {
         c.max_using_delay_kill = kill ? 0.02 : 0;
+        /* hold times recorded on the real clock: the returns' inline
+         * recording (and its out-of-line rest for warned hand-outs and
+         * holds of a tick or more) under every feature's traffic */
+        c.hold_histogram = true;
     } else {
         c.clock = sclock;
         c.clock_ctx = s;
@@ -594,6 +601,27 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     cr_assert_eq(st.nobjs, st.navail);
     if (max_use)
         cr_assert_gt(st.nwornout, 0);
+    if (real_clock) {
+        /* one hold per hand-out ended by a return: at least every return
+         * that gave 0 or ESTALE (some returns, bulk ones, are not counted
+         * one by one here), never more than the hand-outs */
+        struct lfpool_histogram hh;
+        cr_assert_eq(lfpool_histogram(s->p, LFPOOL_HIST_HOLD, &hh), 0);
+        uint64_t ended = (uint64_t)atomic_load(&s->ret_ok) + (uint64_t)atomic_load(&s->estale);
+        cr_log_info("holds recorded %llu, returns counted %llu, hand-outs %llu",
+                    (unsigned long long)hh.total, (unsigned long long)ended,
+                    (unsigned long long)st.nuses);
+        cr_assert_geq(hh.total, ended, "a return's hold lost");
+        cr_assert_leq(hh.total, st.nuses, "a hold recorded twice");
+        /* and exactly one per hand-out, but those a CLOSE kill ended (the
+         * holder's return is refused: ENOENT, no hold) */
+        if (!(kill && kill_mode == LFPOOL_KILL_CLOSE))
+            cr_assert_eq(hh.total, st.nuses, "one hold per hand-out");
+        else
+            cr_assert_eq(hh.total + (uint64_t)atomic_load(&s->enoent), st.nuses,
+                         "one hold per hand-out not ended by a kill (%ld)", atomic_load(&s->enoent));
+        cr_assert_gt(hh.total - hh.count[0], 0, "holds of a tick or more were recorded");
+    }
     if (conn) {
         cr_assert_gt(st.nbroken, 0, "broken returns: %ld", atomic_load(&s->broken));
         cr_assert_leq(st.nbroken, (uint64_t)atomic_load(&s->broken));

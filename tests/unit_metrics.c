@@ -160,6 +160,8 @@ Test(metrics, create_time_per_call_of_fun)
 
 /* ---- hold */
 
+static size_t count_of(const char *hay, const char *needle);
+
 Test(metrics, hold_recorded_per_return_from_the_records_stamps)
 {
     C.hold_histogram = true;
@@ -229,6 +231,51 @@ Test(metrics, hold_count_exact_on_the_fast_path_across_threads)
     struct lfpool_stats s = tstats(P);
     cr_assert_eq(s.nuses, 60001);
     cr_assert_eq(thist(P, LFPOOL_HIST_HOLD).total, 60001, "one hold per return, none lost");
+}
+
+/* Returns observed on the real clock take the inline path's recording
+ * (per-CPU caches on; returns observed: the admission word's observe bit):
+ * holds of 0 s in one add, longer holds and warned hand-outs out of line.
+ * Real holds of tens of milliseconds, the housekeeper's own rounds. */
+Test(metrics, hold_on_the_real_clock_long_holds_and_warned_returns)
+{
+    C.clock = NULL; /* no injected clock, no getter or retter: the fast paths apply */
+    C.clock_ctx = NULL;
+    C.getter = NULL;
+    C.retter = NULL;
+    C.hold_histogram = true;
+    C.max_using_delay = 0.02;
+    C.max_size = 4;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *a, *b;
+    lfpool_handle h;
+    cr_assert_eq(lfpool_get(P, &a, 0), 0);
+    cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
+    cr_assert_eq(lfpool_get(P, &b, 0), 0);
+    cr_assert_eq(lfpool_ret(P, b), 0);
+    /* the housekeeper warns about a and h once they are out 20 ms */
+    for (int i = 0; i < 400 && !strstr(T.log.text, "long running objects: 2"); i++)
+        usleep(5000);
+    cr_assert(strstr(T.log.text, "long running objects: 2") != NULL, "%s", T.log.text);
+    cr_assert_eq(lfpool_ret(P, a), 0);
+    cr_assert_eq(lfpool_ret_handle(P, &h), 0);
+    cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2, "%s", T.log.text);
+    struct lfpool_histogram hh = thist(P, LFPOOL_HIST_HOLD);
+    cr_assert_eq(hh.total, 3);
+    uint64_t long_holds = 0;
+    for (int i = 14; i < LFPOOL_HIST_BUCKETS; i++) /* above 2^-6 s = 15.6 ms */
+        long_holds += hh.count[i];
+    cr_assert_eq(long_holds, 2, "a and h were held at least 20 ms");
+    cr_assert_geq(hh.sum, 0.04);
+    /* and the many short holds after them, one each */
+    for (int i = 0; i < 5000; i++) {
+        cr_assert_eq(lfpool_get(P, &a, 0), 0);
+        cr_assert_eq(lfpool_ret(P, a), 0);
+        cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
+        cr_assert_eq(lfpool_ret_handle(P, &h), 0);
+    }
+    cr_assert_eq(thist(P, LFPOOL_HIST_HOLD).total, 10003);
+    cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2, "no more warned returns");
 }
 
 Test(metrics, hold_off_records_nothing)
