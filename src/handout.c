@@ -556,6 +556,8 @@ bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj
     return get_validate(p, rec, obj, word);
 }
 
+static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, const void *caller);
+
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
@@ -566,6 +568,8 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     void *o;
     struct lfpool_rec *rec;
     uint32_t word;
+    if (get_closed(p, obj, h, timeout, caller) == 0)
+        return 0;
     if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
         return get_invalid(p, !(obj || h), timeout);
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
@@ -662,6 +666,31 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
     rec_count_use(rec);
     atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
     return w;
+}
+
+/* The caches closed for the gets (CAS mode, cache.c): where the fast path
+ * applies (get_fast_ok) but its pop failed on the closed lock, the same
+ * steps with a pop from this CPU's closed cache; 0, or -1 when it does not
+ * apply or this CPU's cache is empty (get_rest goes on). */
+static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, const void *caller)
+{
+    if (!(p && (obj || h) && get_fast_ok(p, timeout)))
+        return -1;
+    struct lfpool_rec *rec =
+        lfpool_avail_get_closed(p, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
+    if (!rec)
+        return -1;
+    uint32_t w = rec_load(rec); /* ours, OUT: the hand-out's word */
+    rec_count_use(rec);
+    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
+    void *o = rec->obj;
+    if (h) {
+        handle_set(p, h, o, rec, w);
+    } else {
+        hint_set(p, o, rec, w);
+        *obj = o;
+    }
+    return 0;
 }
 
 /* The fast path of lfpool_get (obj) and lfpool_get_handle (h): get_fast_ok
@@ -802,6 +831,11 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
  * for a ret that raced with shutdown's drain: it closes what it put back. */
 static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
 {
+    /* the caches closed for the gets: this CPU's, in CAS mode (cache.c);
+     * no read-side section, as for the fast path's push: control's closing
+     * makes the caches SHUT, on which that push fails */
+    if (r == LFPOOL_PUT_STACK)
+        r = lfpool_avail_put_closed(p, rec);
     if (r == LFPOOL_PUT_WAKE) {
         lfpool_gate_wake(&p->gate, false);
     } else if (r == LFPOOL_PUT_STACK) {
