@@ -267,6 +267,11 @@ int lfpool_ret_broken(lfpool *pool, void *obj);
  *   handle returned at the same time may both run it (one gets ENOENT),
  *   as two rets of one pointer may.
  * - Any thread may return a handle; lfpool_ret(pool, h.obj) works too.
+ *   The handle names the thread that got it: that thread's return is the
+ *   cheap one (no lookup, and no locked instruction while the pool is in
+ *   biased mode); another thread's return, like a pointer returned by
+ *   another thread, may cost one membarrier and turns biased returns off
+ *   until a quiet housekeeping round (nbias_fences, ret_biased).
  * - Behaviour, hooks, statistics and return codes are those of lfpool_get
  *   and lfpool_ret, with `h` in place of `obj` (EINVAL: h or h->obj NULL). */
 typedef struct lfpool_handle {
@@ -274,7 +279,7 @@ typedef struct lfpool_handle {
     void *priv_rec;     /* private: the object's record */
     uint64_t priv_pool; /* private: the pool's id */
     uint32_t priv_word; /* private: the hand-out (generation) */
-    uint32_t priv_owner; /* private: the thread that got it (lfpool_get_bulk) */
+    uint32_t priv_owner; /* private: the thread that got it */
 } lfpool_handle;
 
 /* lfpool_get, filling *h (h->obj is the object). */

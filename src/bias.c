@@ -56,10 +56,14 @@
  *   CAS came before BIASED was stored, and O's section, which reads the
  *   record's word after the mode, sees it and does not commit.
  * A party that owns the hand-out needs no fence: no other thread's section
- * can hold its word.  Hand-outs by lfpool_get_handle have no owner (a
- * handle may be returned from any thread, so their returns always CAS);
- * those of lfpool_get_bulk are owned by the getting thread, named in the
- * handle (handout.c, "owned handles").
+ * can hold its word.  Owners: the thread whose return hint holds the word
+ * (lfpool_get), and the thread a handle names (lfpool_get_handle and
+ * lfpool_get_bulk stamp the getting thread's owner tag in the handle:
+ * handout.c, "owned handles"); a handle returned by another thread, or a
+ * copy of it, is a party like any other and fences.  Hand-outs with no
+ * owner - an event loop's handles, and those a thread got before it took
+ * its tag (they say so: OWNER_NONE) - are committed by CAS alone: no
+ * section can hold their word, and their returns never fence.
  *
  * Cost: an owner's return is one rseq section instead of a locked
  * instruction; a non-owner's return or a kill is a load of the mode word

@@ -9,8 +9,11 @@
  * shared stack (state AVAIL, or a tombstone BORROWED/DEAD_SET), or in the
  * hands of the one thread moving it between them; only that thread pushes
  * it.  From the end of a reason's closing flush (under close.lock) until
- * the last reason is cleared, every cache is CLOSED, or HELD by a flusher
- * that releases it CLOSED; while close.gets is set, every cache is empty.
+ * the last reason is cleared, every cache is SHUT (control's reason set)
+ * or CLOSED (only the gets'), or HELD by a flusher or sweeper that
+ * releases it so; a SHUT cache is empty, a CLOSED one changes only by
+ * CAS-mode sections of its CPU (a locked commit) and by holders of its
+ * lock, which only take records out.
  *
  * Per-CPU caches (percpu.h) hold CACHED records, which only the cache's
  * popper may take: no in-place claim, so get from a cache is an rseq pop
@@ -44,11 +47,12 @@
  * stack path too, where lfpool_avail_put_stack hands the record over.
  *
  * Closed caches: while runtime control needs it (control.c: paused, over
- * max_size, evicted objects out) or gets must see every cache (below),
- * every cache is LFPOOL_PCPU_CLOSED: the flush that closes them (locks,
- * membarrier) ends every rseq section in flight, and later ones fail, so
- * that every get and ret takes its slow path; the fast paths are
- * unchanged.
+ * max_size, evicted objects out) every cache is LFPOOL_PCPU_SHUT: the
+ * flush that closes them (locks, membarrier) ends every rseq section in
+ * flight, and later ones fail, so that every get and ret takes its slow
+ * path; the fast paths are unchanged.  While only the gets need every
+ * cache seen (below), every cache is LFPOOL_PCPU_CLOSED: the fast paths'
+ * sections fail the same way, and "CAS mode" (below) takes their place.
  *
  * Never stranded: a get that misses its cache and the stack looks at every
  * cache (an open flush, or closing them, or they are closed and empty)
@@ -279,14 +283,16 @@ static size_t flush(struct lfpool *p, bool *fenced)
         uint32_t was;
         while ((was = cache_trylock(&p->caches[i])) == LFPOOL_PCPU_HELD)
             sched_yield(); /* another flusher: it is brief */
-        fence = fence || was != LFPOOL_PCPU_CLOSED;
+        fence = fence || was == LFPOOL_PCPU_OPEN;
     }
     if (fence)
         lfpool_avail_fence(p);
     *fenced = fence;
     lfpool_stat_inc(&p->c.nflushes);
-    uint32_t lock = atomic_load_explicit(&p->close.why, memory_order_seq_cst) ? LFPOOL_PCPU_CLOSED
-                                                                              : LFPOOL_PCPU_OPEN;
+    uint32_t why = atomic_load_explicit(&p->close.why, memory_order_seq_cst);
+    uint32_t lock = why & LFPOOL_CLOSE_CTL ? LFPOOL_PCPU_SHUT
+                    : why                  ? LFPOOL_PCPU_CLOSED
+                                           : LFPOOL_PCPU_OPEN;
     size_t moved = 0;
     for (unsigned i = 0; i < p->ncaches; i++) {
         struct lfpool_cache *c = &p->caches[i];
@@ -307,13 +313,17 @@ size_t lfpool_avail_flush(struct lfpool *p)
 }
 
 /* Every reason to close is gone (close.lock held, why cleared, seq_cst):
- * CLOSED caches open again, without a fence - nothing is in a CLOSED
- * cache, and a section that reads OPEN afterwards is an ordinary one.  A
- * cache a flusher holds is waited for (flushes are brief): the flusher
- * reads `why` while it holds the lock, so it stores OPEN if it read the
- * cleared word, and CLOSED only if it read it earlier, which this CAS then
- * undoes.  No closing can start meanwhile: it needs close.lock. */
-static void reopen_caches(struct lfpool *p)
+ * SHUT and CLOSED caches open again, without a fence - a SHUT cache is
+ * empty, a CLOSED one holds CACHED records as an open one does, a CAS-mode
+ * section in flight on it fails its commit (the lock changed) and a
+ * section that reads OPEN afterwards is an ordinary one.  A cache a
+ * flusher holds is waited for (flushes are brief): the flusher reads `why`
+ * while it holds the lock, so it stores OPEN if it read the cleared word,
+ * and SHUT or CLOSED only if it read it earlier, which this CAS then
+ * undoes.  No closing can start meanwhile: it needs close.lock.  The same
+ * with from_closed false, to CLOSED: control's reason is gone and the
+ * gets' is left (SHUT -> CLOSED: CAS mode again). */
+static void relock_caches(struct lfpool *p, bool from_closed, uint32_t to)
 {
     for (unsigned i = 0; i < p->ncaches; i++) {
         uint32_t v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
@@ -321,10 +331,14 @@ static void reopen_caches(struct lfpool *p)
             sched_yield();
             v = __atomic_load_n(&p->caches[i].lock, __ATOMIC_SEQ_CST);
         }
-        if (v == LFPOOL_PCPU_CLOSED)
-            __atomic_compare_exchange_n(&p->caches[i].lock, &v, LFPOOL_PCPU_OPEN, false,
-                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+        if (v == LFPOOL_PCPU_SHUT || (from_closed && v == LFPOOL_PCPU_CLOSED))
+            __atomic_compare_exchange_n(&p->caches[i].lock, &v, to, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED);
     }
+}
+static void reopen_caches(struct lfpool *p)
+{
+    relock_caches(p, true, LFPOOL_PCPU_OPEN);
 }
 
 /* ---- closing and reopening (DESIGN §4, "Bounded fences")
@@ -347,11 +361,12 @@ static void reopen_caches(struct lfpool *p)
  * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,
  * 130-155 ns closed, on 2 CPUs).  Once the window's budget is spent (at
  * once if max_fences is 0), such a get closes the caches instead: one
- * flush that leaves them CLOSED (one membarrier), then close.gets.  While close.gets is set, every cache is CLOSED and empty:
- * gets pop nothing and take their slow path, rets fail to push and take
- * the stack path (lfpool_avail_put_stack: a CAS, a full fence and the
- * gate's signal), so such a get only looks at the shared stack - no flush,
- * no fence - and notes that it wanted to (close.want).
+ * flush that leaves them CLOSED (one membarrier), then close.gets.  While
+ * close.gets is set, every cache is CLOSED (SHUT if control closed them
+ * too) and the pool runs in CAS mode (below): gets and rets use their
+ * CPU's cache with a locked commit, and such a get looks at its CPU's
+ * cache, the shared stack and every closed cache under its lock - no
+ * flush, no fence - and notes that it wanted to (close.want).
  *
  * Reopening.  A housekeeping round (lfpool_avail_round, also from
  * lfpool_housekeep) reopens when no get wanted every cache since the
@@ -399,9 +414,11 @@ static void reopen_caches(struct lfpool *p)
  *  - It reads it set, stored after the closing flush: every record cached
  *    before that flush's membarrier was moved to the stack before (and is
  *    seen by the look); a ret whose push came later failed on CLOSED and
- *    went to the stack path, whose CAS and fence then reading the waiter
- *    count pair with the waiter's registration and fence then looking
- *    (store buffering: one of them sees the other).
+ *    pushed in CAS mode, whose locked commit then reading the waiter count
+ *    pairs with the waiter's registration and fence then sweeping (below),
+ *    or went to the stack path, whose CAS and fence then reading the
+ *    waiter count pair with the same (store buffering: one of them sees
+ *    the other).
  *  - A reopening may follow that read, and a ret may then push into an
  *    open cache and read the waiter count with no fence.  The reopening
  *    clears close.gets (seq_cst) before its CAS that opens the cache; the
@@ -567,6 +584,8 @@ void lfpool_avail_open_ctl(struct lfpool *p)
                     ~(uint32_t)LFPOOL_CLOSE_CTL;
     if (!left && p->pcpu)
         reopen_caches(p);
+    else if (left && p->pcpu)
+        relock_caches(p, false, LFPOOL_PCPU_CLOSED); /* the gets' CAS mode */
     pthread_mutex_unlock(&p->close.lock);
 }
 
@@ -655,6 +674,139 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
     return rec;
 }
 
+/* ---- CAS mode: the caches closed for the gets (lock CLOSED) stay in use
+ *
+ * Closed, every get and ret would take the shared stack: a pop, a claim
+ * CAS, a push and a full fence on lines that every CPU writes, 57-132 ns a
+ * pair on 2 CPUs under contention (P3).  Instead a closed cache is still
+ * used by its CPU's threads, with sections whose commit is a locked
+ * CMPXCHG of {count, lock} (percpu.h), so that a remote thread may take
+ * the cache with a CAS of its lock, CLOSED -> HELD, and no membarrier.
+ * The get's miss path pops from its CPU's closed cache (closed_pop); a
+ * ret whose push failed on the closed lock pushes there
+ * (lfpool_avail_put_closed).  What a get that must see every record does
+ * instead of the flush: closed_sweep, every cache under its lock.
+ *
+ * No lost wake-up: the ret's locked commit, then its read of the waiter
+ * count; the waiter's registration (seq_cst, then a fence, gate.c), then
+ * its sweep's reads of each count.  Store buffering with a full barrier on
+ * both sides: either the sweep sees the push, or the ret sees the
+ * registration and wakes the gate.  The sweep waits for a cache another
+ * holder has (flushers and sweepers: brief), so that it reads a count no
+ * holder is changing; it skips an OPEN cache (a reopening came after the
+ * get read close.gets: the argument of "closing and reopening" above) and
+ * a SHUT one (control flushed it, and nothing is pushed into it).  A get
+ * with timeout 0 sees every record returned before it was called: the
+ * ret's locked commit completed before, and the sweep reads the counts
+ * after (the timeout-0 guarantee, API.md).
+ *
+ * Records pushed into a closed cache are CACHED records in a cache, as in
+ * an open one: every flush (rounds, control, shutdown) moves them with
+ * the others, and runtime control's closing leaves the caches SHUT, where
+ * no section commits (percpu.h), before its grace period: a push that
+ * committed before that flush's lock is in the stack the flush fills, one
+ * after it failed and took the stack path, reading the flags. */
+
+/* Make a record popped from a cache (ours) OUT; NULL if it was not CACHED. */
+static struct lfpool_rec *claim_popped(struct lfpool *p, struct lfpool_rec *rec, double now)
+{
+    uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+    if (lfpool_likely(rec_st(w) == REC_CACHED)) {
+        lfpool_avail_claim_cached(rec, w, now);
+        return rec;
+    }
+    lfpool_avail_bad_state(p, rec, w);
+    return NULL;
+}
+
+/* Take a record from this CPU's closed cache; NULL when none (or it is
+ * not CLOSED). */
+static struct lfpool_rec *closed_pop(struct lfpool *p, double now)
+{
+    if (!p->pcpu)
+        return NULL;
+    long off = p->rseq_off;
+    for (;;) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off);
+        struct lfpool_rec *rec = NULL;
+        int r = lfpool_pcpu_pop_closed_at(off, &p->caches[cpu], cpu, &rec);
+        if (r == LFPOOL_PCPU_FAIL)
+            return NULL;
+        if (r == LFPOOL_PCPU_OK && (rec = claim_popped(p, rec, now)) != NULL)
+            return rec;
+    }
+}
+
+/* The get's CAS mode (handout.c, before its slow path, with what the fast
+ * path checked true): a record from this CPU's closed cache, made OUT
+ * with last_get = now; NULL when the gets have not closed the caches, or
+ * this CPU's has none (the slow path then looks further).  No read-side
+ * section and no control flags, as for the fast path's pop: control's
+ * closing makes the caches SHUT, and a CAS-mode pop commits only on a
+ * CLOSED cache (percpu.h).  Every 64th call of a thread that finds the
+ * caches closed also makes the decision of a pool without rounds
+ * (close_tick, a clock read), which the gets' slow path makes too. */
+struct lfpool_rec *lfpool_avail_get_closed(struct lfpool *p, double now)
+{
+    static __thread uint8_t ticks __attribute__((tls_model("initial-exec")));
+    if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed))
+        return NULL;
+    if (lfpool_unlikely((++ticks & 63) == 0))
+        close_tick(p);
+    return closed_pop(p, now);
+}
+
+/* Take a record from any closed cache, each under its lock; NULL when
+ * every one was empty (or not CLOSED). */
+static struct lfpool_rec *closed_sweep(struct lfpool *p, double now)
+{
+    for (unsigned i = 0; i < p->ncaches; i++) {
+        struct lfpool_cache *c = &p->caches[i];
+        while (__atomic_load_n(&c->count, __ATOMIC_SEQ_CST) != 0) {
+            uint32_t v = LFPOOL_PCPU_CLOSED;
+            if (!__atomic_compare_exchange_n(&c->lock, &v, LFPOOL_PCPU_HELD, false, __ATOMIC_ACQUIRE,
+                                             __ATOMIC_RELAXED)) {
+                if (v != LFPOOL_PCPU_HELD)
+                    break; /* OPEN or SHUT: above */
+                sched_yield(); /* another holder: it is brief */
+                continue;
+            }
+            uint32_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
+            struct lfpool_rec *rec = NULL;
+            if (n) {
+                rec = c->slot[n - 1];
+                __atomic_store_n(&c->count, n - 1, __ATOMIC_RELAXED);
+            }
+            __atomic_store_n(&c->lock, LFPOOL_PCPU_CLOSED, __ATOMIC_RELEASE);
+            if (rec && (rec = claim_popped(p, rec, now)) != NULL)
+                return rec;
+        }
+    }
+    return NULL;
+}
+
+/* A record (CACHED, ours) whose push failed: into this CPU's closed cache
+ * if the gets closed them (CAS mode, above) and no waiter wants a record
+ * handed over.  LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE (pushed, a waiter must be
+ * woken: the locked commit came before this read), or LFPOOL_PUT_STACK:
+ * not pushed, the caller still owns it. */
+int lfpool_avail_put_closed(struct lfpool *p, struct lfpool_rec *rec)
+{
+    if (!p->pcpu || lfpool_gate_gift_wanted(&p->gate))
+        return LFPOOL_PUT_STACK;
+    long off = p->rseq_off;
+    for (;;) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off);
+        int r = lfpool_pcpu_push_closed_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
+        if (r == LFPOOL_PCPU_OK)
+            return atomic_load_explicit(&p->gate.waiters, memory_order_seq_cst) > 0
+                       ? LFPOOL_PUT_WAKE
+                       : LFPOOL_PUT_DONE;
+        if (r == LFPOOL_PCPU_FAIL)
+            return LFPOOL_PUT_STACK;
+    }
+}
+
 /* The miss path of lfpool_avail_get: the shared stack; then, if `waiting`
  * or if another CPU's cache looks non-empty, an open flush within the
  * budget, else the caches are closed for the gets (one flush, unless
@@ -665,15 +817,19 @@ struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool wait
     if (!p->pcpu)
         return claim_from_stack(p, now);
     bool closed = atomic_load_explicit(&p->close.gets, memory_order_seq_cst);
-    if (closed)
+    struct lfpool_rec *rec;
+    if (closed) {
         close_tick(p);
-    struct lfpool_rec *rec = claim_from_stack(p, now);
+        if ((rec = closed_pop(p, now)) != NULL)
+            return rec;
+    }
+    rec = claim_from_stack(p, now);
     if (rec)
         return rec;
-    if (closed) { /* every cache CLOSED and empty: nothing more to see */
+    if (closed) { /* CAS mode: every cache under its lock, no fence */
         if (waiting)
             close_want(p);
-        return NULL;
+        return waiting || others_cached(p) ? closed_sweep(p, now) : NULL;
     }
     if (waiting || others_cached(p)) {
         look_all(p);
@@ -698,6 +854,12 @@ void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec)
 {
     if (lfpool_unlikely(lfpool_gate_gift(&p->gate, rec)))
         return; /* handed, CACHED, to a waiter that lost a race (gate.c) */
+    int r = lfpool_avail_put_closed(p, rec);
+    if (r != LFPOOL_PUT_STACK) {
+        if (r == LFPOOL_PUT_WAKE)
+            lfpool_gate_wake(&p->gate, false);
+        return;
+    }
     rec_store(rec, REC_AVAIL, memory_order_release);
     lfpool_stack_push(&p->stack, rec);
     atomic_thread_fence(memory_order_seq_cst);

@@ -21,7 +21,9 @@
  *   getter's plain stores in an rseq section while the pool is biased,
  *   bias.c, else a CAS) -> rseq push onto this CPU's cache -> waiter check
  *   -> shutdown check.  lfpool_ret_handle is the same with the handle in
- *   place of the hint (and always a CAS).  A pool the bit does not cover
+ *   place of the hint, for the thread the handle names (its owner: "owned
+ *   handles"); another thread's return fences, then CASes (ret_foreign).
+ *   A pool the bit does not cover
  *   takes the same steps out of line (ret_other, ret_handle_other, with the
  *   wear test); anything else (no hint: a hash lookup under rcu_read_lock;
  *   a full cache; hooks; an injected clock) is a tail call to a slow path.
@@ -171,43 +173,67 @@ static inline void *get_finish(struct lfpool *p, struct lfpool_rec *rec, uint32_
     return o;
 }
 
-static inline void handle_set(struct lfpool *p, lfpool_handle *h, void *obj,
-                              struct lfpool_rec *rec, uint32_t word)
-{
-    FIELD_SET(h->obj, obj);
-    FIELD_SET(h->priv_rec, (void *)rec);
-    FIELD_SET(h->priv_pool, p->id);
-    FIELD_SET(h->priv_word, word);
-}
-
-/* ---- owned handles: the hand-outs of lfpool_get_bulk
+/* ---- owned handles: who may end a handle's hand-out with a plain store
  *
- * A handle made by lfpool_get_bulk names the thread that got it, its
- * owner: priv_pool is the pool's id with HANDLE_OWNED set, and priv_owner
- * that thread's owner tag.  The owner's return may end the hand-out with
- * the biased commit (bias.c), as the return of a hint's owner does; any
- * other party must fence before its CAS on the hand-out.  One owner per
- * hand-out: a tag names one thread (until 2^32 - 1 threads took tags: a
+ * A handle names the thread that got it, its owner: priv_pool is the
+ * pool's id with LFPOOL_HANDLE_OWNED set (p->owned_id), and priv_owner that
+ * thread's owner tag.  The owner's return may end the hand-out with the
+ * biased commit (bias.c), as the return of a hint's owner does; any other
+ * party must fence before its CAS on the hand-out.  One owner per
+ * hand-out: a tag names one thread (until 2^32 - 2 threads took tags: a
  * handle kept that long, and then returned by the thread with its tag
  * while the owner returns a copy of it, is the one overlap left, as for
- * the generation's wrap).  lfpool_ret_handle's fast path compares
- * priv_pool with the pool's id, so an owned handle takes ret_careful,
- * which knows the rule (handle_foreign).  A handle of lfpool_get_handle has
- * no owner (HANDLE_OWNED clear, priv_owner not read): its returns CAS. */
-#define HANDLE_OWNED (UINT64_C(1) << 63) /* pool ids count from 1: never set */
+ * the generation's wrap).
+ *
+ * Tags.  Each thread has two TLS words: owner_tag, the tag its returns
+ * compare a handle's priv_owner with (0 until it takes one), and
+ * owner_stamp, what its gets write into priv_owner (OWNER_NONE until
+ * then).  A thread takes a tag - both words set to the next value of a
+ * process-wide counter, never 0 nor OWNER_NONE - on the paths out of line
+ * (get_rest, ret_handle_other, a bulk get), so that the get's fast path is
+ * one TLS load and one store, with no test: a thread that never took one
+ * stamps OWNER_NONE, which no thread's owner_tag equals, and a priv_owner
+ * of OWNER_NONE means "no owner" (nobody commits with a plain store: every
+ * return CASes, none fences).  Its first return of a handle (out of line:
+ * the stamp is not its tag) takes its tag, and its later gets stamp it.
+ *
+ * Who gets which handle:
+ * - lfpool_get_handle (fast path: owner_stamp; slow path: the tag, taken
+ *   there) and lfpool_get_bulk (the tag): owned by the getting thread.
+ * - an event loop's handle (loop.c, priv_pool the bare id): no owner.  Its
+ *   hand-out is claimed by the loop's thread or by the housekeeper for a
+ *   ticket, and ends on whatever thread the program returns it from (the
+ *   API's rule for loops); an owner named at delivery would be right only
+ *   when the loop's thread returns it, and every other return would fence
+ *   and put the pool's owners in CAS mode for a round.  Its returns CAS,
+ *   as every return did before biased commits; loop.c's give_back CASes a
+ *   hand-out nobody has seen, with no fence.
+ * - a copy of any handle keeps its owner: a copy returned by another
+ *   thread fences (handle_foreign), a copy returned by the owner is its
+ *   return (the word decides which of two copies wins, as always).
+ * A fork child keeps the forking thread's TLS words, and the counter goes
+ * on from the parent's value: tags stay unique in the child (the parent's
+ * other threads are gone; their handles are foreign there and fence).
+ * lfpool_ret(pool, h.obj) has no hint for a handle's hand-out: it fences
+ * (ret_careful), whichever thread calls it. */
+#define HANDLE_OWNED LFPOOL_HANDLE_OWNED
+#define OWNER_NONE UINT32_MAX
 _Static_assert(sizeof(lfpool_handle) == 32, "priv_owner fills what was padding");
 static __thread uint32_t owner_tag __attribute__((tls_model("initial-exec")));
+static __thread uint32_t owner_stamp __attribute__((tls_model("initial-exec"))) = OWNER_NONE;
 static _Atomic uint32_t owner_tags;
 
-/* This thread's owner tag, taken at its first bulk get (never 0). */
+/* This thread's owner tag, taken at its first call here (never 0 nor
+ * OWNER_NONE); its gets stamp it from then on. */
 static uint32_t owner_tag_get(void)
 {
     uint32_t t = owner_tag;
     if (lfpool_unlikely(t == 0)) {
         do
             t = atomic_fetch_add_explicit(&owner_tags, 1, memory_order_relaxed) + 1;
-        while (t == 0);
+        while (t == 0 || t == OWNER_NONE);
         owner_tag = t;
+        owner_stamp = t;
     }
     return t;
 }
@@ -218,7 +244,7 @@ static inline bool handle_of(struct lfpool *p, const lfpool_handle *h)
     return (h->priv_pool & ~HANDLE_OWNED) == p->id;
 }
 
-/* h's hand-out is owned by this thread. */
+/* h's hand-out is owned by this thread (OWNER_NONE equals no tag). */
 static inline bool handle_mine(const lfpool_handle *h)
 {
     return (h->priv_pool & HANDLE_OWNED) && h->priv_owner == owner_tag;
@@ -228,10 +254,11 @@ static inline bool handle_mine(const lfpool_handle *h)
  * may race with our CAS: fence first (bias.c). */
 static inline bool handle_foreign(const lfpool_handle *h)
 {
-    return (h->priv_pool & HANDLE_OWNED) && h->priv_owner != owner_tag;
+    return (h->priv_pool & HANDLE_OWNED) && h->priv_owner != owner_tag &&
+           h->priv_owner != OWNER_NONE;
 }
 
-/* An owned handle (`pool`: the pool's id | HANDLE_OWNED, `tag`: ours). */
+/* An owned handle (`pool`: the pool's owned_id, `tag`: the owner's). */
 static inline void handle_set_owned(lfpool_handle *h, void *obj, struct lfpool_rec *rec,
                                     uint32_t word, uint64_t pool, uint32_t tag)
 {
@@ -240,6 +267,15 @@ static inline void handle_set_owned(lfpool_handle *h, void *obj, struct lfpool_r
     FIELD_SET(h->priv_pool, pool);
     FIELD_SET(h->priv_word, word);
     FIELD_SET(h->priv_owner, tag);
+}
+
+/* The handle of lfpool_get_handle's fast path: owned by this thread, or by
+ * nobody while it has no tag (owner_stamp, no test). */
+static inline __attribute__((always_inline)) void handle_set(struct lfpool *p, lfpool_handle *h,
+                                                             void *obj, struct lfpool_rec *rec,
+                                                             uint32_t word)
+{
+    handle_set_owned(h, obj, rec, word, p->owned_id, owner_stamp);
 }
 
 /* priv_word and priv_owner of an owned handle, `wo` = owner << 32 | word:
@@ -547,6 +583,8 @@ bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj
     return get_validate(p, rec, obj, word);
 }
 
+static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, const void *caller);
+
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
@@ -557,6 +595,8 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     void *o;
     struct lfpool_rec *rec;
     uint32_t word;
+    if (get_closed(p, obj, h, timeout, caller) == 0)
+        return 0;
     if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
         return get_invalid(p, !(obj || h), timeout);
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
@@ -597,8 +637,10 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     if (p->cfg.getter)
         lfpool_call_hook(p, p->cfg.getter, o, "getter");
     if (h) {
-        hint_drop(p, o); /* a handle's hand-out has no owner (bias.c) */
-        handle_set(p, h, o, rec, word);
+        /* the handle names the owner, this thread (its tag taken here, off
+         * the fast path, if it has none yet), not a hint */
+        hint_drop(p, o);
+        handle_set_owned(h, o, rec, word, p->owned_id, owner_tag_get());
     } else {
         *obj = o;
     }
@@ -651,6 +693,31 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
     rec_count_use(rec);
     atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
     return w;
+}
+
+/* The caches closed for the gets (CAS mode, cache.c): where the fast path
+ * applies (get_fast_ok) but its pop failed on the closed lock, the same
+ * steps with a pop from this CPU's closed cache; 0, or -1 when it does not
+ * apply or this CPU's cache is empty (get_rest goes on). */
+static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, const void *caller)
+{
+    if (!(p && (obj || h) && get_fast_ok(p, timeout)))
+        return -1;
+    struct lfpool_rec *rec =
+        lfpool_avail_get_closed(p, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
+    if (!rec)
+        return -1;
+    uint32_t w = rec_load(rec); /* ours, OUT: the hand-out's word */
+    rec_count_use(rec);
+    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
+    void *o = rec->obj;
+    if (h) {
+        handle_set(p, h, o, rec, w);
+    } else {
+        hint_set(p, o, rec, w);
+        *obj = o;
+    }
+    return 0;
 }
 
 /* The fast path of lfpool_get (obj) and lfpool_get_handle (h): get_fast_ok
@@ -791,6 +858,11 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
  * for a ret that raced with shutdown's drain: it closes what it put back. */
 static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
 {
+    /* the caches closed for the gets: this CPU's, in CAS mode (cache.c);
+     * no read-side section, as for the fast path's push: control's closing
+     * makes the caches SHUT, on which that push fails */
+    if (r == LFPOOL_PUT_STACK)
+        r = lfpool_avail_put_closed(p, rec);
     if (r == LFPOOL_PUT_WAKE) {
         lfpool_gate_wake(&p->gate, false);
     } else if (r == LFPOOL_PUT_STACK) {
@@ -846,10 +918,12 @@ static inline __attribute__((always_inline)) bool ret_worn(struct lfpool *p,
  * out or expired (one flag, `wear`, when neither is configured), no
  * shutdown, and still OUT in that hand-out (the CAS, which a kill
  * or another ret of the same hand-out would have won).  `owner`: the
- * caller is the thread that got this hand-out (its hint holds `word`),
- * which may commit with a plain store while the pool is BIASED (bias.c;
- * everybody else fences before touching an OUT record).  False: the
- * careful path decides. */
+ * caller is the thread that got this hand-out (its hint holds `word`, or
+ * its handle names it: "owned handles"), which may commit with a plain
+ * store while the pool is BIASED (bias.c; everybody else fences before
+ * touching an OUT record).  `inl` (the inline paths of lfpool_ret and
+ * lfpool_ret_handle) is for owners only.  False: the careful path
+ * decides. */
 static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool *p,
                                                                  struct lfpool_rec *rec,
                                                                  uint32_t word, double now,
@@ -867,33 +941,22 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
          * ret that raced with the drain always did; the drain's flush (a
          * membarrier) either sees that push or precedes that read, which
          * then sees the flag (the argument of cache.c). */
-        if (owner) {
-            /* the biased commit checks the mode and the word itself, and
-             * stores last_ret only when both passed (never on a record
-             * this hand-out no longer holds) */
-            if (lfpool_likely(lfpool_pcpu_store2_if_at(off, (const uint32_t *)&p->bias_mode,
-                                                       LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
-                                                       word, cached, (uint64_t *)&rec->last_ret,
-                                                       lfpool_dbits(now)) == LFPOOL_PCPU_OK))
-                return true;
-            /* not BIASED, not this hand-out, or aborted: the CAS decides */
-            if (rec_load(rec) != word)
-                return false;
-            atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-            return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
-                                                           memory_order_acq_rel,
-                                                           memory_order_acquire);
-        }
-        /* A handle's hand-out has no owner: the CAS decides at once (it
-         * fails on any other word), then last_ret: the record is ours,
-         * CACHED and not yet in the set, and the push that publishes it
-         * comes after this store (x86-64 keeps stores in order; a flusher
-         * reads it after its membarrier, percpu.h) */
-        if (!atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
-                                                     memory_order_acq_rel, memory_order_acquire))
+        (void)owner; /* true: the inline paths are the owners' */
+        /* the biased commit checks the mode and the word itself, and
+         * stores last_ret only when both passed (never on a record this
+         * hand-out no longer holds) */
+        if (lfpool_likely(lfpool_pcpu_store2_if_at(off, (const uint32_t *)&p->bias_mode,
+                                                   LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
+                                                   word, cached, (uint64_t *)&rec->last_ret,
+                                                   lfpool_dbits(now)) == LFPOOL_PCPU_OK))
+            return true;
+        /* not BIASED, not this hand-out, or aborted: the CAS decides */
+        if (rec_load(rec) != word)
             return false;
         atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
-        return true;
+        return atomic_compare_exchange_strong_explicit(&rec->state, &word, cached,
+                                                       memory_order_acq_rel,
+                                                       memory_order_acquire);
     }
     /* uses: relaxed, the holder (this hand-out's) is its only writer; the
      * wear test is one flag when neither max_use nor max_lifetime is set */
@@ -1053,9 +1116,9 @@ int lfpool_ret(lfpool *p, void *obj)
     return ret_careful(p, obj, NULL);
 }
 
-/* lfpool_ret_handle where its inline path does not apply (as ret_other). */
-/* ret_inline_observed for a handle of this pool (lfpool_ret_handle checked
- * p, h, h->obj and its pool id). */
+/* ret_inline_observed for a handle of this pool that this thread owns
+ * (ret_handle_not_inline checked p, h, h->obj, its pool and its owner):
+ * the owner's commit, as lfpool_ret_handle's. */
 static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const lfpool_handle *h)
 {
     struct lfpool_rec *rec = h->priv_rec;
@@ -1063,7 +1126,7 @@ static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
     double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
     uint32_t word = h->priv_word;
-    if (ret_fast_commit(p, rec, word, now, false, off, true)) {
+    if (ret_fast_commit(p, rec, word, now, true, off, true)) {
         if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off)))
             return ret_observed_rest(p, rec, word, now - got);
         return ret_inline_put(p, rec, off);
@@ -1071,48 +1134,101 @@ static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const
     return ret_careful(p, h->obj, h);
 }
 
-static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_handle *h)
+/* End the hand-out of h, a handle another thread owns (handle_foreign),
+ * with the fast path's steps: the fence and the commit - a CAS, never the
+ * biased store, which is the owner's - in one read-side section (bias.c:
+ * the fence is a load of the mode while the pool is FENCED, one
+ * membarrier when it starts a stretch), then the observation when returns
+ * are observed, then the put, after the section (a put that raced with
+ * shutdown closes what is available, which waits for grace periods).
+ * last_get is read before the commit, as ret_observed reads it.  A
+ * handle whose hand-out has ended already (a stale copy, a second return)
+ * costs no fence: the careful path refuses it.  False: nothing done, the
+ * careful path decides. */
+static bool ret_foreign(struct lfpool *p, const lfpool_handle *h, bool observed)
 {
-    if (lfpool_likely(p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL &&
-                      ret_fast_ok(p)) &&
-        ret_fast_commit(p, h->priv_rec, h->priv_word,
-                       atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false,
-                       p->rseq_off, false))
-        return ret_fast_put(p, h->priv_rec, p->rseq_off);
-    if (p && h && h->obj && h->priv_pool == p->id && h->priv_rec != NULL && ret_observed_ok(p) &&
-        ret_observed(p, h->priv_rec, h->priv_word, false,
-                     atomic_load_explicit(&p->coarse_now, memory_order_relaxed)))
-        return 0;
-    if (p && !h) {
-        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
-        return EINVAL;
-    }
-    return ret_careful(p, h ? h->obj : NULL, h);
+    struct lfpool_rec *rec = h->priv_rec;
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+    if (rec_load(rec) != h->priv_word)
+        return false; /* stale, or returned twice: refused with no fence */
+    rcu_read_lock();
+    lfpool_bias_fence(p);
+    bool ok = ret_fast_commit(p, rec, h->priv_word, now, false, p->rseq_off, false);
+    rcu_read_unlock();
+    if (!ok)
+        return false;
+    if (observed)
+        ret_observe(p, rec, h->priv_word, now - got);
+    (void)ret_fast_put(p, rec, p->rseq_off);
+    return true;
 }
 
-/* lfpool_ret_handle where the inline bit is clear (as ret_not_inline). */
+/* lfpool_ret_handle where its inline path does not apply: a handle this
+ * thread does not own - another thread's (fenced: ret_foreign), or one
+ * with no owner (an event loop's, or stamped before its getter took its
+ * tag: a CAS, no fence) - or a pool the inline bit does not cover (as
+ * ret_other: the owner's commit is biased where it may be).  This thread
+ * takes its owner tag here if it has none, so that its next gets stamp it
+ * ("owned handles").  Anything else: careful. */
+static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_handle *h)
+{
+    if (lfpool_unlikely(!p || !h || !h->obj || h->priv_rec == NULL || !handle_of(p, h))) {
+        if (p && !h) {
+            lfpool_log(p, LFPOOL_LOG_ERROR, "ret_handle: NULL handle");
+            return EINVAL;
+        }
+        return ret_careful(p, h ? h->obj : NULL, h);
+    }
+    (void)owner_tag_get();
+    bool fast = ret_fast_ok(p);
+    if (lfpool_unlikely(!fast && !ret_observed_ok(p)))
+        return ret_careful(p, h->obj, h);
+    if (handle_foreign(h))
+        return ret_foreign(p, h, !fast) ? 0 : ret_careful(p, h->obj, h);
+    bool mine = handle_mine(h);
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    if (fast) {
+        if (ret_fast_commit(p, h->priv_rec, h->priv_word, now, mine, p->rseq_off, false))
+            return ret_fast_put(p, h->priv_rec, p->rseq_off);
+    } else if (ret_observed(p, h->priv_rec, h->priv_word, mine, now)) {
+        return 0;
+    }
+    return ret_careful(p, h->obj, h);
+}
+
+/* lfpool_ret_handle of this thread's own handle (lfpool_ret_handle
+ * checked p, h, h->obj, its pool and its owner) where the inline bit is
+ * clear: returns observed on the inline path's terms, or ret_handle_other
+ * (as ret_not_inline). */
 static __attribute__((noinline)) int ret_handle_not_inline(lfpool *p, const lfpool_handle *h)
 {
-    if (p && h && h->obj && h->priv_pool == p->id && ret_inline_observed_ok(p))
+    if (ret_inline_observed_ok(p))
         return ret_handle_inline_observed(p, h);
     return ret_handle_other(p, h);
 }
 
 /* The handle names the record and the hand-out: no hint, no lookup, from
- * any thread.  A handle of this pool (its id) points at one of its
- * records, type-stable while the pool lives, so reading it is safe even
- * when the handle is stale; the word then differs and the careful path
- * refuses it.  (Its record is not tested against NULL here: a handle with
- * this pool's id was filled whole by a get, handle_set; ret_handle_other
- * still tests it.) */
+ * any thread.  The inline path is the owner's (priv_pool the pool's
+ * owned_id, priv_owner this thread's tag), as lfpool_ret's is the hint's
+ * owner's: the biased commit while the pool is BIASED (bias.c), else a
+ * CAS.  A handle of this pool (its id) points at one of its records,
+ * type-stable while the pool lives, so reading it is safe even when the
+ * handle is stale; the word then differs and the careful path refuses
+ * it.  (Its record is not tested against NULL here: a handle with this
+ * pool's id was filled whole by a get, handle_set; ret_handle_other still
+ * tests it.) */
 int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
 {
-    if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->id || !ret_inline_ok(p)))
+    if (lfpool_unlikely(!p || !h || !h->obj || h->priv_pool != p->owned_id ||
+                        h->priv_owner != owner_tag))
+        return ret_handle_other(p, h); /* not ours (or bad arguments) */
+    if (lfpool_unlikely(!ret_inline_ok(p)))
         return ret_handle_not_inline(p, h);
     struct lfpool_rec *rec = h->priv_rec;
     long off = p->rseq_off;
     if (ret_fast_commit(p, rec, h->priv_word,
-                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), false, off, true))
+                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), true, off, true))
         return ret_inline_put(p, rec, off);
     return ret_careful(p, h->obj, h);
 }
@@ -1172,8 +1288,9 @@ static int ret_end(lfpool *p, void *obj, const lfpool_handle *h, bool use)
      * is still ours (CACHED, not in the set), this CPU's cache.  last_get
      * is read before the commit: the getter wrote it before its hand-out's
      * word, which the commit finds unchanged. */
-    /* The same for an owned handle's return by its owner (a bulk get's
-     * hand-out returned on its own), which the fast path leaves here. */
+    /* The same for an owned handle's return by its owner when its commit
+     * on the fast path failed (not this hand-out any more: refused below),
+     * or with the clock or observation. */
     bool mine = h && handle_mine(h);
     if (use &&
         (p->cfg.clock || atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED ||
@@ -1207,8 +1324,9 @@ static int ret_end(lfpool *p, void *obj, const lfpool_handle *h, bool use)
     }
 
     /* The CASes below may race with the getter's biased commit (bias.c),
-     * unless this thread is that getter or the hand-out has none (a
-     * handle of lfpool_get_handle); the fence and the CAS share this
+     * unless this thread is that getter (its hint holds the word, or the
+     * handle names it) or the hand-out has none (an event loop's handle,
+     * or one stamped OWNER_NONE); the fence and the CAS share this
      * read-side section. */
     if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
@@ -1328,7 +1446,8 @@ static LFPOOL_SLOW int ret_broken(lfpool *p, void *obj, const lfpool_handle *h)
     if (rec_st(s) != REC_OUT)
         return ret_not_out(p, rec, obj, s, true, true); /* retter never runs here */
     /* as ret_careful: the getter's biased commit may race with our CAS
-     * unless this thread is that getter, or the hand-out has no owner */
+     * unless this thread is that getter (its hint, or the handle names
+     * it), or the hand-out has no owner */
     if (h ? handle_foreign(h) : !hint_owns(p, obj, rec, s))
         lfpool_bias_fence(p);
     return ret_destroy(p, rec, obj, s, &p->c.nbroken, "returned broken", true);
@@ -1456,7 +1575,7 @@ static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, co
     uint32_t k = lfpool_avail_pop_run(p, run, n < LFPOOL_CACHE_BULK_SLOTS ? (uint32_t)n
                                                                          : LFPOOL_CACHE_BULK_SLOTS,
                                       lfpool_pcpu_off());
-    uint64_t pool = p->id | HANDLE_OWNED;
+    uint64_t pool = p->owned_id;
     uint64_t owner = (uint64_t)tag << 32;
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
     struct rec_get_stamp stamp = rec_get_stamp_make(now, caller);
@@ -1710,7 +1829,7 @@ ret_bulk_quick(struct lfpool *p, const lfpool_handle *h, const lfpool_handle *st
                struct lfpool_rec **run, long off, double now, uint32_t tag, bool wear, int *first)
 {
     const uint32_t *mode = (const uint32_t *)&p->bias_mode;
-    uint64_t mine = p->id | HANDLE_OWNED;
+    uint64_t mine = p->owned_id;
     uint64_t stamp = lfpool_dbits(now);
     struct lfpool_rec **r = run;
     LFPOOL_UNROLL2

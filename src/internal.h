@@ -467,10 +467,12 @@ struct lfpool {
     struct lfpool_life_page *lp;
     uint64_t id;
     uint64_t max_use;      /* cfg.max_use, UINT64_MAX when unlimited */
-    struct cds_lfht *ht;
+    uint64_t owned_id;     /* id | LFPOOL_HANDLE_OWNED: the priv_pool of a handle that
+                              names its owner (handout.c, "owned handles") */
     long rseq_off;         /* lfpool_pcpu_off(), read once (percpu.h): the fast paths'
                               sections address the thread's rseq area by it */
     /* read-mostly */
+    struct cds_lfht *ht;
     _Atomic unsigned long ht_buckets;
     _Atomic bool ht_resizing;
     lfpool_config cfg;
@@ -600,6 +602,10 @@ static inline void lfpool_batch_push(struct lfpool_rec **batch, struct lfpool_re
 
 /* closed caches' reasons (cache.c, struct lfpool_close) */
 enum { LFPOOL_CLOSE_CTL = 1, LFPOOL_CLOSE_GETS = 2 };
+
+/* A handle's priv_pool with this bit set names its owner in priv_owner
+ * (handout.c, "owned handles"); pool ids count from 1 and never reach it. */
+#define LFPOOL_HANDLE_OWNED (UINT64_C(1) << 63)
 
 /* ---- bias.c: the biased return (plain-store commit by the getter) */
 #define LFPOOL_BIAS_MASK 3u /* bias_mode's state bits: 0 is BIASED */

@@ -299,6 +299,7 @@ int lfpool_new(lfpool **pool, const lfpool_config *cfg)
     p->lp = (struct lfpool_life_page *)((char *)p - LFPOOL_LIFE_OFF);
     p->cfg = *cfg;
     p->id = atomic_fetch_add(&pool_ids, 1) + 1;
+    p->owned_id = p->id | LFPOOL_HANDLE_OWNED;
     p->rseq_off = lfpool_pcpu_off(); /* the same in every thread and in a fork child */
     p->max_use = cfg->max_use ? cfg->max_use : UINT64_MAX;
     p->wear = cfg->max_use > 0 || cfg->max_lifetime > 0;

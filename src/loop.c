@@ -315,7 +315,7 @@ static void gift_back(struct lfpool *p, struct lfpool_rec *rec)
 
 /* A record claimed for a ticket that nobody will take (the user never saw
  * it): end the hand-out as a ret would, without its hooks or its use.
- * The CAS expects the hand-out's word (a handle's hand-out has no biased
+ * The CAS expects the hand-out's word (a loop's hand-out has no biased
  * owner: bias.c); a kill, shutdown, or an object worn out or expired
  * leaves it to the ret's careful path. */
 static void give_back(struct lfpool *p, const lfpool_handle *h)

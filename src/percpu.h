@@ -6,7 +6,8 @@
  * Owns: struct lfpool_cache and the only code that touches it without a
  * lock.  Invariant: slot[0, count) hold records; only code running on the
  * cache's own CPU inside an rseq critical section, or a "remote" thread that
- * holds `lock` and has fenced the CPU (below), reads or writes count/slot.
+ * holds `lock` and has fenced the CPU (below; no fence needed from SHUT or
+ * CLOSED), reads or writes count/slot.
  *
  * Local operations (the hot path) use no atomic read-modify-write: each is
  * one rseq critical section (Linux rseq(2), registered by glibc >= 2.35 for
@@ -36,13 +37,16 @@
  * then owns count and slots until it releases the lock (release store).
  *
  * Lock values: LFPOOL_PCPU_OPEN (0); LFPOOL_PCPU_HELD (1), a remote thread
- * owns the cache; LFPOOL_PCPU_CLOSED (3), nobody owns it, the cache is
- * empty and stays so while every get and ret must take its slow path
- * (runtime control, control.c, or gets that must see every cache, the
- * bounded fences of cache.c).  Remote threads take the lock from OPEN or
- * CLOSED; one that took it from CLOSED needs no membarrier (no section
- * can commit on a CLOSED cache, and its last locker fenced before it
- * stored CLOSED).  CLOSED -> OPEN needs no lock and no fence (cache.c).
+ * owns the cache; LFPOOL_PCPU_SHUT (2), nobody owns it, the cache is empty
+ * and stays so while every get and ret must take its slow path (runtime
+ * control, control.c); LFPOOL_PCPU_CLOSED (3), the gets closed the caches
+ * (the bounded fences of cache.c): the local sections above fail, and the
+ * CAS-mode sections below (a locked commit) take their place.  Remote
+ * threads take the lock from OPEN, SHUT or CLOSED; one that took it from
+ * SHUT or CLOSED needs no membarrier (no plain-store section can commit on
+ * either, a CAS-mode section's commit fails once the lock is HELD, and the
+ * last locker fenced before it stored SHUT or CLOSED).  SHUT or CLOSED ->
+ * OPEN, and SHUT -> CLOSED, need no fence (cache.c).
  *
  * The same membarrier is also the heavy half of an asymmetric fence with
  * the ret path, which pushes and then reads the gate's waiter count with no
@@ -70,7 +74,7 @@
 
 struct lfpool_rec;
 
-enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_CLOSED = 3 };
+enum { LFPOOL_PCPU_OPEN = 0, LFPOOL_PCPU_HELD = 1, LFPOOL_PCPU_SHUT = 2, LFPOOL_PCPU_CLOSED = 3 };
 
 struct lfpool_cache {
     uint32_t count;    /* slot[0, count) hold records */
@@ -364,6 +368,87 @@ retry:
     return LFPOOL_PCPU_RETRY;
 }
 
+/* Closed caches in CAS mode (cache.c): while the gets have closed the
+ * caches (lock CLOSED), this CPU's threads still use their cache, with
+ * sections that require lock == CLOSED and commit with a locked CMPXCHG of
+ * the 64-bit word {count, lock} (count at 0, lock at 4) instead of a plain
+ * store.  A remote thread takes such a cache from CLOSED to HELD with a
+ * CAS of `lock` and needs no membarrier: a section in flight that read
+ * {n, CLOSED} fails its commit (the word now says HELD, or a count the
+ * holder lowered), and restarts.  ABA: while a section of this CPU is in
+ * flight, no other section of this CPU runs (rseq), and remote holders
+ * only take records out (they never push), so the word cannot come back
+ * to {n, CLOSED} with other slots below n.  A push writes slot[count]
+ * before its commit, beyond the count any holder reads.  The locked
+ * commit is a full barrier: a push that then reads the gate's waiter
+ * count forms the store-buffering pair with a waiter that registers,
+ * fences, then reads the caches (cache.c).  The commit is the section's
+ * last instruction; its outcome (ZF) is tested after the section: a
+ * failed compare restarts as an abort would. */
+static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                            struct lfpool_rec **out)
+{
+    unsigned long w, st, v;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
+                              "movq (%[c]), %%rax\n\t" /* {count, lock} */
+                              "movq %%rax, %[st]\n\t"
+                              "shrq $32, %[st]\n\t"
+                              "cmpl %[cl], %k[st]\n\t"
+                              "jnz %l[fail]\n\t" /* not CLOSED */
+                              "movl %%eax, %k[st]\n\t"
+                              "subl $1, %k[st]\n\t"
+                              "jb %l[fail]\n\t" /* empty */
+                              "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
+                              "movq %[v], %[out]\n\t"
+                              "leaq -1(%%rax), %[st]\n\t"
+                              "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              "jnz %l[retry]\n\t"
+                              : [st] "=&r"(st), [v] "=&r"(v), "=&a"(w)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [out] "m"(*out),
+                                [cl] "i"(LFPOOL_PCPU_CLOSED)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)w, (void)st, (void)v;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
+/* Push `rec` onto `c` (CLOSED, CAS mode: above), holding at most `cap`. */
+static inline int lfpool_pcpu_push_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                             uint32_t cap, struct lfpool_rec *rec)
+{
+    unsigned long w, st;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
+                              "movq (%[c]), %%rax\n\t" /* {count, lock} */
+                              "movq %%rax, %[st]\n\t"
+                              "shrq $32, %[st]\n\t"
+                              "cmpl %[cl], %k[st]\n\t"
+                              "jnz %l[fail]\n\t" /* not CLOSED */
+                              "movl %%eax, %k[st]\n\t"
+                              "cmpl %k[n], %k[st]\n\t"
+                              "jae %l[fail]\n\t" /* full */
+                              "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                              "leaq 1(%%rax), %[st]\n\t"
+                              "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              "jnz %l[retry]\n\t"
+                              : [st] "=&r"(st), "=&a"(w)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [v] "r"(rec),
+                                [n] "r"(cap), [cl] "i"(LFPOOL_PCPU_CLOSED)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)w, (void)st;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
 /* Store `nv` into *word if *word == expect and (*mode & mask) == 0, as one
  * rseq critical section whose commit is that store (the biased return,
  * bias.c).  Not atomic against other CPUs by itself: a thread that may
@@ -476,6 +561,18 @@ static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32
                                         uint32_t *put)
 {
     (void)off, (void)c, (void)cpu, (void)cap, (void)in, (void)n, (void)put;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                            struct lfpool_rec **out)
+{
+    (void)off, (void)c, (void)cpu, (void)out;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_push_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                             uint32_t cap, struct lfpool_rec *rec)
+{
+    (void)off, (void)c, (void)cpu, (void)cap, (void)rec;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_store_if_at(long off, const uint32_t *mode, uint32_t mask,

@@ -18,7 +18,10 @@
  * lfpool_get_bulk and returns them with lfpool_ret_bulk; now and then it
  * leaves one of its handles in a second mailbox, from which a handle
  * worker returns it: the bulk getter's biased commit races with another
- * thread's return of its hand-out.
+ * thread's return of its hand-out.  Handle workers do the same among
+ * themselves (a third mailbox): a handle names its getter, whose biased
+ * commit races with the other thread's return of it (a stale copy of it,
+ * afterwards).
  * With a control thread, lfpool_set_size (shrink and grow), lfpool_pause/
  * lfpool_resume and lfpool_evict run against the workers: on top of the
  * invariants above, no get that started after a shrink returned may bring
@@ -75,6 +78,8 @@ struct sctx {
     _Atomic long bulk_gets, bulk_timeouts;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
     _Atomic(lfpool_handle *) bulk_box; /* a bulk get's handle, returned by a handle worker */
+    _Atomic(lfpool_handle *) handle_box; /* a handle worker's handle, returned by another */
+    _Atomic long handle_handoffs;
     _Atomic long bulk_handoffs;
     bool control;             /* a control thread runs set_size, pause/resume, evict */
     _Atomic unsigned ctl_seq; /* odd while a control call runs */
@@ -372,6 +377,24 @@ static void *worker(void *arg)
             so = o;
             atomic_fetch_add(&s->handoffs, 1);
         }
+        if (handles && (s->max_size == 0 || s->max_size >= 4) && rand_r(&seed) % 64 == 0) {
+            /* (not on a pool of two: with an object in each mailbox, no
+             * get could succeed, and nobody would empty them)
+             * leave the handle (still held) in the handle mailbox; return
+             * the one there, got by another handle worker: its owner (or
+             * none: an event loop's), whose biased commit races with
+             * this thread's return of a stale copy */
+            lfpool_handle *b = malloc(sizeof *b);
+            *b = hd;
+            b = atomic_exchange(&s->handle_box, b);
+            if (!b)
+                continue;
+            hd = *b;
+            free(b);
+            o = hd.obj;
+            so = o;
+            atomic_fetch_add(&s->handle_handoffs, 1);
+        }
         if (handles && rand_r(&seed) % 16 == 0) {
             /* a bulk get's hand-out, owned by the bulk worker */
             lfpool_handle *b = atomic_exchange(&s->bulk_box, NULL);
@@ -539,6 +562,9 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     lfpool_handle *left_h = atomic_exchange(&s->bulk_box, NULL);
     if (left_h)
         bulk_box_return(s, left_h);
+    left_h = atomic_exchange(&s->handle_box, NULL);
+    if (left_h) /* got by a handle worker, returned from this thread */
+        bulk_box_return(s, left_h);
     void *left = atomic_exchange(&s->mailbox, NULL);
     if (left) { /* got by a worker, returned from this thread */
         atomic_store(&((struct sobj *)left)->held, 0);
@@ -566,6 +592,8 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
     cr_assert_eq(atomic_load(&s->e_async), 0, "event-loop gets: wrong ticket or failed cancel");
     cr_assert_gt(atomic_load(&s->async_gets), 0, "gets through event loops happened");
     cr_assert_gt(atomic_load(&s->handoffs), 0, "returns from other threads happened");
+    if (s->max_size == 0 || s->max_size >= 4)
+        cr_assert_gt(atomic_load(&s->handle_handoffs), 0, "handles returned by other threads");
     cr_assert_eq(atomic_load(&s->timeouts), 0);
     cr_assert_gt(atomic_load(&s->bulk_gets), 0, "bulk gets ran (%ld timed out)",
                  atomic_load(&s->bulk_timeouts));
@@ -661,8 +689,9 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
         cr_assert_leq(bias_fences, rounds + 1, "%llu bias fences for %llu rounds",
                       (unsigned long long)bias_fences, (unsigned long long)rounds);
     }
-    cr_log_info("handoffs %ld, bias fences %llu, rounds %d; event-loop gets %ld (%ld waited, "
-                "%ld tickets cancelled)", atomic_load(&s->handoffs),
+    cr_log_info("handoffs %ld (handles %ld), bias fences %llu, rounds %d; event-loop gets %ld "
+                "(%ld waited, %ld tickets cancelled)", atomic_load(&s->handoffs),
+                atomic_load(&s->handle_handoffs),
                 (unsigned long long)st.nbias_fences, atomic_load(&s->rounds),
                 atomic_load(&s->async_gets), atomic_load(&s->async_waits),
                 atomic_load(&s->async_cancels));

@@ -528,3 +528,159 @@ Test(fence, budget_reopens_each_window_clock)
 {
     budget_windows_while_wanted(false);
 }
+
+/* ---- CAS mode: closed caches stay in use by their CPU's threads (locked
+ * commits), and a get that must see every record takes from any of them
+ * under its lock, with no fence (cache.c).  Threads are pinned to two
+ * CPUs to put objects in a chosen cache. */
+
+static bool pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+
+static bool two_cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_ISSET(0, &set) &&
+           CPU_ISSET(1, &set);
+}
+
+/* A pool closed by a miss on CPU 0, its objects returned there (into CPU
+ * 0's closed cache, the rest into the shared stack). */
+static void close_on_cpu0(void **o, size_t n)
+{
+    cr_assert(pin(0));
+    void *x;
+    take_all(o, n);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN); /* closes the caches: one fence */
+    ret_all(o, n);
+}
+
+struct other {
+    size_t n;
+    int got, eagain;
+    void *o[64];
+};
+
+/* On CPU 1: gets with timeout 0 until one fails, then returns them. */
+static void *other_cpu_takes_all(void *arg)
+{
+    struct other *t = arg;
+    cr_assert(pin(1));
+    void *x;
+    while (t->got < 64 && lfpool_get(P, &t->o[t->got], 0) == 0)
+        t->got++;
+    t->eagain = lfpool_get(P, &x, 0) == EAGAIN;
+    for (int i = 0; i < t->got; i++)
+        cr_assert_eq(lfpool_ret(P, t->o[i]), 0);
+    return NULL;
+}
+
+/* Every object returned into CPU 0's closed cache is seen by gets with
+ * timeout 0 on CPU 1 (the timeout-0 guarantee: they sweep the closed
+ * caches), and neither side fences again while closed; with the fast
+ * paths (no injected clock) and with the slow paths (the fake clock). */
+static void other_cpu_sees_every_object(bool fast)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    if (fast)
+        C.clock = NULL; /* delay 1000: rounds only by lfpool_housekeep */
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache || !two_cpus())
+        skip_without_caches();
+    void *o[64];
+    uint64_t f0 = fences();
+    for (int k = 0; k < 20; k++) {
+        close_on_cpu0(o, n);
+        struct other t = {.n = n};
+        pthread_t th;
+        pthread_create(&th, NULL, other_cpu_takes_all, &t);
+        pthread_join(th, NULL);
+        cr_assert_eq(t.got, (int)n, "round %d: CPU 1 got %d of %zu objects", k, t.got, n);
+        cr_assert(t.eagain);
+    }
+    cr_assert_eq(fences(), f0 + 1, "closed: the sweeps and the CAS-mode gets and rets need no fence");
+}
+
+Test(fence, cas_mode_other_cpu_sees_every_object_fast)
+{
+    other_cpu_sees_every_object(true);
+}
+
+Test(fence, cas_mode_other_cpu_sees_every_object_slow)
+{
+    other_cpu_sees_every_object(false);
+}
+
+/* A waiter parked on CPU 1 while the caches are closed; a return on CPU 0
+ * lands in CPU 0's closed cache, and must wake it (the locked commit, then
+ * the waiter count: cache.c), and the waiter's look must find the object
+ * there - no lost wake-up, no fence. */
+static void *wait_on_cpu1(void *arg)
+{
+    struct tburst *b = arg;
+    cr_assert(pin(1));
+    return tburst_get(b);
+}
+
+Test(fence, cas_mode_waiter_woken_from_a_closed_cache, .timeout = 60)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.clock = NULL; /* the fast paths */
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache || !two_cpus())
+        skip_without_caches();
+    void *o[64];
+    close_on_cpu0(o, n);
+    uint64_t f0 = fences();
+    for (int k = 0; k < 20; k++) {
+        take_all(o, n);
+        struct tburst b = {.p = P};
+        pthread_t th;
+        pthread_create(&th, NULL, wait_on_cpu1, &b);
+        while (tstats(P).waiting < 1)
+            usleep(200);
+        usleep(k % 2 ? 2000 : 0); /* parked, or about to */
+        cr_assert_eq(lfpool_ret(P, o[0]), 0); /* CPU 0's closed cache */
+        void *got;
+        pthread_join(th, &got);
+        cr_assert_eq(atomic_load(&b.got), 1, "round %d: the waiter missed the return", k);
+        cr_assert_eq(got, o[0]);
+        cr_assert_eq(lfpool_ret(P, got), 0);
+        for (size_t i = 1; i < n; i++)
+            cr_assert_eq(lfpool_ret(P, o[i]), 0);
+    }
+    cr_assert_eq(fences(), f0, "closed throughout: no fence");
+}
+
+/* Runtime control while objects sit in closed caches: a pause holds every
+ * get (the objects in CPU 0's closed cache too), a resume gives them all
+ * back, and LFPOOL_EVICT_ALL closes every one of them. */
+Test(fence, cas_mode_pause_and_evict)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.min_size = 0;
+    C.clock = NULL;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        skip_without_caches();
+    void *o[64], *x;
+    close_on_cpu0(o, n);
+    cr_assert_eq(lfpool_pause(P), 0);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN, "paused: nothing handed out");
+    cr_assert_eq(lfpool_resume(P), 0);
+    take_all(o, n);
+    cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    ret_all(o, n);
+    uint64_t e0 = tstats(P).nevicted;
+    cr_assert_eq(lfpool_evict(P, LFPOOL_EVICT_ALL), 0);
+    cr_assert_eq(tstats(P).nevicted - e0, n, "every available object evicted, cached ones too");
+    cr_assert_eq(tstats(P).nobjs, 0);
+}

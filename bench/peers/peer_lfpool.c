@@ -8,7 +8,9 @@
  * Default configuration, i.e. all bookkeeping on (use counts, last get/ret
  * times, counters); unbounded when max_size is 0, bounded otherwise.  And
  * "lfpool-hold": the "lfpool" peer with cfg.hold_histogram on, so that one
- * run prices the hold histogram (every return records its hold time).  `fun`
+ * run prices the hold histogram (every return records its hold time); and
+ * "lfpool-strict": the "lfpool" peer with cfg.max_fences = 0 (the caches
+ * close at once when a get must look into all of them: the CAS mode).  `fun`
  * allocates a bench_obj, `closer` frees it.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -32,7 +34,8 @@ static int lf_close_obj(void *ctx, void *obj)
     return 0;
 }
 
-static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_histogram)
+static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_histogram,
+                       bool strict)
 {
     lfpool_config cfg;
     lfpool *pool = NULL;
@@ -46,6 +49,8 @@ static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_h
     /* min_size: the objects created at start (and kept) */
     cfg.min_size = prefill;
     cfg.hold_histogram = hold_histogram;
+    if (strict)
+        cfg.max_fences = 0;
     int err = lfpool_new(&pool, &cfg);
     if (err)
         return err;
@@ -55,12 +60,17 @@ static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_h
 
 static int lf_open(void **self, size_t max_size, size_t prefill)
 {
-    return lf_open_cfg(self, max_size, prefill, false);
+    return lf_open_cfg(self, max_size, prefill, false, false);
 }
 
 static int lf_open_hold(void **self, size_t max_size, size_t prefill)
 {
-    return lf_open_cfg(self, max_size, prefill, true);
+    return lf_open_cfg(self, max_size, prefill, true, false);
+}
+
+static int lf_open_strict(void **self, size_t max_size, size_t prefill)
+{
+    return lf_open_cfg(self, max_size, prefill, false, true);
 }
 
 static int lf_get(void *self, void **obj)
@@ -129,6 +139,19 @@ const struct bench_peer bench_peer_lfpool_hold = {
     .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.hold_histogram on",
     .can_wait = true,
     .open = lf_open_hold,
+    .get = lf_get,
+    .put = lf_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
+
+const struct bench_peer bench_peer_lfpool_strict = {
+    .name = "lfpool-strict",
+    .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = 0",
+    .can_wait = true,
+    .open = lf_open_strict,
     .get = lf_get,
     .put = lf_put,
     .close = lf_close,

@@ -5,9 +5,9 @@
  * each epoch makes a pool (bounded 4 or 16, or unbounded; kill mode
  * alternating), runs 8 workers with injected faults (fun 20 %, hooks 5 %,
  * health bad/err 2 %, kills, recycling, wear-out), an injected clock and a
- * housekeeping helper, then checks the invariants (exclusivity, closer
- * exactly once, ncreated == fun successes, no capacity leak) and frees the
- * pool.  Objects come from a fixed arena recycled through a quarantine, so
+ * housekeeping helper (half the workers get and return through handles),
+ * then checks the invariants (exclusivity, closer exactly once, ncreated
+ * == fun successes, no capacity leak) and frees the pool.  Objects come from a fixed arena recycled through a quarantine, so
  * that memory stays flat; RSS is sampled every second and must not grow
  * after the warm-up (first epoch).
  *
@@ -104,13 +104,18 @@ static uint64_t killable(void)
 static void *worker(void *arg)
 {
     struct slot *s = arg;
+    bool handles = (s - SLOTS) % 2 == 1; /* half the workers use handles */
     unsigned it = 0;
     while (!atomic_load(&STOP)) {
         it++;
         atomic_store(&s->t0, atomic_load(&C.us));
         atomic_store(&s->active, 1);
         void *p = NULL;
-        int rc = lfpool_get(P, &p, it % 2 ? 0.05 : 0);
+        lfpool_handle hd;
+        int rc = handles ? lfpool_get_handle(P, &hd, it % 2 ? 0.05 : 0)
+                         : lfpool_get(P, &p, it % 2 ? 0.05 : 0);
+        if (handles && rc == 0)
+            p = hd.obj;
         if (rc != 0) {
             atomic_store(&s->active, 0);
             if (rc != ETIMEDOUT && rc != EAGAIN && rc != ECONNREFUSED && rc != ENOMEM)
@@ -140,7 +145,7 @@ static void *worker(void *arg)
         atomic_fetch_sub(&HELD, 1);
         pthread_mutex_unlock(&HELD_LOCK);
         rel_release(o);
-        rc = lfpool_ret(P, o);
+        rc = handles ? lfpool_ret_handle(P, &hd) : lfpool_ret(P, o);
         atomic_store(&s->active, 0);
         if (rc == 0) {
             if (closed_before)
