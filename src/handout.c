@@ -808,12 +808,17 @@ static inline __attribute__((always_inline)) void ret_observe(struct lfpool *p, 
 static inline __attribute__((always_inline)) bool ret_observe_quick(struct lfpool *p,
                                                                     struct lfpool_rec *rec,
                                                                     uint32_t word, double now,
-                                                                    double got, long off)
+                                                                    double got, long off,
+                                                                    bool hold_only)
 {
-    if (lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) ==
-                        rec_warn_tag(word)))
+    /* hold_only (FAST_RET_HOLD): the hold histogram is on and no warned
+     * hand-out is out, so neither is tested (a ret that read the bit just
+     * before a warning may end that hand-out without its line: the window
+     * lfpool_obs_warned describes) */
+    if (!hold_only && lfpool_unlikely(atomic_load_explicit(&rec->warned, memory_order_relaxed) ==
+                                      rec_warn_tag(word)))
         return false;
-    if (p->obs.hold) {
+    if (hold_only || p->obs.hold) {
         /* a hold of 0 s: the same stamp (compared as bits, in a general
          * register; stamps are positive, so equal bits is equal values) */
         if (lfpool_unlikely(lfpool_dbits(now) != lfpool_dbits(got)))
@@ -1049,7 +1054,8 @@ static __attribute__((noinline)) int ret_observed_rest(struct lfpool *p, struct 
  * a leaf whose other exits are tail calls, so that it saves no registers
  * (in ret_other, whose other paths need them, a return paid 14 instructions
  * of prologue and epilogue). */
-static __attribute__((noinline)) int ret_inline_observed(lfpool *p, void *obj)
+static inline __attribute__((always_inline)) int ret_inline_observed_as(lfpool *p, void *obj,
+                                                                       bool hold_only)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
@@ -1058,12 +1064,21 @@ static __attribute__((noinline)) int ret_inline_observed(lfpool *p, void *obj)
         double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
         double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
         if (ret_fast_commit(p, rec, word, now, true, off, true)) {
-            if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off)))
+            if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off, hold_only)))
                 return ret_observed_rest(p, rec, word, now - got);
             return ret_inline_put(p, rec, off);
         }
     }
     return ret_careful(p, obj, NULL);
+}
+static __attribute__((noinline)) int ret_inline_observed(lfpool *p, void *obj)
+{
+    return ret_inline_observed_as(p, obj, false);
+}
+/* FAST_RET_HOLD: the hold's recording only */
+static __attribute__((noinline)) int ret_inline_hold(lfpool *p, void *obj)
+{
+    return ret_inline_observed_as(p, obj, true);
 }
 
 static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
@@ -1092,8 +1107,12 @@ static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
  * inline bit's test, for this one's, an instruction more on the inline path. */
 static __attribute__((noinline)) int ret_not_inline(lfpool *p, void *obj)
 {
-    if (p && obj && ret_inline_observed_ok(p))
-        return ret_inline_observed(p, obj);
+    if (lfpool_likely(p && obj)) {
+        if (lfpool_fast_has(p, LFPOOL_FAST_RET_HOLD))
+            return ret_inline_hold(p, obj);
+        if (ret_inline_observed_ok(p))
+            return ret_inline_observed(p, obj);
+    }
     return ret_other(p, obj);
 }
 
@@ -1119,7 +1138,9 @@ int lfpool_ret(lfpool *p, void *obj)
 /* ret_inline_observed for a handle of this pool that this thread owns
  * (ret_handle_not_inline checked p, h, h->obj, its pool and its owner):
  * the owner's commit, as lfpool_ret_handle's. */
-static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const lfpool_handle *h)
+static inline __attribute__((always_inline)) int ret_handle_inline_observed_as(lfpool *p,
+                                                                              const lfpool_handle *h,
+                                                                              bool hold_only)
 {
     struct lfpool_rec *rec = h->priv_rec;
     long off = p->rseq_off;
@@ -1127,11 +1148,19 @@ static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const
     double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
     uint32_t word = h->priv_word;
     if (ret_fast_commit(p, rec, word, now, true, off, true)) {
-        if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off)))
+        if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off, hold_only)))
             return ret_observed_rest(p, rec, word, now - got);
         return ret_inline_put(p, rec, off);
     }
     return ret_careful(p, h->obj, h);
+}
+static __attribute__((noinline)) int ret_handle_inline_observed(lfpool *p, const lfpool_handle *h)
+{
+    return ret_handle_inline_observed_as(p, h, false);
+}
+static __attribute__((noinline)) int ret_handle_inline_hold(lfpool *p, const lfpool_handle *h)
+{
+    return ret_handle_inline_observed_as(p, h, true);
 }
 
 /* End the hand-out of h, a handle another thread owns (handle_foreign),
@@ -1203,6 +1232,8 @@ static __attribute__((noinline)) int ret_handle_other(lfpool *p, const lfpool_ha
  * (as ret_not_inline). */
 static __attribute__((noinline)) int ret_handle_not_inline(lfpool *p, const lfpool_handle *h)
 {
+    if (lfpool_fast_has(p, LFPOOL_FAST_RET_HOLD))
+        return ret_handle_inline_hold(p, h);
     if (ret_inline_observed_ok(p))
         return ret_handle_inline_observed(p, h);
     return ret_handle_other(p, h);

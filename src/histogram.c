@@ -47,6 +47,7 @@ void lfpool_obs_fork_reset(struct lfpool *p)
         memset(o->hold, 0, (o->nhold + 1) * sizeof *o->hold);
     o->hold_pcpu = p->pcpu;
     atomic_store_explicit(&p->fast_ret, p->ret_mode, memory_order_relaxed);
+    atomic_store_explicit(&p->warned_out, false, memory_order_relaxed);
 }
 
 static void add_cells(struct lfpool_histogram *out, uint64_t *sum_ns, const struct lfpool_hist_cells *c)
@@ -81,18 +82,22 @@ void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out)
  * without the line (a window of a few instructions per warning). */
 void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word)
 {
-    if (atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST) {
-        atomic_store_explicit(&p->fast_ret, RET_OBSERVED, memory_order_seq_cst);
-        lfpool_life_fast_ret(p); /* and the admission word's inline bit */
+    if (!atomic_load_explicit(&p->warned_out, memory_order_relaxed)) {
+        atomic_store_explicit(&p->warned_out, true, memory_order_seq_cst);
+        if (atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_FAST)
+            atomic_store_explicit(&p->fast_ret, RET_OBSERVED, memory_order_seq_cst);
+        lfpool_life_fast_ret(p); /* and the admission word's ret bits */
     }
     atomic_store_explicit(&rec->warned, rec_warn_tag(word), memory_order_relaxed);
 }
 
 void lfpool_obs_unwarned(struct lfpool *p)
 {
-    if (p->ret_mode == RET_FAST &&
-        atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED) {
-        atomic_store_explicit(&p->fast_ret, RET_FAST, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->warned_out, memory_order_relaxed)) {
+        atomic_store_explicit(&p->warned_out, false, memory_order_seq_cst);
+        if (p->ret_mode == RET_FAST &&
+            atomic_load_explicit(&p->fast_ret, memory_order_relaxed) == RET_OBSERVED)
+            atomic_store_explicit(&p->fast_ret, RET_FAST, memory_order_seq_cst);
         lfpool_life_fast_ret(p);
     }
 }

@@ -331,8 +331,11 @@ struct lfpool_life_page {
                                      kept by lfpool_life_fast_ret() */
 #define LFPOOL_FAST_RET_OBSERVE 8u /* as FAST_RET_INLINE, but fast_ret RET_OBSERVED (hold
                                       histogram, or warned objects out): the inline path's
-                                      steps with the recording, first in ret_other (handout.c);
-                                      never set beside FAST_RET_INLINE */
+                                      steps with the recording (handout.c ret_not_inline);
+                                      never set beside FAST_RET_INLINE or FAST_RET_HOLD */
+#define LFPOOL_FAST_RET_HOLD 16u /* as FAST_RET_OBSERVE when the hold histogram is on and no
+                                    warned hand-out is out (p->warned_out): the inline steps
+                                    with the hold's recording only, no warned-tag test */
 
 /* The life page is the last LFPOOL_LIFE_OFF bytes of the wiped page that
  * precedes struct lfpool in one mapping (life.c): the fast paths find the
@@ -493,6 +496,8 @@ struct lfpool {
     _Atomic double coarse_now;
     _Atomic uint32_t bias_mode; /* bias.c: (epoch << 2) | state, BIASED = 0 */
     _Atomic bool bias_seen;     /* bias.c: a fence since the last round */
+    _Atomic bool warned_out;    /* histogram.c: hand-outs the housekeeper warned about
+                                   may be out (their returns log a line) */
     _Atomic int64_t nobjs LFPOOL_ALIGNED; /* AVAIL+OUT+BORROWED (+reserved) */
     ck_stack_t pending LFPOOL_ALIGNED;    /* DEAD recs awaiting closer+free */
     ck_stack_t zombies LFPOOL_ALIGNED;    /* popped DEAD_SET recs: free only */

@@ -169,7 +169,10 @@ static void life_ready(struct lfpool *p)
 /* LFPOOL_FAST_RET_INLINE: ret's inline path (handout.c) applies while the
  * word has FAST_RET, fast_ret is RET_FAST and the pool's constant
  * conditions hold; LFPOOL_FAST_RET_OBSERVE the same with fast_ret
- * RET_OBSERVED (the inline steps and the recording).  Writers of fast_ret (histogram.c) call this after each
+ * RET_OBSERVED (the inline steps and the recording), LFPOOL_FAST_RET_HOLD
+ * in its place when that is for the hold histogram alone (no warned
+ * hand-out out: warned_out, an input like fast_ret, whose writer, the
+ * housekeeper, calls this after each change).  Writers of fast_ret (histogram.c) call this after each
  * change, and life_ready() after its store of the word: each reads
  * fast_ret after its own store (all seq_cst), and a CAS changes the bit
  * only, so that whichever runs last leaves the bit as fast_ret says;
@@ -179,13 +182,14 @@ void lfpool_life_fast_ret(struct lfpool *p)
 {
     bool inl = !p->wear && p->pcpu && p->bias;
     uint8_t mode = atomic_load(&p->fast_ret);
+    bool hold_only = p->obs.hold != NULL && !atomic_load(&p->warned_out);
     uint32_t want = !inl ? 0
                     : mode == RET_FAST     ? LFPOOL_FAST_RET_INLINE
-                    : mode == RET_OBSERVED ? LFPOOL_FAST_RET_OBSERVE
+                    : mode == RET_OBSERVED ? (hold_only ? LFPOOL_FAST_RET_HOLD : LFPOOL_FAST_RET_OBSERVE)
                                            : 0;
     uint32_t w = atomic_load(&p->lp->fast);
     for (;;) {
-        uint32_t nw = (w & ~(LFPOOL_FAST_RET_INLINE | LFPOOL_FAST_RET_OBSERVE)) |
+        uint32_t nw = (w & ~(LFPOOL_FAST_RET_INLINE | LFPOOL_FAST_RET_OBSERVE | LFPOOL_FAST_RET_HOLD)) |
                       (w & LFPOOL_FAST_RET ? want : 0);
         if (nw == w || atomic_compare_exchange_weak(&p->lp->fast, &w, nw))
             return;

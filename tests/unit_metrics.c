@@ -278,6 +278,36 @@ Test(metrics, hold_on_the_real_clock_long_holds_and_warned_returns)
     cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2, "no more warned returns");
 }
 
+/* Without the hold histogram, warned hand-outs out switch returns to the
+ * observed steps (the admission word's observe bit): their returns log the
+ * line, on the real clock, and nothing is recorded. */
+Test(metrics, warned_returns_on_the_real_clock_without_hold_histogram)
+{
+    C.clock = NULL;
+    C.clock_ctx = NULL;
+    C.getter = NULL;
+    C.retter = NULL;
+    C.max_using_delay = 0.02;
+    C.max_size = 4;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *a;
+    lfpool_handle h;
+    cr_assert_eq(lfpool_get(P, &a, 0), 0);
+    cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
+    for (int i = 0; i < 400 && !strstr(T.log.text, "long running objects: 2"); i++)
+        usleep(5000);
+    cr_assert(strstr(T.log.text, "long running objects: 2") != NULL, "%s", T.log.text);
+    cr_assert_eq(lfpool_ret(P, a), 0);
+    cr_assert_eq(lfpool_ret_handle(P, &h), 0);
+    cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2, "%s", T.log.text);
+    for (int i = 0; i < 1000; i++) {
+        cr_assert_eq(lfpool_get(P, &a, 0), 0);
+        cr_assert_eq(lfpool_ret(P, a), 0);
+    }
+    cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2);
+    cr_assert_eq(thist(P, LFPOOL_HIST_HOLD).total, 0);
+}
+
 Test(metrics, hold_off_records_nothing)
 {
     lfpool_config_init(&C);
