@@ -160,9 +160,6 @@ static inline __attribute__((always_inline)) void lfpool_obs_hold(struct lfpool_
         lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, sum_ns), ns);
 }
 
-/* Record a hold of v seconds, out of line (the inline recording's rare case). */
-__attribute__((visibility("hidden"))) void lfpool_obs_hold_out(struct lfpool_obs *o, double v);
-
 /* Count a hold of 0 s on ret's inline path (handout.c; the caller checked
  * o->hold != NULL): the coarse clock did not tick between the get and the
  * ret, which is every short hold, so the value goes to bucket 0 and adds
