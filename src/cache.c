@@ -707,18 +707,6 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
  * committed before that flush's lock is in the stack the flush fills, one
  * after it failed and took the stack path, reading the flags. */
 
-/* Make a record popped from a cache (ours) OUT; NULL if it was not CACHED. */
-static struct lfpool_rec *claim_popped(struct lfpool *p, struct lfpool_rec *rec, double now)
-{
-    uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-    if (lfpool_likely(rec_st(w) == REC_CACHED)) {
-        lfpool_avail_claim_cached(rec, w, now);
-        return rec;
-    }
-    lfpool_avail_bad_state(p, rec, w);
-    return NULL;
-}
-
 /* Take a record from this CPU's closed cache; NULL when none (or it is
  * not CLOSED). */
 static struct lfpool_rec *closed_pop(struct lfpool *p, double now)
@@ -732,7 +720,7 @@ static struct lfpool_rec *closed_pop(struct lfpool *p, double now)
         int r = lfpool_pcpu_pop_closed_at(off, &p->caches[cpu], cpu, &rec);
         if (r == LFPOOL_PCPU_FAIL)
             return NULL;
-        if (r == LFPOOL_PCPU_OK && (rec = claim_popped(p, rec, now)) != NULL)
+        if (r == LFPOOL_PCPU_OK && (rec = lfpool_avail_claim_popped(p, rec, now)) != NULL)
             return rec;
     }
 }
@@ -778,7 +766,7 @@ static struct lfpool_rec *closed_sweep(struct lfpool *p, double now)
                 __atomic_store_n(&c->count, n - 1, __ATOMIC_RELAXED);
             }
             __atomic_store_n(&c->lock, LFPOOL_PCPU_CLOSED, __ATOMIC_RELEASE);
-            if (rec && (rec = claim_popped(p, rec, now)) != NULL)
+            if (rec && (rec = lfpool_avail_claim_popped(p, rec, now)) != NULL)
                 return rec;
         }
     }

@@ -95,20 +95,29 @@ static inline __attribute__((always_inline)) uint32_t lfpool_avail_claim_cached(
     return out;
 }
 
+/* Make a record popped from a cache (ours) OUT, with last_get = now; NULL
+ * if it was not CACHED (reported). */
+static inline __attribute__((always_inline)) struct lfpool_rec *
+lfpool_avail_claim_popped(struct lfpool *p, struct lfpool_rec *rec, double now)
+{
+    uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+    if (lfpool_likely(rec_st(w) == REC_CACHED)) {
+        lfpool_avail_claim_cached(rec, w, now);
+        return rec;
+    }
+    lfpool_avail_bad_state(p, rec, w);
+    return NULL;
+}
+
 /* Take a record from this CPU's cache and make it OUT, with last_get = now;
  * NULL when the cache has none. */
 static inline __attribute__((always_inline)) struct lfpool_rec *
 lfpool_avail_get_local(struct lfpool *p, double now)
 {
     struct lfpool_rec *rec;
-    while ((rec = lfpool_avail_pop_local(p)) != NULL) {
-        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-        if (lfpool_likely(rec_st(w) == REC_CACHED)) {
-            lfpool_avail_claim_cached(rec, w, now);
+    while ((rec = lfpool_avail_pop_local(p)) != NULL)
+        if ((rec = lfpool_avail_claim_popped(p, rec, now)) != NULL)
             return rec;
-        }
-        lfpool_avail_bad_state(p, rec, w);
-    }
     return NULL;
 }
 
