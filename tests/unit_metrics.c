@@ -233,30 +233,42 @@ Test(metrics, hold_count_exact_on_the_fast_path_across_threads)
     cr_assert_eq(thist(P, LFPOOL_HIST_HOLD).total, 60001, "one hold per return, none lost");
 }
 
+/* A pool on the real clock with the fast paths (no injected clock, no
+ * getter or retter) whose housekeeper warns about hand-outs out 20 ms. */
+static void real_clock_pool(bool hold)
+{
+    C.clock = NULL;
+    C.clock_ctx = NULL;
+    C.getter = NULL;
+    C.retter = NULL;
+    C.hold_histogram = hold;
+    C.max_using_delay = 0.02;
+    C.max_size = 4;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+}
+
+/* Wait (2 s at most) until the housekeeper has warned about two hand-outs. */
+static void warned_two(void)
+{
+    for (int i = 0; i < 400 && !strstr(T.log.text, "long running objects: 2"); i++)
+        usleep(5000);
+    cr_assert(strstr(T.log.text, "long running objects: 2") != NULL, "%s", T.log.text);
+}
+
 /* Returns observed on the real clock take the inline path's recording
  * (per-CPU caches on; returns observed: the admission word's observe bit):
  * holds of 0 s in one add, longer holds and warned hand-outs out of line.
  * Real holds of tens of milliseconds, the housekeeper's own rounds. */
 Test(metrics, hold_on_the_real_clock_long_holds_and_warned_returns)
 {
-    C.clock = NULL; /* no injected clock, no getter or retter: the fast paths apply */
-    C.clock_ctx = NULL;
-    C.getter = NULL;
-    C.retter = NULL;
-    C.hold_histogram = true;
-    C.max_using_delay = 0.02;
-    C.max_size = 4;
-    cr_assert_eq(lfpool_new(&P, &C), 0);
+    real_clock_pool(true);
     void *a, *b;
     lfpool_handle h;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
     cr_assert_eq(lfpool_get(P, &b, 0), 0);
     cr_assert_eq(lfpool_ret(P, b), 0);
-    /* the housekeeper warns about a and h once they are out 20 ms */
-    for (int i = 0; i < 400 && !strstr(T.log.text, "long running objects: 2"); i++)
-        usleep(5000);
-    cr_assert(strstr(T.log.text, "long running objects: 2") != NULL, "%s", T.log.text);
+    warned_two(); /* a and h */
     cr_assert_eq(lfpool_ret(P, a), 0);
     cr_assert_eq(lfpool_ret_handle(P, &h), 0);
     cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2, "%s", T.log.text);
@@ -283,20 +295,12 @@ Test(metrics, hold_on_the_real_clock_long_holds_and_warned_returns)
  * line, on the real clock, and nothing is recorded. */
 Test(metrics, warned_returns_on_the_real_clock_without_hold_histogram)
 {
-    C.clock = NULL;
-    C.clock_ctx = NULL;
-    C.getter = NULL;
-    C.retter = NULL;
-    C.max_using_delay = 0.02;
-    C.max_size = 4;
-    cr_assert_eq(lfpool_new(&P, &C), 0);
+    real_clock_pool(false);
     void *a;
     lfpool_handle h;
     cr_assert_eq(lfpool_get(P, &a, 0), 0);
     cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
-    for (int i = 0; i < 400 && !strstr(T.log.text, "long running objects: 2"); i++)
-        usleep(5000);
-    cr_assert(strstr(T.log.text, "long running objects: 2") != NULL, "%s", T.log.text);
+    warned_two();
     cr_assert_eq(lfpool_ret(P, a), 0);
     cr_assert_eq(lfpool_ret_handle(P, &h), 0);
     cr_assert_eq(count_of(T.log.text, "returned after a warning"), 2, "%s", T.log.text);
