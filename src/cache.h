@@ -131,11 +131,14 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
 }
 
 /* Push a record that the caller owns in state CACHED onto this CPU's cache.
- * LFPOOL_PUT_DONE: pushed, nobody waits; LFPOOL_PUT_WAKE: pushed, and a
+ * LFPOOL_PUT_DONE: pushed, nobody waits, shutdown had not begun (the read
+ * after the push: lfpool_gate_attention); LFPOOL_PUT_WAKE: pushed, and a
  * waiter must be woken; LFPOOL_PUT_STACK: not pushed (no caches, cache full
  * or closed, or a waiter wants a record handed over), the caller still
- * owns it. */
-enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK };
+ * owns it; LFPOOL_PUT_SHUT: pushed, nobody waits, but shutdown has begun (a
+ * ret then closes what is available: ret_put_rest; other callers take it
+ * as DONE). */
+enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK, LFPOOL_PUT_SHUT };
 /* lfpool_avail_put_local_at where the caller knows p->pcpu (ret's inline
  * path: its admission bit says so) */
 static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(struct lfpool *p,
@@ -153,10 +156,14 @@ static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(stru
         uint32_t cpu = lfpool_pcpu_cpu_at(off); /* no bound check: a cache per possible CPU */
         int r = lfpool_pcpu_push_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
-            /* no fence: a waiter's flush fences for us (cache.c) */
+            /* no fence: a waiter's flush fences for us (cache.c), and
+             * shutdown's drain for its copy of the flag (handout.c,
+             * ret_fast_commit): one read of both words, which are 0 but
+             * for a waiter or shutdown; which of the two, read again (a
+             * later read: a waiter seen gone left, and took no grant) */
             atomic_signal_fence(memory_order_seq_cst);
-            if (lfpool_unlikely(lfpool_gate_has_waiters(&p->gate)))
-                return LFPOOL_PUT_WAKE;
+            if (lfpool_unlikely(lfpool_gate_attention(&p->gate)))
+                return lfpool_gate_has_waiters(&p->gate) ? LFPOOL_PUT_WAKE : LFPOOL_PUT_SHUT;
             return LFPOOL_PUT_DONE;
         }
         if (r == LFPOOL_PCPU_FAIL)

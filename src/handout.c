@@ -882,7 +882,9 @@ static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, in
             rcu_read_unlock();
         }
     }
-    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
+    /* the flag's copy that the push's read saw (LFPOOL_PUT_SHUT: read
+     * again, coherence gives it); stored after the flag, before the drain */
+    if (atomic_load_explicit(&p->gate.shut, memory_order_relaxed))
         lfpool_close_available(p);
     return 0;
 }
@@ -941,11 +943,13 @@ static inline __attribute__((always_inline)) bool ret_fast_commit(struct lfpool 
         /* The inline path (ret_inline_ok): no wear, biased returns
          * possible, and shutdown not read before the commit: a ret that
          * passed the admission word before shutdown cleared it (after its
-         * flag) commits and pushes, then reads the flag after the push
-         * (ret_fast_put) and closes what is available (ret_put_rest), as a
-         * ret that raced with the drain always did; the drain's flush (a
-         * membarrier) either sees that push or precedes that read, which
-         * then sees the flag (the argument of cache.c). */
+         * flag) commits and pushes, then reads the flag's copy beside the
+         * waiter count after the push (gate.shut, in the push's one read:
+         * lfpool_gate_attention, LFPOOL_PUT_SHUT) and closes what is
+         * available (ret_put_rest), as a ret that raced with the drain
+         * always did; shutdown stores the copy before its drain, whose
+         * flush (a membarrier) either sees that push or precedes that
+         * read, which then sees the copy (the argument of cache.c). */
         (void)owner; /* true: the inline paths are the owners' */
         /* the biased commit checks the mode and the word itself, and
          * stores last_ret only when both passed (never on a record this
@@ -986,7 +990,7 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
                                                               struct lfpool_rec *rec, long off)
 {
     int r = lfpool_avail_put_local_at(p, rec, off);
-    if (lfpool_likely(r == LFPOOL_PUT_DONE) && !lfpool_shut(p))
+    if (lfpool_likely(r == LFPOOL_PUT_DONE)) /* DONE: shutdown not begun */
         return 0;
     return ret_put_rest(p, rec, r);
 }
@@ -995,7 +999,7 @@ static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p
                                                                 struct lfpool_rec *rec, long off)
 {
     int r = lfpool_avail_push_local_at(p, rec, off);
-    if (lfpool_likely(r == LFPOOL_PUT_DONE) && !lfpool_shut(p))
+    if (lfpool_likely(r == LFPOOL_PUT_DONE)) /* DONE: shutdown not begun */
         return 0;
     return ret_put_rest(p, rec, r);
 }

@@ -293,8 +293,13 @@ struct lfpool_gate_node {        /* on a parked get's stack, or in a ticket (loo
     struct lfpool_gate_node *prev, *next;
 };
 struct lfpool_gate {
-    _Atomic int32_t waiters;  /* threads inside get's wait loop */
-    _Atomic int32_t parked;   /* of those, the ones in the FIFO */
+    _Atomic int32_t waiters;  /* threads inside get's wait loop (never below 0) */
+    /* shutdown has begun (p->shutdown's copy, set by lfpool_shutdown after
+     * the flag and before its drain; a fork child keeps it): beside
+     * `waiters`, so that a ret reads both after its push with one 8-byte
+     * compare (lfpool_gate_attention) */
+    _Atomic uint32_t shut;
+    _Atomic int32_t parked;   /* of those waiters, the ones in the FIFO */
     _Atomic uint32_t woken;   /* grants in flight (gate.c) */
     uint32_t grants;          /* at most this many in flight */
     _Atomic uint32_t pending; /* a grant was asked for while the lock was held */
@@ -667,19 +672,6 @@ static inline uint64_t lfpool_dbits(double d)
     return u;
 }
 
-/* Has shutdown begun?  A byte compare in memory on x86-64 (the fast paths'
- * read after a push, relaxed: cache.c's fence argument orders it). */
-static inline __attribute__((always_inline)) bool lfpool_shut(struct lfpool *p)
-{
-#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-    bool nz;
-    __asm__("cmpb $0, %[m]" : "=@ccnz"(nz) : [m] "m"(*(const uint8_t *)&p->shutdown));
-    return nz;
-#else
-    return atomic_load_explicit(&p->shutdown, memory_order_relaxed);
-#endif
-}
-
 /* ---- meta.c: the RCU hash table of records */
 LFPOOL_INTERNAL int lfpool_meta_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_meta_fini(struct lfpool *p);
@@ -729,6 +721,31 @@ static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct
     return nz;
 #else
     return atomic_load_explicit(&g->gift_wanted, memory_order_relaxed);
+#endif
+}
+/* The ret fast path's one read after its push (cache.h): a waiter to wake
+ * or shutdown begun - `waiters` (never below 0) and `shut`, adjacent, as
+ * one 8-byte word that is non-zero iff either is.  A plain (relaxed) load
+ * with no fence, covered for `waiters` by the waiter's flush (cache.c,
+ * gate.c) and for `shut` by shutdown's drain (its flush comes after the
+ * store: handout.c, ret_fast_commit).  On the 8-byte compare each half is
+ * read as the 4-byte loads it replaces would be (x86-64: an aligned 8-byte
+ * load is single-copy atomic). */
+_Static_assert(offsetof(struct lfpool_gate, shut) == offsetof(struct lfpool_gate, waiters) + 4 &&
+                   offsetof(struct lfpool_gate, waiters) % 8 == 0,
+               "waiters and shut: one aligned 8-byte word");
+static inline __attribute__((always_inline)) bool lfpool_gate_attention(struct lfpool_gate *g)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    struct __attribute__((may_alias)) word {
+        uint64_t v;
+    };
+    bool nz;
+    __asm__("cmpq $0, %[m]" : "=@ccnz"(nz) : [m] "m"(*(const struct word *)&g->waiters));
+    return nz;
+#else
+    return atomic_load_explicit(&g->waiters, memory_order_relaxed) > 0 ||
+           atomic_load_explicit(&g->shut, memory_order_relaxed);
 #endif
 }
 static inline __attribute__((always_inline)) bool lfpool_gate_has_waiters(struct lfpool_gate *g)

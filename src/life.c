@@ -388,6 +388,10 @@ int lfpool_shutdown(lfpool *p, double delay)
     lfpool_life_fork_check(p);
     if (!atomic_exchange(&p->shutdown, true))
         lfpool_log(p, LFPOOL_LOG_INFO, "shutting down pool");
+    /* the flag's copy beside the waiter count, which the ret fast paths
+     * read after their push (internal.h, lfpool_gate_attention): stored
+     * before the drain below (lfpool_close_available's flush) */
+    atomic_store(&p->gate.shut, 1);
     atomic_store(&p->lp->fast, 0); /* after the flag: life_ready() */
     lfpool_gate_wake(&p->gate, true); /* and completes every ticket (loop.c) */
     bool stopped = lfpool_loop_hk_stop(p, delay);
