@@ -1004,6 +1004,42 @@ static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p
     return ret_put_rest(p, rec, r);
 }
 
+/* The inline paths' biased commit alone (ret_fast_commit's first step,
+ * with `inl`): true, the hand-out `word` of rec ended (CACHED, ours);
+ * false, not BIASED, not this hand-out, or aborted: ret_inline_cas
+ * decides, out of line.  lfpool_ret and lfpool_ret_handle use this pair
+ * instead of ret_fast_commit so that the CAS's operands (the state's
+ * address, last_ret's value as a double) are not set up before the section
+ * on every return (PERFORMANCE, fourth session of 2026-12-05). */
+static inline __attribute__((always_inline)) bool ret_biased_commit(struct lfpool *p,
+                                                                   struct lfpool_rec *rec,
+                                                                   uint32_t word, double now,
+                                                                   long off)
+{
+    return lfpool_likely(lfpool_pcpu_store2_if_at(off, (const uint32_t *)&p->bias_mode,
+                                                  LFPOOL_BIAS_MASK, (uint32_t *)&rec->state, word,
+                                                  word + REC_CACHED - REC_OUT,
+                                                  (uint64_t *)&rec->last_ret,
+                                                  lfpool_dbits(now)) == LFPOOL_PCPU_OK);
+}
+/* The rest of ret_fast_commit's inline step after a failed biased commit
+ * (the CAS decides, after a read of the word), then the put; or the
+ * careful path (obj, h: the caller's).  A function of its own, a tail
+ * call of the inline paths. */
+static __attribute__((noinline)) int ret_inline_cas(lfpool *p, struct lfpool_rec *rec,
+                                                    uint32_t word, double now, long off, void *obj,
+                                                    const lfpool_handle *h)
+{
+    if (rec_load(rec) == word) {
+        atomic_store_explicit(&rec->last_ret, now, memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&rec->state, &word,
+                                                    word + REC_CACHED - REC_OUT,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            return ret_inline_put(p, rec, off);
+    }
+    return ret_careful(p, obj, h);
+}
+
 /* ret's inline path with the recording applies: the admission word's
  * FAST_RET_OBSERVE bit, FAST_RET_INLINE's conditions with returns observed
  * (life.c).  ret_other and ret_handle_other test it first. */
@@ -1131,12 +1167,15 @@ int lfpool_ret(lfpool *p, void *obj)
     if (lfpool_unlikely(!p || !obj || !ret_inline_ok(p)))
         return ret_not_inline(p, obj);
     long off = p->rseq_off;
-    if (lfpool_likely(hint_find(p, obj, &rec, &word)) &&
-        ret_fast_commit(p, rec, word, atomic_load_explicit(&p->coarse_now, memory_order_relaxed),
-                       true, off, true))
+    if (lfpool_unlikely(!hint_find(p, obj, &rec, &word)))
+        return ret_careful(p, obj, NULL); /* no hint */
+    /* ret_fast_commit's inline step, its CAS out of line */
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    if (ret_biased_commit(p, rec, word, now, off))
         return ret_inline_put(p, rec, off);
-    /* not OUT any more (killed, returned twice...), no hint...: careful */
-    return ret_careful(p, obj, NULL);
+    /* not BIASED, aborted, or not OUT any more (killed, returned
+     * twice...): the CAS decides, else careful */
+    return ret_inline_cas(p, rec, word, now, off, obj, NULL);
 }
 
 /* ret_inline_observed for a handle of this pool that this thread owns
@@ -1262,10 +1301,11 @@ int lfpool_ret_handle(lfpool *p, const lfpool_handle *h)
         return ret_handle_not_inline(p, h);
     struct lfpool_rec *rec = h->priv_rec;
     long off = p->rseq_off;
-    if (ret_fast_commit(p, rec, h->priv_word,
-                        atomic_load_explicit(&p->coarse_now, memory_order_relaxed), true, off, true))
+    /* ret_fast_commit's inline step, its CAS out of line */
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    if (ret_biased_commit(p, rec, h->priv_word, now, off))
         return ret_inline_put(p, rec, off);
-    return ret_careful(p, h->obj, h);
+    return ret_inline_cas(p, rec, h->priv_word, now, off, h->obj, h);
 }
 
 /* ret with bad arguments, in a fork child or a pool not started, without a
