@@ -153,8 +153,9 @@ static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(stru
     if (lfpool_unlikely(lfpool_gate_gift_wanted(&p->gate)))
         return LFPOOL_PUT_STACK;
     for (;;) {
-        uint32_t cpu = lfpool_pcpu_cpu_at(off); /* no bound check: a cache per possible CPU */
-        int r = lfpool_pcpu_push_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
+        /* this CPU's cache, chosen in the section (no bound check: a cache
+         * per possible CPU) */
+        int r = lfpool_pcpu_push_here_at(off, &p->caches, p->cache_cap, rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK)) {
             /* no fence: a waiter's flush fences for us (cache.c), and
              * shutdown's drain for its copy of the flag (handout.c,

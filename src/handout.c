@@ -733,8 +733,8 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
          * a popped record is not tested against NULL (a slot holds one) */
         struct lfpool_rec *rec;
         for (;;) {
-            uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off); /* no bound check: cache.c */
-            int r = lfpool_pcpu_pop_fast_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
+            /* this CPU's cache, chosen in the section (no bound check: cache.c) */
+            int r = lfpool_pcpu_pop_here_at(p->rseq_off, &p->caches, &rec);
             if (lfpool_likely(r == LFPOOL_PCPU_OK))
                 break;
             if (r == LFPOOL_PCPU_FAIL)

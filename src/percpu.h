@@ -12,8 +12,9 @@
  * Local operations (the hot path) use no atomic read-modify-write: each is
  * one rseq critical section (Linux rseq(2), registered by glibc >= 2.35 for
  * every thread) that checks it still runs on the CPU whose cache it
- * addresses, checks `lock`, and ends with a single committing store of
- * `count`.  Preemption, migration or a signal before that store makes the
+ * addresses (or, get's and ret's fast paths, reads the CPU in the section
+ * and addresses that CPU's cache: LFPOOL_RSEQ_ENTER_HERE), checks `lock`,
+ * and ends with a single committing store of `count`.  Preemption, migration or a signal before that store makes the
  * kernel restart the thread at the abort label, with nothing written that
  * anyone can see (push writes the slot beyond `count` before committing).
  * So on one CPU the operations are atomic with respect to each other.
@@ -258,6 +259,91 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                                    struct lfpool_rec *rec)
 {
     return lfpool_pcpu_push_at(lfpool_pcpu_off(), c, cpu, cap, rec);
+}
+
+/* The hot paths' sections (get's pop, ret's push) choose their cache
+ * inside the section: the descriptor's store, then this thread's CPU read
+ * from rseq->cpu_id (offset 4) and the cache's address made from it
+ * (caches + cpu * 512), then the lock check.  From the section's first
+ * instruction on, preemption, migration or a signal aborts it (to the
+ * restart label), so the CPU read in it stays the thread's CPU until the
+ * commit: no compare with a CPU chosen before the section, no copy of that
+ * choice kept for it (three instructions fewer than LFPOOL_RSEQ_ENTER's
+ * form).  A registered thread's cpu_id is a possible CPU, below ncaches
+ * (cache.c): no bound check, as before.  %[c] is scratch: the descriptor's
+ * address, then the cache's. */
+#define LFPOOL_RSEQ_ENTER_HERE                     \
+    ".pushsection __rseq_cs, \"aw\"\n\t"          \
+    ".balign 32\n\t"                              \
+    "3:\n\t"                                      \
+    ".long 0x0, 0x0\n\t"                          \
+    ".quad 1f, (2f - 1f), 4f\n\t"                 \
+    ".popsection\n\t"                             \
+    "1:\n\t"                                      \
+    "leaq 3b(%%rip), %[c]\n\t"                    \
+    "movq %[c], %%fs:8(%[off])\n\t"               \
+    "movl %%fs:4(%[off]), %k[c]\n\t"              \
+    "shlq $9, %[c]\n\t"                           \
+    "addq %[caches], %[c]\n\t"                    \
+    "cmpl $0, 4(%[c])\n\t"                        \
+    "jnz %l[fail]\n\t"
+
+/* lfpool_pcpu_pop_fast_at on the cache of the CPU the section runs on
+ * (LFPOOL_RSEQ_ENTER_HERE), `caches` the array of every CPU's (the get
+ * fast path, handout.c). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_pop_here_at(long off,
+                                                                         struct lfpool_cache *const *caches,
+                                                                         struct lfpool_rec **out)
+{
+    unsigned long st, c;
+    struct lfpool_rec *v;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_HERE
+                              "movl (%[c]), %k[st]\n\t"
+                              "subl $1, %k[st]\n\t"
+                              "jb %l[fail]\n\t"
+                              "movq 16(%[c], %[st], 8), %[v]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [v] "=&r"(v), [c] "=&r"(c)
+                              : [off] "r"(off), [caches] "m"(*caches)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st, (void)c;
+    *out = v;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
+/* lfpool_pcpu_push_at on the cache of the CPU the section runs on
+ * (LFPOOL_RSEQ_ENTER_HERE; the ret fast path, cache.h). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_push_here_at(long off,
+                                                                          struct lfpool_cache *const *caches,
+                                                                          uint32_t cap,
+                                                                          struct lfpool_rec *rec)
+{
+    unsigned long st, c;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_HERE
+                              "movl (%[c]), %k[st]\n\t"
+                              "cmpl %k[n], %k[st]\n\t"
+                              "jae %l[fail]\n\t" /* full */
+                              "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                              "addl $1, %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [c] "=&r"(c)
+                              : [off] "r"(off), [caches] "m"(*caches), [v] "r"(rec),
+                                [n] "rm"(cap)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)st, (void)c;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
 }
 
 /* Copy k (>= 1) pointers from %[from] to %[to], four a step (two 16-byte
@@ -548,6 +634,18 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
                                    struct lfpool_rec *rec)
 {
     (void)c, (void)cpu, (void)cap, (void)rec;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_here_at(long off, struct lfpool_cache *const *caches,
+                                          struct lfpool_rec **out)
+{
+    (void)off, (void)caches, (void)out;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_push_here_at(long off, struct lfpool_cache *const *caches,
+                                           uint32_t cap, struct lfpool_rec *rec)
+{
+    (void)off, (void)caches, (void)cap, (void)rec;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_pop_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
