@@ -656,6 +656,21 @@ static LFPOOL_SLOW int get_bad(lfpool *p, void **obj, lfpool_handle *h, double t
     return get_rest(p, obj, h, timeout, caller);
 }
 
+/* get_rest and get_bad for lfpool_get_handle, with the handle where it
+ * arrives (the second argument's register): the fast path's tail calls
+ * then move no argument, and lfpool_get_handle copies no register on its
+ * way in for them. */
+static LFPOOL_SLOW int get_rest_handle(lfpool *p, lfpool_handle *h, double timeout,
+                                       const void *caller)
+{
+    return get_rest(p, NULL, h, timeout, caller);
+}
+static LFPOOL_SLOW int get_bad_handle(lfpool *p, lfpool_handle *h, double timeout,
+                                      struct lfpool_rec *rec, uint32_t w, const void *caller)
+{
+    return get_bad(p, NULL, h, timeout, rec, w, caller);
+}
+
 /* timeout >= 0 (not NaN) or LFPOOL_DEFAULT.  On x86-64 the compare with 0
  * reads the constant from memory (the compiler makes a zero register first:
  * one instruction more); `jb` is taken below 0 or unordered (NaN). */
@@ -742,7 +757,8 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
         }
         uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
         if (lfpool_unlikely(!rec_st_cached_fast(w)))
-            return get_bad(p, obj, h, timeout, rec, w, caller);
+            return h ? get_bad_handle(p, h, timeout, rec, w, caller)
+                     : get_bad(p, obj, NULL, timeout, rec, w, caller);
         w = get_fast_claim(p, rec, w, caller);
         void *o = rec->obj;
         if (h) {
@@ -754,7 +770,7 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
         return 0;
     }
 rest:
-    return get_rest(p, obj, h, timeout, caller);
+    return h ? get_rest_handle(p, h, timeout, caller) : get_rest(p, obj, NULL, timeout, caller);
 }
 
 /* The call site is taken here, in the exported functions (the fast path is
