@@ -139,19 +139,17 @@ lfpool_avail_get(struct lfpool *p, double now, bool waiting)
  * ret then closes what is available: ret_put_rest; other callers take it
  * as DONE). */
 enum { LFPOOL_PUT_DONE, LFPOOL_PUT_WAKE, LFPOOL_PUT_STACK, LFPOOL_PUT_SHUT };
-/* lfpool_avail_put_local_at where the caller knows p->pcpu (ret's inline
- * path: its admission bit says so) */
-static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(struct lfpool *p,
-                                                                          struct lfpool_rec *rec,
-                                                                          long off)
+/* lfpool_avail_push_local_at without its read of gift_wanted: for ret's
+ * inline paths, which run only while the admission word's inline bits are
+ * set, and those are clear while gift_wanted is (life.c,
+ * lfpool_life_fast_ret; gate.c stores the flag, then has the bits
+ * recomputed).  Their read of the admission word at the ret's start is
+ * this read, made earlier: a waiter that asks after it is granted as any
+ * (below) */
+static inline __attribute__((always_inline)) int lfpool_avail_push_local_inline_at(struct lfpool *p,
+                                                                                 struct lfpool_rec *rec,
+                                                                                 long off)
 {
-    /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
-     * one that wants a record handed over: that takes the stack path.  Read
-     * once, before the section: a push restarted after an abort does not
-     * read it again, and the waiter that asked meanwhile is granted as any
-     * (the waiter count is read after the push), its look flushing */
-    if (lfpool_unlikely(lfpool_gate_gift_wanted(&p->gate)))
-        return LFPOOL_PUT_STACK;
     for (;;) {
         /* this CPU's cache, chosen in the section (no bound check: a cache
          * per possible CPU) */
@@ -171,6 +169,20 @@ static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(stru
             break;
     }
     return LFPOOL_PUT_STACK;
+}
+/* lfpool_avail_put_local_at where the caller knows p->pcpu */
+static inline __attribute__((always_inline)) int lfpool_avail_push_local_at(struct lfpool *p,
+                                                                          struct lfpool_rec *rec,
+                                                                          long off)
+{
+    /* parked waiters are granted after the push (LFPOOL_PUT_WAKE), except
+     * one that wants a record handed over: that takes the stack path.  Read
+     * once, before the section: a push restarted after an abort does not
+     * read it again, and the waiter that asked meanwhile is granted as any
+     * (the waiter count is read after the push), its look flushing */
+    if (lfpool_unlikely(lfpool_gate_gift_wanted(&p->gate)))
+        return LFPOOL_PUT_STACK;
+    return lfpool_avail_push_local_inline_at(p, rec, off);
 }
 /* `off`: lfpool_pcpu_off() (p->rseq_off) */
 static inline __attribute__((always_inline)) int lfpool_avail_put_local_at(struct lfpool *p,

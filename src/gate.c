@@ -167,9 +167,19 @@ static bool head_takes_gift(const struct lfpool_gate *g)
     return n && (n->wants_gift || (n->may_gift && g->tickets > 0));
 }
 
+/* gift_wanted is also an input of the admission word's inline ret bits
+ * (life.c, lfpool_life_fast_ret): while it is set, rets leave the inline
+ * path, whose push does not read it, for the paths whose push does
+ * (cache.h).  So each change stores it (seq_cst), then has the bits
+ * recomputed, as every writer of those inputs does.  The gate is the
+ * pool's (the only gates there are). */
 static void gift_wanted_update(struct lfpool_gate *g)
 {
-    atomic_store_explicit(&g->gift_wanted, head_takes_gift(g), memory_order_relaxed);
+    uint32_t v = head_takes_gift(g);
+    if (atomic_load_explicit(&g->gift_wanted, memory_order_relaxed) == v)
+        return;
+    atomic_store_explicit(&g->gift_wanted, v, memory_order_seq_cst);
+    lfpool_life_fast_ret((struct lfpool *)((char *)g - offsetof(struct lfpool, gate)));
 }
 
 void lfpool_gate_unlink(struct lfpool_gate *g, struct lfpool_gate_node *n)

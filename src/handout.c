@@ -1010,11 +1010,14 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
         return 0;
     return ret_put_rest(p, rec, r);
 }
-/* ret_fast_put on the inline path (p->pcpu known) */
+/* ret_fast_put on the inline paths (p->pcpu known; gift_wanted clear when
+ * the admission word was read: its inline bits, lfpool_life_fast_ret).
+ * Only the paths those bits admit call it (lfpool_ret, lfpool_ret_handle,
+ * their observed copies and their out-of-line CAS). */
 static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p,
                                                                 struct lfpool_rec *rec, long off)
 {
-    int r = lfpool_avail_push_local_at(p, rec, off);
+    int r = lfpool_avail_push_local_inline_at(p, rec, off);
     if (lfpool_likely(r == LFPOOL_PUT_DONE)) /* DONE: shutdown not begun */
         return 0;
     return ret_put_rest(p, rec, r);

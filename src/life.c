@@ -172,7 +172,8 @@ static void life_ready(struct lfpool *p)
  * RET_OBSERVED (the inline steps and the recording), LFPOOL_FAST_RET_HOLD
  * in its place when that is for the hold histogram alone (no warned
  * hand-out out: warned_out, an input like fast_ret, whose writer, the
- * housekeeper, calls this after each change).  Writers of fast_ret (histogram.c) call this after each
+ * housekeeper, calls this after each change); none of the three while the
+ * gate's head wants a record handed over (gift_wanted, an input too).  Writers of fast_ret (histogram.c) call this after each
  * change, and life_ready() after its store of the word: each reads
  * fast_ret after its own store (all seq_cst), and a CAS changes the bit
  * only, so that whichever runs last leaves the bit as fast_ret says;
@@ -180,7 +181,10 @@ static void life_ready(struct lfpool *p)
  * set only beside FAST_RET. */
 void lfpool_life_fast_ret(struct lfpool *p)
 {
-    bool inl = !p->wear && p->pcpu && p->bias;
+    /* gift_wanted (gate.c, whose writer calls this after each change): the
+     * inline paths' push does not read it (cache.h), so none applies while
+     * the FIFO's head wants a record handed over */
+    bool inl = !p->wear && p->pcpu && p->bias && !atomic_load(&p->gate.gift_wanted);
     uint8_t mode = atomic_load(&p->fast_ret);
     bool hold_only = p->obs.hold != NULL && !atomic_load(&p->warned_out);
     uint32_t want = !inl ? 0

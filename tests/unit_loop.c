@@ -511,6 +511,62 @@ Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper)
     lfpool_loop_free(l);
 }
 
+/* The same with per-CPU caches and biased returns on (max_size two per
+ * CPU: a slot per cache), where the returning thread's ret is the inline
+ * path, whose push does not read the gate's gift flag: while the head
+ * wants a hand-over the admission word sends rets elsewhere, so the
+ * return still goes to the sleeper and the new get_async waits.  (In the
+ * _norseq run there are no caches: the stack path, as above.) */
+Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper_with_caches)
+{
+    size_t n = 2 * (size_t)sysconf(_SC_NPROCESSORS_CONF);
+    if (n > 64)
+        n = 64;
+    C.max_size = n;
+    C.min_size = n;
+    C.clock = NULL; /* an injected clock would make every ret careful */
+    C.clock_ctx = NULL;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    void *held[64];
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
+    lfpool_loop *l;
+    cr_assert_eq(lfpool_loop_new(P, &l), 0);
+    int order[3], norder = 0;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct blocker s = {.p = P, .order = order, .norder = &norder, .mu = &mu};
+    pthread_t th;
+    pthread_create(&th, NULL, blocker_main, &s); /* the sleeper: 100 */
+    wait_parked(&s);
+    lfpool_handle h;
+    lfpool_ticket *t1, *t2;
+    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    /* the last object got: its return hint is this thread's for sure */
+    cr_assert_eq(lfpool_ret(P, held[n - 1]), 0); /* to the sleeper, the head */
+    /* pushed into this CPU's cache instead, the object would be this
+     * thread's next get's at once, ahead of the sleeper and the ticket */
+    void *again;
+    cr_assert_eq(lfpool_get(P, &again, 0), EAGAIN,
+                 "the returning thread took back the object the waiting sleeper was handed");
+    int r = lfpool_get_async(l, (void *)2, &h, &t2);
+    cr_assert_eq(r, EINPROGRESS, "a new get_async took the object the waiting sleeper was granted");
+    lfpool_loop_event ev;
+    for (int k = 0; k < 2; k++) {
+        take_events(l, &ev, 1);
+        cr_assert_eq(ev.err, 0);
+        order_add(&s, (int)(intptr_t)ev.udata);
+        cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(norder, 3);
+    cr_assert_eq(order[0], 100, "the sleeper queued first is served first");
+    cr_assert_eq(order[1], 1);
+    cr_assert_eq(order[2], 2);
+    for (size_t i = 0; i + 1 < n; i++)
+        cr_assert_eq(lfpool_ret(P, held[i]), 0);
+    lfpool_loop_free(l);
+}
+
 /* A thread that returns its object and gets again queues behind the
  * waiters: the sleeper at the head, then the ticket. */
 struct regetter {
