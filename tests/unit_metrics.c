@@ -240,6 +240,19 @@ Test(metrics, hold_count_exact_on_the_fast_path_across_threads)
  * figure go down.  Two threads get and return (pointers, handles) and
  * evict the available objects now and then; this thread reads. */
 static _Atomic int evict_running;
+/* thousands of objects: plain ones, freed by their closer (tfun keeps 4096) */
+static void *plain_fun(void *ctx, uint64_t n)
+{
+    (void)ctx;
+    (void)n;
+    return malloc(16);
+}
+static int plain_close(void *ctx, void *o)
+{
+    (void)ctx;
+    free(o);
+    return 0;
+}
 static void *evict_worker(void *arg)
 {
     int *bad = arg;
@@ -263,8 +276,8 @@ static void *evict_worker(void *arg)
 Test(metrics, hold_counts_outlive_their_objects)
 {
     lfpool_config_init(&C);
-    C.fun = tfun;
-    C.ctx = &T;
+    C.fun = plain_fun;
+    C.closer = plain_close;
     C.hold_histogram = true;
     C.max_size = 32;
     C.min_size = 32; /* each eviction closes what is available and refills */
