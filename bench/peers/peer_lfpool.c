@@ -10,7 +10,10 @@
  * "lfpool-hold": the "lfpool" peer with cfg.hold_histogram on, so that one
  * run prices the hold histogram (every return records its hold time); and
  * "lfpool-strict": the "lfpool" peer with cfg.max_fences = 0 (the caches
- * close at once when a get must look into all of them: the CAS mode).  `fun`
+ * close at once when a get must look into all of them: the CAS mode); and
+ * "lfpool-twin": the "lfpool" peer again, a pool of its own with the same
+ * configuration, whose ratio to "lfpool" in one run is that run's noise
+ * (what a difference between two peers must exceed to be one).  `fun`
  * allocates a bench_obj, `closer` frees it.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -139,6 +142,19 @@ const struct bench_peer bench_peer_lfpool_hold = {
     .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.hold_histogram on",
     .can_wait = true,
     .open = lf_open_hold,
+    .get = lf_get,
+    .put = lf_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
+
+const struct bench_peer bench_peer_lfpool_twin = {
+    .name = "lfpool-twin",
+    .desc = "lfpool again, the same configuration: the noise of a ratio to lfpool",
+    .can_wait = true,
+    .open = lf_open,
     .get = lf_get,
     .put = lf_put,
     .close = lf_close,
