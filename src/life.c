@@ -173,30 +173,45 @@ static void life_ready(struct lfpool *p)
  * in its place when that is for the hold histogram alone (no warned
  * hand-out out: warned_out, an input like fast_ret, whose writer, the
  * housekeeper, calls this after each change); none of the three while the
- * gate's head wants a record handed over (gift_wanted, an input too).  Writers of fast_ret (histogram.c) call this after each
- * change, and life_ready() after its store of the word: each reads
- * fast_ret after its own store (all seq_cst), and a CAS changes the bit
- * only, so that whichever runs last leaves the bit as fast_ret says;
- * shutdown's store of 0 (after its flag) is never undone, the bits being
+ * gate's head wants a record handed over (gift_wanted, an input too).
+ * Every writer of an input calls this after its store (fast_ret:
+ * histogram.c; warned_out: the housekeeper; gift_wanted: gate.c, under the
+ * gate's lock, so concurrently with the others), and life_ready() after
+ * its store of the word.  Each reads the inputs after its own store (all
+ * seq_cst), a CAS changes the bits only, and after its CAS each reads the
+ * inputs again and goes round while they ask for other bits: a writer
+ * that read the inputs before another's store and made its CAS after that
+ * one's (stale bits) sees that store on its second read, and corrects the
+ * bits; so once every writer is done the bits are as the inputs say.
+ * Shutdown's store of 0 (after its flag) is never undone, the bits being
  * set only beside FAST_RET. */
-void lfpool_life_fast_ret(struct lfpool *p)
+static uint32_t fast_ret_bits(struct lfpool *p)
 {
-    /* gift_wanted (gate.c, whose writer calls this after each change): the
-     * inline paths' push does not read it (cache.h), so none applies while
-     * the FIFO's head wants a record handed over */
+    /* gift_wanted (gate.c): the inline paths' push does not read it
+     * (cache.h), so none applies while the FIFO's head wants a record
+     * handed over */
     bool inl = !p->wear && p->pcpu && p->bias && !atomic_load(&p->gate.gift_wanted);
     uint8_t mode = atomic_load(&p->fast_ret);
     bool hold_only = p->obs.hold != NULL && !atomic_load(&p->warned_out);
-    uint32_t want = !inl ? 0
-                    : mode == RET_FAST     ? LFPOOL_FAST_RET_INLINE
-                    : mode == RET_OBSERVED ? (hold_only ? LFPOOL_FAST_RET_HOLD : LFPOOL_FAST_RET_OBSERVE)
-                                           : 0;
-    uint32_t w = atomic_load(&p->lp->fast);
-    for (;;) {
-        uint32_t nw = (w & ~(LFPOOL_FAST_RET_INLINE | LFPOOL_FAST_RET_OBSERVE | LFPOOL_FAST_RET_HOLD)) |
-                      (w & LFPOOL_FAST_RET ? want : 0);
-        if (nw == w || atomic_compare_exchange_weak(&p->lp->fast, &w, nw))
+    return !inl ? 0
+           : mode == RET_FAST     ? LFPOOL_FAST_RET_INLINE
+           : mode == RET_OBSERVED ? (hold_only ? LFPOOL_FAST_RET_HOLD : LFPOOL_FAST_RET_OBSERVE)
+                                  : 0;
+}
+void lfpool_life_fast_ret(struct lfpool *p)
+{
+    for (uint32_t want = fast_ret_bits(p);;) {
+        uint32_t w = atomic_load(&p->lp->fast);
+        for (;;) {
+            uint32_t nw = (w & ~(LFPOOL_FAST_RET_INLINE | LFPOOL_FAST_RET_OBSERVE | LFPOOL_FAST_RET_HOLD)) |
+                          (w & LFPOOL_FAST_RET ? want : 0);
+            if (nw == w || atomic_compare_exchange_weak(&p->lp->fast, &w, nw))
+                break;
+        }
+        uint32_t again = fast_ret_bits(p);
+        if (again == want)
             return;
+        want = again;
     }
 }
 
