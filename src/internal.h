@@ -731,10 +731,11 @@ LFPOOL_INTERNAL void lfpool_gate_park_locked(struct lfpool_gate *g, struct lfpoo
 LFPOOL_INTERNAL bool lfpool_gate_unpark(struct lfpool_gate *g, struct lfpool_gate_node *n);
 LFPOOL_INTERNAL int lfpool_gate_sleep(struct lfpool_gate *g, struct lfpool_gate_node *n,
                                       const struct timespec *deadline);
-/* The two reads of the ret fast path (cache.h): plain (relaxed) loads with
+/* The reads of the ret fast paths (cache.h): plain (relaxed) loads with
  * no fence, covered by the waiter's flush (cache.c, gate.c).  gift_wanted:
  * the head asked for a hand-over, or tickets wait behind a head that takes
- * one (gate.c: FIFO order with tickets). */
+ * one (gate.c: FIFO order with tickets); the inline rets do not read it,
+ * the admission word's inline bits are clear while it is set (life.c). */
 static inline __attribute__((always_inline)) bool lfpool_gate_gift_wanted(struct lfpool_gate *g)
 {
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
