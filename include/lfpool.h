@@ -499,6 +499,13 @@ struct lfpool_stats {
      * waiter's closing of the caches (at most one per housekeeping period,
      * docs/DESIGN.md §4), and the bias fences (nbias_fences) */
     uint64_t nfences;
+    /* not in the seed: whether the gets have closed the per-CPU caches now
+     * ("CAS mode": each CPU's threads still use their cache, with one
+     * locked instruction a get and a ret, and no membarrier), and how many
+     * times they closed them (each closing is one membarrier, at most one
+     * per housekeeping period; docs/DESIGN.md §4) */
+    bool cpu_closed;
+    uint64_t ncloses;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

@@ -522,6 +522,7 @@ static void close_for_gets(struct lfpool *p)
     if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed)) {
         atomic_fetch_or_explicit(&p->close.why, LFPOOL_CLOSE_GETS, memory_order_seq_cst);
         lfpool_avail_flush(p); /* leaves every cache CLOSED, moved records in the stack */
+        lfpool_stat_inc(&p->c.ncloses);
         atomic_store_explicit(&p->close.mark, close_clock(p), memory_order_relaxed);
         atomic_store_explicit(&p->close.gets, true, memory_order_seq_cst);
     }
