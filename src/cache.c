@@ -683,9 +683,10 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
  * used by its CPU's threads, with sections whose commit is a locked
  * CMPXCHG of {count, lock} (percpu.h), so that a remote thread may take
  * the cache with a CAS of its lock, CLOSED -> HELD, and no membarrier.
- * The get's miss path pops from its CPU's closed cache (closed_pop); a
- * ret whose push failed on the closed lock pushes there
- * (lfpool_avail_put_closed).  What a get that must see every record does
+ * A get whose fast path's pop failed pops from its CPU's closed cache
+ * (handout.c, get_miss; the slow path's closed_pop); a ret whose push
+ * failed on the closed lock pushes there (handout.c, ret_put_miss; the
+ * stack path's lfpool_avail_put_closed).  What a get that must see every record does
  * instead of the flush: closed_sweep, every cache under its lock.
  *
  * No lost wake-up: the ret's locked commit, then its read of the waiter
@@ -726,23 +727,14 @@ static struct lfpool_rec *closed_pop(struct lfpool *p, double now)
     }
 }
 
-/* The get's CAS mode (handout.c, before its slow path, with what the fast
- * path checked true): a record from this CPU's closed cache, made OUT
- * with last_get = now; NULL when the gets have not closed the caches, or
- * this CPU's has none (the slow path then looks further).  No read-side
- * section and no control flags, as for the fast path's pop: control's
- * closing makes the caches SHUT, and a CAS-mode pop commits only on a
- * CLOSED cache (percpu.h).  Every 64th call of a thread that finds the
- * caches closed also makes the decision of a pool without rounds
- * (close_tick, a clock read), which the gets' slow path makes too. */
-struct lfpool_rec *lfpool_avail_get_closed(struct lfpool *p, double now)
+/* The get's CAS mode (handout.c, get_miss) pops from its CPU's closed
+ * cache itself, right after its fast path's pop failed; every 64th record
+ * a thread takes so also makes the decision of a pool without rounds here
+ * (close_tick: a clock read once a period has passed), which the gets'
+ * slow path makes too. */
+void lfpool_avail_close_tick(struct lfpool *p)
 {
-    static __thread uint8_t ticks __attribute__((tls_model("initial-exec")));
-    if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed))
-        return NULL;
-    if (lfpool_unlikely((++ticks & 63) == 0))
-        close_tick(p);
-    return closed_pop(p, now);
+    close_tick(p);
 }
 
 /* Take a record from any closed cache, each under its lock; NULL when
