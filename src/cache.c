@@ -121,7 +121,8 @@ static int possible_max(void)
     return max;
 }
 
-/* The default fence budget (cfg.max_fences): CPU interruptions a second,
+/* The fence budget LFPOOL_FENCES_BUDGET (cfg.max_fences, opt-in; the
+ * default until the closed mode got cheap): CPU interruptions a second,
  * divided by the number of CPUs that each membarrier interrupts.  65536:
  * on 2 CPUs, 32768 fences a second, above what P3 makes open (about 5,000
  * a second; at 1024 / CPUs it closed every window and ran at 57-76 ns a
@@ -166,9 +167,9 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && p->cfg.max_size / 2 < bulk)
         bulk = p->cfg.max_size / 2;
     p->bulk_cap = (uint32_t)(bulk > cap ? bulk : cap);
-    /* the gets' fence budget per second (lfpool.h): by default a bound on
-     * how often a second the gets' flushes interrupt every CPU */
-    if (p->cfg.max_fences == LFPOOL_FENCES_DEFAULT)
+    /* the gets' fence budget per second (lfpool.h), opt-in: a bound on how
+     * often a second the gets' flushes interrupt every CPU */
+    if (p->cfg.max_fences == LFPOOL_FENCES_BUDGET)
         p->cfg.max_fences = LFPOOL_FENCE_INTERRUPTS / p->ncaches > 0 ? LFPOOL_FENCE_INTERRUPTS / p->ncaches : 1;
     p->fence_ok = pcpu_available(p);
     p->pcpu = cap > 0 && maxid >= 0 && p->fence_ok;
