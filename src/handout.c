@@ -862,16 +862,14 @@ static inline __attribute__((always_inline)) void ret_observe(struct lfpool *p, 
         ret_warned_line(p, rec, tag, held);
 }
 
-/* ret_observe on the inline path (ret_inline_observed: per-CPU caches on,
- * `off` the pool's rseq offset), when it is quick: the hand-out was not
- * warned about and the hold, if recorded, is 0 s (lfpool_obs_hold_zero_at).
+/* ret_observe on the inline path (ret_inline_observed), when it is quick: the hand-out was not
+ * warned about and the hold, if recorded, is 0 s (rec_count_hold_zero).
  * False, nothing done: ret_observed_rest records (a call that is not a
  * tail call would make the inline path save registers). */
 static inline __attribute__((always_inline)) bool ret_observe_quick(struct lfpool *p,
                                                                     struct lfpool_rec *rec,
                                                                     uint32_t word, double now,
-                                                                    double got, long off,
-                                                                    bool hold_only)
+                                                                    double got, bool hold_only)
 {
     /* hold_only (FAST_RET_HOLD): the hold histogram is on and no warned
      * hand-out is out, so neither is tested (a ret that read the bit just
@@ -885,7 +883,7 @@ static inline __attribute__((always_inline)) bool ret_observe_quick(struct lfpoo
          * register; stamps are positive, so equal bits is equal values) */
         if (lfpool_unlikely(lfpool_dbits(now) != lfpool_dbits(got)))
             return false;
-        lfpool_obs_hold_zero_at(&p->obs, off);
+        rec_count_hold_zero(rec);
     }
     return true;
 }
@@ -1156,6 +1154,16 @@ static __attribute__((noinline)) int ret_observed_rest(struct lfpool *p, struct 
     return ret_inline_put(p, rec, p->rseq_off);
 }
 
+/* The get stamp of the hand-out a commit just ended: read after it, the
+ * record being the committer's (CACHED, not in the set: no getter writes
+ * it until the push), which leaves the commit's registers free - read
+ * before, its value lived across the section and the CAS fallback saved
+ * a register (2 instructions a return). */
+static inline __attribute__((always_inline)) double ret_got(struct lfpool_rec *rec)
+{
+    return atomic_load_explicit(&rec->last_get, memory_order_relaxed);
+}
+
 /* The inline path's steps with the recording between commit and push
  * (ret_observed's order, with what the observe bit says known), for a pool
  * with the admission word's FAST_RET_OBSERVE bit: a function of its own,
@@ -1170,9 +1178,9 @@ static inline __attribute__((always_inline)) int ret_inline_observed_as(lfpool *
     long off = p->rseq_off;
     if (lfpool_likely(hint_find(p, obj, &rec, &word))) {
         double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
-        double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
         if (ret_fast_commit(p, rec, word, now, true, off, true)) {
-            if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off, hold_only)))
+            double got = ret_got(rec);
+            if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, hold_only)))
                 return ret_observed_rest(p, rec, word, now - got);
             return ret_inline_put(p, rec, off);
         }
@@ -1215,12 +1223,11 @@ static __attribute__((noinline)) int ret_other(lfpool *p, void *obj)
  * inline bit's test, for this one's, an instruction more on the inline path. */
 static __attribute__((noinline)) int ret_not_inline(lfpool *p, void *obj)
 {
-    if (lfpool_likely(p && obj)) {
-        if (lfpool_fast_has(p, LFPOOL_FAST_RET_HOLD))
-            return ret_inline_hold(p, obj);
-        if (ret_inline_observed_ok(p))
-            return ret_inline_observed(p, obj);
-    }
+    /* p and obj: not NULL (lfpool_ret) */
+    if (lfpool_fast_has(p, LFPOOL_FAST_RET_HOLD))
+        return ret_inline_hold(p, obj);
+    if (ret_inline_observed_ok(p))
+        return ret_inline_observed(p, obj);
     return ret_other(p, obj);
 }
 
@@ -1232,7 +1239,9 @@ int lfpool_ret(lfpool *p, void *obj)
 {
     uint32_t word = 0;
     struct lfpool_rec *rec;
-    if (lfpool_unlikely(!p || !obj || !ret_inline_ok(p)))
+    if (lfpool_unlikely(!p || !obj))
+        return ret_other(p, obj); /* EINVAL, careful */
+    if (lfpool_unlikely(!ret_inline_ok(p)))
         return ret_not_inline(p, obj);
     long off = p->rseq_off;
     if (lfpool_likely(hint_find(p, obj, &rec, &word)) &&
@@ -1253,10 +1262,10 @@ static inline __attribute__((always_inline)) int ret_handle_inline_observed_as(l
     struct lfpool_rec *rec = h->priv_rec;
     long off = p->rseq_off;
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
-    double got = atomic_load_explicit(&rec->last_get, memory_order_relaxed);
     uint32_t word = h->priv_word;
     if (ret_fast_commit(p, rec, word, now, true, off, true)) {
-        if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, off, hold_only)))
+        double got = ret_got(rec);
+        if (lfpool_unlikely(!ret_observe_quick(p, rec, word, now, got, hold_only)))
             return ret_observed_rest(p, rec, word, now - got);
         return ret_inline_put(p, rec, off);
     }

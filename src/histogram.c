@@ -2,8 +2,9 @@
  * histogram.c - reading the observability counters (lfpool_histogram), the
  * life of the per-CPU hold copies, and naming a get's call site.
  *
- * Owns: allocation and release of struct lfpool_obs's per-CPU copies, and
- * the summing reader.  Invariant: a reader only loads (relaxed): it never
+ * Owns: allocation and release of struct lfpool_obs's per-CPU copies, the
+ * summing reader (with the records' bucket 0 of the hold histogram, and
+ * the bracket of their deletions).  Invariant: a reader only loads (relaxed): it never
  * writes a copy, so recording (histogram.h) needs no coordination with it;
  * total is the sum of the counts it read, so total == sum of count[] in
  * every snapshot even under load.
@@ -12,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,12 @@ void lfpool_obs_fork_reset(struct lfpool *p)
     o->ntimeouts = 0;
     if (o->hold)
         memset(o->hold, 0, (o->nhold + 1) * sizeof *o->hold);
+    /* the child's table starts empty (meta.c), and a deletion a parent
+     * thread had begun will never be done here */
+    atomic_store_explicit(&o->hold_zero_gone, 0, memory_order_relaxed);
+    atomic_store_explicit(&o->hold_zero_seen, 0, memory_order_relaxed);
+    atomic_store_explicit(&o->gone_begun, 0, memory_order_relaxed);
+    atomic_store_explicit(&o->gone_done, 0, memory_order_relaxed);
     o->hold_pcpu = p->pcpu;
     atomic_store_explicit(&p->fast_ret, p->ret_mode, memory_order_relaxed);
     atomic_store_explicit(&p->warned_out, false, memory_order_relaxed);
@@ -60,6 +68,69 @@ static void add_cells(struct lfpool_histogram *out, uint64_t *sum_ns, const stru
     *sum_ns += __atomic_load_n(&c->sum_ns, __ATOMIC_RELAXED);
 }
 
+/* The deletions of records from the table bracket themselves for
+ * hold_zero_sum: gone_begun before the cds_lfht_del, gone_done after the
+ * record's count moved to hold_zero_gone (seq_cst read-modify-writes: the
+ * move is visible to whoever sees gone_done's step). */
+void lfpool_obs_gone_begin(struct lfpool *p)
+{
+    if (p->obs.hold)
+        atomic_fetch_add_explicit(&p->obs.gone_begun, 1, memory_order_seq_cst);
+}
+
+void lfpool_obs_gone_end(struct lfpool *p, struct lfpool_rec *rec, bool removed)
+{
+    struct lfpool_obs *o = &p->obs;
+    if (!o->hold)
+        return;
+    if (removed) /* rec's returners are done with it: a deleter owns it */
+        atomic_fetch_add_explicit(&o->hold_zero_gone,
+                                  atomic_load_explicit(&rec->hold_zero[0], memory_order_relaxed),
+                                  memory_order_release);
+    atomic_fetch_add_explicit(&o->gone_done, 1, memory_order_seq_cst);
+}
+
+/* Bucket 0 of the hold histogram kept in records (histogram.h): the
+ * records in the table plus those gone.  Never more than the truth: a
+ * deletion moves a record's count after removing it from the table, and
+ * the reader reads hold_zero_gone (acquire: that move's removal is then
+ * seen by the walk) before the walk, so no record is counted twice; a
+ * record removed after that read and before the walk reached it is
+ * missed.  Exact when no deletion overlaps the read: one in flight at its
+ * start shows as gone_begun != gone_done, one begun by its end as
+ * gone_begun moved (the deleter's step comes before its cds_lfht_del,
+ * which the walk would have observed).  Such reads are retried a few times
+ * (deletions are rare: kills, idle closes, shutdown); a read still
+ * overlapped is a lower bound, and the figure returned is the largest any
+ * reader has found (hold_zero_seen), so that it never goes down: every
+ * value found was at most the truth, which only grows. */
+static uint64_t hold_zero_sum(struct lfpool *p)
+{
+    struct lfpool_obs *o = &p->obs;
+    uint64_t sum = 0;
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t done = atomic_load_explicit(&o->gone_done, memory_order_seq_cst);
+        uint64_t begun = atomic_load_explicit(&o->gone_begun, memory_order_seq_cst);
+        sum = atomic_load_explicit(&o->hold_zero_gone, memory_order_acquire);
+        struct cds_lfht_iter iter;
+        struct lfpool_rec *rec;
+        rcu_read_lock();
+        LFPOOL_FOR_EACH_REC(p->ht, &iter, rec)
+            sum += atomic_load_explicit(&rec->hold_zero[0], memory_order_relaxed);
+        rcu_read_unlock();
+        atomic_thread_fence(memory_order_seq_cst); /* the walk's loads before the check */
+        if (begun == done && atomic_load_explicit(&o->gone_begun, memory_order_seq_cst) == begun)
+            break;
+        sched_yield();
+    }
+    uint64_t seen = atomic_load_explicit(&o->hold_zero_seen, memory_order_relaxed);
+    while (sum > seen && !atomic_compare_exchange_weak_explicit(&o->hold_zero_seen, &seen, sum,
+                                                                memory_order_relaxed,
+                                                                memory_order_relaxed))
+        ;
+    return sum > seen ? sum : seen;
+}
+
 void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out)
 {
     struct lfpool_obs *o = &p->obs;
@@ -72,6 +143,9 @@ void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out)
     } else if (o->hold) {
         for (unsigned i = 0; i <= o->nhold; i++)
             add_cells(out, &sum_ns, &o->hold[i].c);
+        uint64_t zero = hold_zero_sum(p);
+        out->count[0] += zero;
+        out->total += zero;
     }
     out->sum = (double)sum_ns * 1e-9;
 }

@@ -32,6 +32,27 @@
  *    architecture, valgrind), or on a CPU beyond the copies, an add is a
  *    relaxed atomic add on one extra copy that no rseq section writes
  *    (plain and locked adds on one word would race).
+ *  - HOLD's bucket 0 on ret's inline path (a hold of 0 s: the coarse clock
+ *    did not tick, which is every short hold) is kept per record instead:
+ *    the records of a pool with cfg.hold_histogram are allocated with one
+ *    more word, rec->hold_zero[0] (meta.c), and the returner adds 1 to it
+ *    with one unlocked add (rec_count_hold_zero, internal.h), as the holder
+ *    counts its uses (rec_count_use).  Argument: the returner is the record's only writer
+ *    of that word - it adds after its commit made the record CACHED and
+ *    its own, before the push puts it in the set, and a record is only
+ *    ever CACHED-and-not-in-the-set for one thread at a time; the next
+ *    writer (a later hand-out's returner) got the record through the
+ *    set's release/acquire, so adds never race.  Readers load the word
+ *    relaxed (an aligned 8-byte word: never torn).  A record leaves the
+ *    table (lfpool_obs_gone: meta.c's deletions) with its count moved to
+ *    hold_zero_gone, as `uses` moves to dead_uses, and a reused record
+ *    starts from 0.  The reader sums hold_zero_gone and the table's
+ *    records: never a record twice, and none missed unless a deletion
+ *    overlaps the read, which deletions bracketed by gone_begun /
+ *    gone_done let the reader see and retry (histogram.c: a sequence
+ *    count whose writers are the rare deletions); a figure never goes
+ *    down (hold_zero_seen).  Reclamation: records are type-stable
+ *    (meta.c).
  */
 #ifndef LFPOOL_HISTOGRAM_H
 #define LFPOOL_HISTOGRAM_H
@@ -64,6 +85,10 @@ struct lfpool_obs {
     struct lfpool_hist_cpu *hold;
     unsigned nhold;
     bool hold_pcpu; /* the rseq adds apply (the pool's caches are on) */
+    /* HOLD's bucket 0 of records no longer in the table, the count of
+     * deletions begun and done (the readers' retry), and the largest sum
+     * of the records' bucket 0 a reader found; with hold only */
+    _Atomic uint64_t hold_zero_gone, gone_begun, gone_done, hold_zero_seen;
 };
 
 /* Bucket of a value in seconds: the smallest i with v <= 2^(i-20), 0 for
@@ -158,31 +183,6 @@ static inline __attribute__((always_inline)) void lfpool_obs_hold(struct lfpool_
     uint64_t ns = lfpool_hist_ns(v);
     if (ns)
         lfpool_obs_hold_bump(o, offsetof(struct lfpool_hist_cells, sum_ns), ns);
-}
-
-/* Count a hold of 0 s on ret's inline path (handout.c; the caller checked
- * o->hold != NULL): the coarse clock did not tick between the get and the
- * ret, which is every short hold, so the value goes to bucket 0 and adds
- * nothing to the sum: one rseq add to this CPU's count[0].  That path runs
- * only with per-CPU caches on (o->hold_pcpu) and there is a copy per
- * possible CPU (nhold == ncaches), so the CPU number needs no bound check
- * (as for the caches, cache.c); `off` is the pool's rseq_off, already in a
- * register.  Any other hold was at least one tick long, beside which the
- * general recording, out of line, costs nothing. */
-static inline __attribute__((always_inline)) void lfpool_obs_hold_zero_at(struct lfpool_obs *o, long off)
-{
-#if LFPOOL_HAVE_PCPU
-    for (;;) {
-        uint32_t cpu = lfpool_pcpu_cpu_at(off);
-        if (__builtin_expect(lfpool_obs_pcpu_add_at(off, &o->hold[cpu].c.count[0], cpu, 1) ==
-                                 LFPOOL_PCPU_OK,
-                             1))
-            return;
-    }
-#else
-    (void)off;
-    lfpool_obs_hold(o, 0);
-#endif
 }
 
 #endif

@@ -152,6 +152,11 @@ struct lfpool_rec {
     _Atomic double expires;     /* end of its lifetime (max_lifetime), INFINITY
                                    without one; written by its creator while NEW */
     struct lfpool_rec *all_next; /* every record ever allocated (meta.c) */
+    /* Only in the records of a pool with cfg.hold_histogram, which meta.c
+     * allocates one word longer: its hand-outs' holds of 0 s ended on ret's
+     * inline path, bucket 0 of the hold histogram (histogram.h); written by
+     * the returner only, while the record is CACHED and not yet in the set */
+    _Atomic uint64_t hold_zero[];
 };
 _Static_assert(sizeof(struct lfpool_rec) == 88, "records fit a 96-byte malloc chunk");
 _Static_assert(offsetof(struct lfpool_rec, caller) == offsetof(struct lfpool_rec, last_get) + 8 &&
@@ -270,6 +275,18 @@ static inline void rec_count_use(struct lfpool_rec *r)
 #else
     uint64_t u = atomic_load_explicit(&r->uses, memory_order_relaxed);
     atomic_store_explicit(&r->uses, u + 1, memory_order_relaxed);
+#endif
+}
+/* The returner counts a hold of 0 s of the record it just made CACHED and
+ * has not yet put in the set (its hold_zero word's only writer at that
+ * time; histogram.h argues it), as the holder counts a use. */
+static inline void rec_count_hold_zero(struct lfpool_rec *r)
+{
+#if defined(__x86_64__) && !LFPOOL_TSAN
+    __asm__("addq $1, %0" : "+m"(*(uint64_t *)&r->hold_zero[0]));
+#else
+    uint64_t n = atomic_load_explicit(&r->hold_zero[0], memory_order_relaxed);
+    atomic_store_explicit(&r->hold_zero[0], n + 1, memory_order_relaxed);
 #endif
 }
 /* Owner-only state change (no other thread may move it meanwhile). */
@@ -548,6 +565,11 @@ LFPOOL_INTERNAL int lfpool_obs_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_obs_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_obs_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out);
+/* meta.c's deletion of rec from the table, bracketed for the hold
+ * histogram's per-record bucket 0 (histogram.h); `removed`: this caller's
+ * cds_lfht_del removed it.  Nothing unless cfg.hold_histogram. */
+LFPOOL_INTERNAL void lfpool_obs_gone_begin(struct lfpool *p);
+LFPOOL_INTERNAL void lfpool_obs_gone_end(struct lfpool *p, struct lfpool_rec *rec, bool removed);
 LFPOOL_INTERNAL int lfpool_obs_caller(const void *addr, char *buf, size_t size);
 /* the housekeeper warned about hand-out `word` of rec: rets must look */
 LFPOOL_INTERNAL void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word);

@@ -166,8 +166,14 @@ void lfpool_meta_fini(struct lfpool *p)
 struct lfpool_rec *lfpool_rec_alloc(struct lfpool *p)
 {
     struct lfpool_rec *rec = lfpool_stack_pop(&p->rec_free);
-    if (!rec) {
-        rec = calloc(1, sizeof *rec);
+    if (rec) {
+        /* a released record's hold_zero moved to hold_zero_gone when it
+         * left the table (lfpool_obs_gone_end) */
+        if (p->cfg.hold_histogram)
+            atomic_store_explicit(&rec->hold_zero[0], 0, memory_order_relaxed);
+    } else {
+        /* with the hold histogram, one more word: rec->hold_zero[0] */
+        rec = calloc(1, sizeof *rec + (p->cfg.hold_histogram ? sizeof rec->hold_zero[0] : 0));
         if (!rec)
             return NULL;
         /* push-only list (nothing is ever unlinked before lfpool_free): a
@@ -229,7 +235,10 @@ bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
     /* the caller made it REC_DEAD_UNCOUNTED: the reaper counts its uses
      * after the grace period (the holder may still count one until then) */
-    return cds_lfht_del(p->ht, &rec->node) == 0;
+    lfpool_obs_gone_begin(p);
+    bool removed = cds_lfht_del(p->ht, &rec->node) == 0;
+    lfpool_obs_gone_end(p, rec, removed);
+    return removed;
 }
 
 /* Delete rec from the table; true for the one caller that removed it.
@@ -237,8 +246,10 @@ bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
  * Caller holds rcu_read_lock. */
 bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
-    if (cds_lfht_del(p->ht, &rec->node) != 0)
-        return false;
-    lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
-    return true;
+    lfpool_obs_gone_begin(p);
+    bool removed = cds_lfht_del(p->ht, &rec->node) == 0;
+    lfpool_obs_gone_end(p, rec, removed);
+    if (removed)
+        lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
+    return removed;
 }

@@ -233,6 +233,83 @@ Test(metrics, hold_count_exact_on_the_fast_path_across_threads)
     cr_assert_eq(thist(P, LFPOOL_HIST_HOLD).total, 60001, "one hold per return, none lost");
 }
 
+/* Bucket 0 of the hold histogram is kept in the records while their
+ * objects live (a hold of 0 s on ret's inline path): closing objects must
+ * not lose the holds they made, a record reused for a new object must not
+ * bring old ones, and a reader racing with the closings must never see a
+ * figure go down.  Two threads get and return (pointers, handles) and
+ * evict the available objects now and then; this thread reads. */
+static _Atomic int evict_running;
+/* thousands of objects: plain ones, freed by their closer (tfun keeps 4096) */
+static void *plain_fun(void *ctx, uint64_t n)
+{
+    (void)ctx;
+    (void)n;
+    return malloc(16);
+}
+static int plain_close(void *ctx, void *o)
+{
+    (void)ctx;
+    free(o);
+    return 0;
+}
+static void *evict_worker(void *arg)
+{
+    int *bad = arg;
+    for (int i = 0; i < 20000; i += 8) {
+        lfpool_handle h[8];
+        void *o[8];
+        /* eight at a time: every record holds counts when it is closed */
+        for (int k = 0; k < 8; k++)
+            if ((*bad & 2) ? lfpool_get_handle(P, &h[k], 1) : lfpool_get(P, &o[k], 1))
+                *bad |= 1;
+        for (int k = 0; k < 8; k++)
+            if ((*bad & 2) ? lfpool_ret_handle(P, &h[k]) : lfpool_ret(P, o[k]))
+                *bad |= 1;
+        if (i % 64 == 0 && lfpool_evict(P, LFPOOL_EVICT_IDLE) != 0)
+            *bad |= 1;
+    }
+    atomic_fetch_sub(&evict_running, 1);
+    return NULL;
+}
+
+Test(metrics, hold_counts_outlive_their_objects)
+{
+    lfpool_config_init(&C);
+    C.fun = plain_fun;
+    C.closer = plain_close;
+    C.hold_histogram = true;
+    C.max_size = 32;
+    C.min_size = 32; /* each eviction closes what is available and refills */
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    pthread_t th[2];
+    int bad[2] = {0, 2}; /* bit 1: handles */
+    atomic_store(&evict_running, 2);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, evict_worker, &bad[i]);
+    uint64_t last_total = 0, last_zero = 0, reads = 0;
+    while (atomic_load(&evict_running) > 0) {
+        struct lfpool_histogram h = thist(P, LFPOOL_HIST_HOLD);
+        cr_assert_geq(h.total, last_total, "a hold seen before was lost");
+        cr_assert_geq(h.count[0], last_zero, "a hold of 0 s seen before was lost");
+        last_total = h.total;
+        last_zero = h.count[0];
+        reads++;
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(bad[i] & 1, 0);
+    }
+    struct lfpool_stats s = tstats(P);
+    cr_assert_gt(s.nevicted, 0, "objects were closed meanwhile");
+    cr_assert_gt(s.ncreated, 32, "and new ones made, on reused records");
+    cr_assert_eq(s.nuses, 40000);
+    struct lfpool_histogram h = thist(P, LFPOOL_HIST_HOLD);
+    cr_assert_eq(h.total, 40000, "one hold per return, none lost to a closed object");
+    cr_assert_gt(h.count[0], 0, "short holds read 0 s");
+    cr_assert_gt(reads, 0);
+}
+
 /* A pool on the real clock with the fast paths (no injected clock, no
  * getter or retter) whose housekeeper warns about hand-outs out 20 ms. */
 static void real_clock_pool(bool hold)

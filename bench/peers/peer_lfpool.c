@@ -14,7 +14,10 @@
  * mode), which is also the default now; "lfpool-budget": the "lfpool" peer
  * with cfg.max_fences = LFPOOL_FENCES_BUDGET (open flushes up to 65536 / CPUs
  * a second, then the closing: the default before), so that one run compares
- * the bound with the budget.  `fun`
+ * the bound with the budget; and "lfpool-twin": the "lfpool" peer again, a
+ * pool of its own with the same configuration, whose ratio to "lfpool" in
+ * one run is that run's noise (what a difference between two peers must
+ * exceed to be one).  `fun`
  * allocates a bench_obj, `closer` frees it.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -147,6 +150,19 @@ const struct bench_peer bench_peer_lfpool_hold = {
     .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.hold_histogram on",
     .can_wait = true,
     .open = lf_open_hold,
+    .get = lf_get,
+    .put = lf_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
+
+const struct bench_peer bench_peer_lfpool_twin = {
+    .name = "lfpool-twin",
+    .desc = "lfpool again, the same configuration: the noise of a ratio to lfpool",
+    .can_wait = true,
+    .open = lf_open,
     .get = lf_get,
     .put = lf_put,
     .close = lf_close,

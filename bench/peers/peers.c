@@ -14,6 +14,7 @@ extern const struct bench_peer bench_peer_lfpool_h;
 extern const struct bench_peer bench_peer_lfpool_hold;
 extern const struct bench_peer bench_peer_lfpool_strict;
 extern const struct bench_peer bench_peer_lfpool_budget;
+extern const struct bench_peer bench_peer_lfpool_twin;
 extern const struct bench_peer bench_peer_mutex;
 #ifdef BENCH_HAVE_APR
 extern const struct bench_peer bench_peer_apr;
@@ -28,6 +29,7 @@ const struct bench_peer *const bench_peers[] = {
     &bench_peer_lfpool_hold,
     &bench_peer_lfpool_strict,
     &bench_peer_lfpool_budget,
+    &bench_peer_lfpool_twin,
     &bench_peer_mutex,
 #ifdef BENCH_HAVE_APR
     &bench_peer_apr,
@@ -64,7 +66,7 @@ const struct bench_peer *bench_peer_find(const char *name)
 
 bool bench_peer_known(const char *name)
 {
-    static const char *const all[] = {"lfpool", "lfpool-h", "lfpool-hold", "mutex", "apr", "dpdk"};
+    static const char *const all[] = {"lfpool", "lfpool-h", "lfpool-hold", "lfpool-strict", "lfpool-twin", "mutex", "apr", "dpdk"};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(all[i], name) == 0)
             return true;
