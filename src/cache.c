@@ -57,8 +57,9 @@
  * Never stranded: a get that misses its cache and the stack looks at every
  * cache (an open flush, or closing them, or they are closed and empty)
  * before it creates (when another cache looks non-empty), waits, or gives
- * EAGAIN.  At most cfg.max_fences membarriers a second for it, plus one
- * per housekeeping period: "closing and reopening".
+ * EAGAIN.  At most one membarrier per housekeeping period for it by
+ * default (plus cfg.max_fences a second with a budget): "closing and
+ * reopening".
  */
 #include "cache.h"
 
@@ -352,16 +353,18 @@ static void reopen_caches(struct lfpool *p)
  * The gets' reason.  A get that must see every available record - a
  * registered waiter whose look finds nothing, a get with timeout 0 before
  * EAGAIN, a get that would create while another CPU's cache holds records
- * - flushes every cache with a membarrier while the caches stay open (an
- * "open flush", below), within a budget: cfg.max_fences such flushes per
+ * - closes the caches (by default, max_fences 0), or, with an opt-in
+ * budget, first flushes every cache with a membarrier while the caches
+ * stay open (an "open flush", below): cfg.max_fences such flushes per
  * window of LFPOOL_CLOSE_PERIOD on the pool's clock (close.win,
- * close.spent).  Under saturation that was about one system call per get
- * with no bound; the budget's default (65536 / CPUs a second, lfpool.h)
- * bounds how often the gets' flushes interrupt every CPU running the
- * process, and keeps the speed of a small exhausted pool whose objects
- * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,
- * 130-155 ns closed, on 2 CPUs).  Once the window's budget is spent (at
- * once if max_fences is 0), such a get closes the caches instead: one
+ * close.spent).  Under saturation the open flushes were about one system
+ * call per get with no bound; a budget (LFPOOL_FENCES_BUDGET: 65536 / CPUs
+ * a second, lfpool.h) bounds how often they interrupt every CPU running
+ * the process, and keeps the caches open for a small exhausted pool whose
+ * objects cycle through them (DESIGN §4: P3 at 20 ns a pair open, 130-155
+ * ns closed on 2 CPUs before CAS mode; about one locked instruction a get
+ * and a ret more since).  Once the window's budget is spent (at once with
+ * the default), such a get closes the caches instead: one
  * flush that leaves them CLOSED (one membarrier), then close.gets.  While
  * close.gets is set, every cache is CLOSED (SHUT if control closed them
  * too) and the pool runs in CAS mode (below): gets and rets use their
