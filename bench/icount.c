@@ -14,6 +14,15 @@
  *   ptr-hold, handle-hold: ptr and handle with cfg.hold_histogram on (the
  *   recording's cost: such a pool has a housekeeper thread, whose
  *   instructions callgrind does not count here, outside measure_loop).
+ *   ptr-closed, handle-closed: ptr and handle on a pool in CAS mode
+ *   (cfg.max_fences = 0, the caches closed by a get with timeout 0 that
+ *   found none: DESIGN §4), each CPU's cache still in use with a locked
+ *   commit; refused (exit 3) unless lfpool_stats says the caches were
+ *   closed once and still are at the end.  The loop runs in stretches of
+ *   CLOSED_STRETCH pairs with such a miss between them (outside
+ *   measure_loop), so that a slow run under valgrind never reaches the
+ *   reopening a pool without rounds makes once a period passes with no
+ *   get that wanted every cache.
  *   The measured function is measure_loop (callgrind --toggle-collect).
  *
  * --fake-rseq: valgrind does not let glibc register rseq (the syscall
@@ -87,7 +96,9 @@ static int fake_rseq(void)
 }
 
 enum mode { M_PTR, M_HANDLE, M_BULK, M_DPDK, M_DPDK_BULK };
-static bool hold; /* ptr-hold, handle-hold: cfg.hold_histogram */
+static bool hold;   /* ptr-hold, handle-hold: cfg.hold_histogram */
+static bool closed; /* ptr-closed, handle-closed: CAS mode */
+#define CLOSED_STRETCH 10000
 #define BULK 32
 
 static lfpool *pool;
@@ -136,11 +147,29 @@ __attribute__((noinline)) void measure_loop(enum mode m, long n)
     }
 }
 
+/* ptr-closed, handle-closed: take every object, then one get with timeout
+ * 0 more, which must see every cache before its EAGAIN: with max_fences 0
+ * it closes the caches (the first time) or notes that it wanted them (the
+ * pool stays closed at its next decision); then give them all back, into
+ * this CPU's closed cache up to its capacity, the rest to the stack. */
+static void miss(void)
+{
+    lfpool_handle hs[64];
+    int got = 0;
+    while (got < 64 && lfpool_get_handle(pool, &hs[got], 0) == 0)
+        got++;
+    lfpool_handle extra;
+    if (lfpool_get_handle(pool, &extra, 0) != EAGAIN)
+        errors |= 1;
+    for (int i = 0; i < got; i++)
+        errors |= lfpool_ret_handle(pool, &hs[i]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: icount ptr|handle|bulk|dpdk|dpdk-bulk|ptr-hold|handle-hold N "
-                        "[--fake-rseq]\n");
+        fprintf(stderr, "usage: icount ptr|handle|bulk|dpdk|dpdk-bulk|ptr-hold|handle-hold|"
+                        "ptr-closed|handle-closed N [--fake-rseq]\n");
         return 2;
     }
     enum mode m;
@@ -158,6 +187,10 @@ int main(int argc, char **argv)
         m = M_PTR, hold = true;
     else if (!strcmp(argv[1], "handle-hold"))
         m = M_HANDLE, hold = true;
+    else if (!strcmp(argv[1], "ptr-closed"))
+        m = M_PTR, closed = true;
+    else if (!strcmp(argv[1], "handle-closed"))
+        m = M_HANDLE, closed = true;
     else
         return 2;
     long n = atol(argv[2]);
@@ -184,6 +217,8 @@ int main(int argc, char **argv)
     cfg.max_size = 64;
     cfg.min_size = hold && fake ? 0 : 64; /* no fill on the unregistered stretch (below) */
     cfg.hold_histogram = hold;
+    if (closed)
+        cfg.max_fences = 0; /* the first get that must see every cache closes them */
 #if defined(__x86_64__)
     struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
     if (fake && hold)
@@ -196,20 +231,35 @@ int main(int argc, char **argv)
 #endif
     if (made != 0)
         return 3;
+    if (closed)
+        miss();
     measure_loop(m, 1000); /* warm: the objects sit in this CPU's cache */
-    measure_loop(m, n);
+    if (closed) {
+        for (long done = 0; done < n; done += CLOSED_STRETCH) {
+            miss();
+            measure_loop(m, n - done < CLOSED_STRETCH ? n - done : CLOSED_STRETCH);
+        }
+    } else {
+        measure_loop(m, n);
+    }
     struct lfpool_stats s;
     lfpool_stats(pool, &s);
     struct lfpool_histogram hh;
     lfpool_histogram(pool, LFPOOL_HIST_HOLD, &hh);
-    printf("%s: per-CPU caches %s (cpu_cache %llu), biased returns %s, flushes %llu, holds %llu, "
+    printf("%s: per-CPU caches %s (cpu_cache %llu)%s, biased returns %s, flushes %llu, holds %llu, "
            "errors %d\n",
            argv[1], s.cpu_cache ? "on" : "off", (unsigned long long)s.cpu_cache,
+           closed ? (s.cpu_closed ? " closed (CAS mode)" : " not closed") : "",
            s.ret_biased ? "on" : "off", (unsigned long long)s.nflushes,
            (unsigned long long)hh.total, errors);
     lfpool_free(pool);
     if (fake && !s.cpu_cache) {
         fprintf(stderr, "icount: the fake did not give the per-CPU path\n");
+        return 3;
+    }
+    if (closed && (!s.cpu_closed || s.ncloses != 1)) {
+        fprintf(stderr, "icount: the caches were not closed throughout (closed now: %d, closings %llu)\n",
+                s.cpu_closed, (unsigned long long)s.ncloses);
         return 3;
     }
     if (hold && hh.total != (uint64_t)n + 1000) {

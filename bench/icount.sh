@@ -22,6 +22,9 @@
 # unless the pool then really uses its per-CPU caches.  The DPDK rows run
 # DPDK's rte_mempool_get/put (cache 42 of 64) and get_bulk/put_bulk of 32
 # in the peer's loop (bench/peers/peer_dpdk.c), same shape, no fake needed.
+# ptr-closed, handle-closed: the same loops on a pool whose caches a miss
+# closed (max_fences 0: CAS mode, DESIGN §4); icount exits 3 unless the
+# stats say they were closed once and still are.
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-100000}
@@ -39,8 +42,8 @@ incl() {
                        END { print best + 0 }'
 }
 
-printf '%-10s %8s %8s %8s  %s\n' loop pair get ret path
-for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold; do
+printf '%-13s %8s %8s %8s  %s\n' loop pair get ret path
+for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold ptr-closed handle-closed; do
     per=1
     case $mode in bulk | dpdk-bulk) per=32 ;; esac
     fake=--fake-rseq
@@ -49,7 +52,7 @@ for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold; do
     if ! valgrind --tool=callgrind --toggle-collect=measure_loop --callgrind-out-file="$out" \
         "$ICOUNT" "$mode" "$N" $fake >"$tmp/stdout" 2>"$tmp/stderr"; then
         if [ "$mode" = dpdk ] || [ "$mode" = dpdk-bulk ]; then
-            printf '%-10s %8s\n' "$mode" n/a
+            printf '%-13s %8s\n' "$mode" n/a
             continue
         fi
         cat "$tmp/stderr" "$tmp/stdout" >&2
@@ -58,8 +61,8 @@ for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold; do
     total=$(grep -m1 '^summary:' "$out" | awk '{ print $2 }')
     pairs=$(((N + 1000) * per))
     case $mode in
-    ptr | ptr-hold) g=lfpool_get r=lfpool_ret ;;
-    handle | handle-hold) g=lfpool_get_handle r=lfpool_ret_handle ;;
+    ptr | ptr-hold | ptr-closed) g=lfpool_get r=lfpool_ret ;;
+    handle | handle-hold | handle-closed) g=lfpool_get_handle r=lfpool_ret_handle ;;
     bulk) g=lfpool_get_bulk r=lfpool_ret_bulk ;;
     *) g= r= ;;
     esac
@@ -69,6 +72,6 @@ for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold; do
         ri=$(awk -v a="$(incl "$out" "$r")" -v p="$pairs" 'BEGIN { printf "%.1f", a / p }')
     fi
     path=$(head -1 "$tmp/stdout" | sed 's/^[^:]*: //')
-    printf '%-10s %8s %8s %8s  %s\n' "$mode" \
+    printf '%-13s %8s %8s %8s  %s\n' "$mode" \
         "$(awk -v a="$total" -v p="$pairs" 'BEGIN { printf "%.1f", a / p }')" "$gi" "$ri" "$path"
 done

@@ -172,21 +172,28 @@ typedef struct lfpool_config {
     /* flushes with a fence (a membarrier, which interrupts every CPU
      * running the process) that the gets may make per second while keeping
      * the per-CPU caches open; once spent, a get that must look into every
-     * cache closes them instead (docs/DESIGN.md §4).  0 = close at once;
-     * LFPOOL_FENCES_DEFAULT (set by lfpool_config_init) = 65536 / CPUs, at
-     * least 1 */
+     * cache closes them instead (docs/DESIGN.md §4).  0 (the default,
+     * LFPOOL_FENCES_DEFAULT) = close at once: the gets' flushes then fence
+     * at most once per housekeeping period in any workload, and the pool
+     * runs in "CAS mode" (one locked instruction a get and a ret) while
+     * gets keep wanting every cache.  N > 0: an opt-in budget for open
+     * caches, N fences a second, then the closing; LFPOOL_FENCES_BUDGET =
+     * 65536 / CPUs, at least 1 (the default before the bound was) */
     size_t max_fences;
 } lfpool_config;
 
-/* cfg.max_fences: the default, resolved by lfpool_new to 65536 divided by
- * the number of CPUs (per-CPU caches), at least 1 */
-#define LFPOOL_FENCES_DEFAULT SIZE_MAX
+/* cfg.max_fences: the default (set by lfpool_config_init, and what a
+ * zeroed config says): no budget, the bound of one fence per period */
+#define LFPOOL_FENCES_DEFAULT 0
+/* cfg.max_fences: a budget resolved by lfpool_new to 65536 divided by the
+ * number of CPUs (per-CPU caches), at least 1 */
+#define LFPOOL_FENCES_BUDGET SIZE_MAX
 
 /* Fill *cfg with the seed's defaults (everything 0/NULL except min_size 1,
  * timeout LFPOOL_FOREVER, health_freq 1, log_level LFPOOL_LOG_WARNING,
  * validate_idle 0.5 and create_backoff_max 30, which matter only once
- * validate or create_backoff is set, and max_fences
- * LFPOOL_FENCES_DEFAULT). */
+ * validate or create_backoff is set; max_fences is LFPOOL_FENCES_DEFAULT,
+ * 0). */
 void lfpool_config_init(lfpool_config *cfg);
 
 /* ------------------------------------------------------------- life cycle */
@@ -499,6 +506,13 @@ struct lfpool_stats {
      * waiter's closing of the caches (at most one per housekeeping period,
      * docs/DESIGN.md §4), and the bias fences (nbias_fences) */
     uint64_t nfences;
+    /* not in the seed: whether the gets have closed the per-CPU caches now
+     * ("CAS mode": each CPU's threads still use their cache, with one
+     * locked instruction a get and a ret, and no membarrier), and how many
+     * times they closed them (each closing is one membarrier, at most one
+     * per housekeeping period; docs/DESIGN.md §4) */
+    bool cpu_closed;
+    uint64_t ncloses;
 };
 
 /* Fill *out with every counter and setting; allocates nothing.

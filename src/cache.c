@@ -57,8 +57,9 @@
  * Never stranded: a get that misses its cache and the stack looks at every
  * cache (an open flush, or closing them, or they are closed and empty)
  * before it creates (when another cache looks non-empty), waits, or gives
- * EAGAIN.  At most cfg.max_fences membarriers a second for it, plus one
- * per housekeeping period: "closing and reopening".
+ * EAGAIN.  At most one membarrier per housekeeping period for it by
+ * default (plus cfg.max_fences a second with a budget): "closing and
+ * reopening".
  */
 #include "cache.h"
 
@@ -121,7 +122,8 @@ static int possible_max(void)
     return max;
 }
 
-/* The default fence budget (cfg.max_fences): CPU interruptions a second,
+/* The fence budget LFPOOL_FENCES_BUDGET (cfg.max_fences, opt-in; the
+ * default until the closed mode got cheap): CPU interruptions a second,
  * divided by the number of CPUs that each membarrier interrupts.  65536:
  * on 2 CPUs, 32768 fences a second, above what P3 makes open (about 5,000
  * a second; at 1024 / CPUs it closed every window and ran at 57-76 ns a
@@ -166,9 +168,9 @@ int lfpool_avail_init(struct lfpool *p)
     if (p->cfg.max_size && p->cfg.max_size / 2 < bulk)
         bulk = p->cfg.max_size / 2;
     p->bulk_cap = (uint32_t)(bulk > cap ? bulk : cap);
-    /* the gets' fence budget per second (lfpool.h): by default a bound on
-     * how often a second the gets' flushes interrupt every CPU */
-    if (p->cfg.max_fences == LFPOOL_FENCES_DEFAULT)
+    /* the gets' fence budget per second (lfpool.h), opt-in: a bound on how
+     * often a second the gets' flushes interrupt every CPU */
+    if (p->cfg.max_fences == LFPOOL_FENCES_BUDGET)
         p->cfg.max_fences = LFPOOL_FENCE_INTERRUPTS / p->ncaches > 0 ? LFPOOL_FENCE_INTERRUPTS / p->ncaches : 1;
     p->fence_ok = pcpu_available(p);
     p->pcpu = cap > 0 && maxid >= 0 && p->fence_ok;
@@ -351,16 +353,18 @@ static void reopen_caches(struct lfpool *p)
  * The gets' reason.  A get that must see every available record - a
  * registered waiter whose look finds nothing, a get with timeout 0 before
  * EAGAIN, a get that would create while another CPU's cache holds records
- * - flushes every cache with a membarrier while the caches stay open (an
- * "open flush", below), within a budget: cfg.max_fences such flushes per
+ * - closes the caches (by default, max_fences 0), or, with an opt-in
+ * budget, first flushes every cache with a membarrier while the caches
+ * stay open (an "open flush", below): cfg.max_fences such flushes per
  * window of LFPOOL_CLOSE_PERIOD on the pool's clock (close.win,
- * close.spent).  Under saturation that was about one system call per get
- * with no bound; the budget's default (65536 / CPUs a second, lfpool.h)
- * bounds how often the gets' flushes interrupt every CPU running the
- * process, and keeps the speed of a small exhausted pool whose objects
- * cycle through the per-CPU caches (DESIGN §4: P3 at 20 ns a pair open,
- * 130-155 ns closed, on 2 CPUs).  Once the window's budget is spent (at
- * once if max_fences is 0), such a get closes the caches instead: one
+ * close.spent).  Under saturation the open flushes were about one system
+ * call per get with no bound; a budget (LFPOOL_FENCES_BUDGET: 65536 / CPUs
+ * a second, lfpool.h) bounds how often they interrupt every CPU running
+ * the process, and keeps the caches open for a small exhausted pool whose
+ * objects cycle through them (DESIGN §4: P3 at 20 ns a pair open, 130-155
+ * ns closed on 2 CPUs before CAS mode; about one locked instruction a get
+ * and a ret more since).  Once the window's budget is spent (at once with
+ * the default), such a get closes the caches instead: one
  * flush that leaves them CLOSED (one membarrier), then close.gets.  While
  * close.gets is set, every cache is CLOSED (SHUT if control closed them
  * too) and the pool runs in CAS mode (below): gets and rets use their
@@ -522,6 +526,7 @@ static void close_for_gets(struct lfpool *p)
     if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed)) {
         atomic_fetch_or_explicit(&p->close.why, LFPOOL_CLOSE_GETS, memory_order_seq_cst);
         lfpool_avail_flush(p); /* leaves every cache CLOSED, moved records in the stack */
+        lfpool_stat_inc(&p->c.ncloses);
         atomic_store_explicit(&p->close.mark, close_clock(p), memory_order_relaxed);
         atomic_store_explicit(&p->close.gets, true, memory_order_seq_cst);
     }
@@ -682,9 +687,10 @@ static struct lfpool_rec *claim_from_stack(struct lfpool *p, double now)
  * used by its CPU's threads, with sections whose commit is a locked
  * CMPXCHG of {count, lock} (percpu.h), so that a remote thread may take
  * the cache with a CAS of its lock, CLOSED -> HELD, and no membarrier.
- * The get's miss path pops from its CPU's closed cache (closed_pop); a
- * ret whose push failed on the closed lock pushes there
- * (lfpool_avail_put_closed).  What a get that must see every record does
+ * A get whose fast path's pop failed pops from its CPU's closed cache
+ * (handout.c, get_miss; the slow path's closed_pop); a ret whose push
+ * failed on the closed lock pushes there (handout.c, ret_put_miss; the
+ * stack path's lfpool_avail_put_closed).  What a get that must see every record does
  * instead of the flush: closed_sweep, every cache under its lock.
  *
  * No lost wake-up: the ret's locked commit, then its read of the waiter
@@ -725,23 +731,14 @@ static struct lfpool_rec *closed_pop(struct lfpool *p, double now)
     }
 }
 
-/* The get's CAS mode (handout.c, before its slow path, with what the fast
- * path checked true): a record from this CPU's closed cache, made OUT
- * with last_get = now; NULL when the gets have not closed the caches, or
- * this CPU's has none (the slow path then looks further).  No read-side
- * section and no control flags, as for the fast path's pop: control's
- * closing makes the caches SHUT, and a CAS-mode pop commits only on a
- * CLOSED cache (percpu.h).  Every 64th call of a thread that finds the
- * caches closed also makes the decision of a pool without rounds
- * (close_tick, a clock read), which the gets' slow path makes too. */
-struct lfpool_rec *lfpool_avail_get_closed(struct lfpool *p, double now)
+/* The get's CAS mode (handout.c, get_miss) pops from its CPU's closed
+ * cache itself, right after its fast path's pop failed; every 64th record
+ * a thread takes so also makes the decision of a pool without rounds here
+ * (close_tick: a clock read once a period has passed), which the gets'
+ * slow path makes too. */
+void lfpool_avail_close_tick(struct lfpool *p)
 {
-    static __thread uint8_t ticks __attribute__((tls_model("initial-exec")));
-    if (!atomic_load_explicit(&p->close.gets, memory_order_relaxed))
-        return NULL;
-    if (lfpool_unlikely((++ticks & 63) == 0))
-        close_tick(p);
-    return closed_pop(p, now);
+    close_tick(p);
 }
 
 /* Take a record from any closed cache, each under its lock; NULL when

@@ -31,7 +31,7 @@ LFPOOL_INTERNAL void lfpool_avail_round(struct lfpool *p);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_get_slow(struct lfpool *p, double now, bool waiting);
 LFPOOL_INTERNAL void lfpool_avail_put_stack(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL int lfpool_avail_put_closed(struct lfpool *p, struct lfpool_rec *rec);
-LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_get_closed(struct lfpool *p, double now);
+LFPOOL_INTERNAL void lfpool_avail_close_tick(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_avail_bad_state(struct lfpool *p, struct lfpool_rec *rec, uint32_t w);
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_avail_pop_any(struct lfpool *p);
 LFPOOL_INTERNAL uint32_t lfpool_avail_put_run(struct lfpool *p, struct lfpool_rec *const *run,

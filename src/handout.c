@@ -583,8 +583,6 @@ bool lfpool_handout_validate(struct lfpool *p, struct lfpool_rec *rec, void *obj
     return get_validate(p, rec, obj, word);
 }
 
-static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, const void *caller);
-
 /* Everything the fast path of lfpool_get (with h: lfpool_get_handle, which
  * fills *h instead of *obj) leaves: bad arguments, start, reset, shutdown,
  * hooks, an injected clock, the CLOSE-kill guard, an empty local cache (the
@@ -595,8 +593,6 @@ static LFPOOL_SLOW int get_rest(lfpool *p, void **obj, lfpool_handle *h, double 
     void *o;
     struct lfpool_rec *rec;
     uint32_t word;
-    if (get_closed(p, obj, h, timeout, caller) == 0)
-        return 0;
     if (!p || !(obj || h) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT))
         return get_invalid(p, !(obj || h), timeout);
     if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
@@ -710,21 +706,44 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
     return w;
 }
 
-/* The caches closed for the gets (CAS mode, cache.c): where the fast path
- * applies (get_fast_ok) but its pop failed on the closed lock, the same
- * steps with a pop from this CPU's closed cache; 0, or -1 when it does not
- * apply or this CPU's cache is empty (get_rest goes on). */
-static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, const void *caller)
+/* The get's CAS mode (cache.c): the fast path applied (get_fast_ok, so
+ * p->pcpu) but this CPU's cache failed its plain-store pop - empty, or
+ * not OPEN.  Try it again with the CAS-mode pop (percpu.h: a locked
+ * commit, on a CLOSED cache only) right here, with the fast path's steps
+ * after it; anything else (an empty or OPEN cache, SHUT, HELD, a record
+ * not CACHED) is a tail call to the rest.  A leaf of its own (one per
+ * API, obj or h a constant NULL), so that the closed pair pays no
+ * prologue, and get_fast's miss is the same tail call as before.
+ *
+ * Why no read-side section and no control flags, where get_rest takes
+ * both around its claim: they are for runtime control (control.c), which
+ * must know that no get hands out a record it did not check against the
+ * flags once its grace period ends.  Control's closing makes every cache
+ * SHUT with a flush (locks, then a membarrier unless every cache was
+ * SHUT or CLOSED already, in which case no plain-store section can be in
+ * flight and a CAS-mode one fails its commit once the lock says HELD),
+ * and a CAS-mode pop commits only on a cache whose word still says
+ * CLOSED: a pop that committed before that flush took its cache's lock is
+ * a hand-out that happened before control's change, exactly as a fast
+ * path pop that committed before the flush's fence, and one after it
+ * fails and takes get_rest, which reads the flags in a read-side section.
+ * The CLOSE-kill guard (guard_get) and an injected clock clear FAST_GET,
+ * so get_fast_ok already sent those pools to get_rest.  No close.gets
+ * read either: the section's commit checks the lock, and a pop from a
+ * cache the gets are closing or reopening (its lock CLOSED while
+ * close.gets says otherwise) takes a CACHED record from a cache, which is
+ * always allowed.  Every 64th record a thread takes here also makes the
+ * decision of a pool without rounds (lfpool_avail_close_tick: the pool
+ * must reopen even if no get ever takes the slow path again). */
+static __thread uint8_t closed_ticks __attribute__((tls_model("initial-exec")));
+/* get_miss's last steps: claim the popped record (word w, CACHED) and
+ * hand it out */
+static inline __attribute__((always_inline)) int get_miss_out(lfpool *p, void **obj,
+                                                              lfpool_handle *h,
+                                                              struct lfpool_rec *rec, uint32_t w,
+                                                              const void *caller)
 {
-    if (!(p && (obj || h) && get_fast_ok(p, timeout)))
-        return -1;
-    struct lfpool_rec *rec =
-        lfpool_avail_get_closed(p, atomic_load_explicit(&p->coarse_now, memory_order_relaxed));
-    if (!rec)
-        return -1;
-    uint32_t w = rec_load(rec); /* ours, OUT: the hand-out's word */
-    rec_count_use(rec);
-    atomic_store_explicit(&rec->caller, caller, memory_order_relaxed);
+    w = get_fast_claim(p, rec, w, caller);
     void *o = rec->obj;
     if (h) {
         handle_set(p, h, o, rec, w);
@@ -733,6 +752,48 @@ static int get_closed(lfpool *p, void **obj, lfpool_handle *h, double timeout, c
         *obj = o;
     }
     return 0;
+}
+/* get_miss's 64th record: the decision, then the hand-out (a tail call
+ * from get_miss, which then needs no stack frame for the call) */
+static LFPOOL_SLOW int get_miss_tick(lfpool *p, void **obj, lfpool_handle *h,
+                                     struct lfpool_rec *rec, uint32_t w, const void *caller)
+{
+    lfpool_avail_close_tick(p);
+    return get_miss_out(p, obj, h, rec, w, caller);
+}
+static inline __attribute__((always_inline)) int get_miss(lfpool *p, void **obj, lfpool_handle *h,
+                                                          double timeout, const void *caller)
+{
+    struct lfpool_rec *rec;
+    for (;;) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off); /* no bound check: cache.c */
+        int r = lfpool_pcpu_pop_closed_fast_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK))
+            break;
+        if (r == LFPOOL_PCPU_FAIL)
+            return get_rest(p, obj, h, timeout, caller);
+    }
+    uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+    if (lfpool_unlikely(!rec_st_cached_fast(w)))
+        return get_bad(p, obj, h, timeout, rec, w, caller);
+    if (lfpool_unlikely((++closed_ticks & 63) == 0))
+        return get_miss_tick(p, obj, h, rec, w, caller);
+    return get_miss_out(p, obj, h, rec, w, caller);
+}
+/* get_rest's arguments in get_rest's registers: get_fast's tail call to
+ * either is the same instructions */
+static __attribute__((noinline)) int get_miss_ptr(lfpool *p, void **obj, lfpool_handle *h,
+                                                  double timeout, const void *caller)
+{
+    (void)h; /* NULL */
+    return get_miss(p, obj, NULL, timeout, caller);
+}
+/* the handle where lfpool_get_handle has it (its second argument), as
+ * get_rest_handle: no register copy on entry for either tail call */
+static __attribute__((noinline)) int get_miss_handle(lfpool *p, lfpool_handle *h, double timeout,
+                                                     const void *caller)
+{
+    return get_miss(p, NULL, h, timeout, caller);
 }
 
 /* The fast path of lfpool_get (obj) and lfpool_get_handle (h): get_fast_ok
@@ -745,16 +806,17 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
 {
     if (lfpool_likely(p && (obj || h) && get_fast_ok(p, timeout))) {
         /* lfpool_avail_pop_local_pcpu (FAST_GET: pcpu), written out so that
-         * a popped record is not tested against NULL (a slot holds one) */
+         * a popped record is not tested against NULL (a slot holds one).
+         * No retry loop here: a failed pop (empty, not OPEN) and an aborted
+         * one (preempted, migrated, signalled) both go to get_miss, whose
+         * CAS-mode pop fails on an OPEN cache and sends the get to
+         * get_rest, whose claim pops again.  A loop here made GCC align its
+         * head, one nop more on every get. */
         struct lfpool_rec *rec;
-        for (;;) {
-            /* this CPU's cache, chosen in the section (no bound check: cache.c) */
-            int r = lfpool_pcpu_pop_here_at(p->rseq_off, &p->caches, &rec);
-            if (lfpool_likely(r == LFPOOL_PCPU_OK))
-                break;
-            if (r == LFPOOL_PCPU_FAIL)
-                goto rest;
-        }
+        /* this CPU's cache, chosen in the section (no bound check: cache.c) */
+        if (lfpool_unlikely(lfpool_pcpu_pop_here_at(p->rseq_off, &p->caches, &rec) !=
+                            LFPOOL_PCPU_OK))
+            goto miss; /* CAS mode? */
         uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
         if (lfpool_unlikely(!rec_st_cached_fast(w)))
             return h ? get_bad_handle(p, h, timeout, rec, w, caller)
@@ -769,8 +831,9 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
         }
         return 0;
     }
-rest:
     return h ? get_rest_handle(p, h, timeout, caller) : get_rest(p, obj, NULL, timeout, caller);
+miss:
+    return h ? get_miss_handle(p, h, timeout, caller) : get_miss_ptr(p, obj, NULL, timeout, caller);
 }
 
 /* The call site is taken here, in the exported functions (the fast path is
@@ -875,6 +938,7 @@ static int ret_not_out(struct lfpool *p, struct lfpool_rec *rec, void *obj, uint
 /* The rest of a fast ret whose record (CACHED, ours) did not simply land in
  * this CPU's cache: `r` says why (lfpool_avail_put_local).  Also the check
  * for a ret that raced with shutdown's drain: it closes what it put back. */
+static LFPOOL_SLOW int ret_put_after(struct lfpool *p, struct lfpool_rec *rec, int r);
 static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, int r)
 {
     /* the caches closed for the gets: this CPU's, in CAS mode (cache.c);
@@ -882,6 +946,14 @@ static LFPOOL_SLOW int ret_put_rest(struct lfpool *p, struct lfpool_rec *rec, in
      * makes the caches SHUT, on which that push fails */
     if (r == LFPOOL_PUT_STACK)
         r = lfpool_avail_put_closed(p, rec);
+    return ret_put_after(p, rec, r);
+}
+
+/* ret_put_rest once this CPU's closed cache was tried: LFPOOL_PUT_STACK
+ * goes to the stack (or to control), LFPOOL_PUT_WAKE wakes the gate; then
+ * the shutdown check. */
+static LFPOOL_SLOW int ret_put_after(struct lfpool *p, struct lfpool_rec *rec, int r)
+{
     if (r == LFPOOL_PUT_WAKE) {
         lfpool_gate_wake(&p->gate, false);
     } else if (r == LFPOOL_PUT_STACK) {
@@ -1008,6 +1080,44 @@ static inline __attribute__((always_inline)) int ret_fast_put(struct lfpool *p,
         return 0;
     return ret_put_rest(p, rec, r);
 }
+/* The ret's CAS mode (cache.c): on the inline path (p->pcpu known), the
+ * plain-store push into this CPU's cache failed - full, not OPEN, or a
+ * waiter wants a record handed over.  Try the CAS-mode push (percpu.h: a
+ * locked commit, on a CLOSED cache only) right here; anything else is
+ * ret_put_after's.  A leaf with tail calls, so that the closed pair pays
+ * no prologue.  No read-side section and no control flags, as for the
+ * inline push (and get_miss): control's closing leaves the caches SHUT,
+ * on which this commit fails, and a push that committed before its flush
+ * locked the cache is moved to the stack by that flush.  The locked
+ * commit is a full barrier before the read of the waiter count (the
+ * store-buffering pair with a waiter's registration and sweep, cache.c);
+ * shutdown is read after the push, as on the inline path. */
+static LFPOOL_SLOW int ret_put_miss(struct lfpool *p, struct lfpool_rec *rec, int r)
+{
+    /* ret_put_rest's arguments: the inline path's tail call to either is
+     * the same instructions */
+    if (r != LFPOOL_PUT_STACK) /* pushed: a waiter to wake, or shutdown (WAKE, SHUT) */
+        return ret_put_rest(p, rec, r);
+    long off = p->rseq_off;
+    if (lfpool_unlikely(lfpool_gate_gift_wanted(&p->gate)))
+        return ret_put_after(p, rec, LFPOOL_PUT_STACK);
+    for (;;) {
+        uint32_t cpu = lfpool_pcpu_cpu_at(off); /* no bound check: a cache per possible CPU */
+        r = lfpool_pcpu_push_closed_at(off, &p->caches[cpu], cpu, p->cache_cap, rec);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK))
+            break;
+        if (r == LFPOOL_PCPU_FAIL)
+            return ret_put_after(p, rec, LFPOOL_PUT_STACK);
+    }
+    if (lfpool_unlikely(atomic_load_explicit(&p->gate.waiters, memory_order_seq_cst) > 0))
+        return ret_put_after(p, rec, LFPOOL_PUT_WAKE);
+    /* shutdown's flag copy beside the waiter count (gate.shut: stored
+     * before shutdown's drain), as the inline path reads it after its push */
+    if (lfpool_unlikely(atomic_load_explicit(&p->gate.shut, memory_order_relaxed)))
+        return ret_put_after(p, rec, LFPOOL_PUT_DONE);
+    return 0;
+}
+
 /* ret_fast_put on the inline paths (p->pcpu known; gift_wanted clear when
  * the admission word was read: its inline bits, lfpool_life_fast_ret).
  * Only the paths those bits admit call it (lfpool_ret, lfpool_ret_handle,
@@ -1018,7 +1128,7 @@ static inline __attribute__((always_inline)) int ret_inline_put(struct lfpool *p
     int r = lfpool_avail_push_local_inline_at(p, rec, off);
     if (lfpool_likely(r == LFPOOL_PUT_DONE)) /* DONE: shutdown not begun */
         return 0;
-    return ret_put_rest(p, rec, r);
+    return ret_put_miss(p, rec, r);
 }
 
 /* The inline paths' biased commit alone (ret_fast_commit's first step,

@@ -421,6 +421,7 @@ struct lfpool_counters {
     _Atomic uint64_t nbias_fences; /* membarriers that ended a biased stretch (bias.c) */
     _Atomic uint64_t nfences;   /* every membarrier the pool made (cache.c) */
     _Atomic uint64_t nevicted;  /* objects closed by lfpool_evict (control.c) */
+    _Atomic uint64_t ncloses;   /* the gets' closings of the caches (cache.c) */
     /* connection pools: ret_broken, validate on borrow, max_lifetime,
      * creation failures and the backoff's refusals */
     _Atomic uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;

@@ -48,7 +48,7 @@ void lfpool_config_init(lfpool_config *cfg)
     cfg->kill_mode = LFPOOL_KILL_DEFER;
     cfg->validate_idle = 0.5;
     cfg->create_backoff_max = 30;
-    cfg->max_fences = LFPOOL_FENCES_DEFAULT; /* resolved by lfpool_avail_init */
+    cfg->max_fences = LFPOOL_FENCES_DEFAULT; /* 0: the bound (cache.c) */
 }
 
 static bool bad_duration(double d)

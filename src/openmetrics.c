@@ -116,7 +116,7 @@ F(nobjs) F(navail) F(nusing) F(ntodel) F(waiting) F(sem_value) F(running) F(rel_
 F(time_per_hk) F(shutdown) F(ret_biased) F(cpu_cache) F(min_size) F(max_size) F(max_use)
 F(timeout) F(delay) F(max_avail_delay) F(max_using_delay_warn) F(max_using_delay_kill)
 F(health_freq) F(nbroken) F(nvalidate_failed) F(nvalidate_errors) F(nexpired) F(ncreate_failed)
-F(ncreate_skipped) F(nevicted) F(nfences)
+F(ncreate_skipped) F(nevicted) F(nfences) F(ncloses) F(cpu_closed)
 #undef F
 
 static const struct om_scalar scalars[] = {
@@ -150,6 +150,7 @@ static const struct om_scalar scalars[] = {
     {"lfpool_nvalidate_errors", OM_COUNTER, false, "Validations on borrow whose hook gave < 0.", get_nvalidate_errors},
     {"lfpool_nexpired", OM_COUNTER, false, "Objects destroyed for passing max_lifetime.", get_nexpired},
     {"lfpool_nevicted", OM_COUNTER, false, "Objects closed by lfpool_evict.", get_nevicted},
+    {"lfpool_ncloses", OM_COUNTER, false, "Closings of the per-CPU caches by gets that wanted every cache (one membarrier each).", get_ncloses},
     /* gauges */
     {"lfpool_nobjs", OM_GAUGE, false, "Objects the pool holds, creations in progress included.", get_nobjs},
     {"lfpool_navail", OM_GAUGE, false, "Objects available.", get_navail},
@@ -163,6 +164,7 @@ static const struct om_scalar scalars[] = {
     {"lfpool_shutdown", OM_GAUGE, false, "1 once the pool is shut down.", get_shutdown},
     {"lfpool_ret_biased", OM_GAUGE, false, "1 while returns by the getting thread commit without a locked instruction.", get_ret_biased},
     {"lfpool_cpu_cache", OM_GAUGE, false, "Records each per-CPU cache holds (0: off).", get_cpu_cache},
+    {"lfpool_cpu_closed", OM_GAUGE, false, "1 while the gets keep the per-CPU caches closed (CAS mode).", get_cpu_closed},
     /* settings, as gauges */
     {"lfpool_min_size", OM_GAUGE, false, "Setting: min_size.", get_min_size},
     {"lfpool_max_size", OM_GAUGE, false, "Setting: max_size (0: unbounded).", get_max_size},

@@ -456,43 +456,61 @@ retry:
 
 /* Closed caches in CAS mode (cache.c): while the gets have closed the
  * caches (lock CLOSED), this CPU's threads still use their cache, with
- * sections that require lock == CLOSED and commit with a locked CMPXCHG of
- * the 64-bit word {count, lock} (count at 0, lock at 4) instead of a plain
- * store.  A remote thread takes such a cache from CLOSED to HELD with a
- * CAS of `lock` and needs no membarrier: a section in flight that read
- * {n, CLOSED} fails its commit (the word now says HELD, or a count the
- * holder lowered), and restarts.  ABA: while a section of this CPU is in
- * flight, no other section of this CPU runs (rseq), and remote holders
- * only take records out (they never push), so the word cannot come back
- * to {n, CLOSED} with other slots below n.  A push writes slot[count]
- * before its commit, beyond the count any holder reads.  The locked
- * commit is a full barrier: a push that then reads the gate's waiter
- * count forms the store-buffering pair with a waiter that registers,
- * fences, then reads the caches (cache.c).  The commit is the section's
- * last instruction; its outcome (ZF) is tested after the section: a
- * failed compare restarts as an abort would. */
+ * sections whose commit is a locked CMPXCHG of the 64-bit word {count,
+ * lock} (count at 0, lock at 4) instead of a plain store, the expected
+ * word being {count as read, CLOSED}: the commit itself checks the lock.
+ * A remote thread takes such a cache from CLOSED to HELD with a CAS of
+ * `lock` and needs no membarrier: a section in flight fails its commit
+ * (the word now says HELD, or a count the holder lowered).  ABA: while a
+ * section of this CPU is in flight, no other section of this CPU runs
+ * (rseq), and remote holders only take records out (they never push), so
+ * the word cannot come back to {n, CLOSED} with other slots below n.
+ * Nor can a section read a count before a change of the lock and commit
+ * after it with that count: OPEN -> CLOSED is a flush, whose membarrier
+ * aborts the section; SHUT caches are empty (count 0: the section fails
+ * before its commit); HELD -> CLOSED only after the holder took records
+ * out or found none (then count was 0 too).  Slots are read before the
+ * commit whatever the lock says, and used only if it succeeds: no remote
+ * thread writes a slot.  A push writes slot[count] before its commit,
+ * beyond the count any holder reads.  The locked commit is a full
+ * barrier: a push that then reads the gate's waiter count forms the
+ * store-buffering pair with a waiter that registers, fences, then reads
+ * the caches (cache.c).  The commit is the section's last instruction;
+ * its outcome (ZF) is tested after the section, out of line: a failed
+ * compare whose current word still says CLOSED restarts (a holder took a
+ * record meanwhile), any other lock fails (the caller's slow path). */
+#define LFPOOL_PCPU_CLOSED_WORD "0x300000000" /* {count 0, lock CLOSED} */
+_Static_assert(LFPOOL_PCPU_CLOSED == 3, "LFPOOL_PCPU_CLOSED_WORD");
+#define LFPOOL_PCPU_CLOSED_LEAVE                   \
+    LFPOOL_RSEQ_LEAVE                             \
+    "jnz 9f\n\t"                                  \
+    ".pushsection .text.lfpool_rseq_abort, \"ax\"\n\t" \
+    "9:\n\t"                                      \
+    "shrq $32, %%rax\n\t"                         \
+    "cmpl $3, %%eax\n\t"                          \
+    "je %l[retry]\n\t"                            \
+    "jmp %l[fail]\n\t"                            \
+    ".popsection\n\t"
+
+/* Pop the top record of `c` (CAS mode, above) into *out: stored in the
+ * section, as lfpool_pcpu_pop_at does. */
 static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
                                             struct lfpool_rec **out)
 {
     unsigned long w, st, v;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movq (%[c]), %%rax\n\t" /* {count, lock} */
-                              "movq %%rax, %[st]\n\t"
-                              "shrq $32, %[st]\n\t"
-                              "cmpl %[cl], %k[st]\n\t"
-                              "jnz %l[fail]\n\t" /* not CLOSED */
-                              "movl %%eax, %k[st]\n\t"
-                              "subl $1, %k[st]\n\t"
-                              "jb %l[fail]\n\t" /* empty */
-                              "movq 16(%[c], %[st], 8), %[v]\n\t" /* slot[count - 1] */
+                              "movl (%[c]), %%eax\n\t" /* count; rax = {count, 0} */
+                              "testl %%eax, %%eax\n\t"
+                              "jz %l[fail]\n\t" /* empty */
+                              "movq 8(%[c], %%rax, 8), %[v]\n\t" /* slot[count - 1] */
                               "movq %[v], %[out]\n\t"
+                              "movabsq $" LFPOOL_PCPU_CLOSED_WORD ", %[st]\n\t"
+                              "orq %[st], %%rax\n\t" /* expected: {count, CLOSED} */
                               "leaq -1(%%rax), %[st]\n\t"
                               "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
-                              LFPOOL_RSEQ_LEAVE
-                              "jnz %l[retry]\n\t"
+                              LFPOOL_PCPU_CLOSED_LEAVE
                               : [st] "=&r"(st), [v] "=&r"(v), "=&a"(w)
-                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [out] "m"(*out),
-                                [cl] "i"(LFPOOL_PCPU_CLOSED)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [out] "m"(*out)
                               : "memory", "cc"
                               : fail, retry);
     (void)w, (void)st, (void)v;
@@ -503,28 +521,55 @@ retry:
     return LFPOOL_PCPU_RETRY;
 }
 
-/* Push `rec` onto `c` (CLOSED, CAS mode: above), holding at most `cap`. */
-static inline int lfpool_pcpu_push_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
-                                             uint32_t cap, struct lfpool_rec *rec)
+/* lfpool_pcpu_pop_closed_at for the get's CAS-mode path (handout.c): the
+ * record is an output, valid on the fall-through path only (as
+ * lfpool_pcpu_pop_fast_at's). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_pop_closed_fast_at(
+    long off, struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
+{
+    unsigned long w, st;
+    struct lfpool_rec *v;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
+                              "movl (%[c]), %%eax\n\t"
+                              "testl %%eax, %%eax\n\t"
+                              "jz %l[fail]\n\t"
+                              "movq 8(%[c], %%rax, 8), %[v]\n\t"
+                              "movabsq $" LFPOOL_PCPU_CLOSED_WORD ", %[st]\n\t"
+                              "orq %[st], %%rax\n\t"
+                              "leaq -1(%%rax), %[st]\n\t"
+                              "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
+                              LFPOOL_PCPU_CLOSED_LEAVE
+                              : [st] "=&r"(st), [v] "=&r"(v), "=&a"(w)
+                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)w, (void)st;
+    *out = v;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
+/* Push `rec` onto `c` (CAS mode, above), holding at most `cap`. */
+static inline __attribute__((always_inline)) int lfpool_pcpu_push_closed_at(
+    long off, struct lfpool_cache *c, uint32_t cpu, uint32_t cap, struct lfpool_rec *rec)
 {
     unsigned long w, st;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movq (%[c]), %%rax\n\t" /* {count, lock} */
-                              "movq %%rax, %[st]\n\t"
-                              "shrq $32, %[st]\n\t"
-                              "cmpl %[cl], %k[st]\n\t"
-                              "jnz %l[fail]\n\t" /* not CLOSED */
-                              "movl %%eax, %k[st]\n\t"
-                              "cmpl %k[n], %k[st]\n\t"
+                              "movl (%[c]), %%eax\n\t" /* count; rax = {count, 0} */
+                              "cmpl %k[n], %%eax\n\t"
                               "jae %l[fail]\n\t" /* full */
-                              "movq %[v], 16(%[c], %[st], 8)\n\t" /* slot[count], beyond count */
+                              "movq %[v], 16(%[c], %%rax, 8)\n\t" /* slot[count], beyond count */
+                              "movabsq $" LFPOOL_PCPU_CLOSED_WORD ", %[st]\n\t"
+                              "orq %[st], %%rax\n\t" /* expected: {count, CLOSED} */
                               "leaq 1(%%rax), %[st]\n\t"
                               "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
-                              LFPOOL_RSEQ_LEAVE
-                              "jnz %l[retry]\n\t"
+                              LFPOOL_PCPU_CLOSED_LEAVE
                               : [st] "=&r"(st), "=&a"(w)
                               : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [v] "r"(rec),
-                                [n] "r"(cap), [cl] "i"(LFPOOL_PCPU_CLOSED)
+                                [n] "rm"(cap)
                               : "memory", "cc"
                               : fail, retry);
     (void)w, (void)st;
@@ -663,6 +708,12 @@ static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32
 }
 static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
                                             struct lfpool_rec **out)
+{
+    (void)off, (void)c, (void)cpu, (void)out;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_closed_fast_at(long off, struct lfpool_cache *c, uint32_t cpu,
+                                                 struct lfpool_rec **out)
 {
     (void)off, (void)c, (void)cpu, (void)out;
     return LFPOOL_PCPU_FAIL;

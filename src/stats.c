@@ -108,6 +108,8 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->create_time = h.sum;
     o->nevicted = lfpool_stat_read(&p->c.nevicted);
     o->nfences = lfpool_stat_read(&p->c.nfences);
+    o->cpu_closed = atomic_load_explicit(&p->close.gets, memory_order_relaxed);
+    o->ncloses = lfpool_stat_read(&p->c.ncloses);
 }
 
 
@@ -282,6 +284,9 @@ char *lfpool_stats_json(lfpool *p)
     kv_num(j, "create_time", s.create_time);
     kv_int(j, "nevicted", s.nevicted);
     kv_int(j, "nfences", s.nfences);
+    lfpool_json_key(j, "cpu_closed");
+    lfpool_json_bool(j, s.cpu_closed);
+    kv_int(j, "ncloses", s.ncloses);
     lfpool_json_end_object(j);
     rcu_read_unlock();
 

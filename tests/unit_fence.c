@@ -4,10 +4,11 @@
  * while gets keep waiting; a housekeeping round that saw no waiting since
  * the previous one reopens them without a fence; a pool without rounds
  * does the same by the clock.  Counted in nfences (every membarrier the
- * pool makes).  With a budget (cfg.max_fences = N), the gets first flush
- * with the caches left open, N times per window of the pool's clock (1 s),
- * and close them only after.  And what must not change: every get served,
- * pause and the gets' closing compose. */
+ * pool makes).  That is the default (cfg.max_fences 0).  With an opt-in
+ * budget (cfg.max_fences = N), the gets first flush with the caches left
+ * open, N times per window of the pool's clock (1 s), and close them only
+ * after.  And what must not change: every get served, pause and the gets'
+ * closing compose. */
 #include "helpers.h"
 
 #include <criterion/criterion.h>
@@ -16,9 +17,9 @@
 /* no hooks around get/ret, the fake clock; the pool's period and rounds
  * are each test's (delay 1000: a housekeeper thread that never runs a
  * round on its own, the test's lfpool_housekeep calls are the rounds).
- * max_fences 0: the strict bound (the gets close the caches at once),
- * unless a test sets a budget */
-LFPOOL_TEST_FIXTURE(fence, (C.getter = NULL, C.retter = NULL, C.delay = 1000, C.max_fences = 0));
+ * max_fences as lfpool_config_init sets it: the bound (the gets close the
+ * caches at once), unless a test sets a budget */
+LFPOOL_TEST_FIXTURE(fence, (C.getter = NULL, C.retter = NULL, C.delay = 1000));
 
 /* A bounded pool large enough for per-CPU caches: at least one object per
  * cache (cache.c), and at most 64 (the tests' arrays). */
@@ -445,18 +446,49 @@ Test(fence, saturated_pool_budget_per_window, .timeout = 60)
                   (unsigned long long)f, (unsigned long long)rounds, atomic_load(&S.got));
 }
 
-/* The default: lfpool_config_init sets LFPOOL_FENCES_DEFAULT, which the
- * pool resolves to 65536 / CPUs (at least 1) open flushes per window: an
- * exhausted pool's misses in one window fence at least twice (an open
- * flush, the closing) and at most that budget + 1, then no more. */
-Test(fence, default_budget)
+/* The default: lfpool_config_init sets LFPOOL_FENCES_DEFAULT, 0, no
+ * budget: an exhausted pool's first miss closes the caches with one fence,
+ * and no later miss fences; the stats say closed, one closing. */
+Test(fence, default_is_bounded)
 {
     lfpool_config d;
     lfpool_config_init(&d);
     cr_assert_eq(d.max_fences, LFPOOL_FENCES_DEFAULT);
+    cr_assert_eq(d.max_fences, 0, "the bound, not a budget");
+    cr_assert_eq(C.max_fences, LFPOOL_FENCES_DEFAULT, "the fixture keeps the default");
     size_t n = pool_size();
     C.max_size = n;
-    C.max_fences = LFPOOL_FENCES_DEFAULT;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    if (!tstats(P).cpu_cache)
+        skip_without_caches();
+    void *o[64], *x;
+    take_all(o, n);
+    cr_assert(!tstats(P).cpu_closed);
+    uint64_t f0 = fences();
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(fences() - f0, 1, "%llu fences for 1000 misses", (unsigned long long)(fences() - f0));
+    cr_assert(s.cpu_closed, "the caches are closed (CAS mode)");
+    cr_assert_eq(s.ncloses, 1);
+    ret_all(o, n);
+    cr_assert_eq(lfpool_housekeep(P), 0); /* saw the misses: stays closed */
+    cr_assert(tstats(P).cpu_closed);
+    cr_assert_eq(lfpool_housekeep(P), 0); /* quiet: reopens, no fence */
+    s = tstats(P);
+    cr_assert(!s.cpu_closed, "a quiet round reopens");
+    cr_assert_eq(fences() - f0, 1);
+}
+
+/* The opt-in budget, LFPOOL_FENCES_BUDGET (the default before the bound):
+ * resolved to 65536 / CPUs (at least 1) open flushes per window, so an
+ * exhausted pool's misses in one window fence at least twice (an open
+ * flush, the closing) and at most that budget + 1, then no more. */
+Test(fence, opt_in_budget)
+{
+    size_t n = pool_size();
+    C.max_size = n;
+    C.max_fences = LFPOOL_FENCES_BUDGET;
     cr_assert_eq(lfpool_new(&P, &C), 0);
     if (!tstats(P).cpu_cache)
         skip_without_caches();
@@ -468,14 +500,118 @@ Test(fence, default_budget)
     for (uint64_t i = 0; i < most + 100; i++)
         cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
     uint64_t f = fences() - f0;
-    cr_log_info("default budget: %llu fences (%d CPUs)", (unsigned long long)f, cpus);
+    cr_log_info("budget: %llu fences (%d CPUs)", (unsigned long long)f, cpus);
     cr_assert_geq(f, 2, "an open flush, then the closing");
     cr_assert_leq(f, most + 1, "%llu fences, budget at most %llu", (unsigned long long)f,
                   (unsigned long long)most);
+    cr_assert_eq(tstats(P).ncloses, 1);
     for (int i = 0; i < 100; i++)
         cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN);
     cr_assert_eq(fences() - f0, f, "closed: no more fences in the window");
     ret_all(o, n);
+}
+
+/* The default config on the real clock, so that the fast paths and the
+ * CAS mode's (get_miss, ret_put_miss: not taken with an injected clock)
+ * run: twice as many threads as objects, half through handles, a
+ * housekeeper running rounds every 5 ms.  No object goes to two holders,
+ * at most max_size are out at once, every get is served; the fences of
+ * flushes and closings stay within one per round plus a constant, the
+ * closings within one per round; after lfpool_free every object was
+ * closed exactly once. */
+struct rsat {
+    _Atomic int failed, doubles, holding, most;
+    _Atomic long got;
+};
+static struct rsat R;
+
+static void rsat_hold(struct tobj *t)
+{
+    if (atomic_exchange(&t->held, 1) != 0)
+        atomic_fetch_add(&R.doubles, 1);
+    int h = atomic_fetch_add(&R.holding, 1) + 1;
+    for (int m = atomic_load(&R.most); h > m && !atomic_compare_exchange_weak(&R.most, &m, h);)
+        ;
+    atomic_fetch_add(&R.got, 1);
+}
+
+static void rsat_release(struct tobj *t)
+{
+    atomic_fetch_sub(&R.holding, 1);
+    atomic_store(&t->held, 0);
+}
+
+static void *rsat_worker(void *arg)
+{
+    bool handles = (uintptr_t)arg & 1;
+    for (int i = 0; i < 3000; i++) {
+        if (handles) {
+            lfpool_handle h;
+            if (lfpool_get_handle(P, &h, 10.0) != 0) {
+                atomic_fetch_add(&R.failed, 1);
+                continue;
+            }
+            rsat_hold(h.obj);
+            if (i % 8 == 0)
+                sched_yield();
+            rsat_release(h.obj);
+            if (lfpool_ret_handle(P, &h) != 0)
+                atomic_fetch_add(&R.failed, 1);
+        } else {
+            void *o;
+            if (lfpool_get(P, &o, 10.0) != 0) {
+                atomic_fetch_add(&R.failed, 1);
+                continue;
+            }
+            rsat_hold(o);
+            if (i % 8 == 0)
+                sched_yield();
+            rsat_release(o);
+            if (lfpool_ret(P, o) != 0)
+                atomic_fetch_add(&R.failed, 1);
+        }
+    }
+    return NULL;
+}
+
+Test(fence, default_saturated_real_clock, .timeout = 60)
+{
+    size_t n = pool_size();
+    size_t nth = 2 * n;
+    C.max_size = n;
+    C.min_size = n;
+    C.clock = NULL; /* the real clock: the fast paths apply */
+    C.clock_ctx = NULL;
+    C.delay = 0.005;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    memset(&R, 0, sizeof R);
+    struct lfpool_stats s0 = tstats(P);
+    pthread_t th[128];
+    for (size_t i = 0; i < nth; i++)
+        pthread_create(&th[i], NULL, rsat_worker, (void *)(uintptr_t)i);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    struct lfpool_stats s = tstats(P);
+    uint64_t rounds = s.hk_rounds - s0.hk_rounds;
+    uint64_t f = (s.nfences - s.nbias_fences) - (s0.nfences - s0.nbias_fences);
+    cr_log_info("%ld gets, %llu rounds, %llu fences (%llu bias), %llu closings, %llu waits",
+                atomic_load(&R.got), (unsigned long long)rounds, (unsigned long long)f,
+                (unsigned long long)s.nbias_fences, (unsigned long long)s.ncloses,
+                (unsigned long long)s.nwaits);
+    cr_assert_eq(atomic_load(&R.failed), 0, "every get served and returned");
+    cr_assert_eq(atomic_load(&R.doubles), 0, "an object went to two holders");
+    cr_assert_leq(atomic_load(&R.most), (int)n, "more than max_size out at once");
+    cr_assert_eq(atomic_load(&R.got), (long)nth * 3000);
+    cr_assert_leq(f, rounds + 3, "%llu fences for %llu rounds (%ld gets)", (unsigned long long)f,
+                  (unsigned long long)rounds, atomic_load(&R.got));
+    cr_assert_leq(s.ncloses - s0.ncloses, rounds + 1, "one closing per reopening, at most");
+    cr_assert_leq(s.nbias_fences - s0.nbias_fences, rounds + 1, "bias fences: one per biased stretch");
+    int made = atomic_load(&T.nobjs);
+    lfpool_free(P);
+    P = NULL;
+    for (int k = 0; k < made && k < 4096; k++)
+        cr_assert_eq(atomic_load(&T.objs[k]->closed), 1, "object %d closed %d times", k,
+                     atomic_load(&T.objs[k]->closed));
 }
 
 /* Gets that keep looking keep the caches closed only until the budget's

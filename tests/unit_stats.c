@@ -33,7 +33,7 @@ static const char *own_keys[] = {"cpu_cache",        "nflushes",         "nbias_
                                  "nbroken",          "nvalidate_failed", "nvalidate_errors",
                                  "nexpired",         "ncreate_failed",   "ncreate_skipped",
                                  "waiting",          "nwaits",           "ntimeouts",
-                                 "nevicted",         "nfences"};
+                                 "nevicted",         "nfences",          "ncloses"};
 static const char *own_num_keys[] = {"wait_time", "create_time"};
 
 Test(stats, every_seed_key_present_and_consistent)
@@ -52,9 +52,10 @@ Test(stats, every_seed_key_present_and_consistent)
     for (size_t i = 0; i < sizeof own_num_keys / sizeof own_num_keys[0]; i++)
         cr_assert(json_is_number(json_object_get(j, own_num_keys[i])), "missing key %s", own_num_keys[i]);
     cr_assert(json_is_boolean(json_object_get(j, "ret_biased")), "missing key ret_biased");
+    cr_assert(json_is_boolean(json_object_get(j, "cpu_closed")), "missing key cpu_closed");
     cr_assert_eq(json_object_size(j),
                  sizeof seed_keys / sizeof seed_keys[0] + sizeof own_keys / sizeof own_keys[0] +
-                     sizeof own_num_keys / sizeof own_num_keys[0] + 1,
+                     sizeof own_num_keys / sizeof own_num_keys[0] + 2,
                  "no extra keys");
     cr_assert_eq(json_integer_value(json_object_get(j, "navail")), 1);
     cr_assert_eq(json_integer_value(json_object_get(j, "nusing")), 1);

@@ -370,9 +370,10 @@ static void parse_args(int argc, char **argv)
             exit(2);
         }
         opt.npeers = 0;
-        for (size_t i = 0; i < n; i++) /* lfpool-hold, -strict, -twin only when asked for (-p) */
+        for (size_t i = 0; i < n; i++) /* lfpool-hold, -strict, -budget, -twin only when asked for (-p) */
             if (strcmp(bench_peers[i]->name, "lfpool-hold") != 0 &&
                 strcmp(bench_peers[i]->name, "lfpool-strict") != 0 &&
+                strcmp(bench_peers[i]->name, "lfpool-budget") != 0 &&
                 strcmp(bench_peers[i]->name, "lfpool-twin") != 0)
                 opt.peers[opt.npeers++] = bench_peers[i];
     }
@@ -689,7 +690,7 @@ static bool contention_case(const struct bcase *c)
 /* The lfpool peers' pool handle is the lfpool itself (bench/peer_lfpool.c). */
 static bool is_lfpool_peer(const struct bench_peer *p)
 {
-    return strncmp(p->name, "lfpool", 6) == 0; /* lfpool, lfpool-h, lfpool-hold, lfpool-strict, lfpool-twin */
+    return strncmp(p->name, "lfpool", 6) == 0; /* lfpool, lfpool-h, lfpool-hold, lfpool-strict, lfpool-budget, lfpool-twin */
 }
 
 static void summarize(struct result *res)

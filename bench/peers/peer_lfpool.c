@@ -9,11 +9,15 @@
  * times, counters); unbounded when max_size is 0, bounded otherwise.  And
  * "lfpool-hold": the "lfpool" peer with cfg.hold_histogram on, so that one
  * run prices the hold histogram (every return records its hold time); and
- * "lfpool-strict": the "lfpool" peer with cfg.max_fences = 0 (the caches
- * close at once when a get must look into all of them: the CAS mode); and
- * "lfpool-twin": the "lfpool" peer again, a pool of its own with the same
- * configuration, whose ratio to "lfpool" in one run is that run's noise
- * (what a difference between two peers must exceed to be one).  `fun`
+ * "lfpool-strict": the "lfpool" peer with cfg.max_fences = 0 set explicitly
+ * (the caches close at once when a get must look into all of them: the CAS
+ * mode), which is also the default now; "lfpool-budget": the "lfpool" peer
+ * with cfg.max_fences = LFPOOL_FENCES_BUDGET (open flushes up to 65536 / CPUs
+ * a second, then the closing: the default before), so that one run compares
+ * the bound with the budget; and "lfpool-twin": the "lfpool" peer again, a
+ * pool of its own with the same configuration, whose ratio to "lfpool" in
+ * one run is that run's noise (what a difference between two peers must
+ * exceed to be one).  `fun`
  * allocates a bench_obj, `closer` frees it.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -38,7 +42,7 @@ static int lf_close_obj(void *ctx, void *obj)
 }
 
 static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_histogram,
-                       bool strict)
+                       size_t max_fences)
 {
     lfpool_config cfg;
     lfpool *pool = NULL;
@@ -52,8 +56,7 @@ static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_h
     /* min_size: the objects created at start (and kept) */
     cfg.min_size = prefill;
     cfg.hold_histogram = hold_histogram;
-    if (strict)
-        cfg.max_fences = 0;
+    cfg.max_fences = max_fences;
     int err = lfpool_new(&pool, &cfg);
     if (err)
         return err;
@@ -63,17 +66,22 @@ static int lf_open_cfg(void **self, size_t max_size, size_t prefill, bool hold_h
 
 static int lf_open(void **self, size_t max_size, size_t prefill)
 {
-    return lf_open_cfg(self, max_size, prefill, false, false);
+    return lf_open_cfg(self, max_size, prefill, false, LFPOOL_FENCES_DEFAULT);
 }
 
 static int lf_open_hold(void **self, size_t max_size, size_t prefill)
 {
-    return lf_open_cfg(self, max_size, prefill, true, false);
+    return lf_open_cfg(self, max_size, prefill, true, LFPOOL_FENCES_DEFAULT);
 }
 
 static int lf_open_strict(void **self, size_t max_size, size_t prefill)
 {
-    return lf_open_cfg(self, max_size, prefill, false, true);
+    return lf_open_cfg(self, max_size, prefill, false, 0);
+}
+
+static int lf_open_budget(void **self, size_t max_size, size_t prefill)
+{
+    return lf_open_cfg(self, max_size, prefill, false, LFPOOL_FENCES_BUDGET);
 }
 
 static int lf_get(void *self, void **obj)
@@ -168,6 +176,19 @@ const struct bench_peer bench_peer_lfpool_strict = {
     .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = 0",
     .can_wait = true,
     .open = lf_open_strict,
+    .get = lf_get,
+    .put = lf_put,
+    .close = lf_close,
+    .thread_init = NULL,
+    .thread_fini = NULL,
+    .supports = NULL,
+};
+
+const struct bench_peer bench_peer_lfpool_budget = {
+    .name = "lfpool-budget",
+    .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = LFPOOL_FENCES_BUDGET (the old default)",
+    .can_wait = true,
+    .open = lf_open_budget,
     .get = lf_get,
     .put = lf_put,
     .close = lf_close,

@@ -13,6 +13,7 @@ extern const struct bench_peer bench_peer_lfpool;
 extern const struct bench_peer bench_peer_lfpool_h;
 extern const struct bench_peer bench_peer_lfpool_hold;
 extern const struct bench_peer bench_peer_lfpool_strict;
+extern const struct bench_peer bench_peer_lfpool_budget;
 extern const struct bench_peer bench_peer_lfpool_twin;
 extern const struct bench_peer bench_peer_mutex;
 #ifdef BENCH_HAVE_APR
@@ -27,6 +28,7 @@ const struct bench_peer *const bench_peers[] = {
     &bench_peer_lfpool_h,
     &bench_peer_lfpool_hold,
     &bench_peer_lfpool_strict,
+    &bench_peer_lfpool_budget,
     &bench_peer_lfpool_twin,
     &bench_peer_mutex,
 #ifdef BENCH_HAVE_APR
