@@ -51,8 +51,6 @@ void lfpool_obs_fork_reset(struct lfpool *p)
      * thread had begun will never be done here */
     atomic_store_explicit(&o->hold_zero_gone, 0, memory_order_relaxed);
     atomic_store_explicit(&o->hold_zero_seen, 0, memory_order_relaxed);
-    atomic_store_explicit(&o->gone_begun, 0, memory_order_relaxed);
-    atomic_store_explicit(&o->gone_done, 0, memory_order_relaxed);
     o->hold_pcpu = p->pcpu;
     atomic_store_explicit(&p->fast_ret, p->ret_mode, memory_order_relaxed);
     atomic_store_explicit(&p->warned_out, false, memory_order_relaxed);
@@ -68,39 +66,20 @@ static void add_cells(struct lfpool_histogram *out, uint64_t *sum_ns, const stru
     *sum_ns += __atomic_load_n(&c->sum_ns, __ATOMIC_RELAXED);
 }
 
-/* The deletions of records from the table bracket themselves for
- * hold_zero_sum: gone_begun before the cds_lfht_del, gone_done after the
- * record's count moved to hold_zero_gone (seq_cst read-modify-writes: the
- * move is visible to whoever sees gone_done's step). */
-void lfpool_obs_gone_begin(struct lfpool *p)
-{
-    if (p->obs.hold)
-        atomic_fetch_add_explicit(&p->obs.gone_begun, 1, memory_order_seq_cst);
-}
-
-void lfpool_obs_gone_end(struct lfpool *p, struct lfpool_rec *rec, bool removed)
+/* rec left the table: a deleter owns it, its returners are done with it
+ * (meta.c calls this between its bracket's steps) */
+void lfpool_obs_gone(struct lfpool *p, struct lfpool_rec *rec)
 {
     struct lfpool_obs *o = &p->obs;
-    if (!o->hold)
-        return;
-    if (removed) /* rec's returners are done with it: a deleter owns it */
-        atomic_fetch_add_explicit(&o->hold_zero_gone,
-                                  atomic_load_explicit(&rec->hold_zero[0], memory_order_relaxed),
-                                  memory_order_release);
-    atomic_fetch_add_explicit(&o->gone_done, 1, memory_order_seq_cst);
+    if (o->hold)
+        lfpool_stat_add(&o->hold_zero_gone,
+                        atomic_load_explicit(&rec->hold_zero[0], memory_order_relaxed));
 }
 
 /* Bucket 0 of the hold histogram kept in records (histogram.h): the
- * records in the table plus those gone.  Never more than the truth: a
- * deletion moves a record's count after removing it from the table, and
- * the reader reads hold_zero_gone (acquire: that move's removal is then
- * seen by the walk) before the walk, so no record is counted twice; a
- * record removed after that read and before the walk reached it is
- * missed.  Exact when no deletion overlaps the read: one in flight at its
- * start shows as gone_begun != gone_done, one begun by its end as
- * gone_begun moved (the deleter's step comes before its cds_lfht_del,
- * which the walk would have observed).  Such reads are retried a few times
- * (deletions are rare: kills, idle closes, shutdown); a read still
+ * records in the table plus those gone, read as meta.c's readers read
+ * (lfpool_meta_read_begin: never a record twice; exact unless a deletion
+ * overlaps the read, which is retried a few times).  A read still
  * overlapped is a lower bound, and the figure returned is the largest any
  * reader has found (hold_zero_seen), so that it never goes down: every
  * value found was at most the truth, which only grows. */
@@ -109,17 +88,16 @@ static uint64_t hold_zero_sum(struct lfpool *p)
     struct lfpool_obs *o = &p->obs;
     uint64_t sum = 0;
     for (int tries = 0; tries < 16; tries++) {
-        uint64_t done = atomic_load_explicit(&o->gone_done, memory_order_seq_cst);
-        uint64_t begun = atomic_load_explicit(&o->gone_begun, memory_order_seq_cst);
-        sum = atomic_load_explicit(&o->hold_zero_gone, memory_order_acquire);
+        uint64_t mark;
+        lfpool_meta_read_begin(p, &mark);
+        sum = atomic_load_explicit(&o->hold_zero_gone, memory_order_relaxed);
         struct cds_lfht_iter iter;
         struct lfpool_rec *rec;
         rcu_read_lock();
         LFPOOL_FOR_EACH_REC(p->ht, &iter, rec)
             sum += atomic_load_explicit(&rec->hold_zero[0], memory_order_relaxed);
         rcu_read_unlock();
-        atomic_thread_fence(memory_order_seq_cst); /* the walk's loads before the check */
-        if (begun == done && atomic_load_explicit(&o->gone_begun, memory_order_seq_cst) == begun)
+        if (lfpool_meta_read_end(p, mark))
             break;
         sched_yield();
     }

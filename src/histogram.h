@@ -44,14 +44,14 @@
  *    writer (a later hand-out's returner) got the record through the
  *    set's release/acquire, so adds never race.  Readers load the word
  *    relaxed (an aligned 8-byte word: never torn).  A record leaves the
- *    table (lfpool_obs_gone: meta.c's deletions) with its count moved to
+ *    table (meta.c's deletions, lfpool_obs_gone) with its count moved to
  *    hold_zero_gone, as `uses` moves to dead_uses, and a reused record
  *    starts from 0.  The reader sums hold_zero_gone and the table's
  *    records: never a record twice, and none missed unless a deletion
- *    overlaps the read, which deletions bracketed by gone_begun /
- *    gone_done let the reader see and retry (histogram.c: a sequence
- *    count whose writers are the rare deletions); a figure never goes
- *    down (hold_zero_seen).  Reclamation: records are type-stable
+ *    overlaps the read, which the deletions' bracket lets the reader see
+ *    and retry (meta.c, lfpool_meta_read_begin: a sequence count whose
+ *    writers are the rare deletions); a figure never goes down
+ *    (hold_zero_seen).  Reclamation: records are type-stable
  *    (meta.c).
  */
 #ifndef LFPOOL_HISTOGRAM_H
@@ -85,10 +85,9 @@ struct lfpool_obs {
     struct lfpool_hist_cpu *hold;
     unsigned nhold;
     bool hold_pcpu; /* the rseq adds apply (the pool's caches are on) */
-    /* HOLD's bucket 0 of records no longer in the table, the count of
-     * deletions begun and done (the readers' retry), and the largest sum
-     * of the records' bucket 0 a reader found; with hold only */
-    _Atomic uint64_t hold_zero_gone, gone_begun, gone_done, hold_zero_seen;
+    /* HOLD's bucket 0 of records no longer in the table, and the largest
+     * sum of the records' bucket 0 a reader found; with hold only */
+    _Atomic uint64_t hold_zero_gone, hold_zero_seen;
 };
 
 /* Bucket of a value in seconds: the smallest i with v <= 2^(i-20), 0 for

@@ -426,6 +426,11 @@ struct lfpool_counters {
      * creation failures and the backoff's refusals */
     _Atomic uint64_t nbroken, nvalidate_failed, nvalidate_errors, nexpired;
     _Atomic uint64_t ncreate_failed, ncreate_skipped;
+    /* deletions from the meta table begun and done (meta.c): a reader that
+     * sums a per-record figure and its total for records gone (uses and
+     * dead_uses, the hold histogram's bucket 0) sees one overlap its walk
+     * and retries (lfpool_meta_read_begin) */
+    _Atomic uint64_t dels_begun, dels_done;
 };
 
 /* Creation control (objects.c): the `fun` calls running (counted only with
@@ -570,11 +575,10 @@ LFPOOL_INTERNAL int lfpool_obs_init(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_obs_fini(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_obs_fork_reset(struct lfpool *p);
 LFPOOL_INTERNAL void lfpool_obs_read(struct lfpool *p, int which, struct lfpool_histogram *out);
-/* meta.c's deletion of rec from the table, bracketed for the hold
- * histogram's per-record bucket 0 (histogram.h); `removed`: this caller's
- * cds_lfht_del removed it.  Nothing unless cfg.hold_histogram. */
-LFPOOL_INTERNAL void lfpool_obs_gone_begin(struct lfpool *p);
-LFPOOL_INTERNAL void lfpool_obs_gone_end(struct lfpool *p, struct lfpool_rec *rec, bool removed);
+/* rec left the table (meta.c, inside its deletion's bracket): its bucket 0
+ * of the hold histogram moves to hold_zero_gone.  Nothing unless
+ * cfg.hold_histogram. */
+LFPOOL_INTERNAL void lfpool_obs_gone(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL int lfpool_obs_caller(const void *addr, char *buf, size_t size);
 /* the housekeeper warned about hand-out `word` of rec: rets must look */
 LFPOOL_INTERNAL void lfpool_obs_warned(struct lfpool *p, struct lfpool_rec *rec, uint32_t word);
@@ -705,6 +709,12 @@ LFPOOL_INTERNAL int lfpool_meta_insert(struct lfpool *p, struct lfpool_rec *rec)
 LFPOOL_INTERNAL struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj);
 LFPOOL_INTERNAL bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec);
 LFPOOL_INTERNAL bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec);
+/* A reader's walk of the table that sums a per-record figure with its
+ * total for records gone: begin before reading that total, end after the
+ * walk; false from end: a deletion overlapped, the sum may miss a record
+ * (read again).  `*mark` carries the state between the two. */
+LFPOOL_INTERNAL void lfpool_meta_read_begin(struct lfpool *p, uint64_t *mark);
+LFPOOL_INTERNAL bool lfpool_meta_read_end(struct lfpool *p, uint64_t mark);
 LFPOOL_INTERNAL void lfpool_meta_resize(struct lfpool *p, bool may_shrink);
 /* fork child (one thread): release every record of the inherited table,
  * then a fresh table (the inherited one may be locked by a parent thread) */

@@ -124,6 +124,8 @@ void lfpool_meta_fork_reset(struct lfpool *p)
 {
     struct lfpool_rec *rec;
     atomic_store(&p->ht_resizing, false); /* a parent thread's, void here */
+    /* a deletion a parent thread had begun is never done here */
+    atomic_store(&p->c.dels_done, atomic_load(&p->c.dels_begun));
     struct cds_lfht *fresh = new_table(p);
     if (fresh) {
         p->ht = fresh;
@@ -168,7 +170,7 @@ struct lfpool_rec *lfpool_rec_alloc(struct lfpool *p)
     struct lfpool_rec *rec = lfpool_stack_pop(&p->rec_free);
     if (rec) {
         /* a released record's hold_zero moved to hold_zero_gone when it
-         * left the table (lfpool_obs_gone_end) */
+         * left the table (lfpool_obs_gone) */
         if (p->cfg.hold_histogram)
             atomic_store_explicit(&rec->hold_zero[0], 0, memory_order_relaxed);
     } else {
@@ -227,6 +229,51 @@ struct lfpool_rec *lfpool_meta_lookup(struct lfpool *p, const void *obj)
     return node ? caa_container_of(node, struct lfpool_rec, node) : NULL;
 }
 
+/* Readers that sum a per-record figure and its total for records gone
+ * (stats.c: uses and dead_uses; histogram.c: the hold histogram's bucket
+ * 0) read that total, then walk the table.  A deletion removes the record
+ * first, then adds its figure to the total, so such a read counts no
+ * record twice, and misses one only when a deletion overlaps it: between
+ * the total's read and the walk's visit, the record was removed and its
+ * figure not yet added when the total was read.  Deletions are bracketed
+ * by dels_begun / dels_done (seq_cst read-modify-writes, a sequence count
+ * whose writers are the deletions, rare: kills, idle closes, control,
+ * shutdown), and a reader checks that none was in flight when it began
+ * (begun == done: every deletion done is complete in what it reads next)
+ * and none began before it ended (dels_begun unchanged after its walk:
+ * a deletion the walk observed had stepped dels_begun before its
+ * cds_lfht_del).  The uses of a CLOSE kill join dead_uses only at its reap
+ * (lfpool_meta_del_uncounted): a read between misses them. */
+static void del_begin(struct lfpool *p)
+{
+    atomic_fetch_add_explicit(&p->c.dels_begun, 1, memory_order_seq_cst);
+}
+static void del_end(struct lfpool *p)
+{
+    atomic_fetch_add_explicit(&p->c.dels_done, 1, memory_order_seq_cst);
+}
+
+void lfpool_meta_read_begin(struct lfpool *p, uint64_t *mark)
+{
+    uint64_t done, begun;
+    /* a deletion in flight is a few hundred instructions: wait for it (a
+     * while) rather than read a sum that may miss its record */
+    for (int spins = 0; spins < 4096; spins++) {
+        done = atomic_load_explicit(&p->c.dels_done, memory_order_seq_cst);
+        begun = atomic_load_explicit(&p->c.dels_begun, memory_order_seq_cst);
+        if (begun == done)
+            break;
+        caa_cpu_relax();
+    }
+    *mark = begun == done ? begun : UINT64_MAX; /* UINT64_MAX: one in flight */
+}
+
+bool lfpool_meta_read_end(struct lfpool *p, uint64_t mark)
+{
+    atomic_thread_fence(memory_order_seq_cst); /* the walk's loads before the check */
+    return mark != UINT64_MAX && atomic_load_explicit(&p->c.dels_begun, memory_order_seq_cst) == mark;
+}
+
 /* Delete rec from the table without counting its uses: for a kill in
  * CLOSE mode, whose holder's get may still be storing the use count; the
  * reaper adds it to dead_uses after the grace period that the guarded get
@@ -235,9 +282,11 @@ bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
 {
     /* the caller made it REC_DEAD_UNCOUNTED: the reaper counts its uses
      * after the grace period (the holder may still count one until then) */
-    lfpool_obs_gone_begin(p);
+    del_begin(p);
     bool removed = cds_lfht_del(p->ht, &rec->node) == 0;
-    lfpool_obs_gone_end(p, rec, removed);
+    if (removed)
+        lfpool_obs_gone(p, rec);
+    del_end(p);
     return removed;
 }
 
@@ -246,10 +295,12 @@ bool lfpool_meta_del_uncounted(struct lfpool *p, struct lfpool_rec *rec)
  * Caller holds rcu_read_lock. */
 bool lfpool_meta_del(struct lfpool *p, struct lfpool_rec *rec)
 {
-    lfpool_obs_gone_begin(p);
+    del_begin(p);
     bool removed = cds_lfht_del(p->ht, &rec->node) == 0;
-    lfpool_obs_gone_end(p, rec, removed);
-    if (removed)
+    if (removed) {
         lfpool_stat_add(&p->c.dead_uses, atomic_load_explicit(&rec->uses, memory_order_relaxed));
+        lfpool_obs_gone(p, rec);
+    }
+    del_end(p);
     return removed;
 }

@@ -42,16 +42,29 @@ static void collect(struct lfpool *p, struct lfpool_stats *o, double now)
     o->health_freq = p->cfg.health_freq;
     o->now = lfpool_epoch_now(); /* the seed's now: a wall-clock timestamp */
 
-    uint64_t uses = lfpool_stat_read(&p->c.dead_uses);
-    struct cds_lfht_iter iter;
-    struct lfpool_rec *rec;
-    LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
-        uint32_t s = rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed));
-        uses += atomic_load_explicit(&rec->uses, memory_order_relaxed);
-        if (s == REC_AVAIL || s == REC_CACHED)
-            o->navail++;
-        else if (is_using(s))
-            o->nusing++;
+    /* uses: the records' and dead_uses, as meta.c's readers read them (a
+     * deletion overlapping the walk could make the sum miss a record and
+     * nuses, a counter, go down): retried, no yield (we are in a read-side
+     * section: a deleter that waits for a grace period cannot start another
+     * deletion meanwhile) */
+    uint64_t uses = 0;
+    for (int tries = 0; tries < 256; tries++) {
+        uint64_t mark;
+        lfpool_meta_read_begin(p, &mark);
+        uses = lfpool_stat_read(&p->c.dead_uses);
+        o->navail = o->nusing = 0;
+        struct cds_lfht_iter iter;
+        struct lfpool_rec *rec;
+        LFPOOL_FOR_EACH_REC(p->ht, &iter, rec) {
+            uint32_t s = rec_st(atomic_load_explicit(&rec->state, memory_order_relaxed));
+            uses += atomic_load_explicit(&rec->uses, memory_order_relaxed);
+            if (s == REC_AVAIL || s == REC_CACHED)
+                o->navail++;
+            else if (is_using(s))
+                o->nusing++;
+        }
+        if (lfpool_meta_read_end(p, mark))
+            break;
     }
     uint64_t undone = lfpool_stat_read(&p->c.uses_undone);
     o->nuses = uses > undone ? uses - undone : 0;

@@ -234,10 +234,10 @@ Test(metrics, hold_count_exact_on_the_fast_path_across_threads)
 }
 
 /* Bucket 0 of the hold histogram is kept in the records while their
- * objects live (a hold of 0 s on ret's inline path): closing objects must
- * not lose the holds they made, a record reused for a new object must not
- * bring old ones, and a reader racing with the closings must never see a
- * figure go down.  Two threads get and return (pointers, handles) and
+ * objects live (a hold of 0 s on ret's inline path), as their use counts
+ * are: closing objects must not lose the holds or uses they made, a record
+ * reused for a new object must not bring old ones, and a reader racing
+ * with the closings must never see a counter go down.  Two threads get and return (pointers, handles) and
  * evict the available objects now and then; this thread reads. */
 static _Atomic int evict_running;
 /* thousands of objects: plain ones, freed by their closer (tfun keeps 4096) */
@@ -287,13 +287,18 @@ Test(metrics, hold_counts_outlive_their_objects)
     atomic_store(&evict_running, 2);
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, evict_worker, &bad[i]);
-    uint64_t last_total = 0, last_zero = 0, reads = 0;
+    uint64_t last_total = 0, last_zero = 0, last_uses = 0, reads = 0;
     while (atomic_load(&evict_running) > 0) {
         struct lfpool_histogram h = thist(P, LFPOOL_HIST_HOLD);
         cr_assert_geq(h.total, last_total, "a hold seen before was lost");
         cr_assert_geq(h.count[0], last_zero, "a hold of 0 s seen before was lost");
+        /* and nuses, a counter too (uses of closed objects: dead_uses) */
+        uint64_t uses = tstats(P).nuses;
+        cr_assert_geq(uses, last_uses, "nuses went down: %llu after %llu",
+                      (unsigned long long)uses, (unsigned long long)last_uses);
         last_total = h.total;
         last_zero = h.count[0];
+        last_uses = uses;
         reads++;
     }
     for (int i = 0; i < 2; i++) {
