@@ -76,6 +76,7 @@ struct sctx {
     _Atomic long ret_ok; /* returns that gave 0 through ret_result */
     _Atomic long async_gets, async_waits, async_cancels, e_async;
     _Atomic long broken, nvalidate, e_validate;
+    _Atomic long e_hold_down; /* a read of the hold histogram below an earlier one */
     _Atomic long bulk_gets, bulk_timeouts;
     _Atomic(void *) mailbox; /* an object out, got by one worker, returned by another */
     _Atomic(lfpool_handle *) bulk_box; /* a bulk get's handle, returned by a handle worker */
@@ -434,6 +435,7 @@ static void *driver(void *arg)
 {
     struct sctx *s = arg;
     int round = 0;
+    uint64_t holds_seen = 0;
     while (!atomic_load(&s->stop)) {
         atomic_store(&s->now, atomic_load(&s->now) + 1.0);
         if (lfpool_housekeep(s->p) != 0)
@@ -444,6 +446,12 @@ static void *driver(void *arg)
         int n = (int)st.nobjs;
         if (n > atomic_load(&s->max_nobjs))
             atomic_store(&s->max_nobjs, n);
+        if (s->real_clock) { /* the hold histogram is on: a counter, never down */
+            struct lfpool_histogram hh;
+            if (lfpool_histogram(s->p, LFPOOL_HIST_HOLD, &hh) != 0 || hh.total < holds_seen)
+                atomic_fetch_add(&s->e_hold_down, 1);
+            holds_seen = hh.total;
+        }
         if (++round % 16 == 0) {
             char *txt = lfpool_stats_json(s->p);
             json_error_t e;
@@ -657,6 +665,7 @@ static void run_ctl(size_t max_size, uint64_t max_use, bool kill, int kill_mode,
                          (unsigned long long)hh.total, atomic_load(&s->enoent),
                          (unsigned long long)st.nuses);
         cr_assert_gt(hh.total - hh.count[0], 0, "holds of a tick or more were recorded");
+        cr_assert_eq(atomic_load(&s->e_hold_down), 0, "the hold count went down between reads");
     }
     if (conn) {
         cr_assert_gt(st.nbroken, 0, "broken returns: %ld", atomic_load(&s->broken));
