@@ -476,6 +476,39 @@ static void order_add(struct blocker *b, int who)
     pthread_mutex_unlock(b->mu);
 }
 
+/* The start of the two tests below: a sleeper (100) parks, then ticket 1
+ * queues behind it. */
+static int st_order[3], st_norder;
+static pthread_mutex_t st_mu = PTHREAD_MUTEX_INITIALIZER;
+static void sleeper_then_ticket(lfpool_loop *l, struct blocker *s, pthread_t *th, lfpool_handle *h)
+{
+    st_norder = 0;
+    *s = (struct blocker){.p = P, .order = st_order, .norder = &st_norder, .mu = &st_mu};
+    pthread_create(th, NULL, blocker_main, s);
+    wait_parked(s);
+    lfpool_ticket *t1;
+    cr_assert_eq(lfpool_get_async(l, (void *)1, h, &t1), EINPROGRESS);
+}
+
+/* The end of the two tests below: the two tickets (udata 1, then 2)
+ * complete, each returned at once, after the sleeper (100), which is
+ * served first. */
+static void tickets_after_sleeper(lfpool_loop *l, struct blocker *s, pthread_t th)
+{
+    lfpool_loop_event ev;
+    for (int k = 0; k < 2; k++) {
+        take_events(l, &ev, 1);
+        cr_assert_eq(ev.err, 0);
+        order_add(s, (int)(intptr_t)ev.udata);
+        cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(*s->norder, 3);
+    cr_assert_eq(s->order[0], 100, "the sleeper queued first is served first");
+    cr_assert_eq(s->order[1], 1);
+    cr_assert_eq(s->order[2], 2);
+}
+
 Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper)
 {
     C.max_size = 1;
@@ -484,30 +517,15 @@ Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper)
     cr_assert_eq(lfpool_get(P, &held, 0), 0);
     lfpool_loop *l;
     cr_assert_eq(lfpool_loop_new(P, &l), 0);
-    int order[3], norder = 0;
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    struct blocker s = {.p = P, .order = order, .norder = &norder, .mu = &mu};
+    struct blocker s;
     pthread_t th;
-    pthread_create(&th, NULL, blocker_main, &s); /* the sleeper: 100 */
-    wait_parked(&s);
     lfpool_handle h;
-    lfpool_ticket *t1, *t2;
-    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    lfpool_ticket *t2;
+    sleeper_then_ticket(l, &s, &th, &h);
     cr_assert_eq(lfpool_ret(P, held), 0); /* to the sleeper, the head */
     int r = lfpool_get_async(l, (void *)2, &h, &t2);
     cr_assert_eq(r, EINPROGRESS, "a new get_async took the object the waiting sleeper was granted");
-    lfpool_loop_event ev;
-    for (int k = 0; k < 2; k++) {
-        take_events(l, &ev, 1);
-        cr_assert_eq(ev.err, 0);
-        order_add(&s, (int)(intptr_t)ev.udata);
-        cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
-    }
-    pthread_join(th, NULL);
-    cr_assert_eq(norder, 3);
-    cr_assert_eq(order[0], 100, "the sleeper queued first is served first");
-    cr_assert_eq(order[1], 1);
-    cr_assert_eq(order[2], 2);
+    tickets_after_sleeper(l, &s, th);
     lfpool_loop_free(l);
 }
 
@@ -532,15 +550,11 @@ Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper_with_caches)
         cr_assert_eq(lfpool_get(P, &held[i], 0), 0);
     lfpool_loop *l;
     cr_assert_eq(lfpool_loop_new(P, &l), 0);
-    int order[3], norder = 0;
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    struct blocker s = {.p = P, .order = order, .norder = &norder, .mu = &mu};
+    struct blocker s;
     pthread_t th;
-    pthread_create(&th, NULL, blocker_main, &s); /* the sleeper: 100 */
-    wait_parked(&s);
     lfpool_handle h;
-    lfpool_ticket *t1, *t2;
-    cr_assert_eq(lfpool_get_async(l, (void *)1, &h, &t1), EINPROGRESS);
+    lfpool_ticket *t2;
+    sleeper_then_ticket(l, &s, &th, &h);
     /* the last object got: its return hint is this thread's for sure */
     cr_assert_eq(lfpool_ret(P, held[n - 1]), 0); /* to the sleeper, the head */
     /* pushed into this CPU's cache instead, the object would be this
@@ -550,18 +564,7 @@ Test(loop, a_ticket_is_not_served_before_a_waiting_sleeper_with_caches)
                  "the returning thread took back the object the waiting sleeper was handed");
     int r = lfpool_get_async(l, (void *)2, &h, &t2);
     cr_assert_eq(r, EINPROGRESS, "a new get_async took the object the waiting sleeper was granted");
-    lfpool_loop_event ev;
-    for (int k = 0; k < 2; k++) {
-        take_events(l, &ev, 1);
-        cr_assert_eq(ev.err, 0);
-        order_add(&s, (int)(intptr_t)ev.udata);
-        cr_assert_eq(lfpool_ret_handle(P, &ev.h), 0);
-    }
-    pthread_join(th, NULL);
-    cr_assert_eq(norder, 3);
-    cr_assert_eq(order[0], 100, "the sleeper queued first is served first");
-    cr_assert_eq(order[1], 1);
-    cr_assert_eq(order[2], 2);
+    tickets_after_sleeper(l, &s, th);
     for (size_t i = 0; i + 1 < n; i++)
         cr_assert_eq(lfpool_ret(P, held[i]), 0);
     lfpool_loop_free(l);

@@ -119,83 +119,39 @@ static int lfh_put(void *self, void *obj)
     return r;
 }
 
-const struct bench_peer bench_peer_lfpool_h = {
-    .name = "lfpool-h",
-    .desc = "this project through handles (lfpool_get_handle/lfpool_ret_handle)",
-    .can_wait = true,
-    .open = lf_open,
-    .get = lfh_get,
-    .put = lfh_put,
-    .close = lf_close,
-    .thread_init = NULL,
-    .thread_fini = NULL,
-    .supports = NULL,
-};
+/* The peers of this file differ in name, open (the configuration) and, for
+ * lfpool-h, get and put; the rest is the same. */
+#define LF_PEER(NAME, DESC, OPEN, GET, PUT)                                   \
+    {                                                                         \
+        .name = NAME, .desc = DESC, .can_wait = true, .open = OPEN, .get = GET, \
+        .put = PUT, .close = lf_close, .thread_init = NULL, .thread_fini = NULL, \
+        .supports = NULL,                                                     \
+    }
 
-const struct bench_peer bench_peer_lfpool = {
-    .name = "lfpool",
-    .desc = "this project: lock-free hot path (lfpool_get/lfpool_ret)",
-    .can_wait = true,
-    .open = lf_open,
-    .get = lf_get,
-    .put = lf_put,
-    .close = lf_close,
-    .thread_init = NULL,
-    .thread_fini = NULL,
-    .supports = NULL,
-};
+const struct bench_peer bench_peer_lfpool_h =
+    LF_PEER("lfpool-h", "this project through handles (lfpool_get_handle/lfpool_ret_handle)",
+            lf_open, lfh_get, lfh_put);
 
-const struct bench_peer bench_peer_lfpool_hold = {
-    .name = "lfpool-hold",
-    .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.hold_histogram on",
-    .can_wait = true,
-    .open = lf_open_hold,
-    .get = lf_get,
-    .put = lf_put,
-    .close = lf_close,
-    .thread_init = NULL,
-    .thread_fini = NULL,
-    .supports = NULL,
-};
+const struct bench_peer bench_peer_lfpool =
+    LF_PEER("lfpool", "this project: lock-free hot path (lfpool_get/lfpool_ret)", lf_open, lf_get,
+            lf_put);
 
-const struct bench_peer bench_peer_lfpool_twin = {
-    .name = "lfpool-twin",
-    .desc = "lfpool again, the same configuration: the noise of a ratio to lfpool",
-    .can_wait = true,
-    .open = lf_open,
-    .get = lf_get,
-    .put = lf_put,
-    .close = lf_close,
-    .thread_init = NULL,
-    .thread_fini = NULL,
-    .supports = NULL,
-};
+const struct bench_peer bench_peer_lfpool_hold =
+    LF_PEER("lfpool-hold", "lfpool (lfpool_get/lfpool_ret) with cfg.hold_histogram on",
+            lf_open_hold, lf_get, lf_put);
 
-const struct bench_peer bench_peer_lfpool_strict = {
-    .name = "lfpool-strict",
-    .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = 0",
-    .can_wait = true,
-    .open = lf_open_strict,
-    .get = lf_get,
-    .put = lf_put,
-    .close = lf_close,
-    .thread_init = NULL,
-    .thread_fini = NULL,
-    .supports = NULL,
-};
+const struct bench_peer bench_peer_lfpool_twin =
+    LF_PEER("lfpool-twin", "lfpool again, the same configuration: the noise of a ratio to lfpool",
+            lf_open, lf_get, lf_put);
 
-const struct bench_peer bench_peer_lfpool_budget = {
-    .name = "lfpool-budget",
-    .desc = "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = LFPOOL_FENCES_BUDGET (the old default)",
-    .can_wait = true,
-    .open = lf_open_budget,
-    .get = lf_get,
-    .put = lf_put,
-    .close = lf_close,
-    .thread_init = NULL,
-    .thread_fini = NULL,
-    .supports = NULL,
-};
+const struct bench_peer bench_peer_lfpool_strict =
+    LF_PEER("lfpool-strict", "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = 0",
+            lf_open_strict, lf_get, lf_put);
+
+const struct bench_peer bench_peer_lfpool_budget =
+    LF_PEER("lfpool-budget",
+            "lfpool (lfpool_get/lfpool_ret) with cfg.max_fences = LFPOOL_FENCES_BUDGET (the old default)",
+            lf_open_budget, lf_get, lf_put);
 
 /* ---- the tight loops (peers.h): get then ret at once, nothing else */
 
