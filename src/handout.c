@@ -736,9 +736,9 @@ static inline __attribute__((always_inline)) uint32_t get_fast_claim(struct lfpo
  * decision of a pool without rounds (lfpool_avail_close_tick: the pool
  * must reopen even if no get ever takes the slow path again). */
 static __thread uint8_t closed_ticks __attribute__((tls_model("initial-exec")));
-/* get_miss's last steps: claim the popped record (word w, CACHED) and
- * hand it out */
-static inline __attribute__((always_inline)) int get_miss_out(lfpool *p, void **obj,
+/* The last steps of get_fast and get_miss: claim the popped record (word
+ * w, CACHED) and hand it out */
+static inline __attribute__((always_inline)) int get_hand_out(lfpool *p, void **obj,
                                                               lfpool_handle *h,
                                                               struct lfpool_rec *rec, uint32_t w,
                                                               const void *caller)
@@ -759,7 +759,7 @@ static LFPOOL_SLOW int get_miss_tick(lfpool *p, void **obj, lfpool_handle *h,
                                      struct lfpool_rec *rec, uint32_t w, const void *caller)
 {
     lfpool_avail_close_tick(p);
-    return get_miss_out(p, obj, h, rec, w, caller);
+    return get_hand_out(p, obj, h, rec, w, caller);
 }
 static inline __attribute__((always_inline)) int get_miss(lfpool *p, void **obj, lfpool_handle *h,
                                                           double timeout, const void *caller)
@@ -778,7 +778,7 @@ static inline __attribute__((always_inline)) int get_miss(lfpool *p, void **obj,
         return get_bad(p, obj, h, timeout, rec, w, caller);
     if (lfpool_unlikely((++closed_ticks & 63) == 0))
         return get_miss_tick(p, obj, h, rec, w, caller);
-    return get_miss_out(p, obj, h, rec, w, caller);
+    return get_hand_out(p, obj, h, rec, w, caller);
 }
 /* get_rest's arguments in get_rest's registers: get_fast's tail call to
  * either is the same instructions */
@@ -821,15 +821,7 @@ static inline __attribute__((always_inline)) int get_fast(lfpool *p, void **obj,
         if (lfpool_unlikely(!rec_st_cached_fast(w)))
             return h ? get_bad_handle(p, h, timeout, rec, w, caller)
                      : get_bad(p, obj, NULL, timeout, rec, w, caller);
-        w = get_fast_claim(p, rec, w, caller);
-        void *o = rec->obj;
-        if (h) {
-            handle_set(p, h, o, rec, w);
-        } else {
-            hint_set(p, o, rec, w);
-            *obj = o;
-        }
-        return 0;
+        return get_hand_out(p, obj, h, rec, w, caller);
     }
     return h ? get_rest_handle(p, h, timeout, caller) : get_rest(p, obj, NULL, timeout, caller);
 miss:
