@@ -102,6 +102,23 @@ static inline void tctx_free_objs(struct tctx *t)
     atomic_store(&t->nobjs, 0);
 }
 
+/* Pin the calling thread to CPU `cpu` (false: not allowed there), and
+ * whether this process may run on CPUs 0 and 1: the tests that put
+ * objects into a chosen CPU's cache (unit_cache, unit_fence) */
+static inline bool tpin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+static inline bool ttwo_cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_ISSET(0, &set) &&
+           CPU_ISSET(1, &set);
+}
+
 /* Get n objects without waiting, then return them all (they end up
  * available, in the caller's CPU cache where there is one).  0, or the
  * first failing return code. */

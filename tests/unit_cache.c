@@ -10,22 +10,6 @@
 
 LFPOOL_TEST_FIXTURE(cache, (void)0);
 
-
-static bool pin(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
-}
-
-static bool two_cpus(void)
-{
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_ISSET(0, &set) &&
-           CPU_ISSET(1, &set);
-}
-
 Test(cache, on_where_rseq_is_and_sized_by_max_size)
 {
     unsigned ncpu = (unsigned)get_nprocs_conf();
@@ -66,7 +50,7 @@ struct xcpu {
 static void *get_all(void *arg)
 {
     struct xcpu *x = arg;
-    if (!pin(x->cpu))
+    if (!tpin(x->cpu))
         x->rc = -1;
     for (int i = 0; i < x->n && !x->rc; i++)
         x->rc = lfpool_get(x->p, &x->objs[i], 0);
@@ -76,7 +60,7 @@ static void *get_all(void *arg)
 static void *ret_all(void *arg)
 {
     struct xcpu *x = arg;
-    if (!pin(x->cpu))
+    if (!tpin(x->cpu))
         x->rc = -1;
     for (int i = 0; i < x->n && !x->rc; i++)
         x->rc = lfpool_ret(x->p, x->objs[i]);
@@ -95,7 +79,7 @@ static void run_on(void *(*fn)(void *), struct xcpu *x)
  * (a flush) rather than create new ones. */
 Test(cache, get_on_another_cpu_takes_cached_objects)
 {
-    if (!two_cpus())
+    if (!ttwo_cpus())
         cr_skip_test("needs CPUs 0 and 1");
     cr_assert_eq(lfpool_new(&P, &C), 0);
     struct xcpu x = {.p = P, .cpu = 0, .n = 8};
@@ -179,7 +163,7 @@ struct handoff {
 static void *waiter(void *arg)
 {
     struct handoff *h = arg;
-    pin(1);
+    tpin(1);
     while (!atomic_load(&h->stop)) {
         int ph = atomic_load(&h->phase);
         if (ph % 2 == 0) {
@@ -203,7 +187,7 @@ static void *waiter(void *arg)
 
 Test(cache, waiter_on_another_cpu_never_misses_a_cached_return, .timeout = 120)
 {
-    if (!two_cpus())
+    if (!ttwo_cpus())
         cr_skip_test("needs CPUs 0 and 1");
     C.max_size = 4 * (size_t)get_nprocs_conf(); /* 2 records per cache */
     C.retter = NULL;                             /* the hinted fast ret */
@@ -211,7 +195,7 @@ Test(cache, waiter_on_another_cpu_never_misses_a_cached_return, .timeout = 120)
     cr_assert_eq(lfpool_new(&P, &C), 0);
     struct handoff h = {.p = P};
     pthread_t w;
-    cr_assert(pin(0));
+    cr_assert(tpin(0));
     pthread_create(&w, NULL, waiter, &h);
     size_t n = C.max_size;
     void *o[64];
@@ -253,7 +237,7 @@ struct pingpong {
 static void *producer(void *arg)
 {
     struct pingpong *pp = arg;
-    pin(0);
+    tpin(0);
     while (!atomic_load(&pp->stop)) {
         void *o = atomic_exchange(&pp->box, NULL);
         if (!o) {
@@ -269,7 +253,7 @@ static void *producer(void *arg)
 
 Test(cache, consumer_on_another_cpu_does_not_flush_per_object, .timeout = 120)
 {
-    if (!two_cpus())
+    if (!ttwo_cpus())
         cr_skip_test("needs CPUs 0 and 1");
     C.min_size = 0;
     C.getter = NULL;
@@ -278,7 +262,7 @@ Test(cache, consumer_on_another_cpu_does_not_flush_per_object, .timeout = 120)
     cr_assert_eq(lfpool_new(&P, &C), 0);
     struct pingpong pp = {.p = P};
     pthread_t t;
-    cr_assert(pin(1));
+    cr_assert(tpin(1));
     pthread_create(&t, NULL, producer, &pp);
     enum { N = 2000 };
     for (int i = 0; i < N; i++) {

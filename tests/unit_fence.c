@@ -668,28 +668,13 @@ Test(fence, budget_reopens_each_window_clock)
 /* ---- CAS mode: closed caches stay in use by their CPU's threads (locked
  * commits), and a get that must see every record takes from any of them
  * under its lock, with no fence (cache.c).  Threads are pinned to two
- * CPUs to put objects in a chosen cache. */
-
-static bool pin(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
-}
-
-static bool two_cpus(void)
-{
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_ISSET(0, &set) &&
-           CPU_ISSET(1, &set);
-}
+ * CPUs to put objects in a chosen cache (tpin, helpers.h). */
 
 /* A pool closed by a miss on CPU 0, its objects returned there (into CPU
  * 0's closed cache, the rest into the shared stack). */
 static void close_on_cpu0(void **o, size_t n)
 {
-    cr_assert(pin(0));
+    cr_assert(tpin(0));
     void *x;
     take_all(o, n);
     cr_assert_eq(lfpool_get(P, &x, 0), EAGAIN); /* closes the caches: one fence */
@@ -706,7 +691,7 @@ struct other {
 static void *other_cpu_takes_all(void *arg)
 {
     struct other *t = arg;
-    cr_assert(pin(1));
+    cr_assert(tpin(1));
     void *x;
     while (t->got < 64 && lfpool_get(P, &t->o[t->got], 0) == 0)
         t->got++;
@@ -727,7 +712,7 @@ static void other_cpu_sees_every_object(bool fast)
     if (fast)
         C.clock = NULL; /* delay 1000: rounds only by lfpool_housekeep */
     cr_assert_eq(lfpool_new(&P, &C), 0);
-    if (!tstats(P).cpu_cache || !two_cpus())
+    if (!tstats(P).cpu_cache || !ttwo_cpus())
         skip_without_caches();
     void *o[64];
     uint64_t f0 = fences();
@@ -760,7 +745,7 @@ Test(fence, cas_mode_other_cpu_sees_every_object_slow)
 static void *wait_on_cpu1(void *arg)
 {
     struct tburst *b = arg;
-    cr_assert(pin(1));
+    cr_assert(tpin(1));
     return tburst_get(b);
 }
 
@@ -770,7 +755,7 @@ Test(fence, cas_mode_waiter_woken_from_a_closed_cache, .timeout = 60)
     C.max_size = n;
     C.clock = NULL; /* the fast paths */
     cr_assert_eq(lfpool_new(&P, &C), 0);
-    if (!tstats(P).cpu_cache || !two_cpus())
+    if (!tstats(P).cpu_cache || !ttwo_cpus())
         skip_without_caches();
     void *o[64];
     close_on_cpu0(o, n);
