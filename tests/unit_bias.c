@@ -20,6 +20,20 @@ LFPOOL_TEST_FIXTURE(bias, (C.getter = NULL, C.retter = NULL, C.clock = NULL, C.d
 #endif
 #endif
 
+/* After returns from other threads: the stretch they ended is fenced, one
+ * fence for all of them; the round that saw them keeps it fenced, the next
+ * quiet one restores biased returns. */
+static void stretch_fenced_once_then_restored(void)
+{
+    struct lfpool_stats s = tstats(P);
+    cr_assert(!s.ret_biased);
+    cr_assert_eq(s.nbias_fences, 1, "one fence per stretch");
+    cr_assert_eq(lfpool_housekeep(P), 0);
+    cr_assert(!tstats(P).ret_biased, "returns from other threads in the last round");
+    cr_assert_eq(lfpool_housekeep(P), 0);
+    cr_assert(tstats(P).ret_biased, "a quiet round restores biased returns");
+}
+
 /* Biased returns are possible here: rseq (trseq_here), and not
  * ThreadSanitizer (which cannot see their commit store). */
 static bool bias_here(void)
@@ -102,15 +116,7 @@ Test(bias, another_threads_return_fences_once_quiet_rounds_restore)
         cr_assert_eq(in_thread(ret_other, &x), 0);
     }
     cr_assert_eq(tget_ret_n(P, o, 1), 0);
-    s = tstats(P);
-    cr_assert(!s.ret_biased);
-    cr_assert_eq(s.nbias_fences, 1, "one fence per stretch");
-
-    /* the round that saw them keeps it fenced; the next quiet one restores */
-    cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(!tstats(P).ret_biased, "returns from other threads in the last round");
-    cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(tstats(P).ret_biased, "a quiet round restores biased returns");
+    stretch_fenced_once_then_restored();
 
     /* a second return of a returned object is refused without a fence */
     cr_assert_eq(in_thread(ret_other, &x), ENOENT);
@@ -160,14 +166,7 @@ Test(bias, handles_are_owned_by_their_getter)
         cr_assert_eq(lfpool_get_handle(P, &h, 0), 0);
         cr_assert_eq(lfpool_ret_handle(P, &h), 0);
     }
-    s = tstats(P);
-    cr_assert(!s.ret_biased);
-    cr_assert_eq(s.nbias_fences, 1, "one fence per stretch");
-
-    cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(!tstats(P).ret_biased, "returns from other threads in the last round");
-    cr_assert_eq(lfpool_housekeep(P), 0);
-    cr_assert(tstats(P).ret_biased, "a quiet round restores biased returns");
+    stretch_fenced_once_then_restored();
 
     /* a stale copy, from another thread or the owner, is refused without
      * a fence, and leaves the current hand-out of its record alone */
