@@ -3,8 +3,8 @@
  * life of the per-CPU hold copies, and naming a get's call site.
  *
  * Owns: allocation and release of struct lfpool_obs's per-CPU copies, the
- * summing reader (with the records' bucket 0 of the hold histogram, and
- * the bracket of their deletions).  Invariant: a reader only loads (relaxed): it never
+ * summing reader (with the records' bucket 0 of the hold histogram, read
+ * through meta.c's bracket of deletions).  Invariant: a reader only loads (relaxed): it never
  * writes a copy, so recording (histogram.h) needs no coordination with it;
  * total is the sum of the counts it read, so total == sum of count[] in
  * every snapshot even under load.
@@ -47,8 +47,7 @@ void lfpool_obs_fork_reset(struct lfpool *p)
     o->ntimeouts = 0;
     if (o->hold)
         memset(o->hold, 0, (o->nhold + 1) * sizeof *o->hold);
-    /* the child's table starts empty (meta.c), and a deletion a parent
-     * thread had begun will never be done here */
+    /* the child's table starts empty (meta.c): no record's bucket 0 */
     atomic_store_explicit(&o->hold_zero_gone, 0, memory_order_relaxed);
     atomic_store_explicit(&o->hold_zero_seen, 0, memory_order_relaxed);
     o->hold_pcpu = p->pcpu;
