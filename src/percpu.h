@@ -120,7 +120,7 @@ static inline uint32_t lfpool_pcpu_cpu(void)
 
 /* The descriptor of one critical section [1, 2) with abort handler 4, and
  * the store of its address into rseq->rseq_cs (offset 8). */
-#define LFPOOL_RSEQ_START                          \
+#define LFPOOL_RSEQ_START_VIA(R)                   \
     ".pushsection __rseq_cs, \"aw\"\n\t"          \
     ".balign 32\n\t"                              \
     "3:\n\t"                                      \
@@ -128,8 +128,11 @@ static inline uint32_t lfpool_pcpu_cpu(void)
     ".quad 1f, (2f - 1f), 4f\n\t"                 \
     ".popsection\n\t"                             \
     "1:\n\t"                                      \
-    "leaq 3b(%%rip), %[st]\n\t"                   \
-    "movq %[st], %%fs:8(%[off])\n\t"
+    "leaq 3b(%%rip), %[" R "]\n\t"                \
+    "movq %[" R "], %%fs:8(%[off])\n\t"
+/* the descriptor's address made in the asm operand named R (a scratch
+ * register): %[st] for most sections */
+#define LFPOOL_RSEQ_START LFPOOL_RSEQ_START_VIA("st")
 /* A cache's section: then it checks rseq->cpu_id (offset 4) against the
  * CPU the caller chose its cache by (another CPU: restart), and the cache's
  * lock (held or closed: fail).  The sections are `asm goto`: failure and
@@ -200,36 +203,6 @@ static inline int lfpool_pcpu_pop(struct lfpool_cache *c, uint32_t cpu, struct l
     return lfpool_pcpu_pop_at(lfpool_pcpu_off(), c, cpu, out);
 }
 
-/* lfpool_pcpu_pop_at for the get fast path (handout.c): the popped record
- * is an output only (no NULL to load first), valid on the fall-through
- * path, which is the only one that reads it; the jump paths go to code
- * that never merges with it (the slow path's call, the restart). */
-static inline __attribute__((always_inline)) int lfpool_pcpu_pop_fast_at(long off,
-                                                                         struct lfpool_cache *c,
-                                                                         uint32_t cpu,
-                                                                         struct lfpool_rec **out)
-{
-    unsigned long st;
-    struct lfpool_rec *v;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
-                              "movl (%[c]), %k[st]\n\t"
-                              "subl $1, %k[st]\n\t"
-                              "jb %l[fail]\n\t"
-                              "movq 16(%[c], %[st], 8), %[v]\n\t"
-                              "movl %k[st], (%[c])\n\t" /* commit */
-                              LFPOOL_RSEQ_LEAVE
-                              : [st] "=&r"(st), [v] "=&r"(v)
-                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c)
-                              : "memory", "cc"
-                              : fail, retry);
-    *out = v;
-    return LFPOOL_PCPU_OK;
-fail:
-    return LFPOOL_PCPU_FAIL;
-retry:
-    return LFPOOL_PCPU_RETRY;
-}
-
 /* Push `rec` onto `c`, the cache of CPU `cpu`, holding at most `cap`
  * (<= LFPOOL_CACHE_SLOTS) records; `off`: lfpool_pcpu_off(). */
 static inline int lfpool_pcpu_push_at(long off, struct lfpool_cache *c, uint32_t cpu, uint32_t cap,
@@ -273,24 +246,18 @@ static inline int lfpool_pcpu_push(struct lfpool_cache *c, uint32_t cpu, uint32_
  * (cache.c): no bound check, as before.  %[c] is scratch: the descriptor's
  * address, then the cache's. */
 #define LFPOOL_RSEQ_ENTER_HERE                     \
-    ".pushsection __rseq_cs, \"aw\"\n\t"          \
-    ".balign 32\n\t"                              \
-    "3:\n\t"                                      \
-    ".long 0x0, 0x0\n\t"                          \
-    ".quad 1f, (2f - 1f), 4f\n\t"                 \
-    ".popsection\n\t"                             \
-    "1:\n\t"                                      \
-    "leaq 3b(%%rip), %[c]\n\t"                    \
-    "movq %[c], %%fs:8(%[off])\n\t"               \
+    LFPOOL_RSEQ_START_VIA("c")                    \
     "movl %%fs:4(%[off]), %k[c]\n\t"              \
     "shlq $9, %[c]\n\t"                           \
     "addq %[caches], %[c]\n\t"                    \
     "cmpl $0, 4(%[c])\n\t"                        \
     "jnz %l[fail]\n\t"
 
-/* lfpool_pcpu_pop_fast_at on the cache of the CPU the section runs on
+/* Pop the top record of the cache of the CPU the section runs on
  * (LFPOOL_RSEQ_ENTER_HERE), `caches` the array of every CPU's (the get
- * fast path, handout.c). */
+ * fast path, handout.c).  The popped record is an output only (no NULL to
+ * load first), valid on the fall-through path, which is the only one that
+ * reads it; the jump paths go to code that never merges with it. */
 static inline __attribute__((always_inline)) int lfpool_pcpu_pop_here_at(long off,
                                                                          struct lfpool_cache *const *caches,
                                                                          struct lfpool_rec **out)
@@ -523,7 +490,7 @@ retry:
 
 /* lfpool_pcpu_pop_closed_at for the get's CAS-mode path (handout.c): the
  * record is an output, valid on the fall-through path only (as
- * lfpool_pcpu_pop_fast_at's). */
+ * lfpool_pcpu_pop_here_at's). */
 static inline __attribute__((always_inline)) int lfpool_pcpu_pop_closed_fast_at(
     long off, struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
