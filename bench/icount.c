@@ -11,6 +11,8 @@
  *   MODE: ptr (lfpool_get + lfpool_ret), handle (lfpool_get_handle +
  *   lfpool_ret_handle), bulk (lfpool_get_bulk + lfpool_ret_bulk of 32),
  *   dpdk, dpdk-bulk (when built with DPDK: rte_mempool get/put, 32);
+ *   floor-bulk (the bulk pair's per-object bookkeeping alone on lfpool's
+ *   record type, no pool: bench/peers/floor.c, a lower bound for bulk);
  *   ptr-hold, handle-hold: ptr and handle with cfg.hold_histogram on (the
  *   recording's cost: such a pool has a housekeeper thread, whose
  *   instructions callgrind does not count here, outside measure_loop).
@@ -95,7 +97,7 @@ static int fake_rseq(void)
 #endif
 }
 
-enum mode { M_PTR, M_HANDLE, M_BULK, M_DPDK, M_DPDK_BULK };
+enum mode { M_PTR, M_HANDLE, M_BULK, M_DPDK, M_DPDK_BULK, M_FLOOR_BULK };
 static bool hold;   /* ptr-hold, handle-hold: cfg.hold_histogram */
 static bool closed; /* ptr-closed, handle-closed: CAS mode */
 #define CLOSED_STRETCH 10000
@@ -144,6 +146,9 @@ __attribute__((noinline)) void measure_loop(enum mode m, long n)
     case M_DPDK_BULK:
         errors |= tight_named("dpdk-bulk32")->loop(dp, (uint64_t)n);
         break;
+    case M_FLOOR_BULK:
+        errors |= tight_named("floor-bulk32")->loop(dp, (uint64_t)n);
+        break;
     }
 }
 
@@ -168,7 +173,7 @@ static void miss(void)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: icount ptr|handle|bulk|dpdk|dpdk-bulk|ptr-hold|handle-hold|"
+        fprintf(stderr, "usage: icount ptr|handle|bulk|dpdk|dpdk-bulk|floor-bulk|ptr-hold|handle-hold|"
                         "ptr-closed|handle-closed N [--fake-rseq]\n");
         return 2;
     }
@@ -183,6 +188,8 @@ int main(int argc, char **argv)
         m = M_DPDK;
     else if (!strcmp(argv[1], "dpdk-bulk"))
         m = M_DPDK_BULK;
+    else if (!strcmp(argv[1], "floor-bulk"))
+        m = M_FLOOR_BULK;
     else if (!strcmp(argv[1], "ptr-hold"))
         m = M_PTR, hold = true;
     else if (!strcmp(argv[1], "handle-hold"))
@@ -197,13 +204,14 @@ int main(int argc, char **argv)
     bool fake = argc > 3 && !strcmp(argv[3], "--fake-rseq");
     if (fake && fake_rseq() != 0)
         return 2;
-    if (m == M_DPDK || m == M_DPDK_BULK) {
-        const struct bench_peer *peer = bench_peer_find("dpdk");
-        if (!peer) {
+    if (m == M_DPDK || m == M_DPDK_BULK || m == M_FLOOR_BULK) {
+        const struct bench_tight *t = tight_named(m == M_FLOOR_BULK ? "floor-bulk32" : "dpdk");
+        if (!t) {
             fprintf(stderr, "icount: built without DPDK\n");
             return 3;
         }
-        if (peer->open(&dp, 64, 64) != 0 || peer->thread_init(dp) != 0)
+        const struct bench_peer *peer = t->peer;
+        if (peer->open(&dp, 64, 64) != 0 || (peer->thread_init && peer->thread_init(dp) != 0))
             return 3;
         measure_loop(m, 1000); /* warm */
         measure_loop(m, n);

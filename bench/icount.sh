@@ -22,6 +22,9 @@
 # unless the pool then really uses its per-CPU caches.  The DPDK rows run
 # DPDK's rte_mempool_get/put (cache 42 of 64) and get_bulk/put_bulk of 32
 # in the peer's loop (bench/peers/peer_dpdk.c), same shape, no fake needed.
+# floor-bulk: the bulk pair's per-object bookkeeping alone, on lfpool's
+# record type with no pool around it (bench/peers/floor.c): a lower bound
+# for the bulk row.
 # ptr-closed, handle-closed: the same loops on a pool whose caches a miss
 # closed (max_fences 0: CAS mode, DESIGN §4); icount exits 3 unless the
 # stats say they were closed once and still are.
@@ -43,11 +46,11 @@ incl() {
 }
 
 printf '%-13s %8s %8s %8s  %s\n' loop pair get ret path
-for mode in ptr handle bulk dpdk dpdk-bulk ptr-hold handle-hold ptr-closed handle-closed; do
+for mode in ptr handle bulk dpdk dpdk-bulk floor-bulk ptr-hold handle-hold ptr-closed handle-closed; do
     per=1
-    case $mode in bulk | dpdk-bulk) per=32 ;; esac
+    case $mode in bulk | dpdk-bulk | floor-bulk) per=32 ;; esac
     fake=--fake-rseq
-    case $mode in dpdk*) fake= ;; esac
+    case $mode in dpdk* | floor*) fake= ;; esac
     out=$tmp/cg.$mode
     if ! valgrind --tool=callgrind --toggle-collect=measure_loop --callgrind-out-file="$out" \
         "$ICOUNT" "$mode" "$N" $fake >"$tmp/stdout" 2>"$tmp/stderr"; then

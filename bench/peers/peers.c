@@ -40,7 +40,8 @@ const struct bench_peer *const bench_peers[] = {
     NULL,
 };
 
-extern const struct bench_tight bench_tight_lfpool, bench_tight_lfpool_h, bench_tight_lfpool_bulk;
+extern const struct bench_tight bench_tight_lfpool, bench_tight_lfpool_h, bench_tight_lfpool_bulk,
+    bench_tight_floor_bulk;
 #ifdef BENCH_HAVE_DPDK
 extern const struct bench_tight bench_tight_dpdk, bench_tight_dpdk_bulk;
 #endif
@@ -53,6 +54,7 @@ const struct bench_tight *const bench_tights[] = {
     &bench_tight_dpdk,
     &bench_tight_dpdk_bulk,
 #endif
+    &bench_tight_floor_bulk,
     NULL,
 };
 
