@@ -26,6 +26,11 @@
  * own length, the run copies, and the call overhead of the library (the
  * two functions here are not inlined into the loop either).
  *
+ * "floor-state32" is the same loop without the usage record's fields
+ * (last_get, the call site, uses, last_ret): the state word (the double
+ * return check) and the handle only, i.e. what dropping the bookkeeping
+ * the issue asks to keep would leave.
+ *
  * One thread only, as the tight loop runs it: the "cache" is a plain
  * array owned by that thread.
  *
@@ -115,10 +120,12 @@ static const struct bench_peer floor_peer = {
     .close = floor_close,
 };
 
-/* The bulk get's per-object work over the top n of the cache. */
-static __attribute__((noinline)) int floor_get_bulk(struct floor *f, lfpool_handle *hs, uint32_t n)
+/* The bulk get's per-object work over the top n of the cache; `stamps`
+ * false leaves out the usage record's fields (last_get, the call site,
+ * uses), keeping the state word and the handle. */
+static inline __attribute__((always_inline)) int
+floor_get_run(struct floor *f, lfpool_handle *hs, uint32_t n, const void *caller, bool stamps)
 {
-    const void *caller = __builtin_return_address(0); /* as lfpool_get_bulk */
     if (f->len < n)
         return EAGAIN;
     struct lfpool_rec **r = &f->cache[f->len - n];
@@ -130,9 +137,11 @@ static __attribute__((noinline)) int floor_get_bulk(struct floor *f, lfpool_hand
         if (__builtin_expect(!rec_st_cached_fast(w), 0))
             return EPROTO;
         uint32_t out = w + ((1u << 4) + REC_OUT - REC_CACHED);
-        rec_stamp_get(rec, stamp);
+        if (stamps)
+            rec_stamp_get(rec, stamp);
         atomic_store_explicit(&rec->state, out, memory_order_release);
-        rec_count_use(rec);
+        if (stamps)
+            rec_count_use(rec);
         lfpool_handle *h = &hs[i];
         __atomic_store_n(&h->obj, rec->obj, __ATOMIC_RELAXED);
         __atomic_store_n(&h->priv_rec, (void *)rec, __ATOMIC_RELAXED);
@@ -144,9 +153,10 @@ static __attribute__((noinline)) int floor_get_bulk(struct floor *f, lfpool_hand
     return 0;
 }
 
-/* The bulk ret's per-object work, the records pushed back on the cache. */
-static __attribute__((noinline)) int floor_ret_bulk(struct floor *f, const lfpool_handle *hs,
-                                                    uint32_t n)
+/* The bulk ret's per-object work, the records pushed back on the cache
+ * (`stamps` false: without last_ret). */
+static inline __attribute__((always_inline)) int
+floor_ret_run(struct floor *f, const lfpool_handle *hs, uint32_t n, bool stamps)
 {
     struct lfpool_rec **slot = &f->cache[f->len];
     uint64_t mine = f->owned_id, stamp = lfpool_dbits(f->now);
@@ -159,12 +169,34 @@ static __attribute__((noinline)) int floor_ret_bulk(struct floor *f, const lfpoo
             return EINVAL;
         if (__builtin_expect(atomic_load_explicit(&rec->state, memory_order_relaxed) != word, 0))
             return EINVAL;
-        __atomic_store_n((uint64_t *)&rec->last_ret, stamp, __ATOMIC_RELAXED);
+        if (stamps)
+            __atomic_store_n((uint64_t *)&rec->last_ret, stamp, __ATOMIC_RELAXED);
         atomic_store_explicit(&rec->state, word + (REC_CACHED - REC_OUT), memory_order_release);
         slot[i] = rec;
     }
     f->len += n;
     return 0;
+}
+
+/* The calls, not inlined into the loop (as the library's are not). */
+static __attribute__((noinline)) int floor_get_bulk(struct floor *f, lfpool_handle *hs, uint32_t n)
+{
+    return floor_get_run(f, hs, n, __builtin_return_address(0), true);
+}
+static __attribute__((noinline)) int floor_ret_bulk(struct floor *f, const lfpool_handle *hs,
+                                                    uint32_t n)
+{
+    return floor_ret_run(f, hs, n, true);
+}
+static __attribute__((noinline)) int floor_get_bulk_state(struct floor *f, lfpool_handle *hs,
+                                                          uint32_t n)
+{
+    return floor_get_run(f, hs, n, NULL, false);
+}
+static __attribute__((noinline)) int floor_ret_bulk_state(struct floor *f, const lfpool_handle *hs,
+                                                          uint32_t n)
+{
+    return floor_ret_run(f, hs, n, false);
 }
 
 static int floor_tight(void *self, uint64_t iters)
@@ -181,10 +213,31 @@ static int floor_tight(void *self, uint64_t iters)
     return err;
 }
 
+static int floor_state_tight(void *self, uint64_t iters)
+{
+    struct floor *f = self;
+    lfpool_handle hs[FLOOR_BULK];
+    int err = 0;
+    for (uint64_t i = 0; i < iters; i++) {
+        int r = floor_get_bulk_state(f, hs, FLOOR_BULK);
+        if (r)
+            return r;
+        err |= floor_ret_bulk_state(f, hs, FLOOR_BULK);
+    }
+    return err;
+}
+
 const struct bench_tight bench_tight_floor_bulk = {
     .name = "floor-bulk32",
     .desc = "the bulk pair's bookkeeping alone, 32 (a bound)",
     .peer = &floor_peer,
     .per = FLOOR_BULK,
     .loop = floor_tight,
+};
+const struct bench_tight bench_tight_floor_state_bulk = {
+    .name = "floor-state32",
+    .desc = "the same, state word and handle only, 32",
+    .peer = &floor_peer,
+    .per = FLOOR_BULK,
+    .loop = floor_state_tight,
 };

@@ -41,7 +41,7 @@ const struct bench_peer *const bench_peers[] = {
 };
 
 extern const struct bench_tight bench_tight_lfpool, bench_tight_lfpool_h, bench_tight_lfpool_bulk,
-    bench_tight_floor_bulk;
+    bench_tight_floor_bulk, bench_tight_floor_state_bulk;
 #ifdef BENCH_HAVE_DPDK
 extern const struct bench_tight bench_tight_dpdk, bench_tight_dpdk_bulk;
 #endif
@@ -55,6 +55,7 @@ const struct bench_tight *const bench_tights[] = {
     &bench_tight_dpdk_bulk,
 #endif
     &bench_tight_floor_bulk,
+    &bench_tight_floor_state_bulk,
     NULL,
 };
 
