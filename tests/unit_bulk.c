@@ -425,8 +425,9 @@ Test(bulk, run_keeps_each_objects_uses)
     cr_assert_eq(s.nusing, 0);
 }
 
-/* Runs of every length mod 4 through this CPU's cache: the runs' copies
- * (percpu.h) move an odd first record alone, then a pair, then four a step.
+/* Runs of every length mod 8 through this CPU's cache: the runs' copies
+ * (percpu.h) move an odd first record alone, then a pair, then four, then
+ * eight a step (runs up to 20: every remainder mod 8, and two steps).
  * A bulk ret leaves each run on the cache, the next bulk get takes it back
  * (the whole pool: the set is exactly these objects): all distinct, every
  * one of the pool's, no creation, every use counted. */
