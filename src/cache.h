@@ -64,22 +64,49 @@ static inline __attribute__((always_inline)) struct lfpool_rec *lfpool_avail_pop
 
 /* Pop up to n (1 <= n <= LFPOOL_CACHE_BULK_SLOTS) records from this CPU's
  * cache into out[], in one rseq section (percpu.h); returns how many (0:
- * none, or no caches).  Each should be CACHED, the caller's, as after
- * lfpool_avail_pop_local.  `off`: lfpool_pcpu_off(). */
-static inline uint32_t lfpool_avail_pop_run(struct lfpool *p, struct lfpool_rec **out, uint32_t n,
-                                            long off)
+ * none).  Each should be CACHED, the caller's, as after
+ * lfpool_avail_pop_local.  p->pcpu: the caller knows (get's admission
+ * word, FAST_GET), and the section chooses the cache (no bound check, as
+ * lfpool_avail_pop_local_pcpu).  `off`: p->rseq_off. */
+static inline __attribute__((always_inline)) uint32_t
+lfpool_avail_pop_run_pcpu(struct lfpool *p, struct lfpool_rec **out, uint32_t n, long off)
 {
-    while (lfpool_likely(p->pcpu)) {
-        uint32_t cpu = lfpool_pcpu_cpu_at(off), got;
-        if (lfpool_unlikely(cpu >= p->ncaches))
-            break;
-        int r = lfpool_pcpu_pop_n_at(off, &p->caches[cpu], cpu, out, n, &got);
+    for (;;) {
+        uint32_t got;
+        int r = lfpool_pcpu_pop_n_here_at(off, &p->caches, out, n, &got);
         if (lfpool_likely(r == LFPOOL_PCPU_OK))
             return got;
         if (r == LFPOOL_PCPU_FAIL)
+            return 0;
+    }
+}
+
+/* lfpool_avail_put_run (cache.c) where the caller knows p->pcpu (ret's
+ * admission word, FAST_RET_INLINE: the bulk ret's inline path), 1 <= n <=
+ * LFPOOL_CACHE_BULK_SLOTS: the same steps - gift_wanted read before each
+ * attempt, one section (the cache chosen in it), *wake read after a push
+ * that put records, with no fence (cache.c) - with no CPU chosen before
+ * the section and no bound check (lfpool_avail_push_local_inline_at's). */
+static inline __attribute__((always_inline)) uint32_t
+lfpool_avail_put_run_pcpu(struct lfpool *p, struct lfpool_rec *const *run, uint32_t n, long off,
+                          bool *wake)
+{
+    uint32_t put = 0;
+    for (;;) {
+        if (lfpool_unlikely(lfpool_gate_gift_wanted(&p->gate)))
+            break;
+        int r = lfpool_pcpu_push_n_here_at(off, &p->caches, p->bulk_cap, run, n, &put);
+        if (lfpool_likely(r == LFPOOL_PCPU_OK))
+            break;
+        if (r == LFPOOL_PCPU_FAIL)
             break;
     }
-    return 0;
+    *wake = false;
+    if (lfpool_likely(put != 0)) {
+        atomic_signal_fence(memory_order_seq_cst);
+        *wake = lfpool_gate_has_waiters(&p->gate);
+    }
+    return put;
 }
 
 /* Make a record popped from a cache, whose state word `w` says CACHED, OUT

@@ -1756,8 +1756,10 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller,
 /* Up to n hand-outs from this CPU's cache in one rseq section (the run a
  * bulk ret left there, percpu.h), claimed as get's fast path claims one
  * (CACHED -> OUT, a new generation, last_get, a use, the call site) into
- * owned handles; returns how many.  FAST_GET (get_fast_ok): per-CPU
- * caches, no hook, no CLOSE-kill guard, no injected clock, no validation.
+ * owned handles; returns how many (1 <= n <= LFPOOL_CACHE_BULK_SLOTS).
+ * FAST_GET (get_fast_ok): per-CPU caches, no hook, no CLOSE-kill guard,
+ * no injected clock, no validation; the pop's section chooses this CPU's
+ * cache itself (lfpool_avail_pop_run_pcpu).
  *
  * Per record the loop is the bookkeeping and nothing else: everything
  * that is the same for the whole run - the clock read, the call site, the
@@ -1773,40 +1775,65 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller,
  * this thread before the caller's return, so none of these wider stores
  * meets a narrower load (the store-forwarding stall of issue 19 was a
  * vector store of two hint fields that ret reads back at once). */
-static size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller,
-                               uint32_t tag)
+/* bulk_take_cached_at's claim of one popped record into *h (then the next
+ * handle); a record not CACHED is left alone, as get leaves it */
+static inline __attribute__((always_inline)) void bulk_claim_one(struct lfpool *p,
+                                                                 struct lfpool_rec *rec,
+                                                                 lfpool_handle **hp,
+                                                                 struct rec_get_stamp stamp,
+                                                                 uint64_t pool, uint64_t owner)
+{
+    uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
+    if (lfpool_unlikely(!rec_st_cached_fast(w))) {
+        lfpool_avail_bad_state(p, rec, w);
+        return;
+    }
+    /* lfpool_avail_claim_cached: the next generation, OUT (CACHED in the
+     * state bits: one add); last_get (and the call site) before the state,
+     * which publishes them */
+    uint32_t out = w + ((1u << 4) + REC_OUT - REC_CACHED);
+    lfpool_handle *h = *hp;
+    rec_stamp_get(rec, stamp);
+    atomic_store_explicit(&rec->state, out, memory_order_release);
+    rec_count_use(rec);
+    FIELD_SET(h->obj, rec->obj);
+    FIELD_SET(h->priv_rec, (void *)rec);
+    FIELD_SET(h->priv_pool, pool);
+    handle_set_word_owner(h, owner | out);
+    *hp = h + 1;
+}
+
+static inline __attribute__((always_inline)) size_t bulk_take_cached_at(struct lfpool *p,
+                                                                        lfpool_handle *hs,
+                                                                        uint32_t n,
+                                                                        const void *caller,
+                                                                        uint32_t tag)
 {
     struct lfpool_rec *run[LFPOOL_CACHE_BULK_SLOTS];
-    uint32_t k = lfpool_avail_pop_run(p, run, n < LFPOOL_CACHE_BULK_SLOTS ? (uint32_t)n
-                                                                         : LFPOOL_CACHE_BULK_SLOTS,
-                                      lfpool_pcpu_off());
+    uint32_t k = lfpool_avail_pop_run_pcpu(p, run, n, p->rseq_off);
     uint64_t pool = p->owned_id;
     uint64_t owner = (uint64_t)tag << 32;
     double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
     struct rec_get_stamp stamp = rec_get_stamp_make(now, caller);
     lfpool_handle *h = hs;
-    LFPOOL_UNROLL2
-    for (struct lfpool_rec **r = run, **end = run + k; r < end; r++) {
-        struct lfpool_rec *rec = *r;
-        uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
-        if (lfpool_unlikely(!rec_st_cached_fast(w))) {
-            lfpool_avail_bad_state(p, rec, w); /* left alone, as get leaves it */
-            continue;
-        }
-        /* lfpool_avail_claim_cached: the next generation, OUT (CACHED in
-         * the state bits: one add); last_get (and the call site) before
-         * the state, which publishes them */
-        uint32_t out = w + ((1u << 4) + REC_OUT - REC_CACHED);
-        rec_stamp_get(rec, stamp);
-        atomic_store_explicit(&rec->state, out, memory_order_release);
-        rec_count_use(rec);
-        FIELD_SET(h->obj, rec->obj);
-        FIELD_SET(h->priv_rec, (void *)rec);
-        FIELD_SET(h->priv_pool, pool);
-        handle_set_word_owner(h, owner | out);
-        h++;
+    struct lfpool_rec **r = run, **end = run + k;
+    /* two records a step (the loop's compare and branch halved), an odd
+     * first one alone: written out, no set-up for a remainder */
+    if (k & 1)
+        bulk_claim_one(p, *r++, &h, stamp, pool, owner);
+    for (; r < end; r += 2) {
+        bulk_claim_one(p, r[0], &h, stamp, pool, owner);
+        bulk_claim_one(p, r[1], &h, stamp, pool, owner);
     }
     return (size_t)(h - hs);
+}
+/* bulk_take_cached_at for a try (bulk_try): its own copy, out of line */
+static __attribute__((noinline)) size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs,
+                                                         size_t n, const void *caller, uint32_t tag)
+{
+    return bulk_take_cached_at(p, hs,
+                               n < LFPOOL_CACHE_BULK_SLOTS ? (uint32_t)n : LFPOOL_CACHE_BULK_SLOTS,
+                               caller, tag);
 }
 
 /* Give back one hand-out a try took: not a use, no retter, no observation.
@@ -1851,12 +1878,14 @@ static void bulk_undo(struct lfpool *p, const lfpool_handle *hs, size_t k)
 }
 
 /* One try: all n into hs, or none (what it took given back).  0, EAGAIN, or
- * a creation error. */
-static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller)
+ * a creation error.  `i`: hs[0, i) are already this try's (lfpool_get_bulk's
+ * fast path popped them), `popped`: that pop was made (even if it found
+ * nothing), so the try does not pop again. */
+static int bulk_try(struct lfpool *p, lfpool_handle *hs, size_t n, const void *caller, size_t i,
+                    bool popped)
 {
     uint32_t tag = owner_tag_get();
-    size_t i = 0;
-    if (lfpool_likely(get_fast_ok(p, 0)))
+    if (!popped && lfpool_likely(get_fast_ok(p, 0)))
         i = bulk_take_cached(p, hs, n, caller, tag);
     for (; i < n; i++) {
         int r = bulk_take_one(p, &hs[i], caller, tag);
@@ -1896,7 +1925,7 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
             r = ESHUTDOWN;
             break;
         }
-        r = bulk_try(p, hs, n, caller); /* a miss flushes: the look of a waiter */
+        r = bulk_try(p, hs, n, caller, 0, false); /* a miss flushes: the look of a waiter */
         if (r != EAGAIN || last)
             break;
         lfpool_abs_deadline(poll, &wake);
@@ -1921,37 +1950,36 @@ static int bulk_wait(struct lfpool *p, lfpool_handle *hs, size_t n, double timeo
     return r;
 }
 
-int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
+/* lfpool_get_bulk's refusals, out of line: logged, EINVAL */
+static LFPOOL_SLOW int get_bulk_invalid(lfpool *p, const lfpool_handle *hs, size_t n,
+                                        double timeout)
 {
-    if (!p || (!hs && n) || isnan(timeout) || (timeout < 0 && timeout != LFPOOL_DEFAULT)) {
-        if (!p)
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get_bulk: NULL pool");
-        else if (!hs && n)
-            lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: NULL handles");
-        else
-            lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: invalid timeout %g", timeout);
-        return EINVAL;
-    }
-    size_t max = lfpool_max_size(p); /* in force now (lfpool_set_size) */
-    size_t limit = max ? max : SIZE_MAX;
-    if (n > limit) { /* could not be satisfied at this size: refused at once */
-        lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: %zu objects from a pool of at most %zu", n,
-                   limit);
-        return EINVAL;
-    }
-    if (atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY) {
-        int r = lfpool_life_make_ready(p);
-        if (r)
-            return r;
-    }
-    if (atomic_load_explicit(&p->shutdown, memory_order_relaxed))
-        return ESHUTDOWN;
+    if (!p)
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_get_bulk: NULL pool");
+    else if (!hs && n)
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: NULL handles");
+    else
+        lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: invalid timeout %g", timeout);
+    return EINVAL;
+}
+static LFPOOL_SLOW int get_bulk_too_many(lfpool *p, size_t n, size_t limit)
+{
+    lfpool_log(p, LFPOOL_LOG_ERROR, "get_bulk: %zu objects from a pool of at most %zu", n, limit);
+    return EINVAL;
+}
+
+/* lfpool_get_bulk after its checks, unless its fast path took all n: the
+ * try (from hs[k] on: the fast path popped hs[0, k); `popped`, it made
+ * that pop), the wait, the getter hook. */
+static __attribute__((noinline)) int bulk_get_rest(lfpool *p, lfpool_handle *hs, size_t n,
+                                                   double timeout, const void *caller, size_t k,
+                                                   bool popped)
+{
     if (n == 0)
         return 0;
     if (timeout == LFPOOL_DEFAULT)
         timeout = p->cfg.timeout;
-    const void *caller = __builtin_return_address(0); /* the call site (obs) */
-    int r = bulk_try(p, hs, n, caller);
+    int r = bulk_try(p, hs, n, caller, k, popped);
     if (r == EAGAIN && timeout > 0)
         r = bulk_wait(p, hs, n, timeout, caller);
     if (r)
@@ -1962,21 +1990,80 @@ int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
     return 0;
 }
 
+/* The checks in their order - arguments, the size in force, the life
+ * word, shutdown - then the fast path: a run of n <= LFPOOL_CACHE_BULK_SLOTS
+ * from this CPU's cache (bulk_take_cached_at) when the admission word says
+ * FAST_GET (then no getter hook: fast_get) and this thread has its owner
+ * tag; all n there is the whole call.  Anything else (a run short of n, a
+ * larger n, no tag yet, no fast path, n == 0) is bulk_get_rest's, out of
+ * line, with what the run took. */
+int lfpool_get_bulk(lfpool *p, lfpool_handle *hs, size_t n, double timeout)
+{
+    /* timeout >= 0 (not NaN) or LFPOOL_DEFAULT */
+    if (lfpool_unlikely(!p || (!hs && n) || !get_timeout_ok(timeout)))
+        return get_bulk_invalid(p, hs, n, timeout);
+    size_t max = lfpool_max_size(p); /* in force now (lfpool_set_size) */
+    size_t limit = max ? max : SIZE_MAX;
+    if (lfpool_unlikely(n > limit)) /* could not be satisfied at this size: refused at once */
+        return get_bulk_too_many(p, n, limit);
+    if (lfpool_unlikely(atomic_load_explicit(&p->lp->life, memory_order_acquire) != LIFE_READY)) {
+        int r = lfpool_life_make_ready(p);
+        if (r)
+            return r;
+    }
+    if (lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        return ESHUTDOWN;
+    const void *caller = __builtin_return_address(0); /* the call site (obs) */
+    uint32_t tag = owner_tag; /* 0: none yet, bulk_try takes it */
+    if (lfpool_likely(n - 1 < LFPOOL_CACHE_BULK_SLOTS && tag != 0) &&
+        lfpool_likely(lfpool_fast_has(p, LFPOOL_FAST_GET))) {
+        size_t k = bulk_take_cached_at(p, hs, (uint32_t)n, caller, tag);
+        if (lfpool_likely(k == n))
+            return 0;
+        return bulk_get_rest(p, hs, n, timeout, caller, k, true);
+    }
+    return bulk_get_rest(p, hs, n, timeout, caller, 0, false);
+}
+
 /* Put a run of records that ret_fast_commit made CACHED (ours) into the
  * set: this CPU's cache, as many as fit (lfpool_avail_put_run, one rseq
  * section), then a waiter woken per record if any wait; the rest as a
  * single return's that misses its cache (ret_put_rest: the stack, runtime
- * control, the gate, the shutdown check). */
-static void ret_bulk_put(struct lfpool *p, struct lfpool_rec **run, uint32_t m, long off)
+ * control, the gate, the shutdown check).  ret_bulk_put_after: what
+ * follows the push (`put` of the m went in; `wake`, a waiter was seen
+ * after it). */
+static void ret_bulk_put_after(struct lfpool *p, struct lfpool_rec **run, uint32_t m,
+                               uint32_t put, bool wake)
 {
-    bool wake;
-    uint32_t put = lfpool_avail_put_run(p, run, m, off, &wake);
     for (uint32_t j = 0; lfpool_unlikely(wake) && j < put; j++)
         lfpool_gate_wake(&p->gate, false); /* returns at once when nobody is parked */
     for (uint32_t j = put; j < m; j++)
         ret_put_rest(p, run[j], LFPOOL_PUT_STACK);
     if (put == m && lfpool_unlikely(atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
         lfpool_close_available(p); /* raced with shutdown's drain */
+}
+static void ret_bulk_put(struct lfpool *p, struct lfpool_rec **run, uint32_t m, long off)
+{
+    bool wake;
+    uint32_t put = lfpool_avail_put_run(p, run, m, off, &wake);
+    ret_bulk_put_after(p, run, m, put, wake);
+}
+/* ret_bulk_put on the bulk ret's inline path (p->pcpu known, 1 <= m <=
+ * LFPOOL_CACHE_BULK_SLOTS): the same steps, the push's section choosing
+ * its cache (lfpool_avail_put_run_pcpu); the common end - all m in, no
+ * waiter, no shutdown (read after the push, as ret_bulk_put_after reads
+ * it) - inline, the rest ret_bulk_put_after's (which reads shutdown
+ * again: a later read). */
+static inline __attribute__((always_inline)) void ret_bulk_put_inline(struct lfpool *p,
+                                                                      struct lfpool_rec **run,
+                                                                      uint32_t m, long off)
+{
+    bool wake;
+    uint32_t put = lfpool_avail_put_run_pcpu(p, run, m, off, &wake);
+    if (lfpool_likely(put == m && !wake) &&
+        lfpool_likely(!atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        return;
+    ret_bulk_put_after(p, run, m, put, wake);
 }
 
 /* lfpool_ret_bulk when ret's fast path applies (ret_fast_ok): each hand-out
@@ -2016,10 +2103,11 @@ static LFPOOL_SLOW uint32_t ret_bulk_other(struct lfpool *p, const lfpool_handle
 
 /* The quick loop of ret_bulk_fast over handles [h, stop): the owner's
  * biased commit of each of its own hand-outs, the record appended to
- * run[m...]; anything else goes to ret_bulk_other.  Returns the run's
- * length.  `wear` is p->wear, a constant in each of the two copies the
- * caller makes: the commit's section is an asm with a memory clobber,
- * after which the compiler would load p->wear again for every handle.
+ * run[m...] (m: the run's length so far); anything else goes to
+ * ret_bulk_other.  Returns the run's length.  `wear` is p->wear, a
+ * constant in each of the two copies the caller makes: the commit's
+ * section is an asm with a memory clobber, after which the compiler would
+ * load p->wear again for every handle.
  *
  * Per handle: the quick checks (this pool's id | HANDLE_OWNED, our owner
  * tag, an object: a handle of our bulk get, its record set), then one
@@ -2031,12 +2119,13 @@ static LFPOOL_SLOW uint32_t ret_bulk_other(struct lfpool *p, const lfpool_handle
  * CACHED word of the same generation (DESIGN §4.2). */
 static inline __attribute__((always_inline)) uint32_t
 ret_bulk_quick(struct lfpool *p, const lfpool_handle *h, const lfpool_handle *stop,
-               struct lfpool_rec **run, long off, double now, uint32_t tag, bool wear, int *first)
+               struct lfpool_rec **run, uint32_t m, long off, double now, uint32_t tag, bool wear,
+               int *first)
 {
     const uint32_t *mode = (const uint32_t *)&p->bias_mode;
     uint64_t mine = p->owned_id;
     uint64_t stamp = lfpool_dbits(now);
-    struct lfpool_rec **r = run;
+    struct lfpool_rec **r = run + m;
     LFPOOL_UNROLL2
     for (; h < stop; h++) {
         struct lfpool_rec *rec = h->priv_rec;
@@ -2074,9 +2163,9 @@ static int ret_bulk_fast(struct lfpool *p, const lfpool_handle *hs, size_t n)
         const lfpool_handle *stop = end - h > LFPOOL_CACHE_BULK_SLOTS ? h + LFPOOL_CACHE_BULK_SLOTS : end;
         uint32_t m = 0;
         if (lfpool_likely(quick && !wear)) {
-            m = ret_bulk_quick(p, h, stop, run, off, now, tag, false, &first);
+            m = ret_bulk_quick(p, h, stop, run, 0, off, now, tag, false, &first);
         } else if (quick) {
-            m = ret_bulk_quick(p, h, stop, run, off, now, tag, true, &first);
+            m = ret_bulk_quick(p, h, stop, run, 0, off, now, tag, true, &first);
         } else {
             for (const lfpool_handle *g = h; g < stop; g++)
                 m = ret_bulk_other(p, g, run, m, off, now, &first);
@@ -2088,22 +2177,123 @@ static int ret_bulk_fast(struct lfpool *p, const lfpool_handle *hs, size_t n)
     return first;
 }
 
-int lfpool_ret_bulk(lfpool *p, const lfpool_handle *hs, size_t n)
+/* ret_bulk_quick's step for one handle h, no wear: ours (this pool's id |
+ * HANDLE_OWNED, our tag, an object) and ended by the biased commit (one
+ * section: the mode BIASED, the record's word still this hand-out's,
+ * last_ret, the commit of CACHED); then its record goes to *r.  False:
+ * not ended (nothing stored), for the caller's rest. */
+static inline __attribute__((always_inline)) bool
+ret_bulk_commit_owned(const lfpool_handle *h, struct lfpool_rec **r, uint64_t mine, uint32_t tag,
+                      const uint32_t *mode, long off, uint64_t stamp)
 {
-    if (!p || (!hs && n)) {
-        if (!p)
-            lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret_bulk: NULL pool");
-        else
-            lfpool_log(p, LFPOOL_LOG_ERROR, "ret_bulk: NULL handles");
-        return EINVAL;
+    struct lfpool_rec *rec = h->priv_rec;
+    uint32_t word = h->priv_word;
+    if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
+        lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
+                                               word, word + (REC_CACHED - REC_OUT),
+                                               (uint64_t *)&rec->last_ret, stamp) ==
+                      LFPOOL_PCPU_OK)) {
+        *r = rec;
+        return true;
     }
+    return false;
+}
+
+/* ret_bulk_inline's handles from h on, h the first its quick loop did not
+ * end (run[0, m) are the ones before it, CACHED): as ret_bulk_fast goes on
+ * from there (quick, no wear) - ret_bulk_other for h, the quick loop for
+ * the rest - then the put.  Returns the first error. */
+static __attribute__((noinline)) int ret_bulk_inline_rest(struct lfpool *p, const lfpool_handle *h,
+                                                          const lfpool_handle *end,
+                                                          struct lfpool_rec **run, uint32_t m,
+                                                          long off, double now, uint32_t tag)
+{
     int first = 0;
+    m = ret_bulk_other(p, h, run, m, off, now, &first);
+    m = ret_bulk_quick(p, h + 1, end, run, m, off, now, tag, false, &first);
+    if (m)
+        ret_bulk_put(p, run, m, off);
+    return first;
+}
+
+/* lfpool_ret_bulk of 1 <= n <= LFPOOL_CACHE_BULK_SLOTS handles when the
+ * admission word says FAST_RET_INLINE (ret_fast_ok's conditions, per-CPU
+ * caches, p->bias, no wear): ret_bulk_fast's steps for one run, straight
+ * line.  The pool's mode and shutdown are read once, as there (not BIASED,
+ * or shut down: ret_bulk_fast, which reads them again); then the quick
+ * loop (ret_bulk_quick's checks and biased commit, one section per
+ * handle) until a handle it does not end, from which ret_bulk_inline_rest
+ * goes on out of line; then the put. */
+static inline __attribute__((always_inline)) int ret_bulk_inline(struct lfpool *p,
+                                                                 const lfpool_handle *hs,
+                                                                 uint32_t n)
+{
+    struct lfpool_rec *run[LFPOOL_CACHE_BULK_SLOTS];
+    const uint32_t *mode = (const uint32_t *)&p->bias_mode;
+    if (lfpool_unlikely((atomic_load_explicit(&p->bias_mode, memory_order_relaxed) &
+                         LFPOOL_BIAS_MASK) != 0 ||
+                        atomic_load_explicit(&p->shutdown, memory_order_relaxed)))
+        return ret_bulk_fast(p, hs, n);
+    long off = p->rseq_off;
+    double now = atomic_load_explicit(&p->coarse_now, memory_order_relaxed);
+    uint32_t tag = owner_tag; /* 0 (none yet) matches no handle */
+    uint64_t mine = p->owned_id;
+    uint64_t stamp = lfpool_dbits(now);
+    struct lfpool_rec **r = run;
+    const lfpool_handle *h = hs, *end = hs + n;
+    /* two handles a step (the loop's compare and branch halved), an odd
+     * first one alone; written out, so that the loop has no set-up for its
+     * remainder and leaves, at a handle it does not end, with h and r as
+     * they are */
+    if (n & 1) {
+        if (lfpool_unlikely(!ret_bulk_commit_owned(h, r, mine, tag, mode, off, stamp)))
+            goto rest;
+        h++, r++;
+    }
+    for (; h < end; h += 2, r += 2) {
+        if (lfpool_unlikely(!ret_bulk_commit_owned(h, r, mine, tag, mode, off, stamp)))
+            goto rest;
+        if (lfpool_unlikely(!ret_bulk_commit_owned(h + 1, r + 1, mine, tag, mode, off, stamp))) {
+            h++, r++;
+            goto rest;
+        }
+    }
+    ret_bulk_put_inline(p, run, n, off);
+    return 0;
+rest:
+    return ret_bulk_inline_rest(p, h, end, run, (uint32_t)(r - run), off, now, tag);
+}
+
+/* lfpool_ret_bulk without its inline path: ret_bulk_fast when ret's fast
+ * path applies, else each handle as lfpool_ret_handle. */
+static __attribute__((noinline)) int ret_bulk_not_inline(lfpool *p, const lfpool_handle *hs,
+                                                         size_t n)
+{
     if (lfpool_likely(ret_fast_ok(p)))
         return ret_bulk_fast(p, hs, n);
+    int first = 0;
     for (size_t i = 0; i < n; i++) {
         int r = lfpool_ret_handle(p, &hs[i]);
         if (lfpool_unlikely(r != 0) && first == 0)
             first = r;
     }
     return first;
+}
+
+static LFPOOL_SLOW int ret_bulk_invalid(lfpool *p)
+{
+    if (!p)
+        lfpool_log_cfg(NULL, LFPOOL_LOG_ERROR, "lfpool_ret_bulk: NULL pool");
+    else
+        lfpool_log(p, LFPOOL_LOG_ERROR, "ret_bulk: NULL handles");
+    return EINVAL;
+}
+
+int lfpool_ret_bulk(lfpool *p, const lfpool_handle *hs, size_t n)
+{
+    if (lfpool_unlikely(!p || (!hs && n)))
+        return ret_bulk_invalid(p);
+    if (lfpool_likely(n - 1 < LFPOOL_CACHE_BULK_SLOTS) && lfpool_likely(ret_inline_ok(p)))
+        return ret_bulk_inline(p, hs, (uint32_t)n);
+    return ret_bulk_not_inline(p, hs, n);
 }

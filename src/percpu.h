@@ -367,13 +367,18 @@ retry:
  * this one or waits for its commit).  n >= 1.
  *
  * Pop min(n, count) records (the top of the cache) into out[]; *got is
- * that number.  Fails when the cache is empty or not OPEN. */
-static inline int lfpool_pcpu_pop_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
-                                       struct lfpool_rec **out, uint32_t n, uint32_t *got)
+ * that number.  Fails when the cache is empty or not OPEN.  The cache is
+ * that of the CPU the section runs on (LFPOOL_RSEQ_ENTER_HERE, `caches`
+ * the array of every CPU's), as for the single get's pop: the bulk get
+ * pops only on its fast path (FAST_GET: p->pcpu, a cache for every
+ * possible CPU, no bound check). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_pop_n_here_at(
+    long off, struct lfpool_cache *const *caches, struct lfpool_rec **out, uint32_t n,
+    uint32_t *got)
 {
-    unsigned long st, k, i, t, src;
+    unsigned long st, k, i, t, src, c;
     __attribute__((vector_size(16))) long long x;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_HERE
                               "movl (%[c]), %k[st]\n\t"
                               "movl %[n], %k[k]\n\t"
                               "cmpl %k[st], %k[k]\n\t"
@@ -386,11 +391,11 @@ static inline int lfpool_pcpu_pop_n_at(long off, struct lfpool_cache *c, uint32_
                               "movl %k[st], (%[c])\n\t" /* commit */
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st), [k] "=&r"(k), [i] "=&r"(i), [t] "=&r"(t),
-                                [src] "=&r"(src), [x] "=&x"(x)
-                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [o] "r"(out),
-                                [n] "r"(n)
+                                [src] "=&r"(src), [x] "=&x"(x), [c] "=&r"(c)
+                              : [off] "r"(off), [caches] "m"(*caches), [o] "r"(out), [n] "r"(n)
                               : "memory", "cc"
                               : fail, retry);
+    (void)c;
     *got = (uint32_t)k;
     return LFPOOL_PCPU_OK;
 fail:
@@ -398,7 +403,6 @@ fail:
 retry:
     return LFPOOL_PCPU_RETRY;
 }
-
 /* Push min(n, cap - count) records of in[] onto the cache (in[0] first);
  * *put is that number.  Fails when the cache holds `cap` or more, or is
  * not OPEN. */
@@ -426,6 +430,43 @@ static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32
                                 [n] "r"(n), [cap] "r"(cap)
                               : "memory", "cc"
                               : fail, retry);
+    *put = (uint32_t)k;
+    return LFPOOL_PCPU_OK;
+fail:
+    return LFPOOL_PCPU_FAIL;
+retry:
+    return LFPOOL_PCPU_RETRY;
+}
+
+/* lfpool_pcpu_push_n_at on the cache of the CPU the section runs on
+ * (LFPOOL_RSEQ_ENTER_HERE): for the bulk ret's inline path, which knows
+ * p->pcpu (the admission word's FAST_RET_INLINE), as the single ret's
+ * push. */
+static inline __attribute__((always_inline)) int lfpool_pcpu_push_n_here_at(
+    long off, struct lfpool_cache *const *caches, uint32_t cap, struct lfpool_rec *const *in,
+    uint32_t n, uint32_t *put)
+{
+    unsigned long st, k, i, t, dst, c;
+    __attribute__((vector_size(16))) long long x;
+    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_HERE
+                              "movl (%[c]), %k[st]\n\t"
+                              "movl %[cap], %k[k]\n\t"
+                              "subl %k[st], %k[k]\n\t" /* room: cap - count */
+                              "jbe %l[fail]\n\t"
+                              "cmpl %[n], %k[k]\n\t"
+                              "cmoval %[n], %k[k]\n\t" /* k = min(n, room) */
+                              "leaq 16(%[c], %[st], 8), %[dst]\n\t" /* &slot[count] */
+                              LFPOOL_PCPU_COPY("in", "dst") /* beyond count */
+                              "addl %k[k], %k[st]\n\t"
+                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_RSEQ_LEAVE
+                              : [st] "=&r"(st), [k] "=&r"(k), [i] "=&r"(i), [t] "=&r"(t),
+                                [dst] "=&r"(dst), [x] "=&x"(x), [c] "=&r"(c)
+                              : [off] "r"(off), [caches] "m"(*caches), [in] "r"(in),
+                                [n] "r"(n), [cap] "rm"(cap)
+                              : "memory", "cc"
+                              : fail, retry);
+    (void)c;
     *put = (uint32_t)k;
     return LFPOOL_PCPU_OK;
 fail:
@@ -673,17 +714,24 @@ static inline int lfpool_pcpu_push_here_at(long off, struct lfpool_cache *const 
     (void)off, (void)caches, (void)cap, (void)rec;
     return LFPOOL_PCPU_FAIL;
 }
-static inline int lfpool_pcpu_pop_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
-                                       struct lfpool_rec **out, uint32_t n, uint32_t *got)
-{
-    (void)off, (void)c, (void)cpu, (void)out, (void)n, (void)got;
-    return LFPOOL_PCPU_FAIL;
-}
 static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32_t cpu,
                                         uint32_t cap, struct lfpool_rec *const *in, uint32_t n,
                                         uint32_t *put)
 {
     (void)off, (void)c, (void)cpu, (void)cap, (void)in, (void)n, (void)put;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_pop_n_here_at(long off, struct lfpool_cache *const *caches,
+                                            struct lfpool_rec **out, uint32_t n, uint32_t *got)
+{
+    (void)off, (void)caches, (void)out, (void)n, (void)got;
+    return LFPOOL_PCPU_FAIL;
+}
+static inline int lfpool_pcpu_push_n_here_at(long off, struct lfpool_cache *const *caches,
+                                             uint32_t cap, struct lfpool_rec *const *in,
+                                             uint32_t n, uint32_t *put)
+{
+    (void)off, (void)caches, (void)cap, (void)in, (void)n, (void)put;
     return LFPOOL_PCPU_FAIL;
 }
 static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
