@@ -1775,24 +1775,24 @@ static int bulk_take_one(struct lfpool *p, lfpool_handle *h, const void *caller,
  * this thread before the caller's return, so none of these wider stores
  * meets a narrower load (the store-forwarding stall of issue 19 was a
  * vector store of two hint fields that ret reads back at once). */
-/* bulk_take_cached_at's claim of one popped record into *h (then the next
- * handle); a record not CACHED is left alone, as get leaves it */
-static inline __attribute__((always_inline)) void bulk_claim_one(struct lfpool *p,
-                                                                 struct lfpool_rec *rec,
-                                                                 lfpool_handle **hp,
+/* bulk_take_cached_at's claim of one popped record into h: true; false, the
+ * record is not CACHED (its word in *bad; nothing done: the caller leaves
+ * it alone) */
+static inline __attribute__((always_inline)) bool bulk_claim_one(struct lfpool_rec *rec,
+                                                                 lfpool_handle *h,
                                                                  struct rec_get_stamp stamp,
-                                                                 uint64_t pool, uint64_t owner)
+                                                                 uint64_t pool, uint64_t owner,
+                                                                 uint32_t *bad)
 {
     uint32_t w = rec_load(rec); /* acquire: the pusher stored CACHED with release */
     if (lfpool_unlikely(!rec_st_cached_fast(w))) {
-        lfpool_avail_bad_state(p, rec, w);
-        return;
+        *bad = w;
+        return false;
     }
     /* lfpool_avail_claim_cached: the next generation, OUT (CACHED in the
      * state bits: one add); last_get (and the call site) before the state,
      * which publishes them */
     uint32_t out = w + ((1u << 4) + REC_OUT - REC_CACHED);
-    lfpool_handle *h = *hp;
     rec_stamp_get(rec, stamp);
     atomic_store_explicit(&rec->state, out, memory_order_release);
     rec_count_use(rec);
@@ -1800,7 +1800,27 @@ static inline __attribute__((always_inline)) void bulk_claim_one(struct lfpool *
     FIELD_SET(h->priv_rec, (void *)rec);
     FIELD_SET(h->priv_pool, pool);
     handle_set_word_owner(h, owner | out);
-    *hp = h + 1;
+    return true;
+}
+
+/* The rest of a run from *r, a record whose word `w` is not CACHED (a bug
+ * of the state machine, cache.h: reported and left alone, as get leaves
+ * it): the records of (r, end) claimed into the handles from h on, each
+ * one not CACHED reported and skipped.  Returns the handle after the last
+ * one filled. */
+static LFPOOL_SLOW lfpool_handle *bulk_claim_rest(struct lfpool *p, struct lfpool_rec **r,
+                                                  uint32_t w, struct lfpool_rec **end,
+                                                  lfpool_handle *h, struct rec_get_stamp stamp,
+                                                  uint64_t pool, uint64_t owner)
+{
+    lfpool_avail_bad_state(p, *r, w);
+    while (++r < end) {
+        if (bulk_claim_one(*r, h, stamp, pool, owner, &w))
+            h++;
+        else
+            lfpool_avail_bad_state(p, *r, w);
+    }
+    return h;
 }
 
 static inline __attribute__((always_inline)) size_t bulk_take_cached_at(struct lfpool *p,
@@ -1817,15 +1837,27 @@ static inline __attribute__((always_inline)) size_t bulk_take_cached_at(struct l
     struct rec_get_stamp stamp = rec_get_stamp_make(now, caller);
     lfpool_handle *h = hs;
     struct lfpool_rec **r = run, **end = run + k;
-    /* two records a step (the loop's compare and branch halved), an odd
-     * first one alone: written out, no set-up for a remainder */
-    if (k & 1)
-        bulk_claim_one(p, *r++, &h, stamp, pool, owner);
-    for (; r < end; r += 2) {
-        bulk_claim_one(p, r[0], &h, stamp, pool, owner);
-        bulk_claim_one(p, r[1], &h, stamp, pool, owner);
+    uint32_t bad;
+    /* two records a step (the loop's compare and branch halved, one step
+     * of the handle pointer), an odd first one alone: written out, no
+     * set-up for a remainder; a record not CACHED ends the loop, the rest
+     * of the run is bulk_claim_rest's */
+    if (k & 1) {
+        if (lfpool_unlikely(!bulk_claim_one(r[0], h, stamp, pool, owner, &bad)))
+            goto rest;
+        r++, h++;
+    }
+    for (; r < end; r += 2, h += 2) {
+        if (lfpool_unlikely(!bulk_claim_one(r[0], h, stamp, pool, owner, &bad)))
+            goto rest;
+        if (lfpool_unlikely(!bulk_claim_one(r[1], h + 1, stamp, pool, owner, &bad))) {
+            r++, h++;
+            goto rest;
+        }
     }
     return (size_t)(h - hs);
+rest:
+    return (size_t)(bulk_claim_rest(p, r, bad, end, h, stamp, pool, owner) - hs);
 }
 /* bulk_take_cached_at for a try (bulk_try): its own copy, out of line */
 static __attribute__((noinline)) size_t bulk_take_cached(struct lfpool *p, lfpool_handle *hs,
