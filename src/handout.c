@@ -1838,23 +1838,32 @@ static inline __attribute__((always_inline)) size_t bulk_take_cached_at(struct l
     lfpool_handle *h = hs;
     struct lfpool_rec **r = run, **end = run + k;
     uint32_t bad;
-    /* two records a step (the loop's compare and branch halved, one step
-     * of the handle pointer), an odd first one alone: written out, no
-     * set-up for a remainder; a record not CACHED ends the loop, the rest
-     * of the run is bulk_claim_rest's */
+    /* four records a step (the loop's compare and branch, and one step of
+     * each pointer, per four), an odd first one alone, then a pair if
+     * k & 2: written out, no set-up for a remainder; a record not CACHED
+     * ends the loop (at r[i], h + i), the rest of the run is
+     * bulk_claim_rest's */
+#define BULK_CLAIM(i)                                                                  \
+    if (lfpool_unlikely(!bulk_claim_one(r[i], h + (i), stamp, pool, owner, &bad))) { \
+        r += (i), h += (i);                                                            \
+        goto rest;                                                                     \
+    }
     if (k & 1) {
-        if (lfpool_unlikely(!bulk_claim_one(r[0], h, stamp, pool, owner, &bad)))
-            goto rest;
-        r++, h++;
+        BULK_CLAIM(0)
+        r += 1, h += 1;
     }
-    for (; r < end; r += 2, h += 2) {
-        if (lfpool_unlikely(!bulk_claim_one(r[0], h, stamp, pool, owner, &bad)))
-            goto rest;
-        if (lfpool_unlikely(!bulk_claim_one(r[1], h + 1, stamp, pool, owner, &bad))) {
-            r++, h++;
-            goto rest;
-        }
+    if (k & 2) {
+        BULK_CLAIM(0)
+        BULK_CLAIM(1)
+        r += 2, h += 2;
     }
+    for (; r < end; r += 4, h += 4) {
+        BULK_CLAIM(0)
+        BULK_CLAIM(1)
+        BULK_CLAIM(2)
+        BULK_CLAIM(3)
+    }
+#undef BULK_CLAIM
     return (size_t)(h - hs);
 rest:
     return (size_t)(bulk_claim_rest(p, r, bad, end, h, stamp, pool, owner) - hs);
@@ -2273,23 +2282,31 @@ static inline __attribute__((always_inline)) int ret_bulk_inline(struct lfpool *
     uint64_t stamp = lfpool_dbits(now);
     struct lfpool_rec **r = run;
     const lfpool_handle *h = hs, *end = hs + n;
-    /* two handles a step (the loop's compare and branch halved), an odd
-     * first one alone; written out, so that the loop has no set-up for its
-     * remainder and leaves, at a handle it does not end, with h and r as
-     * they are */
+    /* four handles a step (the loop's compare and branch, and one step of
+     * each pointer, per four), an odd first one alone, then a pair if
+     * n & 2: written out, so that the loop has no set-up for its remainder
+     * and leaves, at a handle it does not end (h + i), with h and r there */
+#define RET_BULK_COMMIT(i)                                                                 \
+    if (lfpool_unlikely(!ret_bulk_commit_owned(h + (i), r + (i), mine, tag, mode, off, stamp))) { \
+        h += (i), r += (i);                                                                \
+        goto rest;                                                                         \
+    }
     if (n & 1) {
-        if (lfpool_unlikely(!ret_bulk_commit_owned(h, r, mine, tag, mode, off, stamp)))
-            goto rest;
-        h++, r++;
+        RET_BULK_COMMIT(0)
+        h += 1, r += 1;
     }
-    for (; h < end; h += 2, r += 2) {
-        if (lfpool_unlikely(!ret_bulk_commit_owned(h, r, mine, tag, mode, off, stamp)))
-            goto rest;
-        if (lfpool_unlikely(!ret_bulk_commit_owned(h + 1, r + 1, mine, tag, mode, off, stamp))) {
-            h++, r++;
-            goto rest;
-        }
+    if (n & 2) {
+        RET_BULK_COMMIT(0)
+        RET_BULK_COMMIT(1)
+        h += 2, r += 2;
     }
+    for (; h < end; h += 4, r += 4) {
+        RET_BULK_COMMIT(0)
+        RET_BULK_COMMIT(1)
+        RET_BULK_COMMIT(2)
+        RET_BULK_COMMIT(3)
+    }
+#undef RET_BULK_COMMIT
     ret_bulk_put_inline(p, run, n, off);
     return 0;
 rest:
