@@ -493,6 +493,59 @@ static void larger_than_cache(size_t max_size, size_t n)
 Test(bulk, larger_than_cache_unbounded) { larger_than_cache(0, 150); }
 Test(bulk, larger_than_cache_bounded) { larger_than_cache(100, 100); }
 
+/* A get parked at max_size is woken by a bulk return of `back` of the
+ * `max` objects out: the wake after the run's push, once per record put,
+ * while a waiter is seen.  With back <= half of max (bulk_cap) the whole
+ * run goes into this CPU's cache, nothing to the shared stack (whose push
+ * signals a waiter itself), so without that wake the waiter, which waits
+ * without limit and parked after its look, would never return and the
+ * test would time out.  The long run (more than a cache's slots: the
+ * chunked path) overflows to the stack after its first chunk. */
+struct parked_get {
+    lfpool *p;
+    int rc;
+    void *o;
+};
+static void *parked_get(void *arg)
+{
+    struct parked_get *g = arg;
+    g->rc = lfpool_get(g->p, &g->o, LFPOOL_FOREVER);
+    return NULL;
+}
+static void wakes_parked(size_t max, size_t back)
+{
+    plain_cfg();
+    C.max_size = max;
+    C.min_size = 0;
+    /* a budget of fences: the waiter's flush leaves the caches open (by
+     * default a waiter closes them, and a run then goes to the stack) */
+    C.max_fences = LFPOOL_FENCES_BUDGET;
+    cr_assert_eq(lfpool_new(&P, &C), 0);
+    lfpool_handle *hs = calloc(max, sizeof *hs);
+    cr_assert_eq(lfpool_get_bulk(P, hs, max, 0), 0, "the whole pool");
+    struct parked_get g = {.p = P};
+    pthread_t th;
+    pthread_create(&th, NULL, parked_get, &g);
+    while (tstats(P).waiting < 1)
+        usleep(1000);
+    usleep(20000); /* past its look: parked */
+    cr_assert_eq(lfpool_ret_bulk(P, hs, back), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(g.rc, 0);
+    bool ours = false;
+    for (size_t i = 0; i < back; i++)
+        ours = ours || hs[i].obj == g.o;
+    cr_assert(ours, "one of the returned objects");
+    cr_assert_eq(lfpool_ret(P, g.o), 0);
+    cr_assert_eq(lfpool_ret_bulk(P, hs + back, max - back), 0);
+    struct lfpool_stats s = tstats(P);
+    cr_assert_eq(s.nusing, 0);
+    cr_assert_eq(s.navail, s.nobjs);
+    free(hs);
+}
+Test(bulk, ret_wakes_parked_get, .timeout = 30) { wakes_parked(16, 8); }
+Test(bulk, ret_wakes_parked_get_long_run, .timeout = 30) { wakes_parked(200, 100); }
+
 /* Handles from a bulk get name the thread that got them.  Their owner ends
  * them with the biased commit - through lfpool_ret_bulk and one by one
  * through lfpool_ret_handle - with no fence; another thread's return of
