@@ -1,14 +1,16 @@
-# summarize.py DIR - the tight-loop tables of run.sh, per build and pinning:
-# for each loop, ns per object pair and the ratio to DPDK's (single or bulk)
-# pair of the same run, as "min-max (median)" over the runs.
+# summarize.py DIR [--pooled] - the tight-loop tables of run.sh, per build
+# and pinning (--pooled: pinned and unpinned runs together): for each loop,
+# ns per object pair and the ratio to DPDK's (single or bulk) pair of the
+# same run, as "min-max (median)" over the runs.
 import collections, glob, re, statistics, sys
 
 d = sys.argv[1]
+pooled = '--pooled' in sys.argv[2:]
 ns = collections.defaultdict(list)
 ratio = collections.defaultdict(list)
 for f in sorted(glob.glob(d + '/tight-*.txt')):
     _, build, pin, _ = f.split('/')[-1][:-4].split('-')
-    pin = 'pinned' if pin.startswith('pin') else 'free'
+    pin = 'any' if pooled else 'pinned' if pin.startswith('pin') else 'free'
     for line in open(f):
         m = re.match(r'^(\S+)\s+.*?\s([\d.]+)\s+([\d.]+)\s*$', line)
         if m and not line.startswith('loop'):
