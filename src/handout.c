@@ -1696,6 +1696,29 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
  * ahead of single gets: with singles always taking what comes back, it
  * may wait its whole timeout (API.md). */
 #define BULK_POLL_MIN 0.0005
+
+/* The bulk fast paths' loops, four objects a step, written out: STEP(i)
+ * for the objects at a[i] and b[i] (a record pointer and a handle), the
+ * two pointers stepped together; an odd first one alone, then a pair if
+ * n & 2, then fours while `more` - so that the loop needs no set-up for a
+ * remainder, and its compare, branch and pointer steps are made once per
+ * four.  STEP leaves by a goto with a and b at the object it did not end. */
+#define BULK_FOUR_A_STEP(n, a, b, more, STEP) \
+    if ((n) & 1) {                            \
+        STEP(0)                               \
+        a += 1, b += 1;                       \
+    }                                         \
+    if ((n) & 2) {                            \
+        STEP(0)                               \
+        STEP(1)                               \
+        a += 2, b += 2;                       \
+    }                                         \
+    for (; more; a += 4, b += 4) {            \
+        STEP(0)                               \
+        STEP(1)                               \
+        STEP(2)                               \
+        STEP(3)                               \
+    }
 #define BULK_POLL_MAX 0.016
 
 /* One object for a try, without waiting, into *h: as lfpool_get_handle
@@ -1848,21 +1871,7 @@ static inline __attribute__((always_inline)) size_t bulk_take_cached_at(struct l
         r += (i), h += (i);                                                            \
         goto rest;                                                                     \
     }
-    if (k & 1) {
-        BULK_CLAIM(0)
-        r += 1, h += 1;
-    }
-    if (k & 2) {
-        BULK_CLAIM(0)
-        BULK_CLAIM(1)
-        r += 2, h += 2;
-    }
-    for (; r < end; r += 4, h += 4) {
-        BULK_CLAIM(0)
-        BULK_CLAIM(1)
-        BULK_CLAIM(2)
-        BULK_CLAIM(3)
-    }
+    BULK_FOUR_A_STEP(k, r, h, r < end, BULK_CLAIM)
 #undef BULK_CLAIM
     return (size_t)(h - hs);
 rest:
@@ -2291,21 +2300,7 @@ static inline __attribute__((always_inline)) int ret_bulk_inline(struct lfpool *
         h += (i), r += (i);                                                                \
         goto rest;                                                                         \
     }
-    if (n & 1) {
-        RET_BULK_COMMIT(0)
-        h += 1, r += 1;
-    }
-    if (n & 2) {
-        RET_BULK_COMMIT(0)
-        RET_BULK_COMMIT(1)
-        h += 2, r += 2;
-    }
-    for (; h < end; h += 4, r += 4) {
-        RET_BULK_COMMIT(0)
-        RET_BULK_COMMIT(1)
-        RET_BULK_COMMIT(2)
-        RET_BULK_COMMIT(3)
-    }
+    BULK_FOUR_A_STEP(n, r, h, h < end, RET_BULK_COMMIT)
 #undef RET_BULK_COMMIT
     ret_bulk_put_inline(p, run, n, off);
     return 0;

@@ -403,6 +403,22 @@ fail:
 retry:
     return LFPOOL_PCPU_RETRY;
 }
+/* The push of a run (lfpool_pcpu_push_n_at, lfpool_pcpu_push_n_here_at):
+ * k = min(n, cap - count) pointers of in[] copied to the slots from
+ * count on, then count += k, the commit; fails (%l[fail]) when there is
+ * no room.  Operands: the cache %[c], st, k, i, t, dst, x, in, n, cap. */
+#define LFPOOL_PCPU_PUSH_N                                                \
+    "movl (%[c]), %k[st]\n\t"                                            \
+    "movl %[cap], %k[k]\n\t"                                             \
+    "subl %k[st], %k[k]\n\t" /* room: cap - count */                     \
+    "jbe %l[fail]\n\t"                                                   \
+    "cmpl %[n], %k[k]\n\t"                                               \
+    "cmoval %[n], %k[k]\n\t" /* k = min(n, room) */                      \
+    "leaq 16(%[c], %[st], 8), %[dst]\n\t" /* &slot[count] */             \
+    LFPOOL_PCPU_COPY("in", "dst") /* beyond count */                     \
+    "addl %k[k], %k[st]\n\t"                                             \
+    "movl %k[st], (%[c])\n\t" /* commit */
+
 /* Push min(n, cap - count) records of in[] onto the cache (in[0] first);
  * *put is that number.  Fails when the cache holds `cap` or more, or is
  * not OPEN. */
@@ -413,16 +429,7 @@ static inline int lfpool_pcpu_push_n_at(long off, struct lfpool_cache *c, uint32
     unsigned long st, k, i, t, dst;
     __attribute__((vector_size(16))) long long x;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER
-                              "movl (%[c]), %k[st]\n\t"
-                              "movl %[cap], %k[k]\n\t"
-                              "subl %k[st], %k[k]\n\t" /* room: cap - count */
-                              "jbe %l[fail]\n\t"
-                              "cmpl %[n], %k[k]\n\t"
-                              "cmoval %[n], %k[k]\n\t" /* k = min(n, room) */
-                              "leaq 16(%[c], %[st], 8), %[dst]\n\t" /* &slot[count] */
-                              LFPOOL_PCPU_COPY("in", "dst") /* beyond count */
-                              "addl %k[k], %k[st]\n\t"
-                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_PCPU_PUSH_N
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st), [k] "=&r"(k), [i] "=&r"(i), [t] "=&r"(t),
                                 [dst] "=&r"(dst), [x] "=&x"(x)
@@ -449,16 +456,7 @@ static inline __attribute__((always_inline)) int lfpool_pcpu_push_n_here_at(
     unsigned long st, k, i, t, dst, c;
     __attribute__((vector_size(16))) long long x;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_HERE
-                              "movl (%[c]), %k[st]\n\t"
-                              "movl %[cap], %k[k]\n\t"
-                              "subl %k[st], %k[k]\n\t" /* room: cap - count */
-                              "jbe %l[fail]\n\t"
-                              "cmpl %[n], %k[k]\n\t"
-                              "cmoval %[n], %k[k]\n\t" /* k = min(n, room) */
-                              "leaq 16(%[c], %[st], 8), %[dst]\n\t" /* &slot[count] */
-                              LFPOOL_PCPU_COPY("in", "dst") /* beyond count */
-                              "addl %k[k], %k[st]\n\t"
-                              "movl %k[st], (%[c])\n\t" /* commit */
+                              LFPOOL_PCPU_PUSH_N
                               LFPOOL_RSEQ_LEAVE
                               : [st] "=&r"(st), [k] "=&r"(k), [i] "=&r"(i), [t] "=&r"(t),
                                 [dst] "=&r"(dst), [x] "=&x"(x), [c] "=&r"(c)
