@@ -28,6 +28,18 @@
  *                max_use is not (its closes and refills run on the
  *                housekeeper thread, asynchronously): unit_conn and the
  *                stress test cover it.
+ *   bulk ops:    when byte 2 has bit 0x20, op bytes 0xD0..0xDF are bulk
+ *                ops (low nibble): 0-7 lfpool_get_bulk (arg: n = 1 + arg
+ *                % 4, bit 2 a 1 ms timeout, else 0; bit 3 on a bounded
+ *                pool: n = max_size + 1 + (arg >> 4) % 3, EINVAL), 8-15
+ *                lfpool_ret_bulk of up to 1 + arg % 4 held handles, from
+ *                slot (arg >> 4) * 3 on, with by (arg >> 2) % 4: 1 a stale
+ *                handle among them, 2 the first one twice, 3 a handle with
+ *                a NULL obj.  Byte 2's bit 0x20 was unused (no connection
+ *                option; without 0x80 byte 2 was ignored), and of the
+ *                corpus's inputs that have it (regress_*) none has an op
+ *                byte 0xD0..0xDF: they decode as they always did.  Bulk
+ *                and connection ops combine (0xF0.. stays conn's).
  *
  * The model owns a fixed arena of 48 objects.  Hooks (fun, closer, health,
  * which may run on the pool's housekeeper thread) update it under a mutex
@@ -38,9 +50,11 @@
  *           CLOSED only for a kill in CLOSE mode, a DEFER-killed ret
  *           (ESTALE), a ret after shutdown, a ret_broken, or free.
  * Return codes are exact where the spec makes them so (EINVAL, ENOENT,
- * ESTALE, ESHUTDOWN, EEXIST, the creator's errno, EAGAIN at max_size);
+ * ESTALE, ESHUTDOWN, EEXIST, the creator's errno, EAGAIN at max_size;
+ * lfpool_ret_bulk: the first failure's among its handles);
  * the counters (nuses, nkilled, nusing, ncreated, ncreating) are compared
- * at the points where no background work can be in flight.
+ * at the points where no background work can be in flight, the getter
+ * and retter calls (the fuzzing thread's) always.
  * Any violation prints a line and abort()s (libFuzzer keeps the input).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -107,6 +121,7 @@ static struct model {
     struct lfx_log log;     /* its log capture (FUZZ_TRACE: echoed) */
     struct lfx_hooks hk;    /* its hook counters: hk.n.fun, hk.n.created */
     uint64_t gets, kills;
+    uint64_t retters;    /* rets whose retter hook must have run (the getter's: gets) */
     uint64_t broken, vfailed, verrors; /* ret_broken successes, failed validations */
     int last_err;        /* errno of the last failed fun (any thread), for the backoff */
     uint8_t verdict[32];
@@ -402,6 +417,7 @@ static int count_state(int st)
 }
 
 static bool ASYNC; /* the pool has a housekeeper thread (refills, reaps) */
+static bool TRACE; /* FUZZ_TRACE set: each op echoed on stderr */
 
 /* one look at the stats; returns NULL when they agree with the model, else
  * a description (static buffer) */
@@ -413,7 +429,8 @@ static const char *stats_mismatch(lfpool *pool, bool exact)
         return "lfpool_stats failed";
     pthread_mutex_lock(&M.mu);
     int hl = held_live();
-    uint64_t gets = M.gets, kills = M.kills;
+    uint64_t gets = M.gets, kills = M.kills, retters = M.retters;
+    uint64_t got = atomic_load(&M.hk.n.got), retted = atomic_load(&M.hk.n.retted);
     uint64_t broken = M.broken, vfailed = M.vfailed, verrors = M.verrors;
     uint64_t fok = atomic_load(&M.hk.n.created), fcalls = atomic_load(&M.hk.n.fun);
     pthread_mutex_unlock(&M.mu);
@@ -422,6 +439,11 @@ static const char *stats_mismatch(lfpool *pool, bool exact)
     else if (st.nuses != gets)
         snprintf(why, sizeof why, "nuses %llu, model gets %llu", (unsigned long long)st.nuses,
                  (unsigned long long)gets);
+    else if (got != gets || retted != retters)
+        /* the hooks run on the fuzzing thread, in the calls: exact */
+        snprintf(why, sizeof why, "getter ran %llu times, retter %llu; model gets %llu, rets %llu",
+                 (unsigned long long)got, (unsigned long long)retted, (unsigned long long)gets,
+                 (unsigned long long)retters);
     else if (st.nkilled != kills)
         snprintf(why, sizeof why, "nkilled %llu, model kills %llu", (unsigned long long)st.nkilled,
                  (unsigned long long)kills);
@@ -510,7 +532,7 @@ static void reset_model(void)
         M.s[i].health = 1;
     M.shutdown = false;
     memset(&M.hk, 0, sizeof M.hk);
-    M.gets = M.kills = 0;
+    M.gets = M.kills = M.retters = 0;
     M.broken = M.vfailed = M.verrors = 0;
     M.last_err = 0;
     M.nverdict = M.vi = 0;
@@ -535,6 +557,25 @@ static bool backoff_refusal(int rc)
     bool r = M.cfg.create_backoff > 0 && rc != 0 && !TL.calls && rc == M.last_err;
     pthread_mutex_unlock(&M.mu);
     return r;
+}
+
+/* slot i (POOL) handed out by a get (M.mu held): HELD, its handle kept
+ * (the one before it kept as a stale copy) */
+static void mark_held(int i, bool handle, lfpool_handle h)
+{
+    struct fslot *s = &M.s[i];
+    s->state = S_HELD;
+    if (s->has_h) {
+        s->has_prev = true;
+        s->prev = s->h;
+    }
+    s->has_h = handle;
+    if (handle)
+        s->h = h;
+    s->may_close = false;
+    s->killed = false;
+    s->uses++;
+    s->get_time = now_s();
 }
 
 static void do_get(lfpool *pool, double timeout, bool handle)
@@ -634,65 +675,88 @@ static void do_get(lfpool *pool, double timeout, bool handle)
         if (avail)
             die("get created an object while %d were available (stranded)", avail);
     }
-    s->state = S_HELD;
-    if (s->has_h) {
-        s->has_prev = true;
-        s->prev = s->h;
-    }
-    s->has_h = handle;
-    if (handle)
-        s->h = h;
-    s->may_close = false;
-    s->killed = false;
-    s->uses++;
-    s->get_time = now_s();
+    mark_held(i, handle, h);
     M.gets++;
     pthread_mutex_unlock(&M.mu);
+}
+
+/* A ret of held (or CLOSE-killed, stale) slot i, in two halves around the
+ * call, so that lfpool_ret_bulk's handles are modelled as its single rets
+ * are.  ret_prepare (M.mu held): what the ret will find (and the closes it
+ * allows); ret_want: the code lfpool_ret_handle gives for it; ret_settle
+ * (M.mu held): the states after a ret that gave rc. */
+struct ret_pre {
+    bool killed, stale, wornout;
+};
+
+static struct ret_pre ret_prepare(int i)
+{
+    struct fslot *s = &M.s[i];
+    struct ret_pre r = {s->killed, s->stale, M.cfg.max_use && s->uses >= M.cfg.max_use};
+    if (M.shutdown || (r.killed && M.cfg.kill_mode == LFPOOL_KILL_DEFER) || r.wornout)
+        s->may_close = true;
+    return r;
+}
+
+static int ret_want(struct ret_pre r)
+{
+    return !r.killed ? 0 : M.cfg.kill_mode == LFPOOL_KILL_CLOSE ? ENOENT : ESTALE;
+}
+
+static void ret_settle(int i, struct ret_pre r, int rc)
+{
+    struct fslot *s = &M.s[i];
+    s->stale = false; /* the holder has given it back, whatever happened */
+    if (r.killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE) {
+        if (rc != ENOENT)
+            die("ret of a CLOSE-killed object gave %d", rc);
+        if (!r.stale && s->state != S_CLOSED)
+            die("CLOSE-killed slot %d not closed by the round", i);
+    } else if (r.killed) {
+        if (rc != ESTALE)
+            die("ret of a DEFER-killed object gave %d", rc);
+        if (s->state != S_CLOSED)
+            die("ESTALE but the closer did not run");
+        M.retters++; /* the hand-out was still out: its retter ran */
+    } else if (rc != 0) {
+        die("ret of held slot %d gave %d", i, rc);
+    } else {
+        M.retters++;
+        if (M.shutdown) {
+            if (s->state != S_CLOSED)
+                die("ret after shutdown did not close");
+        } else if (r.wornout) {
+            if (s->state != S_CLOSED)
+                s->state = S_DYING; /* closer comes from the housekeeper */
+        } else {
+            s->state = S_POOL;
+            s->last_ret = now_s();
+            s->published = true;
+        }
+    }
+}
+
+/* the model's own bookkeeping: the handle it keeps for a slot must be the
+ * one a handle get filled for that slot's object */
+static void check_kept_handle(int i, lfpool_handle h)
+{
+    if (h.obj != (void *)&OBJ[i])
+        die("model kept handle of %p for slot %d (%p): never filled by a get", h.obj, i,
+            (void *)&OBJ[i]);
 }
 
 static void do_ret(lfpool *pool, int i)
 {
     pthread_mutex_lock(&M.mu);
-    struct fslot *s = &M.s[i];
-    bool killed = s->killed, stale = s->stale;
-    bool wornout = M.cfg.max_use && s->uses >= M.cfg.max_use;
-    if (M.shutdown || (killed && M.cfg.kill_mode == LFPOOL_KILL_DEFER) || wornout)
-        s->may_close = true;
-    bool has_h = s->has_h;
-    lfpool_handle h = s->h;
+    struct ret_pre r = ret_prepare(i);
+    bool has_h = M.s[i].has_h;
+    lfpool_handle h = M.s[i].h;
     pthread_mutex_unlock(&M.mu);
-    /* the model's own bookkeeping: the handle it keeps for a slot must be
-     * the one a handle get filled for that slot's object */
-    if (has_h && h.obj != (void *)&OBJ[i])
-        die("model kept handle of %p for slot %d (%p): never filled by a get", h.obj, i,
-            (void *)&OBJ[i]);
+    if (has_h)
+        check_kept_handle(i, h);
     int rc = has_h ? lfpool_ret_handle(pool, &h) : lfpool_ret(pool, &OBJ[i]);
     pthread_mutex_lock(&M.mu);
-    s->stale = false; /* the holder has given it back, whatever happened */
-    if (killed && M.cfg.kill_mode == LFPOOL_KILL_CLOSE) {
-        if (rc != ENOENT)
-            die("ret of a CLOSE-killed object gave %d", rc);
-        if (!stale && s->state != S_CLOSED)
-            die("CLOSE-killed slot %d not closed by the round", i);
-        s->stale = false;
-    } else if (killed) {
-        if (rc != ESTALE)
-            die("ret of a DEFER-killed object gave %d", rc);
-        if (s->state != S_CLOSED)
-            die("ESTALE but the closer did not run");
-    } else if (rc != 0) {
-        die("ret of held slot %d gave %d", i, rc);
-    } else if (M.shutdown) {
-        if (s->state != S_CLOSED)
-            die("ret after shutdown did not close");
-    } else if (wornout) {
-        if (s->state != S_CLOSED)
-            s->state = S_DYING; /* closer comes from the housekeeper */
-    } else {
-        s->state = S_POOL;
-        s->last_ret = now_s();
-        s->published = true;
-    }
+    ret_settle(i, r, rc);
     pthread_mutex_unlock(&M.mu);
 }
 
@@ -788,6 +852,211 @@ static int pick_state(uint8_t arg, int st)
     return -1;
 }
 
+/* ------------------------------------------------------------ bulk ops */
+
+/* A failed bulk get's code that the model accepts as a creation's: the
+ * creator's errno (fun failed: the try ends there, even after objects it
+ * created), or a creation backoff's refusal. */
+static bool bulk_create_error(int rc)
+{
+    if (rc != 0 && TL.fail && !TL.dup && rc == TL.err)
+        return true;
+    pthread_mutex_lock(&M.mu);
+    bool r = M.cfg.create_backoff > 0 && rc != 0 && !TL.fail && rc == M.last_err;
+    pthread_mutex_unlock(&M.mu);
+    return r;
+}
+
+/* lfpool_get_bulk of n objects (arg: n = 1 + arg % 4; bit 2, timeout 1 ms,
+ * else 0; bit 3 on a bounded pool, n = max_size + 1..3: EINVAL).  All n or
+ * none: a try that misses one gives back what it took (bulk_undo_one: not
+ * a use, no getter, no retter), so on failure the model's states are those
+ * its hooks left (objects fun created stay in the pool, failed validations
+ * are dying) and nothing is held; on success every object was available
+ * (POOL), becomes HELD with its handle, and counts one use and one getter
+ * call.  The codes are exact as the single get's are. */
+static void do_get_bulk(lfpool *pool, uint8_t arg)
+{
+    size_t n = 1 + arg % 4;
+    double timeout = arg & 4 ? 0.001 : 0;
+    if ((arg & 8) && M.bounded)
+        n = M.cfg.max_size + 1 + (arg >> 4) % 3;
+    lfpool_handle hs[16];
+    memset(hs, 0, sizeof hs);
+    bool too_many = M.bounded && n > M.cfg.max_size;
+    bool first = !STARTED && !too_many; /* the refusal comes before the start */
+    STARTED = STARTED || !too_many;
+    memset(&TL, 0, sizeof TL);
+    pthread_mutex_lock(&M.mu);
+    int hl = held_live();
+    bool full = M.bounded && (size_t)hl + n > M.cfg.max_size;
+    pthread_mutex_unlock(&M.mu);
+    int rc = lfpool_get_bulk(pool, hs, n, timeout);
+    if (TRACE)
+        fprintf(stderr, "bulk get n %zu timeout %g: %d (fun calls %d ok %d fail %d dup %d)\n", n,
+                timeout, rc, TL.calls, TL.ok, TL.fail, TL.dup);
+    if (too_many) {
+        if (rc != EINVAL || TL.calls)
+            die("bulk get of %zu from a pool of at most %zu gave %d (fun calls %d)", n,
+                M.cfg.max_size, rc, TL.calls);
+        return;
+    }
+    if (M.shutdown) {
+        if (rc != ESHUTDOWN)
+            die("bulk get after shutdown gave %d", rc);
+        return;
+    }
+    if (bulk_create_error(rc))
+        goto failed;
+    if (rc == EBUSY)
+        die("bulk get: EBUSY with one getting thread (max_waiters %zu)", M.cfg.max_waiters);
+    if (rc == EAGAIN || rc == ETIMEDOUT) {
+        if (rc == EAGAIN && timeout != 0)
+            die("bulk get: EAGAIN with a timeout");
+        if (rc == ETIMEDOUT && timeout == 0)
+            die("bulk get: ETIMEDOUT with timeout 0");
+        if (full)
+            goto failed; /* fun may have run: what it made stays available */
+        /* room for all n per the model: only a background fill/reap can
+         * hold some for a moment; a patient bulk get must then succeed */
+        memset(&TL, 0, sizeof TL);
+        rc = lfpool_get_bulk(pool, hs, n, 2.0);
+        if (bulk_create_error(rc))
+            goto failed;
+        if (rc == EAGAIN || rc == ETIMEDOUT)
+            die("bulk get of %zu gave EAGAIN/ETIMEDOUT with %d of %zu held, and again after 2 s",
+                n, hl, M.cfg.max_size);
+    }
+    if (first && M.cfg.lazy_start) {
+        /* the start-up fill ran fun on this thread too */
+        if (rc != 0) {
+            if (rc != EEXIST && rc != TL.err && rc != EIO)
+                die("first (bulk) get of a lazy pool gave %d", rc);
+            goto failed;
+        }
+        TL.fail = TL.dup = TL.ok = 0;
+    }
+    if (rc != 0) {
+        if (rc == EEXIST) {
+            if (!TL.dup)
+                die("bulk get: EEXIST without a duplicate from fun");
+            goto failed;
+        }
+        if (TL.dup)
+            die("fun returned a held pointer, bulk get gave %d (want EEXIST)", rc);
+        die("bulk get of %zu gave %d (fun calls %d fail %d err %d)", n, rc, TL.calls, TL.fail,
+            TL.err);
+    }
+    if (full)
+        die("bulk get of %zu succeeded with %d of %zu held", n, hl, M.cfg.max_size);
+    if (TL.dup)
+        die("fun returned a held pointer and bulk get succeeded");
+    if (TL.fail)
+        die("fun failed and bulk get succeeded");
+    int idx[16];
+    pthread_mutex_lock(&M.mu);
+    for (size_t j = 0; j < n; j++) {
+        int i = slot_of(hs[j].obj);
+        if (i < 0)
+            die("bulk get: hs[%zu] is a foreign pointer %p", j, hs[j].obj);
+        if (M.s[i].state != S_POOL)
+            die("bulk get: hs[%zu] is slot %d in state %d (held/dying/closed)", j, i,
+                M.s[i].state);
+        for (size_t k = 0; k < j; k++)
+            if (idx[k] == i)
+                die("bulk get: slot %d handed out twice (hs[%zu], hs[%zu])", i, k, j);
+        idx[j] = i;
+    }
+    if (TL.ok) {
+        /* it created: was an available object stranded? */
+        int avail = 0;
+        for (int k = 0; k < NSLOT; k++) {
+            bool taken = false;
+            for (size_t j = 0; j < n; j++)
+                taken = taken || idx[j] == k;
+            if (!taken && M.s[k].state == S_POOL && !M.s[k].may_close && M.s[k].published)
+                avail++;
+        }
+        if (avail)
+            die("bulk get created objects while %d were available (stranded)", avail);
+    }
+    for (size_t j = 0; j < n; j++)
+        mark_held(idx[j], true, hs[j]);
+    M.gets += n;
+    pthread_mutex_unlock(&M.mu);
+    return;
+failed:
+    /* nothing held, no use counted, no getter run (undone takes) */
+    check_stats(pool, false);
+}
+
+/* lfpool_ret_bulk of up to 1 + arg % 4 held handles (slots with a handle,
+ * from (arg >> 4) * 3 on), and by (arg >> 2) % 4: 1, a stale handle among
+ * them (an ended hand-out's: ENOENT); 2, the first one twice (ENOENT the
+ * second time); 3, a handle whose obj is NULL (EINVAL).  Every handle is
+ * returned as lfpool_ret_handle would; the code is the first failure's. */
+static void do_ret_bulk(lfpool *pool, uint8_t arg)
+{
+    lfpool_handle hs[8];
+    int slot[8], want[8];
+    struct ret_pre pre[8];
+    int m = 0, nheld = 1 + arg % 4, extra = (arg >> 2) % 4, start = (arg >> 4) * 3;
+    pthread_mutex_lock(&M.mu);
+    for (int k = 0; k < NSLOT && m < nheld; k++) {
+        int i = (start + k) % NSLOT;
+        struct fslot *s = &M.s[i];
+        if (s->has_h && (s->state == S_HELD || s->stale)) {
+            slot[m] = i;
+            hs[m] = s->h;
+            m++;
+        }
+    }
+    for (int j = 0; j < m; j++) {
+        check_kept_handle(slot[j], hs[j]);
+        pre[j] = ret_prepare(slot[j]);
+        want[j] = ret_want(pre[j]);
+    }
+    lfpool_handle xh = {0};
+    int xwant = -1, at = m ? (arg >> 4) % (m + 1) : 0;
+    if (extra == 1) { /* an ended hand-out's handle, or an earlier one of a held object */
+        for (int k = 0; k < NSLOT && xwant < 0; k++) {
+            struct fslot *s = &M.s[(start + k) % NSLOT];
+            if (s->has_h && s->state != S_HELD && !s->stale)
+                xh = s->h, xwant = ENOENT;
+            else if (s->state == S_HELD && s->has_prev)
+                xh = s->prev, xwant = ENOENT;
+        }
+    } else if (extra == 2 && m) { /* the first handle again, last */
+        xh = hs[0], xwant = ENOENT, at = m;
+    } else if (extra == 3) {
+        xh.obj = NULL, xwant = EINVAL;
+    }
+    pthread_mutex_unlock(&M.mu);
+    if (xwant >= 0) {
+        memmove(&hs[at + 1], &hs[at], (size_t)(m - at) * sizeof *hs);
+        memmove(&slot[at + 1], &slot[at], (size_t)(m - at) * sizeof *slot);
+        memmove(&want[at + 1], &want[at], (size_t)(m - at) * sizeof *want);
+        memmove(&pre[at + 1], &pre[at], (size_t)(m - at) * sizeof *pre);
+        hs[at] = xh, slot[at] = -1, want[at] = xwant;
+        m++;
+    }
+    int first = 0;
+    for (int j = 0; j < m && !first; j++)
+        first = want[j];
+    memset(&TL, 0, sizeof TL);
+    int rc = lfpool_ret_bulk(pool, hs, (size_t)m);
+    if (TRACE)
+        fprintf(stderr, "bulk ret of %d (extra %d at %d): %d\n", m, extra, at, rc);
+    if (rc != first)
+        die("ret_bulk of %d handles gave %d, want %d (the first failure's)", m, rc, first);
+    pthread_mutex_lock(&M.mu);
+    for (int j = 0; j < m; j++)
+        if (slot[j] >= 0)
+            ret_settle(slot[j], pre[j], want[j]);
+    pthread_mutex_unlock(&M.mu);
+    check_stats(pool, false);
+}
+
 /* The connection-pool ops (op bytes 0xF0.., see the top of this file). */
 static void conn_op(lfpool *pool, uint8_t op, uint8_t arg)
 {
@@ -878,6 +1147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->timeout = data[6] & 0x80 ? 0.002 : LFPOOL_FOREVER;
     M.tracer_junk = data[7];
     bool conn = data[2] & 0x80; /* connection-pool options and ops */
+    bool bulk = data[2] & 0x20; /* bulk ops (op bytes 0xD0..0xDF) */
     if (conn) {
         if (data[2] & 1)
             c->validate = h_validate;
@@ -928,6 +1198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int trace = -1;
     if (trace < 0)
         trace = getenv("FUZZ_TRACE") != NULL;
+    TRACE = trace;
     if (trace)
         fprintf(stderr, "config max %zu min %zu max_use %llu kill %g mad %g mode %d health %d "
                 "lazy %d\n", c->max_size, c->min_size, (unsigned long long)c->max_use,
@@ -938,6 +1209,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int i;
         if (conn && data[k] >= 0xF0) {
             conn_op(pool, op, arg);
+            continue;
+        }
+        if (bulk && data[k] >= 0xD0 && data[k] < 0xE0) {
+            if (op < 8)
+                do_get_bulk(pool, arg);
+            else
+                do_ret_bulk(pool, arg);
             continue;
         }
         if (trace) {
