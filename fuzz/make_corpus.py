@@ -16,12 +16,19 @@ Connection pools (byte 2 with 0x80: 1 validate, 2 validate_idle 1 s,
 op bytes 0xF0 + n: n 0-5 ret_broken of a held object, 6-9 validate verdict
 (slot arg%48, (arg/48)%3: 0 good, 1 bad, 2 error), 10-11 ret_broken of an
 object not out, 12-15 EINVAL probes of ret_broken.
+Bulk ops (byte 2 with 0x20): op bytes 0xD0 + n: n 0-7 get_bulk (arg: n = 1 +
+arg%4, 4: 1 ms timeout, 8: n = max_size + 1 + (arg>>4)%3 on a bounded pool,
+EINVAL), 8-15 ret_bulk of up to 1 + arg%4 held handles from slot (arg>>4)*3
+on, with (arg>>2)%4: 1 a stale handle, 2 the first one twice, 3 a NULL obj.
 """
 import os
 import sys
 
 GET, GETW, RET, DRET, FRET, CLK, HK, ST, FUN, INV, HEALTH, SHUT = 0, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15
 BROKEN, VALID, BROKEN2, BINV = 0xF0, 0xF6, 0xFA, 0xFC
+BGET, BRET = 0xD0, 0xD8
+BULK = 0x20  # byte 2: bulk ops on
+BW, BTOO, BSTALE, BTWICE, BNULL = 4, 8, 1 << 2, 2 << 2, 3 << 2  # arg bits
 
 
 def enc(cfg, ops):
@@ -85,6 +92,37 @@ SEEDS = {
     "conn_backoff": enc([2, 0, 0x80 | 8 | 4 | 0x40, 0, 0, 0, 0, 0x46],
                         [(FUN, 1), GET, GET, GET, (CLK, 2), (FUN, 5), GET, GET, (CLK, 4), GET,
                          (CLK, 8), GET, GET, ST, RET, RET, ST]),
+    "bulk_basic": enc([4, 1, BULK, 0, 0, 0, 0, 0x11],
+                      [(BGET, 1), (BGET, 1 | BW), ST, (BRET, 3), ST, (BGET, 3), (BGET, 0),
+                       (BGET, BW), (GET, 1), (BRET, 3 | BTWICE), (BRET, BSTALE), (BGET, 1),
+                       (BRET, 0 | BNULL), (BGET, BTOO), (BGET, BTOO | 0x20), RET, RET, ST,
+                       (BRET, 3), (SHUT, 0), (BGET, 1), (BGET, BTOO), (BRET, BSTALE), ST]),
+    "bulk_fun_verdicts": enc([5, 0, BULK, 0, 0, 0, 0, 0x12],
+                             [(FUN, 0), (FUN, 1), (BGET, 2), ST, (FUN, 5), (BGET, 2), (BGET, 1),
+                              (FUN, 0), (FUN, 2), (BGET, 2 | BW), ST, (BRET, 3),
+                              (FUN, 9), (BGET, 3), (BGET, 3), ST, (BRET, 3 | BSTALE), ST]),
+    "bulk_kill_defer": enc([4, 1, BULK, 2, 0, 0, 0, 0x13],
+                           [(BGET, 2), (CLK, 12), HK, (BGET, 1), ST, (BRET, 3), ST, (BGET, 3),
+                            (BRET, 1 | BTWICE), RET, ST]),
+    "bulk_kill_close": enc([4, 1, BULK, 2, 0, 1, 0, 0x14],
+                           [(BGET, 2), (CLK, 12), HK, (BGET, 2), ST, (BRET, 3 | BTWICE), ST,
+                            (BGET, 3 | BW), (BRET, 3), ST]),
+    "bulk_lazy_unbounded": enc([0, 2, BULK, 0, 0, 8, 0, 0x15],
+                               [(BGET, 3), ST, (BGET, 3 | BW), (BGET, BTOO), ST, (BRET, 1),
+                                (BRET, 3 | 0x10), (BRET, 3), ST]),
+    "bulk_recycle": enc([4, 1, BULK, 0, 1, 0, 0, 0x16],
+                        [(BGET, 3), (BRET, 3), (CLK, 8), HK, ST, (BGET, 2), (BRET, 3), HK,
+                         (BGET, 3), ST]),
+    "bulk_conn_validate": enc([4, 1, 0x80 | BULK | 1, 0, 0, 0, 0, 0x17],
+                              [(BGET, 2), (BRET, 3), (VALID, 1 + 96), (VALID, 48 + 2), (VALID, 51),
+                               (BGET, 2), ST, (BROKEN, 0), (BGET, 1), ST, (BRET, 3), (BGET, 3),
+                               ST, (BRET, 3), ST]),
+    "bulk_conn_backoff": enc([3, 0, 0x80 | BULK | 8 | 4, 0, 0, 0, 0, 0x18],
+                             [(FUN, 0), (FUN, 1), (BGET, 2), (BGET, 2), (CLK, 2), (BGET, 2),
+                              (BGET, 3 | BW), ST, (BRET, 3), ST]),
+    "bulk_async_refill": enc([4, 2, BULK, 0, 1, 2, 0, 0x19],
+                             [(BGET, 3), (HEALTH, 1), (BRET, 3), HK, ST, (BGET, 3), (BRET, 3),
+                              (CLK, 8), HK, ST, (BGET, 2 | BW), ST]),
 }
 
 if __name__ == "__main__":
