@@ -123,6 +123,9 @@ SEEDS = {
     "bulk_async_refill": enc([4, 2, BULK, 0, 1, 2, 0, 0x19],
                              [(BGET, 3), (HEALTH, 1), (BRET, 3), HK, ST, (BGET, 3), (BRET, 3),
                               (CLK, 8), HK, ST, (BGET, 2 | BW), ST]),
+    "bulk_ret_codes": enc([4, 1, BULK, 2, 0, 0, 0, 0x1a],
+                          [(BGET, 1), (BRET, 0), (BGET, 1), (CLK, 12), HK, (BRET, 3 | BSTALE),
+                           (BGET, 1), (CLK, 12), HK, (BRET, 1 | BNULL), ST]),
 }
 
 if __name__ == "__main__":
