@@ -578,6 +578,19 @@ static void mark_held(int i, bool handle, lfpool_handle h)
     s->get_time = now_s();
 }
 
+/* A get's (`what`) EBUSY, EAGAIN or ETIMEDOUT that the model rules out
+ * whatever the pool's state: EBUSY with the one getting thread, EAGAIN
+ * when it had a timeout, ETIMEDOUT when it had none. */
+static void check_wait_code(int rc, double timeout, const char *what)
+{
+    if (rc == EBUSY)
+        die("%s: EBUSY with one getting thread (max_waiters %zu)", what, M.cfg.max_waiters);
+    if (rc == EAGAIN && timeout != 0)
+        die("%s: EAGAIN with a timeout", what);
+    if (rc == ETIMEDOUT && timeout == 0)
+        die("%s: ETIMEDOUT with timeout 0", what);
+}
+
 static void do_get(lfpool *pool, double timeout, bool handle)
 {
     bool first = !STARTED;
@@ -601,13 +614,8 @@ static void do_get(lfpool *pool, double timeout, bool handle)
         return; /* the creator's errno, whatever it is (even ETIMEDOUT) */
     if (backoff_refusal(rc))
         return;
-    if (rc == EBUSY)
-        die("EBUSY with one getting thread (max_waiters %zu)", M.cfg.max_waiters);
+    check_wait_code(rc, timeout, "get");
     if (rc == EAGAIN || rc == ETIMEDOUT) {
-        if (rc == EAGAIN && timeout != 0)
-            die("EAGAIN with a timeout");
-        if (rc == ETIMEDOUT && timeout == 0)
-            die("ETIMEDOUT with timeout 0");
         if (TL.calls)
             die("get called fun and then gave %d", rc);
         if (full)
@@ -908,13 +916,8 @@ static void do_get_bulk(lfpool *pool, uint8_t arg)
     }
     if (bulk_create_error(rc))
         goto failed;
-    if (rc == EBUSY)
-        die("bulk get: EBUSY with one getting thread (max_waiters %zu)", M.cfg.max_waiters);
+    check_wait_code(rc, timeout, "bulk get");
     if (rc == EAGAIN || rc == ETIMEDOUT) {
-        if (rc == EAGAIN && timeout != 0)
-            die("bulk get: EAGAIN with a timeout");
-        if (rc == ETIMEDOUT && timeout == 0)
-            die("bulk get: ETIMEDOUT with timeout 0");
         if (full)
             goto failed; /* fun may have run: what it made stays available */
         /* room for all n per the model: only a background fill/reap can
