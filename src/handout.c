@@ -767,7 +767,7 @@ static inline __attribute__((always_inline)) int get_miss(lfpool *p, void **obj,
     struct lfpool_rec *rec;
     for (;;) {
         uint32_t cpu = lfpool_pcpu_cpu_at(p->rseq_off); /* no bound check: cache.c */
-        int r = lfpool_pcpu_pop_closed_fast_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
+        int r = lfpool_pcpu_pop_closed_at(p->rseq_off, &p->caches[cpu], cpu, &rec);
         if (lfpool_likely(r == LFPOOL_PCPU_OK))
             break;
         if (r == LFPOOL_PCPU_FAIL)

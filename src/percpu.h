@@ -511,50 +511,22 @@ _Static_assert(LFPOOL_PCPU_CLOSED == 3, "LFPOOL_PCPU_CLOSED_WORD");
     "jmp %l[fail]\n\t"                            \
     ".popsection\n\t"
 
-/* Pop the top record of `c` (CAS mode, above) into *out: stored in the
- * section, as lfpool_pcpu_pop_at does. */
-static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
-                                            struct lfpool_rec **out)
-{
-    unsigned long w, st, v;
-    __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movl (%[c]), %%eax\n\t" /* count; rax = {count, 0} */
-                              "testl %%eax, %%eax\n\t"
-                              "jz %l[fail]\n\t" /* empty */
-                              "movq 8(%[c], %%rax, 8), %[v]\n\t" /* slot[count - 1] */
-                              "movq %[v], %[out]\n\t"
-                              "movabsq $" LFPOOL_PCPU_CLOSED_WORD ", %[st]\n\t"
-                              "orq %[st], %%rax\n\t" /* expected: {count, CLOSED} */
-                              "leaq -1(%%rax), %[st]\n\t"
-                              "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
-                              LFPOOL_PCPU_CLOSED_LEAVE
-                              : [st] "=&r"(st), [v] "=&r"(v), "=&a"(w)
-                              : [off] "r"(off), [cpu] "r"(cpu), [c] "r"(c), [out] "m"(*out)
-                              : "memory", "cc"
-                              : fail, retry);
-    (void)w, (void)st, (void)v;
-    return LFPOOL_PCPU_OK;
-fail:
-    return LFPOOL_PCPU_FAIL;
-retry:
-    return LFPOOL_PCPU_RETRY;
-}
-
-/* lfpool_pcpu_pop_closed_at for the get's CAS-mode path (handout.c): the
- * record is an output, valid on the fall-through path only (as
- * lfpool_pcpu_pop_here_at's). */
-static inline __attribute__((always_inline)) int lfpool_pcpu_pop_closed_fast_at(
+/* Pop the top record of `c` (CAS mode, above) into *out, for the get's
+ * CAS-mode path (handout.c, get_miss) and the slow path's closed_pop
+ * (cache.c): the record is an output of the section, valid on the
+ * fall-through path only (as lfpool_pcpu_pop_here_at's). */
+static inline __attribute__((always_inline)) int lfpool_pcpu_pop_closed_at(
     long off, struct lfpool_cache *c, uint32_t cpu, struct lfpool_rec **out)
 {
     unsigned long w, st;
     struct lfpool_rec *v;
     __asm__ __volatile__ goto(LFPOOL_RSEQ_ENTER_CPU
-                              "movl (%[c]), %%eax\n\t"
+                              "movl (%[c]), %%eax\n\t" /* count; rax = {count, 0} */
                               "testl %%eax, %%eax\n\t"
-                              "jz %l[fail]\n\t"
-                              "movq 8(%[c], %%rax, 8), %[v]\n\t"
+                              "jz %l[fail]\n\t" /* empty */
+                              "movq 8(%[c], %%rax, 8), %[v]\n\t" /* slot[count - 1] */
                               "movabsq $" LFPOOL_PCPU_CLOSED_WORD ", %[st]\n\t"
-                              "orq %[st], %%rax\n\t"
+                              "orq %[st], %%rax\n\t" /* expected: {count, CLOSED} */
                               "leaq -1(%%rax), %[st]\n\t"
                               "lock cmpxchgq %[st], (%[c])\n\t" /* commit */
                               LFPOOL_PCPU_CLOSED_LEAVE
@@ -734,12 +706,6 @@ static inline int lfpool_pcpu_push_n_here_at(long off, struct lfpool_cache *cons
 }
 static inline int lfpool_pcpu_pop_closed_at(long off, struct lfpool_cache *c, uint32_t cpu,
                                             struct lfpool_rec **out)
-{
-    (void)off, (void)c, (void)cpu, (void)out;
-    return LFPOOL_PCPU_FAIL;
-}
-static inline int lfpool_pcpu_pop_closed_fast_at(long off, struct lfpool_cache *c, uint32_t cpu,
-                                                 struct lfpool_rec **out)
 {
     (void)off, (void)c, (void)cpu, (void)out;
     return LFPOOL_PCPU_FAIL;
