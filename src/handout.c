@@ -1696,6 +1696,7 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
  * ahead of single gets: with singles always taking what comes back, it
  * may wait its whole timeout (API.md). */
 #define BULK_POLL_MIN 0.0005
+#define BULK_POLL_MAX 0.016
 
 /* The bulk fast paths' loops, four objects a step, written out: STEP(i)
  * for the objects at a[i] and b[i] (a record pointer and a handle), the
@@ -1719,7 +1720,6 @@ int lfpool_ret_broken_handle(lfpool *p, const lfpool_handle *h)
         STEP(2)                               \
         STEP(3)                               \
     }
-#define BULK_POLL_MAX 0.016
 
 /* One object for a try, without waiting, into *h: as lfpool_get_handle
  * with timeout 0 - the fast path's pop from this CPU's cache, else the
@@ -1861,11 +1861,8 @@ static inline __attribute__((always_inline)) size_t bulk_take_cached_at(struct l
     lfpool_handle *h = hs;
     struct lfpool_rec **r = run, **end = run + k;
     uint32_t bad;
-    /* four records a step (the loop's compare and branch, and one step of
-     * each pointer, per four), an odd first one alone, then a pair if
-     * k & 2: written out, no set-up for a remainder; a record not CACHED
-     * ends the loop (at r[i], h + i), the rest of the run is
-     * bulk_claim_rest's */
+    /* four a step (BULK_FOUR_A_STEP); a record not CACHED ends the loop
+     * (at r[i], h + i), the rest of the run is bulk_claim_rest's */
 #define BULK_CLAIM(i)                                                                  \
     if (lfpool_unlikely(!bulk_claim_one(r[i], h + (i), stamp, pool, owner, &bad))) { \
         r += (i), h += (i);                                                            \
@@ -2151,6 +2148,34 @@ static LFPOOL_SLOW uint32_t ret_bulk_other(struct lfpool *p, const lfpool_handle
     return 0;
 }
 
+/* One handle of the quick loops (ret_bulk_quick, ret_bulk_inline): ours
+ * (this pool's id | HANDLE_OWNED, our tag: a bulk get's handle, priv_rec
+ * set), not worn out (only checked with `wear`, p->wear, a constant in
+ * each caller's copy), and ended by the biased commit (one section: the
+ * mode BIASED, the record's word still this hand-out's, last_ret, the
+ * commit of CACHED - REC_OUT -> REC_CACHED in the state bits, the
+ * generation kept: one add, as ret_fast_commit, a hand-out's word being
+ * gen | OUT); then its record goes to *r.  False: not ended (nothing
+ * stored), for the caller's rest. */
+static inline __attribute__((always_inline)) bool
+ret_bulk_commit_owned(struct lfpool *p, const lfpool_handle *h, struct lfpool_rec **r,
+                      uint64_t mine, uint32_t tag, const uint32_t *mode, long off, double now,
+                      uint64_t stamp, bool wear)
+{
+    struct lfpool_rec *rec = h->priv_rec;
+    uint32_t word = h->priv_word;
+    if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
+        lfpool_likely(!wear || !ret_worn(p, rec, now)) &&
+        lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
+                                               word, word + (REC_CACHED - REC_OUT),
+                                               (uint64_t *)&rec->last_ret, stamp) ==
+                      LFPOOL_PCPU_OK)) {
+        *r = rec;
+        return true;
+    }
+    return false;
+}
+
 /* The quick loop of ret_bulk_fast over handles [h, stop): the owner's
  * biased commit of each of its own hand-outs, the record appended to
  * run[m...] (m: the run's length so far); anything else goes to
@@ -2178,20 +2203,8 @@ ret_bulk_quick(struct lfpool *p, const lfpool_handle *h, const lfpool_handle *st
     struct lfpool_rec **r = run + m;
     LFPOOL_UNROLL2
     for (; h < stop; h++) {
-        struct lfpool_rec *rec = h->priv_rec;
-        uint32_t word = h->priv_word;
-        /* ours (pool id | HANDLE_OWNED, our tag: a bulk get's handle,
-         * priv_rec set) and OUT: the commit is REC_OUT -> REC_CACHED in
-         * the state bits, the generation kept (one add, as ret_fast_commit:
-         * a hand-out's word is gen | OUT) */
-        if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
-            lfpool_likely(!wear || !ret_worn(p, rec, now)) &&
-            lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK,
-                                                   (uint32_t *)&rec->state, word,
-                                                   word + (REC_CACHED - REC_OUT),
-                                                   (uint64_t *)&rec->last_ret, stamp) ==
-                          LFPOOL_PCPU_OK))
-            *r++ = rec;
+        if (ret_bulk_commit_owned(p, h, r, mine, tag, mode, off, now, stamp, wear))
+            r++;
         else
             r = run + ret_bulk_other(p, h, run, (uint32_t)(r - run), off, now, first);
     }
@@ -2225,28 +2238,6 @@ static int ret_bulk_fast(struct lfpool *p, const lfpool_handle *hs, size_t n)
             ret_bulk_put(p, run, m, off);
     }
     return first;
-}
-
-/* ret_bulk_quick's step for one handle h, no wear: ours (this pool's id |
- * HANDLE_OWNED, our tag, an object) and ended by the biased commit (one
- * section: the mode BIASED, the record's word still this hand-out's,
- * last_ret, the commit of CACHED); then its record goes to *r.  False:
- * not ended (nothing stored), for the caller's rest. */
-static inline __attribute__((always_inline)) bool
-ret_bulk_commit_owned(const lfpool_handle *h, struct lfpool_rec **r, uint64_t mine, uint32_t tag,
-                      const uint32_t *mode, long off, uint64_t stamp)
-{
-    struct lfpool_rec *rec = h->priv_rec;
-    uint32_t word = h->priv_word;
-    if (lfpool_likely(h->priv_pool == mine && h->priv_owner == tag && h->obj != NULL) &&
-        lfpool_likely(lfpool_pcpu_store2_if_at(off, mode, LFPOOL_BIAS_MASK, (uint32_t *)&rec->state,
-                                               word, word + (REC_CACHED - REC_OUT),
-                                               (uint64_t *)&rec->last_ret, stamp) ==
-                      LFPOOL_PCPU_OK)) {
-        *r = rec;
-        return true;
-    }
-    return false;
 }
 
 /* ret_bulk_inline's handles from h on, h the first its quick loop did not
@@ -2291,12 +2282,11 @@ static inline __attribute__((always_inline)) int ret_bulk_inline(struct lfpool *
     uint64_t stamp = lfpool_dbits(now);
     struct lfpool_rec **r = run;
     const lfpool_handle *h = hs, *end = hs + n;
-    /* four handles a step (the loop's compare and branch, and one step of
-     * each pointer, per four), an odd first one alone, then a pair if
-     * n & 2: written out, so that the loop has no set-up for its remainder
-     * and leaves, at a handle it does not end (h + i), with h and r there */
+    /* four a step (BULK_FOUR_A_STEP); a handle not ended leaves the loop
+     * with h and r at it (h + i), the rest is ret_bulk_inline_rest's */
 #define RET_BULK_COMMIT(i)                                                                 \
-    if (lfpool_unlikely(!ret_bulk_commit_owned(h + (i), r + (i), mine, tag, mode, off, stamp))) { \
+    if (lfpool_unlikely(                                                                   \
+            !ret_bulk_commit_owned(p, h + (i), r + (i), mine, tag, mode, off, now, stamp, false))) { \
         h += (i), r += (i);                                                                \
         goto rest;                                                                         \
     }
